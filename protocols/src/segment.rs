@@ -1,0 +1,2 @@
+//! placeholder, being written
+pub const FORMAT_VERSION: u32 = 1;
