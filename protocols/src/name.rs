@@ -99,7 +99,9 @@ fn check_no_dotdot(kind: &'static str, s: &str) -> Result<(), NameError> {
 fn validate_database(s: &str) -> Result<(), NameError> {
     const KIND: &str = "database name";
     check_len(KIND, s, MAX_SHORT_NAME_LEN)?;
-    check_chars(KIND, s, |c| c.is_ascii_alphanumeric() || c == '_' || c == '-')?;
+    check_chars(KIND, s, |c| {
+        c.is_ascii_alphanumeric() || c == '_' || c == '-'
+    })?;
     if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(NameError::BadStart {
             kind: KIND,

@@ -1,0 +1,330 @@
+//! [`ReadingBatch`]: readings of one measurement, gathered into columns.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, TimestampNanosecondArray, UInt64Array,
+};
+use arrow_schema::{Schema, SchemaRef};
+
+use super::BatchError;
+use super::schema::{TIME_ZONE, canonical_schema};
+use crate::name::{FieldKey, Measurement, TagKey};
+use crate::reading::{FieldType, FieldValue, Reading};
+
+/// A tag column: dictionary indexes per row, and the distinct values.
+#[derive(Debug, Default)]
+struct TagColumn {
+    rows: Vec<Option<u32>>,
+    values: Vec<String>,
+    lookup: HashMap<String, u32>,
+}
+
+impl TagColumn {
+    fn push(&mut self, value: Option<&str>) -> usize {
+        let Some(value) = value else {
+            self.rows.push(None);
+            return 0;
+        };
+        if let Some(&i) = self.lookup.get(value) {
+            self.rows.push(Some(i));
+            return 0;
+        }
+        // More than u32::MAX distinct values cannot fit in memory anyway;
+        // saturating keeps this panic-free.
+        let i = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+        self.values.push(value.to_owned());
+        self.lookup.insert(value.to_owned(), i);
+        self.rows.push(Some(i));
+        value.len()
+    }
+
+    /// Each row's sort rank: 0 for null, else 1 + the value's rank among the
+    /// distinct values (byte order). Also returns the values sorted.
+    fn ranks(&self) -> (Vec<u32>, Vec<&str>) {
+        let mut order: Vec<u32> = (0..self.values.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| self.values[a as usize].cmp(&self.values[b as usize]));
+        let mut rank_of = vec![0u32; self.values.len()];
+        for (rank, &v) in order.iter().enumerate() {
+            rank_of[v as usize] = rank as u32 + 1;
+        }
+        let rows = self
+            .rows
+            .iter()
+            .map(|r| r.map_or(0, |i| rank_of[i as usize]))
+            .collect();
+        let sorted = order
+            .iter()
+            .map(|&i| self.values[i as usize].as_str())
+            .collect();
+        (rows, sorted)
+    }
+}
+
+/// A field column of one type.
+#[derive(Debug)]
+enum FieldColumn {
+    F64(Vec<Option<f64>>),
+    I64(Vec<Option<i64>>),
+    U64(Vec<Option<u64>>),
+    Bool(Vec<Option<bool>>),
+    Str(Vec<Option<String>>),
+}
+
+impl FieldColumn {
+    fn new(t: FieldType, nulls: usize) -> Self {
+        match t {
+            FieldType::F64 => FieldColumn::F64(vec![None; nulls]),
+            FieldType::I64 => FieldColumn::I64(vec![None; nulls]),
+            FieldType::U64 => FieldColumn::U64(vec![None; nulls]),
+            FieldType::Bool => FieldColumn::Bool(vec![None; nulls]),
+            FieldType::Str => FieldColumn::Str(vec![None; nulls]),
+        }
+    }
+
+    fn field_type(&self) -> FieldType {
+        match self {
+            FieldColumn::F64(_) => FieldType::F64,
+            FieldColumn::I64(_) => FieldType::I64,
+            FieldColumn::U64(_) => FieldType::U64,
+            FieldColumn::Bool(_) => FieldType::Bool,
+            FieldColumn::Str(_) => FieldType::Str,
+        }
+    }
+
+    /// Appends a value (or null), returning its approximate size in bytes.
+    /// The caller has checked that the type matches.
+    fn push(&mut self, value: Option<&FieldValue>) -> usize {
+        match (self, value) {
+            (FieldColumn::F64(c), Some(FieldValue::F64(v))) => c.push(Some(*v)),
+            (FieldColumn::I64(c), Some(FieldValue::I64(v))) => c.push(Some(*v)),
+            (FieldColumn::U64(c), Some(FieldValue::U64(v))) => c.push(Some(*v)),
+            (FieldColumn::Bool(c), Some(FieldValue::Bool(v))) => c.push(Some(*v)),
+            (FieldColumn::Str(c), Some(FieldValue::Str(v))) => {
+                c.push(Some(v.clone()));
+                return v.len() + 4;
+            }
+            (FieldColumn::F64(c), _) => c.push(None),
+            (FieldColumn::I64(c), _) => c.push(None),
+            (FieldColumn::U64(c), _) => c.push(None),
+            (FieldColumn::Bool(c), _) => c.push(None),
+            (FieldColumn::Str(c), _) => {
+                c.push(None);
+                return 4;
+            }
+        }
+        8
+    }
+
+    fn to_array(&self, perm: &[usize]) -> ArrayRef {
+        match self {
+            FieldColumn::F64(c) => Arc::new(perm.iter().map(|&i| c[i]).collect::<Float64Array>()),
+            FieldColumn::I64(c) => Arc::new(perm.iter().map(|&i| c[i]).collect::<Int64Array>()),
+            FieldColumn::U64(c) => Arc::new(perm.iter().map(|&i| c[i]).collect::<UInt64Array>()),
+            FieldColumn::Bool(c) => Arc::new(perm.iter().map(|&i| c[i]).collect::<BooleanArray>()),
+            FieldColumn::Str(c) => Arc::new(
+                perm.iter()
+                    .map(|&i| c[i].as_deref())
+                    .collect::<StringArray>(),
+            ),
+        }
+    }
+}
+
+/// Readings of one measurement in columnar form, ready to become a
+/// [`RecordBatch`]. See the [module docs](super) for the rules it enforces.
+#[derive(Debug)]
+pub struct ReadingBatch {
+    measurement: Measurement,
+    time: Vec<i64>,
+    tags: BTreeMap<TagKey, TagColumn>,
+    fields: BTreeMap<FieldKey, FieldColumn>,
+    byte_size: usize,
+}
+
+impl ReadingBatch {
+    /// An empty batch for `measurement`.
+    pub fn new(measurement: Measurement) -> Self {
+        ReadingBatch {
+            measurement,
+            time: Vec::new(),
+            tags: BTreeMap::new(),
+            fields: BTreeMap::new(),
+            byte_size: 0,
+        }
+    }
+
+    /// A batch holding `readings`, or the first error.
+    pub fn from_readings<'a>(
+        measurement: Measurement,
+        readings: impl IntoIterator<Item = &'a Reading>,
+    ) -> Result<Self, BatchError> {
+        let mut batch = ReadingBatch::new(measurement);
+        for r in readings {
+            batch.push(r)?;
+        }
+        Ok(batch)
+    }
+
+    /// The measurement every row belongs to.
+    pub fn measurement(&self) -> &Measurement {
+        &self.measurement
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.time.is_empty()
+    }
+
+    /// Approximate in-memory size of the column data, in bytes: 8 per time,
+    /// 4 per tag slot plus each distinct tag value, 8 per numeric or boolean
+    /// field slot, 4 plus the length per string field slot. Null slots count.
+    pub fn byte_size(&self) -> usize {
+        self.byte_size
+    }
+
+    /// The type a field has in this batch, if it has appeared.
+    pub fn field_type(&self, key: &FieldKey) -> Option<FieldType> {
+        self.fields.get(key).map(FieldColumn::field_type)
+    }
+
+    /// Checks `reading` against the batch without changing anything.
+    fn check(&self, reading: &Reading) -> Result<(), BatchError> {
+        if reading.measurement != self.measurement {
+            return Err(BatchError::WrongMeasurement {
+                expected: self.measurement.clone(),
+                found: reading.measurement.clone(),
+            });
+        }
+        if reading.fields.is_empty() {
+            return Err(BatchError::NoFields);
+        }
+        for key in reading.tags.keys() {
+            if self.fields.contains_key(key.as_str()) || reading.fields.contains_key(key.as_str()) {
+                return Err(BatchError::NameCollision {
+                    name: key.as_str().to_owned(),
+                });
+            }
+        }
+        for (key, value) in &reading.fields {
+            if self.tags.contains_key(key.as_str()) {
+                return Err(BatchError::NameCollision {
+                    name: key.as_str().to_owned(),
+                });
+            }
+            if let Some(column) = self.fields.get(key) {
+                let (existing, incoming) = (column.field_type(), value.field_type());
+                if existing != incoming {
+                    return Err(BatchError::TypeConflict {
+                        field: key.clone(),
+                        existing,
+                        incoming,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends one reading as a row. On error the batch is unchanged.
+    pub fn push(&mut self, reading: &Reading) -> Result<(), BatchError> {
+        self.check(reading)?;
+        let n = self.len();
+        for key in reading.tags.keys() {
+            if !self.tags.contains_key(key) {
+                let column = TagColumn {
+                    rows: vec![None; n],
+                    ..TagColumn::default()
+                };
+                self.tags.insert(key.clone(), column);
+            }
+        }
+        for (key, value) in &reading.fields {
+            if !self.fields.contains_key(key) {
+                let column = FieldColumn::new(value.field_type(), n);
+                self.byte_size += n * if value.field_type() == FieldType::Str {
+                    4
+                } else {
+                    8
+                };
+                self.fields.insert(key.clone(), column);
+            }
+        }
+        let mut size = 8;
+        for (key, column) in &mut self.tags {
+            size += 4 + column.push(reading.tags.get(key).map(String::as_str));
+        }
+        for (key, column) in &mut self.fields {
+            size += column.push(reading.fields.get(key));
+        }
+        self.time.push(reading.time_ns);
+        self.byte_size += size;
+        Ok(())
+    }
+
+    /// The batch's schema: `time`, tags sorted by key, fields sorted by key.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(self.schema_inner())
+    }
+
+    fn schema_inner(&self) -> Schema {
+        canonical_schema(
+            self.tags.keys(),
+            self.fields.iter().map(|(k, c)| (k, c.field_type())),
+        )
+    }
+
+    /// The rows as a [`RecordBatch`] with [`schema`](Self::schema), sorted by
+    /// the tag values (in tag-key order, null before any value, strings in
+    /// byte order), then by time; a stable sort, so equal keys keep push order.
+    /// Tag dictionaries hold the distinct values in sorted order.
+    pub fn to_record_batch(&self) -> Result<RecordBatch, BatchError> {
+        let tags: Vec<(Vec<u32>, Vec<&str>)> = self.tags.values().map(TagColumn::ranks).collect();
+        let mut perm: Vec<usize> = (0..self.len()).collect();
+        perm.sort_by(|&a, &b| {
+            for (ranks, _) in &tags {
+                match ranks[a].cmp(&ranks[b]) {
+                    Ordering::Equal => {}
+                    other => return other,
+                }
+            }
+            self.time[a].cmp(&self.time[b])
+        });
+
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(1 + tags.len() + self.fields.len());
+        let time = TimestampNanosecondArray::from(
+            perm.iter().map(|&i| self.time[i]).collect::<Vec<i64>>(),
+        );
+        columns.push(Arc::new(time.with_timezone(TIME_ZONE)));
+        for (ranks, sorted) in &tags {
+            let keys: Int32Array = perm
+                .iter()
+                .map(|&i| match ranks[i] {
+                    0 => Ok(None),
+                    r => i32::try_from(r - 1).map(Some),
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|_| BatchError::TooManyTagValues)?;
+            let values: ArrayRef = Arc::new(StringArray::from_iter_values(sorted.iter()));
+            columns.push(Arc::new(DictionaryArray::<Int32Type>::try_new(
+                keys, values,
+            )?));
+        }
+        for column in self.fields.values() {
+            columns.push(column.to_array(&perm));
+        }
+        Ok(RecordBatch::try_new(
+            Arc::new(self.schema_inner()),
+            columns,
+        )?)
+    }
+}

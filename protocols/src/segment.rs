@@ -1,2 +1,0 @@
-//! placeholder, being written
-pub const FORMAT_VERSION: u32 = 1;
