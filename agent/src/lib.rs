@@ -1,0 +1,16 @@
+//! # ferry-agent
+//!
+//! The gateway agent. Sensors publish to its embedded MQTT broker or hang off
+//! its serial ports; every reading goes into a durable SQLite buffer, is cut
+//! into Parquet segments and shipped to the hub, and is deleted only once the
+//! hub has acknowledged the segment that holds it.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`ingest`] | the seam between sources and the buffer |
+//! | [`broker`] | the embedded broker and its acknowledgement gate |
+//! | [`store`] | the SQLite buffer |
+
+pub mod broker;
+pub mod ingest;
+pub mod store;
