@@ -23,6 +23,8 @@
 pub mod api;
 pub mod batch;
 pub mod compression;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod json;
 pub mod lp;
 pub mod msgpack;

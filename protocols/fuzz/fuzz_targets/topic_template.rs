@@ -1,31 +1,6 @@
-//! Topic templates: parsing arbitrary templates and matching arbitrary topics
-//! must never panic, and a parsed template's filter must parse again.
+//! See `ferry_protocols::fuzz_checks::topic_template` for what this target checks.
 #![no_main]
 
-use ferry_protocols::topic::TopicTemplate;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    // The first line is the template, the rest are topics to match.
-    let mut lines = text.split('\n');
-    let Some(template) = lines.next() else {
-        return;
-    };
-    let Ok(tpl) = template.parse::<TopicTemplate>() else {
-        return;
-    };
-    let filter: TopicTemplate = tpl
-        .filter()
-        .parse()
-        .expect("the filter of a valid template is a valid template");
-    for topic in lines {
-        let matched = tpl.matches(topic);
-        // A topic the template matches also matches its filter.
-        if let Ok(Some(_)) = matched {
-            assert!(matches!(filter.matches(topic), Ok(Some(_))));
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| ferry_protocols::fuzz_checks::topic_template::check(data));
