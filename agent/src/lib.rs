@@ -10,7 +10,10 @@
 //! | [`ingest`] | the seam between sources and the buffer |
 //! | [`broker`] | the embedded broker and its acknowledgement gate |
 //! | [`store`] | the SQLite buffer |
+//! | [`route`] | topics → readings: templates, payload formats, dead letters |
 
 pub mod broker;
 pub mod ingest;
+pub mod metrics;
+pub mod route;
 pub mod store;

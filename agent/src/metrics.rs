@@ -1,0 +1,6 @@
+//! Metric names of the agent's routing and uplink. (The broker and the store
+//! name theirs in `broker::metrics` and `store::metrics`.)
+
+pub const ROUTE_READINGS_TOTAL: &str = "ferry_agent_route_readings_total";
+pub const ROUTE_DECODE_ERRORS_TOTAL: &str = "ferry_agent_route_decode_errors_total";
+pub const ROUTE_UNROUTED_TOTAL: &str = "ferry_agent_route_unrouted_total";

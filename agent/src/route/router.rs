@@ -1,0 +1,198 @@
+//! The router: the [`IngestSink`] that sources hand messages to.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::ingest::{Accepted, Durability, Incoming, IngestSink, Message, RejectReason, Source};
+use crate::metrics as m;
+
+use super::config::RouteConfig;
+use super::decode::{Decoded, decode};
+use super::ratelimit::RateLimitedLog;
+
+/// A message that could not be decoded, kept for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub received_ns: i64,
+    pub topic: String,
+    pub source: String,
+    pub error: String,
+    pub payload: bytes::Bytes,
+}
+
+/// Where the router puts readings: the SQLite buffer in the agent, an
+/// in-memory recorder in tests.
+pub trait Buffer: Clone + Send + Sync + 'static {
+    /// Stores readings. For [`Durability::Durable`] the future resolves once
+    /// they are committed.
+    fn append(
+        &self,
+        readings: Vec<Incoming>,
+        durability: Durability,
+    ) -> impl Future<Output = Result<(), RejectReason>> + Send;
+
+    /// Keeps an undecodable message in the capped dead-letter table.
+    fn dead_letter(
+        &self,
+        letter: DeadLetter,
+    ) -> impl Future<Output = Result<(), RejectReason>> + Send;
+}
+
+struct RouteState {
+    config: RouteConfig,
+    label: String,
+    log: RateLimitedLog,
+}
+
+/// Matches topics to routes, decodes payloads and appends the readings.
+pub struct Router<B> {
+    routes: Arc<[RouteState]>,
+    buffer: B,
+    clock: fn() -> i64,
+}
+
+impl<B> std::fmt::Debug for Router<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let labels: Vec<&str> = self.routes.iter().map(|r| r.label.as_str()).collect();
+        f.debug_struct("Router").field("routes", &labels).finish()
+    }
+}
+
+impl<B: Clone> Clone for Router<B> {
+    fn clone(&self) -> Self {
+        Router {
+            routes: self.routes.clone(),
+            buffer: self.buffer.clone(),
+            clock: self.clock,
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch on the system clock.
+pub(crate) fn system_now_ns() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_nanos()).unwrap_or(i64::MAX)
+}
+
+impl<B: Buffer> Router<B> {
+    pub fn new(routes: Vec<RouteConfig>, buffer: B) -> Self {
+        Self::with_clock(routes, buffer, system_now_ns)
+    }
+
+    /// A router with an injected clock (for readings without a timestamp).
+    pub fn with_clock(routes: Vec<RouteConfig>, buffer: B, clock: fn() -> i64) -> Self {
+        let routes = routes
+            .into_iter()
+            .enumerate()
+            .map(|(i, config)| RouteState {
+                label: format!("{i}:{}", config.topic),
+                config,
+                log: RateLimitedLog::new(Duration::from_secs(60)),
+            })
+            .collect();
+        Router {
+            routes,
+            buffer,
+            clock,
+        }
+    }
+
+    /// The MQTT filters the routes need, for upstream subscriptions.
+    pub fn filters(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .map(|r| r.config.topic.filter())
+            .collect()
+    }
+
+    async fn handle(&self, message: Message) -> Accepted {
+        let now = (self.clock)();
+        let durability = message.qos.durability();
+        for route in self.routes.iter() {
+            let captured = match route.config.topic.matches(&message.topic) {
+                Ok(None) => continue,
+                Ok(Some(captured)) => captured,
+                Err(e) => {
+                    let decoded = Decoded {
+                        readings: Vec::new(),
+                        failure: Some(super::DecodeFailure {
+                            rejected: 0,
+                            message: e.to_string(),
+                        }),
+                    };
+                    return self.store(route, &message, decoded, durability, now).await;
+                }
+            };
+            let decoded = decode(&route.config, &captured, &message.payload, now);
+            return self.store(route, &message, decoded, durability, now).await;
+        }
+        metrics::counter!(m::ROUTE_UNROUTED_TOTAL).increment(1);
+        Accepted::Unrouted
+    }
+
+    async fn store(
+        &self,
+        route: &RouteState,
+        message: &Message,
+        decoded: Decoded,
+        durability: Durability,
+        now: i64,
+    ) -> Accepted {
+        let database = &route.config.database;
+        let count = decoded.readings.len() as u64;
+        if count > 0 {
+            let incoming = decoded
+                .readings
+                .into_iter()
+                .map(|reading| Incoming {
+                    database: database.clone(),
+                    reading,
+                })
+                .collect();
+            if let Err(reason) = self.buffer.append(incoming, durability).await {
+                return Accepted::Rejected(reason);
+            }
+            metrics::counter!(m::ROUTE_READINGS_TOTAL, "route" => route.label.clone())
+                .increment(count);
+        }
+        let Some(failure) = decoded.failure else {
+            return Accepted::Stored;
+        };
+        metrics::counter!(m::ROUTE_DECODE_ERRORS_TOTAL, "route" => route.label.clone())
+            .increment(1);
+        if let Some(suppressed) = route.log.check(Instant::now()) {
+            tracing::warn!(
+                route = %route.label,
+                topic = %message.topic,
+                error = %failure.message,
+                suppressed,
+                "payload rejected; kept as a dead letter"
+            );
+        }
+        let source = match &message.source {
+            Source::Broker { client_id } => format!("broker:{client_id}"),
+            Source::Upstream { name } => format!("upstream:{name}"),
+        };
+        let letter = DeadLetter {
+            received_ns: now,
+            topic: message.topic.clone(),
+            source,
+            error: failure.message,
+            payload: message.payload.clone(),
+        };
+        match self.buffer.dead_letter(letter).await {
+            Ok(()) => Accepted::Stored,
+            Err(reason) => Accepted::Rejected(reason),
+        }
+    }
+}
+
+impl<B: Buffer> IngestSink for Router<B> {
+    fn ingest(&self, message: Message) -> impl Future<Output = Accepted> + Send {
+        let this = self.clone();
+        async move { this.handle(message).await }
+    }
+}
