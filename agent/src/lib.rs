@@ -10,10 +10,15 @@
 //! | [`ingest`] | the seam between sources and the buffer |
 //! | [`broker`] | the embedded broker and its acknowledgement gate |
 //! | [`store`] | the SQLite buffer |
+//! | [`uplink`] | segments → hub, in order, with backoff and quarantine |
+//! | [`http`] | local health, metrics and status |
 //! | [`route`] | topics → readings: templates, payload formats, dead letters |
 
 pub mod broker;
+pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod route;
 pub mod store;
+pub mod tls;
+pub mod uplink;

@@ -24,4 +24,4 @@ mod tests;
 pub use config::{PayloadFormat, RouteConfig};
 pub use decode::{DecodeFailure, Decoded};
 pub use ratelimit::RateLimitedLog;
-pub use router::{Buffer, DeadLetter, Router};
+pub use router::{Buffer, DeadLetter, Router, system_now_ns};

@@ -70,7 +70,7 @@ impl<B: Clone> Clone for Router<B> {
 }
 
 /// Nanoseconds since the Unix epoch on the system clock.
-pub(crate) fn system_now_ns() -> i64 {
+pub fn system_now_ns() -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

@@ -1,0 +1,222 @@
+//! One upload: POST a segment, classify the answer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferry_protocols::AgentId;
+use ferry_protocols::api::{self, ErrorBody, SegmentAck, headers};
+
+use super::config::UplinkConfig;
+
+/// A segment waiting to be uploaded.
+#[derive(Debug, Clone)]
+pub struct PendingSegment {
+    pub seq: u64,
+    /// `database.measurement`, for logs.
+    pub table: String,
+    pub rows: u64,
+    pub file: Bytes,
+}
+
+/// What the agent tells the hub about its backlog with each upload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub readings: u64,
+    pub bytes: u64,
+}
+
+/// Why an upload failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadError {
+    /// The hub rejected the segment itself; retrying cannot help.
+    #[error("hub rejected the segment ({status}): {message}")]
+    Permanent { status: u16, message: String },
+    /// Anything else: the network, the hub's health, auth. Retry.
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// Could not build the HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("uplink.ca_file: {0}")]
+    Ca(String),
+    #[error("uplink: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
+/// Talks to one hub.
+#[derive(Debug, Clone)]
+pub struct HubClient {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    agent_id: AgentId,
+}
+
+impl HubClient {
+    pub fn new(
+        config: &UplinkConfig,
+        token: Option<String>,
+        agent_id: AgentId,
+    ) -> Result<Self, ClientError> {
+        crate::tls::install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("ferry-agent/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(30));
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path).map_err(|e| ClientError::Ca(e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ClientError::Ca(e.to_string()))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        Ok(HubClient {
+            http: builder.build()?,
+            url: format!(
+                "{}{}",
+                config.hub_url.trim_end_matches('/'),
+                api::SEGMENTS_PATH
+            ),
+            token,
+            agent_id,
+        })
+    }
+
+    /// Uploads one segment and waits for the hub's acknowledgement.
+    pub async fn upload(
+        &self,
+        segment: &PendingSegment,
+        backlog: Backlog,
+    ) -> Result<SegmentAck, UploadError> {
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, api::SEGMENT_CONTENT_TYPE)
+            .header(headers::AGENT_ID, self.agent_id.as_str())
+            .header(headers::SEGMENT_SEQ, segment.seq.to_string())
+            .header(headers::BACKLOG_READINGS, backlog.readings.to_string())
+            .header(headers::BACKLOG_BYTES, backlog.bytes.to_string())
+            .header(headers::AGENT_VERSION, env!("CARGO_PKG_VERSION"))
+            .body(segment.file.clone());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| UploadError::Transient(describe(&e)))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| {
+            UploadError::Transient(format!("reading the hub's answer: {}", describe(&e)))
+        })?;
+        classify(status, &body, &self.agent_id, segment.seq)
+    }
+}
+
+/// Turns the hub's answer into an acknowledgement or an error.
+pub(crate) fn classify(
+    status: u16,
+    body: &[u8],
+    agent_id: &AgentId,
+    seq: u64,
+) -> Result<SegmentAck, UploadError> {
+    if status == 200 {
+        let ack: SegmentAck = serde_json::from_slice(body).map_err(|e| {
+            UploadError::Transient(format!("hub answered 200 with an unreadable body: {e}"))
+        })?;
+        if ack.agent_id != *agent_id || ack.sequence != seq {
+            return Err(UploadError::Transient(format!(
+                "hub acknowledged {}#{} for an upload of {agent_id}#{seq}",
+                ack.agent_id, ack.sequence
+            )));
+        }
+        return Ok(ack);
+    }
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let message = match &parsed {
+        Some(e) => format!("{:?}: {}", e.error, e.message),
+        None => String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
+    };
+    let permanent = match &parsed {
+        Some(e) => e.error.is_permanent(),
+        // Without a Ferry error body, only statuses that mean "this request
+        // can never succeed" are permanent.
+        None => matches!(status, 400 | 413 | 415 | 422),
+    };
+    if permanent {
+        Err(UploadError::Permanent { status, message })
+    } else {
+        Err(UploadError::Transient(format!(
+            "hub answered {status}: {message}"
+        )))
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_protocols::api::{AckStatus, ErrorCode};
+
+    fn id() -> AgentId {
+        AgentId::new("gw-1").unwrap()
+    }
+
+    #[test]
+    fn classification() {
+        let ack = SegmentAck {
+            agent_id: id(),
+            sequence: 3,
+            status: AckStatus::Committed,
+            rows: 10,
+            table: "a.b".into(),
+            table_version: Some(4),
+        };
+        let body = serde_json::to_vec(&ack).unwrap();
+        assert_eq!(classify(200, &body, &id(), 3), Ok(ack));
+        assert!(matches!(
+            classify(200, &body, &id(), 4),
+            Err(UploadError::Transient(_))
+        ));
+        assert!(matches!(
+            classify(200, b"nope", &id(), 3),
+            Err(UploadError::Transient(_))
+        ));
+
+        let schema = serde_json::to_vec(&ErrorBody::new(ErrorCode::SchemaConflict, "x")).unwrap();
+        assert!(matches!(
+            classify(409, &schema, &id(), 3),
+            Err(UploadError::Permanent { status: 409, .. })
+        ));
+        let auth = serde_json::to_vec(&ErrorBody::new(ErrorCode::Unauthorized, "x")).unwrap();
+        assert!(matches!(
+            classify(401, &auth, &id(), 3),
+            Err(UploadError::Transient(_))
+        ));
+        assert!(matches!(
+            classify(503, b"", &id(), 3),
+            Err(UploadError::Transient(_))
+        ));
+        assert!(matches!(
+            classify(502, b"<html>", &id(), 3),
+            Err(UploadError::Transient(_))
+        ));
+        assert!(matches!(
+            classify(413, b"too big", &id(), 3),
+            Err(UploadError::Permanent { .. })
+        ));
+    }
+}

@@ -1,0 +1,170 @@
+//! The uplink: ships pending segments to the hub, in sequence order.
+//!
+//! Guarantees:
+//! - A segment is deleted from the buffer only after the hub acknowledged it
+//!   (`200` with a [`SegmentAck`](ferry_protocols::api::SegmentAck) naming this
+//!   agent and sequence). The hub acknowledges only once the commit holding it
+//!   is durable, and answers a replay with `duplicate`; so transfer is
+//!   at-least-once and the lake is exactly-once.
+//! - Segments go out one at a time, lowest sequence first; a segment is never
+//!   skipped except by quarantine.
+//! - A segment the hub rejects as malformed (a permanent 4xx, see
+//!   [`ErrorCode::is_permanent`](ferry_protocols::api::ErrorCode::is_permanent))
+//!   is quarantined: kept on disk, counted, shown in status, never retried;
+//!   the queue behind it goes on. Authentication failures are *not*
+//!   permanent: fix the token and the backlog drains.
+//! - Everything else (network errors, timeouts, 5xx, 401/403, 429) is retried
+//!   with exponential backoff and jitter (`backoff_initial` to `backoff_max`).
+//! - `max_bytes_per_second` caps the *average* upload rate: after each upload
+//!   the uplink waits until the bytes sent fit the budget. A single segment
+//!   still goes out at line rate; keep `segment.max_bytes` small on slow links.
+
+mod backoff;
+mod client;
+mod config;
+mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use backoff::Backoff;
+pub use client::{Backlog, ClientError, HubClient, PendingSegment, UploadError};
+pub use config::UplinkConfig;
+pub use status::{UplinkState, UplinkStatus};
+
+use crate::metrics as m;
+
+/// The buffer's side of the uplink.
+pub trait SegmentQueue: Clone + Send + Sync + 'static {
+    type Error: std::fmt::Display + Send;
+
+    /// The pending segment with the lowest sequence, if any.
+    fn next_pending(
+        &self,
+    ) -> impl Future<Output = Result<Option<PendingSegment>, Self::Error>> + Send;
+    /// The hub acknowledged `seq`: delete it.
+    fn ack(&self, seq: u64) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// The hub rejected `seq` for good: keep it aside.
+    fn quarantine(
+        &self,
+        seq: u64,
+        reason: String,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// What is still buffered, reported to the hub.
+    fn backlog(&self) -> Backlog;
+}
+
+/// How long to wait for new segments when the queue is empty, if nobody
+/// calls the wake-up `Notify`.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Runs until `shutdown`. An upload in flight at shutdown is abandoned; the
+/// segment stays pending and is sent again (and deduplicated) next time.
+pub async fn run<Q: SegmentQueue>(
+    config: UplinkConfig,
+    client: HubClient,
+    queue: Q,
+    wake: Arc<Notify>,
+    status: UplinkStatus,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
+    let rate = config.max_bytes_per_second.as_u64();
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let segment = match queue.next_pending().await {
+            Ok(Some(segment)) => segment,
+            Ok(None) => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "uplink cannot read the buffer");
+                if sleep_or_cancel(backoff.next_delay(), &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = client.upload(&segment, queue.backlog()) => r,
+        };
+        let bytes = segment.file.len() as u64;
+        match result {
+            Ok(ack) => {
+                if let Err(e) = queue.ack(segment.seq).await {
+                    // The hub has it; a replay after restart is deduplicated.
+                    tracing::error!(seq = segment.seq, error = %e, "cannot delete an acknowledged segment");
+                }
+                backoff.reset();
+                metrics::counter!(m::UPLINK_SEGMENTS_TOTAL, "result" => ack_label(&ack))
+                    .increment(1);
+                metrics::counter!(m::UPLINK_BYTES_TOTAL).increment(bytes);
+                metrics::counter!(m::UPLINK_ROWS_TOTAL).increment(segment.rows);
+                metrics::histogram!(m::UPLINK_SECONDS).record(started.elapsed().as_secs_f64());
+                status.record_success(segment.seq);
+                tracing::debug!(seq = segment.seq, table = %segment.table, rows = segment.rows, status = ?ack.status, "segment acknowledged");
+            }
+            Err(UploadError::Permanent {
+                status: code,
+                message,
+            }) => {
+                tracing::error!(seq = segment.seq, table = %segment.table, status = code, %message, "hub rejected a segment; quarantined");
+                metrics::counter!(m::UPLINK_SEGMENTS_TOTAL, "result" => "quarantined").increment(1);
+                if let Err(e) = queue.quarantine(segment.seq, message.clone()).await {
+                    tracing::error!(seq = segment.seq, error = %e, "cannot quarantine a segment");
+                }
+                status.record_quarantine(segment.seq, message);
+                backoff.reset();
+            }
+            Err(UploadError::Transient(message)) => {
+                metrics::counter!(m::UPLINK_RETRIES_TOTAL).increment(1);
+                let delay = backoff.next_delay();
+                if status.record_failure(message.clone()) {
+                    tracing::warn!(seq = segment.seq, error = %message, retry_in = ?delay, "upload failed; retrying");
+                } else {
+                    tracing::debug!(seq = segment.seq, error = %message, retry_in = ?delay, "upload failed again");
+                }
+                if sleep_or_cancel(delay, &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        }
+        if rate > 0 {
+            let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);
+            if let Some(wait) = budget.checked_sub(started.elapsed())
+                && sleep_or_cancel(wait, &shutdown).await
+            {
+                return;
+            }
+        }
+    }
+}
+
+fn ack_label(ack: &ferry_protocols::api::SegmentAck) -> &'static str {
+    match ack.status {
+        ferry_protocols::api::AckStatus::Committed => "committed",
+        ferry_protocols::api::AckStatus::Duplicate => "duplicate",
+    }
+}
+
+/// Sleeps; returns true if cancelled first.
+async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
