@@ -7,6 +7,7 @@
 //!
 //! | module | role |
 //! |---|---|
+//! | [`config`] | the TOML file: parsing, validation, the commented template |
 //! | [`ingest`] | the seam between sources and the buffer |
 //! | [`broker`] | the embedded broker and its acknowledgement gate |
 //! | [`store`] | the SQLite buffer |
@@ -14,11 +15,15 @@
 //! | [`http`] | local health, metrics and status |
 //! | [`route`] | topics → readings: templates, payload formats, dead letters |
 
+pub mod app;
 pub mod broker;
+pub mod cli;
+pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod route;
+pub mod segmenter;
 pub mod store;
 pub mod tls;
 pub mod uplink;

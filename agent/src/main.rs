@@ -1,9 +1,108 @@
-//! `ferry-agent`: the gateway agent. Not built yet; see issue "ferry-agent".
+//! `ferry-agent`: parse the command line, call the library.
 
-fn main() {
-    println!(
-        "ferry-agent {}: the agent is not built yet (protocols {} is ready)",
-        env!("CARGO_PKG_VERSION"),
-        ferry_protocols::segment::FORMAT_VERSION
-    );
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ferry_agent::{app, cli, config};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "ferry-agent", version, about = "Ferry's gateway agent: MQTT broker, durable buffer, uplink to the hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the agent.
+    Run {
+        /// The config file (TOML). Without it, every default applies.
+        #[arg(long, short, env = "FERRY_AGENT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file and print every problem with its key path.
+    CheckConfig {
+        #[arg(long, short, env = "FERRY_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print a fully commented default config.
+    GenerateConfig,
+    /// Show the running agent's backlog, uplink state and drops.
+    Status {
+        /// The agent's local HTTP address.
+        #[arg(long, default_value = "127.0.0.1:9180", env = "FERRY_AGENT_HTTP")]
+        http: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::GenerateConfig => {
+            print!("{}", config::TEMPLATE);
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config: path } => match config::load(&path) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Status { http, json } => match cli::status(&http, json) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ferry-agent status: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Run { config: path } => {
+            let config = match path {
+                Some(p) => match config::load(&p) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                None => config::AgentConfig::default(),
+            };
+            cli::init_logging(&config.log);
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "ferry-agent failed");
+                    eprintln!("ferry-agent: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn run(config: config::AgentConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ferry-agent")
+        .build()?;
+    runtime.block_on(async {
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+        let shutdown = CancellationToken::new();
+        let running = app::start(config, metrics, shutdown.clone()).await?;
+        cli::notify_ready();
+        cli::wait_for_signal().await;
+        shutdown.cancel();
+        running.wait().await
+    })
 }

@@ -36,7 +36,11 @@ pub struct MqttConfig {
     /// rumqttd: most packets queued towards one subscriber.
     #[serde(default = "default_max_outgoing_packet_count")]
     pub max_outgoing_packet_count: u64,
-    /// rumqttd: size of one segment of a topic's in-memory log.
+    /// rumqttd: size of one segment of a topic's in-memory log. rumqttd keeps
+    /// one log per distinct topic published (and per filter subscribed), each
+    /// holding at most `max_segment_size × max_segment_count` (plus one
+    /// packet), so the broker's memory is bounded by that times the number of
+    /// distinct topics.
     #[serde(default = "default_max_segment_size")]
     pub max_segment_size: ByteSize,
     /// rumqttd: segments kept per topic log.
@@ -123,6 +127,9 @@ pub struct UpstreamConfig {
     pub min_backoff: Duration,
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
+    /// Largest packet accepted from the upstream broker.
+    #[serde(default = "default_max_payload_size")]
+    pub max_packet_size: ByteSize,
 }
 
 impl fmt::Debug for UpstreamConfig {
@@ -175,10 +182,10 @@ fn default_max_outgoing_packet_count() -> u64 {
     200
 }
 fn default_max_segment_size() -> ByteSize {
-    ByteSize::mib(1)
+    ByteSize::kib(64)
 }
 fn default_max_segment_count() -> usize {
-    4
+    2
 }
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
@@ -238,6 +245,7 @@ impl UpstreamConfig {
             keep_alive: default_keep_alive(),
             min_backoff: default_min_backoff(),
             max_backoff: default_max_backoff(),
+            max_packet_size: default_max_payload_size(),
         }
     }
 }
@@ -264,10 +272,8 @@ impl MqttConfig {
         if self.max_outgoing_packet_count == 0 {
             errors.push("mqtt.max_outgoing_packet_count: must be at least 1".into());
         }
-        if self.max_segment_size.as_u64() < self.max_payload_size.as_u64() {
-            errors.push(
-                "mqtt.max_segment_size: must be at least mqtt.max_payload_size (one packet must fit a segment)".into(),
-            );
+        if self.max_segment_size.as_u64() < 1024 {
+            errors.push("mqtt.max_segment_size: must be at least 1 KiB".into());
         }
         if self.max_segment_count == 0 {
             errors.push("mqtt.max_segment_count: must be at least 1".into());
@@ -347,6 +353,9 @@ impl UpstreamConfig {
             errors.push(format!(
                 "{path}.min_backoff: must be non-zero and at most max_backoff"
             ));
+        }
+        if !(64..=MQTT_MAX_PACKET).contains(&self.max_packet_size.as_u64()) {
+            errors.push(format!("{path}.max_packet_size: must be 64 B..=256 MiB"));
         }
         if self.password.is_some() && self.username.is_none() {
             errors.push(format!("{path}.password: set without username"));

@@ -1,1 +1,244 @@
-//! placeholder
+//! The embedded MQTT broker and its acknowledgement gate.
+//!
+//! # Why a gate
+//!
+//! Ferry promises that *accepted means durable*: a publisher must not see
+//! the PUBACK (QoS 1) or PUBREC (QoS 2) for a reading before the reading is
+//! committed to the SQLite buffer. rumqttd 0.20 queues those acks in its
+//! router the moment a PUBLISH arrives (`router/routing.rs`,
+//! `handle_device_payload`), before any `Broker::link` consumer sees the
+//! message, so no rumqttd consumer can keep the promise.
+//!
+//! # Design
+//!
+//! ```text
+//!            public listeners                 loopback, ephemeral ports
+//! client ──▶ 0.0.0.0:1883 (tcp)  ──┐        ┌─▶ rumqttd v4 listener
+//! client ──▶ 0.0.0.0:8883 (tls)  ──┴─ gate ─┴─▶ rumqttd v5 listener
+//!                                    │
+//!                                    └─▶ IngestSink (SQLite buffer)
+//! ```
+//!
+//! rumqttd runs in-process on a dedicated thread ([`embedded`]) and listens
+//! only on 127.0.0.1. Clients connect to the gate ([`listener`], [`gate`]),
+//! which reads the CONNECT, picks the protocol level, checks the login if
+//! `[mqtt.auth]` is configured, and opens one loopback connection to
+//! rumqttd per client. It then forwards every packet unchanged in both
+//! directions, with two exceptions:
+//!
+//! * **client → broker:** each PUBLISH is decoded (topic, MQTT 5 topic
+//!   aliases, QoS, packet id, payload) and handed to the [`IngestSink`]
+//!   before it is forwarded; for QoS 1/2 its packet id is registered as
+//!   *pending commit*. A QoS 1/2 PUBLISH that repeats a packet id still
+//!   pending (a DUP) is dropped, and a QoS 2 DUP whose PUBREC was already
+//!   sent is forwarded without being stored again.
+//! * **broker → client:** a PUBACK or PUBREC for a pending packet id is held
+//!   — and with it everything rumqttd sent after it on that connection — until
+//!   the commit resolves:
+//!   * `Stored` / `Unrouted`: the ack is forwarded unchanged;
+//!   * `Rejected(Full)` / `Rejected(StorageError)`, MQTT 5: the ack is
+//!     rewritten with reason code 0x97 (quota exceeded) or 0x80
+//!     (unspecified error). For QoS 1 rumqttd has **already routed** the
+//!     message to local subscribers; for QoS 2 it routes only on PUBREL,
+//!     which a client does not send after a failed PUBREC, so the message
+//!     goes nowhere (rumqttd keeps the stale QoS 2 state until the client
+//!     disconnects);
+//!   * `Rejected(..)`, MQTT 3.1.1 (which has no negative ack), and
+//!     `Rejected(ShuttingDown)` for both versions: the client connection is
+//!     closed without the ack ("block"): the client retransmits on its next
+//!     connection. QoS 1 messages were already routed locally.
+//!
+//! # What is guaranteed
+//!
+//! * A client never receives a successful PUBACK/PUBREC for a PUBLISH it
+//!   sent through the gate before the sink resolved that PUBLISH `Stored` or
+//!   `Unrouted`. The window between commit and ack is zero by construction;
+//!   the time an ack is held is the histogram
+//!   [`metrics::ACK_HOLD_SECONDS`].
+//! * Order on a connection is kept: the gate never reorders packets.
+//! * Commits for one connection run concurrently, at most
+//!   `mqtt.max_inflight` at a time; beyond that the gate stops reading from
+//!   that client.
+//! * Memory is bounded: one packet (at most `mqtt.max_payload_size`) plus
+//!   `max_inflight` messages per connection in the gate; rumqttd is given
+//!   `max_connections`, `max_outgoing_packet_count`, `max_segment_size` ×
+//!   `max_segment_count` per topic log and `max_inflight`.
+//!
+//! # What is not guaranteed
+//!
+//! * Local subscribers see QoS 0/1 messages as soon as rumqttd routes them,
+//!   which may be before (or without) the commit.
+//! * Duplicate suppression for QoS 2 is per connection: a client that
+//!   reconnects and resends a QoS 2 PUBLISH (DUP) whose PUBREC it never
+//!   received is stored again (at-least-once).
+//! * While an ack is held, PINGRESP is held too: a commit slower than the
+//!   client's keep-alive makes the client drop the connection.
+//! * rumqttd keeps a log per distinct topic and never frees it; memory grows
+//!   with the number of distinct topics (each log bounded as above).
+//! * MQTT 3.1 (`MQIsdp`, level 3) is refused with CONNACK 0x01: rumqttd's
+//!   codec only speaks 3.1.1 and 5.
+//! * rumqttd cannot be stopped (`start()` blocks forever): after shutdown
+//!   its thread idles on loopback until the process exits.
+//!
+//! # Shutdown
+//!
+//! When `shutdown` is cancelled the listeners stop accepting and the gate
+//! stops reading from clients. Each connection keeps forwarding from rumqttd
+//! until every pending ack has been forwarded (MQTT 5 clients then get
+//! DISCONNECT 0x8B), or until `mqtt.shutdown_grace` has passed, then closes.
+//! Every task is spawned on the caller's [`TaskTracker`].
+//!
+//! Client input never panics the agent: a malformed or oversized packet
+//! closes that connection (MQTT 5: DISCONNECT 0x95 for oversized) with a
+//! debug log, a counter, and at most one warning every 10 s.
+
+mod auth;
+mod codec;
+pub mod config;
+mod embedded;
+mod gate;
+mod listener;
+pub mod metrics;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use self::config::{
+    MqttAuthConfig, MqttConfig, MqttTlsConfig, UpstreamConfig, UpstreamTlsConfig,
+};
+use crate::ingest::IngestSink;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("invalid mqtt config:\n  {}", .0.join("\n  "))]
+    Config(Vec<String>),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("tls: {}: {message}", path.display())]
+    Tls { path: PathBuf, message: String },
+    #[error("embedded broker: {0}")]
+    Embedded(String),
+}
+
+/// A running broker.
+#[derive(Debug, Clone)]
+pub struct BrokerHandle {
+    local_addr: SocketAddr,
+    tls_local_addr: Option<SocketAddr>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl BrokerHandle {
+    /// The bound plain listener (useful when `mqtt.listen` has port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The bound TLS listener, if `[mqtt.tls]` is configured.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_local_addr
+    }
+
+    /// Client connections currently open through the gate.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Starts the embedded broker, its gate and the upstream subscriptions.
+/// Returns once every listener is bound and rumqttd accepts connections;
+/// everything then runs on tasks spawned on `tracker` until `shutdown`.
+pub async fn run<S: IngestSink>(
+    config: MqttConfig,
+    sink: S,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<BrokerHandle, BrokerError> {
+    let mut errors = Vec::new();
+    config.validate(&mut errors);
+    if !errors.is_empty() {
+        return Err(BrokerError::Config(errors));
+    }
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|t| listener::tls_acceptor(t).map(|acceptor| (acceptor, t.listen)))
+        .transpose()?;
+    let plain = listener::bind(config.listen).await?;
+    let local_addr = plain.local_addr().map_err(|source| BrokerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let tls = match tls {
+        Some((acceptor, addr)) => {
+            let l = listener::bind(addr).await?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| BrokerError::Bind { addr, source })?;
+            Some((acceptor, l, bound))
+        }
+        None => None,
+    };
+    let embedded = embedded::start(&config).await?;
+
+    let hard_stop = CancellationToken::new();
+    let ctx = Arc::new(gate::Shared::new(
+        sink.clone(),
+        embedded,
+        auth::Authenticator::new(config.auth.as_ref()),
+        usize::try_from(config.max_payload_size.as_u64()).unwrap_or(usize::MAX),
+        config.max_inflight,
+        config.connect_timeout,
+        shutdown.clone(),
+        hard_stop.clone(),
+        tracker.clone(),
+    ));
+    let connections = ctx.connections.clone();
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+
+    for upstream in config.upstream.clone() {
+        upstream::spawn(upstream, sink.clone(), shutdown.clone(), tracker)?;
+    }
+    let tls_local_addr = tls.as_ref().map(|(_, _, addr)| *addr);
+    if let Some((acceptor, l, _)) = tls {
+        tracker.spawn(listener::accept_loop(
+            l,
+            Some(acceptor),
+            ctx.clone(),
+            limit.clone(),
+        ));
+    }
+    tracker.spawn(listener::accept_loop(plain, None, ctx.clone(), limit));
+
+    // The grace period: once shutdown starts, close whatever is still open
+    // after `shutdown_grace` (returns early when every connection is gone).
+    let grace = config.shutdown_grace;
+    let count = connections.clone();
+    tracker.spawn(async move {
+        shutdown.cancelled().await;
+        let deadline = Instant::now() + grace;
+        while count.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        hard_stop.cancel();
+    });
+
+    tracing::info!(%local_addr, tls = ?tls_local_addr, "mqtt broker listening");
+    Ok(BrokerHandle {
+        local_addr,
+        tls_local_addr,
+        connections,
+    })
+}

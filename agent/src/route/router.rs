@@ -6,20 +6,11 @@ use std::time::{Duration, Instant};
 
 use crate::ingest::{Accepted, Durability, Incoming, IngestSink, Message, RejectReason, Source};
 use crate::metrics as m;
+pub use crate::store::DeadLetter;
 
 use super::config::RouteConfig;
 use super::decode::{Decoded, decode};
 use super::ratelimit::RateLimitedLog;
-
-/// A message that could not be decoded, kept for the operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub received_ns: i64,
-    pub topic: String,
-    pub source: String,
-    pub error: String,
-    pub payload: bytes::Bytes,
-}
 
 /// Where the router puts readings: the SQLite buffer in the agent, an
 /// in-memory recorder in tests.
@@ -123,11 +114,11 @@ impl<B: Buffer> Router<B> {
                             message: e.to_string(),
                         }),
                     };
-                    return self.store(route, &message, decoded, durability, now).await;
+                    return self.store(route, &message, decoded, durability).await;
                 }
             };
             let decoded = decode(&route.config, &captured, &message.payload, now);
-            return self.store(route, &message, decoded, durability, now).await;
+            return self.store(route, &message, decoded, durability).await;
         }
         metrics::counter!(m::ROUTE_UNROUTED_TOTAL).increment(1);
         Accepted::Unrouted
@@ -139,7 +130,6 @@ impl<B: Buffer> Router<B> {
         message: &Message,
         decoded: Decoded,
         durability: Durability,
-        now: i64,
     ) -> Accepted {
         let database = &route.config.database;
         let count = decoded.readings.len() as u64;
@@ -177,7 +167,6 @@ impl<B: Buffer> Router<B> {
             Source::Upstream { name } => format!("upstream:{name}"),
         };
         let letter = DeadLetter {
-            received_ns: now,
             topic: message.topic.clone(),
             source,
             error: failure.message,

@@ -55,7 +55,7 @@ pub trait SegmentQueue: Clone + Send + Sync + 'static {
         reason: String,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// What is still buffered, reported to the hub.
-    fn backlog(&self) -> Backlog;
+    fn backlog(&self) -> impl Future<Output = Backlog> + Send;
 }
 
 /// How long to wait for new segments when the queue is empty, if nobody
@@ -97,9 +97,10 @@ pub async fn run<Q: SegmentQueue>(
             }
         };
         let started = Instant::now();
+        let backlog = queue.backlog().await;
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = client.upload(&segment, queue.backlog()) => r,
+            r = client.upload(&segment, backlog) => r,
         };
         let bytes = segment.file.len() as u64;
         match result {

@@ -1,0 +1,523 @@
+//! Just enough MQTT 3.1.1 / 5 to run the gate: framing (fixed header and
+//! variable-length remaining length), CONNECT and PUBLISH decoding, and the
+//! few packets the gate writes itself (CONNACK refusals, negative
+//! PUBACK/PUBREC, DISCONNECT).
+//!
+//! Every function here takes untrusted bytes and returns an error instead of
+//! panicking; the gate closes the connection on any [`CodecError`].
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+pub(crate) const CONNECT: u8 = 1;
+pub(crate) const PUBLISH: u8 = 3;
+pub(crate) const PUBACK: u8 = 4;
+pub(crate) const PUBREC: u8 = 5;
+pub(crate) const PUBREL: u8 = 6;
+
+/// Why bytes could not be understood.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum CodecError {
+    #[error("malformed remaining length")]
+    BadLength,
+    #[error("packet of {size} bytes exceeds the limit of {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("truncated packet")]
+    Truncated,
+    #[error("invalid utf-8 in {0}")]
+    Utf8(&'static str),
+    #[error("expected CONNECT, got packet type {0}")]
+    NotConnect(u8),
+    #[error("unknown protocol name {0:?}")]
+    ProtocolName(String),
+    #[error("invalid QoS 3")]
+    BadQos,
+    #[error("unknown property id {0:#x}")]
+    Property(u8),
+    #[error("topic alias {0} used before it was set")]
+    UnknownAlias(u16),
+}
+
+/// One complete MQTT control packet, as it was on the wire.
+#[derive(Debug, Clone)]
+pub(crate) struct Frame {
+    pub(crate) bytes: Bytes,
+    header_len: usize,
+}
+
+impl Frame {
+    pub(crate) fn packet_type(&self) -> u8 {
+        self.bytes.first().map_or(0, |b| b >> 4)
+    }
+    pub(crate) fn flags(&self) -> u8 {
+        self.bytes.first().map_or(0, |b| b & 0x0F)
+    }
+    /// Variable header and payload.
+    pub(crate) fn body(&self) -> Bytes {
+        self.bytes.slice(self.header_len..)
+    }
+    /// The packet identifier of PUBACK/PUBREC/PUBREL/PUBCOMP.
+    pub(crate) fn ack_pkid(&self) -> Result<u16, CodecError> {
+        read_u16(&mut self.body())
+    }
+}
+
+/// Outcome of looking for a frame in a buffer.
+fn parse_header(buf: &[u8], max: usize) -> Result<Option<(usize, usize)>, CodecError> {
+    let mut remaining: usize = 0;
+    for i in 0..4 {
+        let Some(byte) = buf.get(1 + i) else {
+            return Ok(None);
+        };
+        remaining |= usize::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            let header_len = 2 + i;
+            let size = header_len + remaining;
+            if size > max {
+                return Err(CodecError::TooLarge { size, max });
+            }
+            return Ok(Some((header_len, size)));
+        }
+    }
+    Err(CodecError::BadLength)
+}
+
+/// Reads whole frames from a byte stream. `next` is cancel-safe: bytes read
+/// so far stay in the buffer.
+#[derive(Debug)]
+pub(crate) struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+    max: usize,
+}
+
+/// A frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("connection closed mid-packet")]
+    UnexpectedEof,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub(crate) fn new(inner: R, max: usize) -> Self {
+        FrameReader {
+            inner,
+            buf: BytesMut::with_capacity(4096),
+            max,
+        }
+    }
+
+    /// The next frame, or `None` on a clean end of stream.
+    pub(crate) async fn next(&mut self) -> Result<Option<Frame>, ReadError> {
+        loop {
+            if let Some((header_len, size)) = parse_header(&self.buf, self.max)? {
+                if self.buf.len() >= size {
+                    let bytes = self.buf.split_to(size).freeze();
+                    return Ok(Some(Frame { bytes, header_len }));
+                }
+                self.buf.reserve(size - self.buf.len());
+            } else {
+                self.buf.reserve(1024);
+            }
+            if self.inner.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ReadError::UnexpectedEof)
+                };
+            }
+        }
+    }
+}
+
+fn read_u8(b: &mut Bytes) -> Result<u8, CodecError> {
+    if b.remaining() < 1 {
+        return Err(CodecError::Truncated);
+    }
+    Ok(b.get_u8())
+}
+
+fn read_u16(b: &mut Bytes) -> Result<u16, CodecError> {
+    if b.remaining() < 2 {
+        return Err(CodecError::Truncated);
+    }
+    Ok(b.get_u16())
+}
+
+fn take(b: &mut Bytes, n: usize) -> Result<Bytes, CodecError> {
+    if b.remaining() < n {
+        return Err(CodecError::Truncated);
+    }
+    Ok(b.split_to(n))
+}
+
+fn read_binary(b: &mut Bytes) -> Result<Bytes, CodecError> {
+    let len = read_u16(b)?;
+    take(b, usize::from(len))
+}
+
+fn read_string(b: &mut Bytes, what: &'static str) -> Result<String, CodecError> {
+    let raw = read_binary(b)?;
+    String::from_utf8(raw.to_vec()).map_err(|_| CodecError::Utf8(what))
+}
+
+fn read_varint(b: &mut Bytes) -> Result<usize, CodecError> {
+    let mut value: usize = 0;
+    for i in 0..4 {
+        let byte = read_u8(b)?;
+        value |= usize::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(CodecError::BadLength)
+}
+
+/// Skips one MQTT 5 property, returning its id and, for the topic alias, its
+/// value.
+fn skip_property(b: &mut Bytes) -> Result<(u8, Option<u16>), CodecError> {
+    let id = read_u8(b)?;
+    match id {
+        // byte
+        0x01 | 0x17 | 0x19 | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => {
+            read_u8(b)?;
+        }
+        // two-byte integer
+        0x13 | 0x21 | 0x22 => {
+            read_u16(b)?;
+        }
+        0x23 => return Ok((id, Some(read_u16(b)?))),
+        // four-byte integer
+        0x02 | 0x11 | 0x18 | 0x27 => {
+            take(b, 4)?;
+        }
+        // variable byte integer
+        0x0B => {
+            read_varint(b)?;
+        }
+        // string or binary data
+        0x03 | 0x08 | 0x09 | 0x12 | 0x15 | 0x16 | 0x1A | 0x1C | 0x1F => {
+            read_binary(b)?;
+        }
+        // string pair
+        0x26 => {
+            read_binary(b)?;
+            read_binary(b)?;
+        }
+        other => return Err(CodecError::Property(other)),
+    }
+    Ok((id, None))
+}
+
+/// Reads a property block; returns the topic alias if one was present.
+fn read_properties(b: &mut Bytes) -> Result<Option<u16>, CodecError> {
+    let len = read_varint(b)?;
+    let mut props = take(b, len)?;
+    let mut alias = None;
+    while props.has_remaining() {
+        if let (_, Some(a)) = skip_property(&mut props)? {
+            alias = Some(a);
+        }
+    }
+    Ok(alias)
+}
+
+/// The MQTT protocol a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProtocolLevel {
+    /// MQTT 3.1 (`MQIsdp`, level 3): refused, rumqttd cannot speak it.
+    V3,
+    V4,
+    V5,
+    Other(u8),
+}
+
+/// What the gate needs from a CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConnectInfo {
+    pub(crate) level: ProtocolLevel,
+    pub(crate) client_id: String,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Bytes>,
+}
+
+/// Decodes a CONNECT far enough to learn the level, client id and login.
+pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
+    if frame.packet_type() != CONNECT {
+        return Err(CodecError::NotConnect(frame.packet_type()));
+    }
+    let mut b = frame.body();
+    let name = read_string(&mut b, "protocol name")?;
+    let level = read_u8(&mut b)?;
+    let level = match (name.as_str(), level) {
+        ("MQIsdp", _) => {
+            return Ok(ConnectInfo {
+                level: ProtocolLevel::V3,
+                client_id: String::new(),
+                username: None,
+                password: None,
+            });
+        }
+        ("MQTT", 4) => ProtocolLevel::V4,
+        ("MQTT", 5) => ProtocolLevel::V5,
+        ("MQTT", other) => ProtocolLevel::Other(other),
+        (other, _) => return Err(CodecError::ProtocolName(other.to_owned())),
+    };
+    if let ProtocolLevel::Other(_) = level {
+        return Ok(ConnectInfo {
+            level,
+            client_id: String::new(),
+            username: None,
+            password: None,
+        });
+    }
+    let flags = read_u8(&mut b)?;
+    let _keep_alive = read_u16(&mut b)?;
+    if level == ProtocolLevel::V5 {
+        read_properties(&mut b)?;
+    }
+    let client_id = read_string(&mut b, "client id")?;
+    if flags & 0x04 != 0 {
+        if level == ProtocolLevel::V5 {
+            read_properties(&mut b)?;
+        }
+        read_binary(&mut b)?; // will topic
+        read_binary(&mut b)?; // will payload
+    }
+    let username = if flags & 0x80 != 0 {
+        Some(read_string(&mut b, "user name")?)
+    } else {
+        None
+    };
+    let password = if flags & 0x40 != 0 {
+        Some(read_binary(&mut b)?)
+    } else {
+        None
+    };
+    Ok(ConnectInfo {
+        level,
+        client_id,
+        username,
+        password,
+    })
+}
+
+/// A decoded PUBLISH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PublishInfo {
+    pub(crate) dup: bool,
+    pub(crate) qos: u8,
+    pub(crate) topic: String,
+    pub(crate) pkid: u16,
+    pub(crate) payload: Bytes,
+}
+
+/// Per-connection MQTT 5 topic aliases (client → server direction).
+#[derive(Debug, Default)]
+pub(crate) struct TopicAliases {
+    map: std::collections::HashMap<u16, String>,
+}
+
+impl TopicAliases {
+    /// Most aliases tracked per connection: rumqttd's Topic Alias Maximum
+    /// (4096); it disconnects clients that go beyond it.
+    const MAX: usize = 4096;
+}
+
+/// Decodes a PUBLISH; for MQTT 5 resolves and records topic aliases.
+pub(crate) fn parse_publish(
+    frame: &Frame,
+    v5: bool,
+    aliases: &mut TopicAliases,
+) -> Result<PublishInfo, CodecError> {
+    let flags = frame.flags();
+    let qos = (flags >> 1) & 0b11;
+    if qos == 3 {
+        return Err(CodecError::BadQos);
+    }
+    let mut b = frame.body();
+    let mut topic = read_string(&mut b, "topic")?;
+    let pkid = if qos > 0 { read_u16(&mut b)? } else { 0 };
+    if v5 && let Some(alias) = read_properties(&mut b)? {
+        if topic.is_empty() {
+            topic = aliases
+                .map
+                .get(&alias)
+                .cloned()
+                .ok_or(CodecError::UnknownAlias(alias))?;
+        } else if aliases.map.len() < TopicAliases::MAX || aliases.map.contains_key(&alias) {
+            aliases.map.insert(alias, topic.clone());
+        }
+    }
+    Ok(PublishInfo {
+        dup: flags & 0x08 != 0,
+        qos,
+        topic,
+        pkid,
+        payload: b,
+    })
+}
+
+/// CONNACK refusing a connection. `code` is the v3.1.1 return code or the
+/// MQTT 5 reason code, matching `v5`.
+pub(crate) fn connack_refusal(v5: bool, code: u8) -> Bytes {
+    if v5 {
+        // flags, reason code, empty property block
+        Bytes::from(vec![0x20, 0x03, 0x00, code, 0x00])
+    } else {
+        Bytes::from(vec![0x20, 0x02, 0x00, code])
+    }
+}
+
+/// An MQTT 5 PUBACK (`packet_type` 4) or PUBREC (5) with a reason code.
+pub(crate) fn ack_with_reason(packet_type: u8, pkid: u16, reason: u8) -> Bytes {
+    let [hi, lo] = pkid.to_be_bytes();
+    Bytes::from(vec![packet_type << 4, 0x03, hi, lo, reason])
+}
+
+/// An MQTT 5 DISCONNECT with a reason code.
+pub(crate) fn disconnect_v5(reason: u8) -> Bytes {
+    Bytes::from(vec![0xE0, 0x01, reason])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(bytes: &[u8]) -> Frame {
+        let (header_len, size) = parse_header(bytes, 1 << 20)
+            .expect("header")
+            .expect("complete");
+        assert_eq!(size, bytes.len());
+        Frame {
+            bytes: Bytes::copy_from_slice(bytes),
+            header_len,
+        }
+    }
+
+    fn with_header(first: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![first];
+        let mut len = body.len();
+        loop {
+            let mut byte = (len % 128) as u8;
+            len /= 128;
+            if len > 0 {
+                byte |= 0x80;
+            }
+            out.push(byte);
+            if len == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn header_limits() {
+        assert_eq!(parse_header(&[0x30], 100), Ok(None));
+        assert_eq!(parse_header(&[0x30, 0x80], 100), Ok(None));
+        assert_eq!(parse_header(&[0x30, 5], 100), Ok(Some((2, 7))));
+        assert_eq!(
+            parse_header(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01], usize::MAX),
+            Err(CodecError::BadLength)
+        );
+        assert!(matches!(
+            parse_header(&[0x30, 0x80, 0x01], 100),
+            Err(CodecError::TooLarge {
+                size: 131,
+                max: 100
+            })
+        ));
+    }
+
+    #[test]
+    fn connect_v4_with_login() {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 60];
+        body.extend_from_slice(&[0, 2, b'i', b'd', 0, 1, b'u', 0, 2, b'p', b'w']);
+        let info = parse_connect(&frame(&with_header(0x10, &body))).expect("connect");
+        assert_eq!(info.level, ProtocolLevel::V4);
+        assert_eq!(info.client_id, "id");
+        assert_eq!(info.username.as_deref(), Some("u"));
+        assert_eq!(info.password.as_deref(), Some(&b"pw"[..]));
+    }
+
+    #[test]
+    fn connect_v5_with_will_and_properties() {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x86, 0, 60];
+        body.extend_from_slice(&[5, 0x11, 0, 0, 0, 10]); // session expiry
+        body.extend_from_slice(&[0, 1, b'c']);
+        body.extend_from_slice(&[2, 0x01, 1]); // will properties
+        body.extend_from_slice(&[0, 1, b't', 0, 1, b'x']);
+        body.extend_from_slice(&[0, 1, b'u']);
+        let info = parse_connect(&frame(&with_header(0x10, &body))).expect("connect");
+        assert_eq!(info.level, ProtocolLevel::V5);
+        assert_eq!(info.client_id, "c");
+        assert_eq!(info.username.as_deref(), Some("u"));
+        assert_eq!(info.password, None);
+    }
+
+    #[test]
+    fn connect_v3_is_recognised() {
+        let body = [
+            0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 2, 0, 60, 0, 1, b'c',
+        ];
+        let info = parse_connect(&frame(&with_header(0x10, &body))).expect("connect");
+        assert_eq!(info.level, ProtocolLevel::V3);
+    }
+
+    #[test]
+    fn publish_v5_alias() {
+        let mut aliases = TopicAliases::default();
+        let first = [0, 3, b'a', b'/', b'b', 0, 7, 3, 0x23, 0, 9, b'x'];
+        let p =
+            parse_publish(&frame(&with_header(0x32, &first)), true, &mut aliases).expect("publish");
+        assert_eq!((p.topic.as_str(), p.pkid, p.qos), ("a/b", 7, 1));
+        assert_eq!(&p.payload[..], b"x");
+        let second = [0, 0, 0, 8, 3, 0x23, 0, 9, b'y'];
+        let p = parse_publish(&frame(&with_header(0x3A, &second)), true, &mut aliases)
+            .expect("publish");
+        assert_eq!((p.topic.as_str(), p.dup), ("a/b", true));
+        let unknown = [0, 0, 0, 8, 3, 0x23, 0, 4, b'y'];
+        assert_eq!(
+            parse_publish(&frame(&with_header(0x32, &unknown)), true, &mut aliases),
+            Err(CodecError::UnknownAlias(4))
+        );
+    }
+
+    #[test]
+    fn publish_garbage_never_panics() {
+        let mut aliases = TopicAliases::default();
+        for len in 0..12 {
+            for first in [0x30, 0x32, 0x34, 0x36, 0x10] {
+                let body: Vec<u8> = (0..len).map(|i| (i * 37 + 250) as u8).collect();
+                let f = frame(&with_header(first, &body));
+                let _ = parse_publish(&f, true, &mut aliases);
+                let _ = parse_publish(&f, false, &mut aliases);
+                let _ = parse_connect(&f);
+                let _ = f.ack_pkid();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn reader_splits_frames_and_rejects_large() {
+        let data: Vec<u8> = [with_header(0xC0, &[]), with_header(0x30, b"\0\x01ab")].concat();
+        let mut reader = FrameReader::new(&data[..], 100);
+        let a = reader.next().await.expect("read").expect("frame");
+        assert_eq!(a.packet_type(), 12);
+        let b = reader.next().await.expect("read").expect("frame");
+        assert_eq!(b.packet_type(), PUBLISH);
+        assert!(reader.next().await.expect("eof").is_none());
+        let big = with_header(0x30, &[0; 200]);
+        let mut reader = FrameReader::new(&big[..], 100);
+        assert!(matches!(
+            reader.next().await,
+            Err(ReadError::Codec(CodecError::TooLarge { .. }))
+        ));
+    }
+}

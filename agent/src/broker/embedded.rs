@@ -1,0 +1,107 @@
+//! The embedded rumqttd: configuration, its dedicated thread, and waiting
+//! until its loopback listeners accept connections.
+//!
+//! rumqttd binds its own listeners and does not report the bound address, so
+//! the gate picks two free loopback ports first (bind port 0, read the port,
+//! release it) and hands them over. A port stolen in between shows up as
+//! [`BrokerError::Embedded`] when the listener never answers.
+//!
+//! rumqttd's `start()` blocks forever and cannot be stopped: its thread lives
+//! until the process exits. Only the gate connects to it (loopback, ephemeral
+//! ports), so the listeners are unreachable from outside once the gate stops.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use tokio::net::TcpStream;
+
+use super::BrokerError;
+use super::config::MqttConfig;
+
+/// The loopback addresses of the embedded broker's listeners.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Embedded {
+    pub(crate) v4: SocketAddr,
+    pub(crate) v5: SocketAddr,
+}
+
+fn free_port() -> Result<SocketAddr, BrokerError> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|source| BrokerError::Bind {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            source,
+        })?;
+    listener
+        .local_addr()
+        .map_err(|e| BrokerError::Embedded(format!("no local address: {e}")))
+}
+
+fn rumqttd_config(config: &MqttConfig, v4: SocketAddr, v5: SocketAddr) -> Config {
+    let max_packet = usize::try_from(config.max_payload_size.as_u64()).unwrap_or(usize::MAX);
+    let connections = ConnectionSettings {
+        connection_timeout_ms: u16::try_from(config.connect_timeout.as_millis())
+            .unwrap_or(u16::MAX),
+        max_payload_size: max_packet,
+        max_inflight_count: config.max_inflight,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = |name: &str, listen| ServerSettings {
+        name: name.to_owned(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections: connections.clone(),
+    };
+    Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: config.max_connections,
+            max_outgoing_packet_count: config.max_outgoing_packet_count,
+            max_segment_size: usize::try_from(config.max_segment_size.as_u64())
+                .unwrap_or(usize::MAX),
+            max_segment_count: config.max_segment_count,
+            ..RouterConfig::default()
+        },
+        v4: Some(HashMap::from([("v4".to_owned(), server("rumqttd-v4", v4))])),
+        v5: Some(HashMap::from([("v5".to_owned(), server("rumqttd-v5", v5))])),
+        ..Config::default()
+    }
+}
+
+/// Starts rumqttd on its own thread and waits (up to 10 s) until both
+/// listeners accept connections.
+pub(crate) async fn start(config: &MqttConfig) -> Result<Embedded, BrokerError> {
+    let v4 = free_port()?;
+    let v5 = free_port()?;
+    let rconfig = rumqttd_config(config, v4, v5);
+    std::thread::Builder::new()
+        .name("ferry-rumqttd".into())
+        .spawn(move || {
+            let mut broker = Broker::new(rconfig);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded broker stopped");
+            }
+        })
+        .map_err(|e| BrokerError::Embedded(format!("cannot spawn thread: {e}")))?;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for addr in [v4, v5] {
+        loop {
+            if TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(BrokerError::Embedded(format!(
+                    "embedded broker did not listen on {addr} within 10s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    tracing::debug!(%v4, %v5, "embedded broker listening");
+    Ok(Embedded { v4, v5 })
+}

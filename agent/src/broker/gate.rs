@@ -1,0 +1,531 @@
+//! One client connection through the acknowledgement gate.
+//!
+//! ```text
+//!  client ──▶ FrameReader ──▶ (PUBLISH: sink.ingest, slot = Committing) ──▶ rumqttd
+//!  client ◀── hold PUBACK/PUBREC P until slot P resolves ◀── FrameReader ◀── rumqttd
+//! ```
+//!
+//! The client→broker half registers a slot for every QoS 1/2 PUBLISH
+//! *before* forwarding it, so the acknowledgement rumqttd produces always
+//! finds its slot. The broker→client half is strictly sequential: while it
+//! waits for slot P, everything rumqttd sent after the ack for P waits too,
+//! which keeps the order of the stream. Commits themselves run concurrently,
+//! one task each, at most `max_inflight` per connection; when that many are
+//! in flight the gate stops reading from the client (backpressure).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use metrics::{counter, gauge, histogram};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::auth::{AuthOutcome, Authenticator};
+use super::codec::{self, CodecError, Frame, FrameReader, ProtocolLevel, ReadError, TopicAliases};
+use super::embedded::Embedded;
+use super::metrics as m;
+use crate::ingest::{Accepted, IngestSink, Message, QoS, RejectReason, Source};
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Shared<S> {
+    pub(crate) sink: S,
+    pub(crate) embedded: Embedded,
+    pub(crate) auth: Authenticator,
+    pub(crate) max_packet: usize,
+    pub(crate) max_inflight: usize,
+    pub(crate) connect_timeout: Duration,
+    /// Stop reading from clients; drain.
+    pub(crate) shutdown: CancellationToken,
+    /// The grace period is over: close now.
+    pub(crate) hard_stop: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) connections: Arc<AtomicUsize>,
+    last_warn: AtomicU64,
+    started: Instant,
+}
+
+impl<S> Shared<S> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        sink: S,
+        embedded: Embedded,
+        auth: Authenticator,
+        max_packet: usize,
+        max_inflight: usize,
+        connect_timeout: Duration,
+        shutdown: CancellationToken,
+        hard_stop: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        Shared {
+            sink,
+            embedded,
+            auth,
+            max_packet,
+            max_inflight,
+            connect_timeout,
+            shutdown,
+            hard_stop,
+            tracker,
+            connections: Arc::new(AtomicUsize::new(0)),
+            last_warn: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Logs a malformed packet at debug, and at warn at most every 10 s.
+    fn malformed(&self, peer: SocketAddr, error: &dyn std::fmt::Display) {
+        counter!(m::MALFORMED_PACKETS).increment(1);
+        tracing::debug!(%peer, %error, "malformed packet, closing connection");
+        let now = self.started.elapsed().as_secs() + 10;
+        let last = self.last_warn.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .last_warn
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(%peer, %error, "malformed mqtt packet (further ones logged at debug for 10s)");
+        }
+    }
+}
+
+/// Where a QoS 1/2 packet id is in its life.
+#[derive(Debug)]
+enum Slot {
+    /// The sink has it; its acknowledgement may not pass yet.
+    Committing {
+        rx: oneshot::Receiver<Accepted>,
+        qos: u8,
+    },
+    /// The broker→client half is waiting on it.
+    Held,
+    /// QoS 2: PUBREC forwarded, PUBREL not yet seen.
+    AwaitingRel,
+}
+
+#[derive(Debug, Default)]
+struct Slots(HashMap<u16, Slot>);
+
+impl Slots {
+    fn outstanding(&self) -> usize {
+        self.0
+            .values()
+            .filter(|s| !matches!(s, Slot::AwaitingRel))
+            .count()
+    }
+}
+
+/// Per-connection state shared by its two halves.
+#[derive(Debug)]
+struct Conn {
+    peer: SocketAddr,
+    client_id: String,
+    v5: bool,
+    slots: Mutex<Slots>,
+    permits: Arc<Semaphore>,
+}
+
+impl Conn {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Keeps the connection gauge and count right however the task ends.
+struct ConnGuard(Arc<AtomicUsize>);
+
+impl ConnGuard {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        let now = count.fetch_add(1, Ordering::SeqCst) + 1;
+        gauge!(m::CONNECTIONS).set(now as f64);
+        ConnGuard(count.clone())
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let now = self.0.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+        gauge!(m::CONNECTIONS).set(now as f64);
+    }
+}
+
+fn refuse(reason: &'static str) {
+    counter!(m::CONNECTIONS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// Serves one accepted client connection until it closes.
+pub(crate) async fn serve<S, IO>(stream: IO, peer: SocketAddr, ctx: Arc<Shared<S>>)
+where
+    S: IngestSink,
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let _guard = ConnGuard::new(&ctx.connections);
+    let (client_r, mut client_w) = tokio::io::split(stream);
+    let mut client_r = FrameReader::new(client_r, ctx.max_packet);
+
+    let first = tokio::select! {
+        _ = ctx.shutdown.cancelled() => return,
+        r = tokio::time::timeout(ctx.connect_timeout, client_r.next()) => r,
+    };
+    let connect = match first {
+        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => return ctx.malformed(peer, &e),
+        Err(_) => {
+            tracing::debug!(%peer, "no CONNECT within the connect timeout");
+            return refuse("timeout");
+        }
+    };
+    let info = match codec::parse_connect(&connect) {
+        Ok(info) => info,
+        Err(e) => return ctx.malformed(peer, &e),
+    };
+    let (v5, upstream) = match info.level {
+        ProtocolLevel::V4 => (false, ctx.embedded.v4),
+        ProtocolLevel::V5 => (true, ctx.embedded.v5),
+        ProtocolLevel::V3 | ProtocolLevel::Other(_) => {
+            tracing::debug!(%peer, level = ?info.level, "unsupported protocol level");
+            refuse("protocol");
+            // 0x01: unacceptable protocol version (3.1 and 3.1.1).
+            let _ = client_w
+                .write_all(&codec::connack_refusal(false, 0x01))
+                .await;
+            let _ = client_w.shutdown().await;
+            return;
+        }
+    };
+    match ctx
+        .auth
+        .check(info.username.as_deref(), info.password.as_deref())
+    {
+        AuthOutcome::Allowed => {}
+        outcome => {
+            tracing::debug!(%peer, client_id = %info.client_id, ?outcome, "login refused");
+            refuse("auth");
+            let code = match (outcome, v5) {
+                (AuthOutcome::NotAuthorized, false) => 0x05,
+                (AuthOutcome::NotAuthorized, true) => 0x87,
+                (_, false) => 0x04,
+                (_, true) => 0x86,
+            };
+            let _ = client_w.write_all(&codec::connack_refusal(v5, code)).await;
+            let _ = client_w.shutdown().await;
+            return;
+        }
+    }
+    let broker = match TcpStream::connect(upstream).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(%peer, error = %e, "embedded broker unreachable");
+            refuse("unavailable");
+            let code = if v5 { 0x88 } else { 0x03 };
+            let _ = client_w.write_all(&codec::connack_refusal(v5, code)).await;
+            return;
+        }
+    };
+    let _ = broker.set_nodelay(true);
+    let (broker_r, mut broker_w) = broker.into_split();
+    if broker_w.write_all(&connect.bytes).await.is_err() {
+        return;
+    }
+    let mut broker_r = FrameReader::new(broker_r, usize::MAX);
+    let conn = Conn {
+        peer,
+        client_id: info.client_id,
+        v5,
+        slots: Mutex::default(),
+        permits: Arc::new(Semaphore::new(ctx.max_inflight)),
+    };
+    tracing::debug!(%peer, client_id = %conn.client_id, v5, "client connected");
+
+    let farewell = {
+        let up = client_to_broker(&mut client_r, &mut broker_w, &conn, &ctx);
+        let down = broker_to_client(&mut broker_r, &mut client_w, &conn, &ctx);
+        tokio::pin!(up, down);
+        tokio::select! {
+            end = &mut up => match end {
+                // Keep the broker connection open so the acks still in
+                // rumqttd's queue arrive; `down` ends once drained.
+                UpEnd::Shutdown => match down.await {
+                    DownEnd::Drained => Some(0x8B),
+                    _ => None,
+                },
+                UpEnd::TooLarge => Some(0x95),
+                UpEnd::Closed => None,
+            },
+            end = &mut down => match end {
+                DownEnd::Drained => Some(0x8B),
+                _ => None,
+            },
+        }
+    };
+    if let (Some(reason), true) = (farewell, v5) {
+        let _ = client_w.write_all(&codec::disconnect_v5(reason)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), client_w.shutdown()).await;
+    tracing::debug!(%peer, client_id = %conn.client_id, "client disconnected");
+}
+
+enum UpEnd {
+    /// Client closed, or a packet could not be decoded.
+    Closed,
+    /// A packet exceeded `max_payload_size`.
+    TooLarge,
+    /// The gate is shutting down: stop reading, let `down` drain.
+    Shutdown,
+}
+
+async fn client_to_broker<R, W, S>(
+    reader: &mut FrameReader<R>,
+    broker: &mut W,
+    conn: &Conn,
+    ctx: &Shared<S>,
+) -> UpEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    S: IngestSink,
+{
+    let mut aliases = TopicAliases::default();
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return UpEnd::Shutdown,
+            r = reader.next() => r,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return UpEnd::Closed,
+            Err(ReadError::Io(e)) => {
+                tracing::debug!(peer = %conn.peer, error = %e, "client read failed");
+                return UpEnd::Closed;
+            }
+            Err(e) => {
+                ctx.malformed(conn.peer, &e);
+                return match e {
+                    ReadError::Codec(CodecError::TooLarge { .. }) => UpEnd::TooLarge,
+                    _ => UpEnd::Closed,
+                };
+            }
+        };
+        match frame.packet_type() {
+            codec::PUBLISH => match on_publish(&frame, &mut aliases, conn, ctx).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(end) => return end,
+            },
+            codec::PUBREL => {
+                if let Ok(pkid) = frame.ack_pkid() {
+                    let mut slots = conn.slots();
+                    if matches!(slots.0.get(&pkid), Some(Slot::AwaitingRel)) {
+                        slots.0.remove(&pkid);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if broker.write_all(&frame.bytes).await.is_err() {
+            return UpEnd::Closed;
+        }
+    }
+}
+
+/// Hands a PUBLISH to the sink. `Ok(false)`: do not forward it (duplicate
+/// of a publish whose acknowledgement is still pending).
+async fn on_publish<S: IngestSink>(
+    frame: &Frame,
+    aliases: &mut TopicAliases,
+    conn: &Conn,
+    ctx: &Shared<S>,
+) -> Result<bool, UpEnd> {
+    let publish = match codec::parse_publish(frame, conn.v5, aliases) {
+        Ok(p) => p,
+        Err(e) => {
+            ctx.malformed(conn.peer, &e);
+            return Err(UpEnd::Closed);
+        }
+    };
+    let qos_label = ["0", "1", "2"][usize::from(publish.qos.min(2))];
+    counter!(m::PUBLISHES_RECEIVED, "qos" => qos_label).increment(1);
+    if publish.qos > 0 {
+        match conn.slots().0.get(&publish.pkid) {
+            Some(Slot::Committing { .. } | Slot::Held) => {
+                tracing::debug!(peer = %conn.peer, pkid = publish.pkid, dup = publish.dup, "duplicate of a pending publish ignored");
+                counter!(m::DUPLICATES_IGNORED).increment(1);
+                return Ok(false);
+            }
+            Some(Slot::AwaitingRel) if publish.qos == 2 => {
+                counter!(m::DUPLICATES_IGNORED).increment(1);
+                return Ok(true);
+            }
+            _ => {}
+        }
+    }
+    let permit = tokio::select! {
+        biased;
+        _ = ctx.shutdown.cancelled() => return Err(UpEnd::Shutdown),
+        p = conn.permits.clone().acquire_owned() => match p {
+            Ok(p) => p,
+            Err(_) => return Err(UpEnd::Closed),
+        },
+    };
+    let qos = QoS::from_u8(publish.qos).unwrap_or(QoS::AtMostOnce);
+    let message = Message {
+        topic: publish.topic,
+        payload: publish.payload,
+        qos,
+        source: Source::Broker {
+            client_id: conn.client_id.clone(),
+        },
+    };
+    let (tx, rx) = oneshot::channel();
+    let sink = ctx.sink.clone();
+    ctx.tracker.spawn(async move {
+        let accepted = sink.ingest(message).await;
+        drop(permit);
+        let _ = tx.send(accepted);
+    });
+    if publish.qos > 0 {
+        conn.slots().0.insert(
+            publish.pkid,
+            Slot::Committing {
+                rx,
+                qos: publish.qos,
+            },
+        );
+    }
+    Ok(true)
+}
+
+enum DownEnd {
+    /// Shutting down and every pending acknowledgement was forwarded.
+    Drained,
+    /// Broker or client closed, or the connection was closed on purpose.
+    Closed,
+}
+
+/// What to do with a held acknowledgement.
+enum Verdict {
+    Forward,
+    Rewrite(u8),
+    Close,
+}
+
+async fn broker_to_client<R, W, S>(
+    reader: &mut FrameReader<R>,
+    client: &mut W,
+    conn: &Conn,
+    ctx: &Shared<S>,
+) -> DownEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut draining = false;
+    loop {
+        if draining && conn.slots().outstanding() == 0 {
+            return DownEnd::Drained;
+        }
+        let frame = tokio::select! {
+            biased;
+            _ = ctx.hard_stop.cancelled() => return DownEnd::Closed,
+            _ = ctx.shutdown.cancelled(), if !draining => {
+                draining = true;
+                continue;
+            }
+            r = reader.next() => r,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(_) => return DownEnd::Closed,
+        };
+        let ptype = frame.packet_type();
+        let mut out: Bytes = frame.bytes.clone();
+        if ptype == codec::PUBACK || ptype == codec::PUBREC {
+            let Ok(pkid) = frame.ack_pkid() else {
+                return DownEnd::Closed;
+            };
+            match hold(pkid, conn, ctx).await {
+                Verdict::Forward => {}
+                Verdict::Rewrite(reason) => out = codec::ack_with_reason(ptype, pkid, reason),
+                Verdict::Close => return DownEnd::Closed,
+            }
+        }
+        if client.write_all(&out).await.is_err() || client.flush().await.is_err() {
+            return DownEnd::Closed;
+        }
+    }
+}
+
+/// Waits until the commit behind packet id `pkid` resolves.
+async fn hold<S>(pkid: u16, conn: &Conn, ctx: &Shared<S>) -> Verdict {
+    let (mut rx, qos) = {
+        let mut slots = conn.slots();
+        match slots.0.remove(&pkid) {
+            Some(Slot::Committing { rx, qos }) => {
+                slots.0.insert(pkid, Slot::Held);
+                (rx, qos)
+            }
+            Some(other) => {
+                slots.0.insert(pkid, other);
+                return Verdict::Forward;
+            }
+            None => return Verdict::Forward,
+        }
+    };
+    let started = Instant::now();
+    let result = match rx.try_recv() {
+        Ok(result) => Ok(result),
+        Err(oneshot::error::TryRecvError::Closed) => Err(()),
+        Err(oneshot::error::TryRecvError::Empty) => {
+            counter!(m::ACKS_HELD).increment(1);
+            tokio::select! {
+                r = rx => r.map_err(|_| ()),
+                _ = ctx.hard_stop.cancelled() => Err(()),
+            }
+        }
+    };
+    histogram!(m::ACK_HOLD_SECONDS).record(started.elapsed().as_secs_f64());
+    let mut slots = conn.slots();
+    match result {
+        Ok(Accepted::Stored | Accepted::Unrouted) => {
+            if qos == 2 {
+                slots.0.insert(pkid, Slot::AwaitingRel);
+            } else {
+                slots.0.remove(&pkid);
+            }
+            Verdict::Forward
+        }
+        Ok(Accepted::Rejected(reason)) => {
+            slots.0.remove(&pkid);
+            let code = match reason {
+                RejectReason::Full => 0x97,
+                RejectReason::StorageError => 0x80,
+                // The agent is going away: let the client retry against
+                // the next instance instead of giving up on the message.
+                RejectReason::ShuttingDown => {
+                    counter!(m::ACKS_REJECTED, "action" => "disconnect").increment(1);
+                    return Verdict::Close;
+                }
+            };
+            tracing::debug!(peer = %conn.peer, pkid, ?reason, v5 = conn.v5, "commit rejected");
+            if conn.v5 {
+                counter!(m::ACKS_REJECTED, "action" => "reason_code").increment(1);
+                Verdict::Rewrite(code)
+            } else {
+                counter!(m::ACKS_REJECTED, "action" => "disconnect").increment(1);
+                Verdict::Close
+            }
+        }
+        Err(()) => Verdict::Close,
+    }
+}

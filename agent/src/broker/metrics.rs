@@ -1,0 +1,27 @@
+//! Metric names of the broker and the upstream subscriptions, in one place.
+
+/// Gauge: client connections open through the gate.
+pub const CONNECTIONS: &str = "ferry_broker_connections";
+/// Counter: connections refused (auth, protocol, limit); label `reason`.
+pub const CONNECTIONS_REFUSED: &str = "ferry_broker_connections_refused_total";
+/// Counter: PUBLISH packets received from clients; label `qos`.
+pub const PUBLISHES_RECEIVED: &str = "ferry_broker_publishes_received_total";
+/// Counter: duplicate QoS 1/2 PUBLISH not stored again (packet id still
+/// pending or awaiting PUBREL).
+pub const DUPLICATES_IGNORED: &str = "ferry_broker_duplicate_publishes_total";
+/// Counter: PUBACK/PUBREC held back until their commit resolved.
+pub const ACKS_HELD: &str = "ferry_broker_acks_held_total";
+/// Histogram (seconds): how long an acknowledgement was held.
+pub const ACK_HOLD_SECONDS: &str = "ferry_broker_ack_hold_seconds";
+/// Counter: commits that resolved `Rejected`; label `action`
+/// (`reason_code` for MQTT 5, `disconnect` otherwise).
+pub const ACKS_REJECTED: &str = "ferry_broker_acks_rejected_total";
+/// Counter: connections closed because of a malformed or oversized packet.
+pub const MALFORMED_PACKETS: &str = "ferry_broker_malformed_packets_total";
+/// Gauge: upstream subscriptions currently connected; label `upstream`.
+pub const UPSTREAM_CONNECTED: &str = "ferry_upstream_connected";
+/// Counter: messages received from upstream brokers; label `upstream`.
+pub const UPSTREAM_MESSAGES: &str = "ferry_upstream_messages_total";
+/// Counter: upstream messages the sink rejected (left unacknowledged for
+/// redelivery); label `upstream`.
+pub const UPSTREAM_REJECTED: &str = "ferry_upstream_rejected_total";

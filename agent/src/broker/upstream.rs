@@ -1,0 +1,258 @@
+//! `[[mqtt.upstream]]`: subscriptions to other brokers, through rumqttc.
+//!
+//! # Guarantee
+//!
+//! Manual acknowledgements are on: a QoS 1/2 message is acknowledged to the
+//! upstream broker (PUBACK / PUBREC) only after the [`IngestSink`] resolved
+//! it `Stored` or `Unrouted`. With `clean_session = false` (the default) the
+//! upstream broker keeps every unacknowledged message, and everything
+//! published while the agent was away, in the session and redelivers it when
+//! the same `client_id` reconnects. Delivery into the buffer is therefore
+//! at-least-once: a message stored but not yet acknowledged when the
+//! connection dropped arrives again.
+//!
+//! When the sink rejects a message, it is left unacknowledged and the
+//! subscription reconnects (after the backoff), so the upstream broker
+//! redelivers it later. QoS 0 messages carry no such promise.
+//!
+//! Each subscription runs one tracked task; it reconnects with exponential
+//! backoff (`min_backoff` doubling to `max_backoff`) and logs each state
+//! change (connected / disconnected) once, repeated failures at debug.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{counter, gauge};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, TlsConfiguration, Transport};
+use tokio::sync::{Notify, Semaphore};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::BrokerError;
+use super::config::{SYSTEM_CA_BUNDLE, UpstreamConfig};
+use super::metrics as m;
+use crate::ingest::{Accepted, IngestSink, Message, QoS, Source};
+
+/// Messages of one subscription whose commit may be in flight at once.
+const MAX_IN_FLIGHT: usize = 256;
+
+fn rumqttc_qos(qos: u8) -> rumqttc::QoS {
+    match qos {
+        0 => rumqttc::QoS::AtMostOnce,
+        1 => rumqttc::QoS::AtLeastOnce,
+        _ => rumqttc::QoS::ExactlyOnce,
+    }
+}
+
+fn tls_transport(config: &UpstreamConfig) -> Result<Option<Transport>, BrokerError> {
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let path = tls
+        .ca_file
+        .clone()
+        .unwrap_or_else(|| SYSTEM_CA_BUNDLE.into());
+    let err = |message: String| BrokerError::Tls {
+        path: path.clone(),
+        message,
+    };
+    let file = File::open(&path).map_err(|e| err(e.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
+        let cert = cert.map_err(|e| err(e.to_string()))?;
+        roots.add(cert).map_err(|e| err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(err("no CA certificate in PEM file".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Transport::tls_with_config(TlsConfiguration::Rustls(
+        Arc::new(client),
+    ))))
+}
+
+fn options(config: &UpstreamConfig, transport: Option<&Transport>) -> MqttOptions {
+    let mut opts = MqttOptions::new(&config.client_id, &config.host, config.port);
+    opts.set_keep_alive(config.keep_alive)
+        .set_clean_session(config.clean_session)
+        .set_manual_acks(true);
+    let max = usize::try_from(config.max_packet_size.as_u64()).unwrap_or(usize::MAX);
+    opts.set_max_packet_size(max, max);
+    if let Some(user) = &config.username {
+        opts.set_credentials(user, config.password.clone().unwrap_or_default());
+    }
+    if let Some(t) = transport {
+        opts.set_transport(t.clone());
+    }
+    opts
+}
+
+/// Starts one `[[mqtt.upstream]]` subscription in a tracked task. Returns
+/// once the TLS configuration is loaded; connecting happens in the task.
+pub fn spawn<S: IngestSink>(
+    config: UpstreamConfig,
+    sink: S,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<(), BrokerError> {
+    let transport = tls_transport(&config)?;
+    let task_tracker = tracker.clone();
+    tracker.spawn(async move {
+        run(config, transport, sink, shutdown, task_tracker).await;
+    });
+    Ok(())
+}
+
+/// Why one session ended.
+enum SessionEnd {
+    Shutdown,
+    /// Connection error; `true` if it had been connected.
+    Failed(bool),
+    /// The sink rejected a message: reconnect so it is redelivered.
+    Redeliver,
+}
+
+async fn run<S: IngestSink>(
+    config: UpstreamConfig,
+    transport: Option<Transport>,
+    sink: S,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let name = config.name.clone();
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut backoff = config.min_backoff;
+    let mut failing = false;
+    loop {
+        let (client, eventloop) = AsyncClient::new(options(&config, transport.as_ref()), 64);
+        let redeliver = Arc::new(Notify::new());
+        let end = session(
+            &config, client, eventloop, &sink, &shutdown, &tracker, &permits, &redeliver,
+        )
+        .await;
+        gauge!(m::UPSTREAM_CONNECTED, "upstream" => name.clone()).set(0.0);
+        match end {
+            SessionEnd::Shutdown => break,
+            SessionEnd::Failed(true) | SessionEnd::Redeliver => {
+                backoff = config.min_backoff;
+                failing = false;
+            }
+            SessionEnd::Failed(false) => {
+                if failing {
+                    backoff = (backoff * 2).min(config.max_backoff);
+                }
+                failing = true;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+    }
+    tracing::debug!(upstream = %name, "upstream subscription stopped");
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session<S: IngestSink>(
+    config: &UpstreamConfig,
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    sink: &S,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+    permits: &Arc<Semaphore>,
+    redeliver: &Arc<Notify>,
+) -> SessionEnd {
+    let name = &config.name;
+    let mut connected = false;
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                let _ = client.try_disconnect();
+                let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
+                return SessionEnd::Shutdown;
+            }
+            _ = redeliver.notified() => {
+                tracing::info!(upstream = %name, "message rejected by the buffer, reconnecting for redelivery");
+                return SessionEnd::Redeliver;
+            }
+            e = eventloop.poll() => e,
+        };
+        let packet = match event {
+            Ok(Event::Incoming(packet)) => packet,
+            Ok(Event::Outgoing(_)) => continue,
+            Err(e) => {
+                if connected {
+                    tracing::warn!(upstream = %name, error = %e, "upstream disconnected");
+                } else {
+                    tracing::debug!(upstream = %name, error = %e, "upstream connection failed");
+                }
+                return SessionEnd::Failed(connected);
+            }
+        };
+        match packet {
+            Packet::ConnAck(ack) => {
+                connected = true;
+                gauge!(m::UPSTREAM_CONNECTED, "upstream" => name.clone()).set(1.0);
+                tracing::info!(upstream = %name, host = %config.host, port = config.port,
+                    session_present = ack.session_present, "upstream connected");
+                let filters = config.topics.iter().map(|t| rumqttc::SubscribeFilter {
+                    path: t.clone(),
+                    qos: rumqttc_qos(config.qos),
+                });
+                if let Err(e) = client.subscribe_many(filters).await {
+                    tracing::warn!(upstream = %name, error = %e, "subscribe failed");
+                    return SessionEnd::Failed(true);
+                }
+            }
+            Packet::Publish(publish) => {
+                counter!(m::UPSTREAM_MESSAGES, "upstream" => name.clone()).increment(1);
+                let permit = tokio::select! {
+                    _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return SessionEnd::Shutdown,
+                    },
+                };
+                let message = Message {
+                    topic: publish.topic.clone(),
+                    payload: publish.payload.clone(),
+                    qos: QoS::from_u8(publish.qos as u8).unwrap_or(QoS::AtMostOnce),
+                    source: Source::Upstream { name: name.clone() },
+                };
+                let sink = sink.clone();
+                let client = client.clone();
+                let redeliver = redeliver.clone();
+                let name = name.clone();
+                tracker.spawn(async move {
+                    let accepted = sink.ingest(message).await;
+                    drop(permit);
+                    match accepted {
+                        Accepted::Stored | Accepted::Unrouted => {
+                            // Fails only if the session is gone; the broker
+                            // then redelivers the message.
+                            let _ = client.ack(&publish).await;
+                        }
+                        Accepted::Rejected(reason) => {
+                            tracing::debug!(upstream = %name, ?reason, topic = %publish.topic, "upstream message rejected");
+                            counter!(m::UPSTREAM_REJECTED, "upstream" => name).increment(1);
+                            if publish.qos != rumqttc::QoS::AtMostOnce {
+                                redeliver.notify_one();
+                            }
+                        }
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Helpers for the `ferry-agent` binary: logging, signals, `status`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Structured logs to stderr; `RUST_LOG` overrides `log.level`.
+pub fn init_logging(config: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Tells systemd (`Type=notify`) that the agent is ready, if it runs under
+/// systemd; a no-op otherwise.
+pub fn notify_ready() {
+    if let Ok(path) = std::env::var("NOTIFY_SOCKET") {
+        #[cfg(unix)]
+        {
+            use std::os::unix::net::UnixDatagram;
+            if let Ok(sock) = UnixDatagram::unbound() {
+                let _ = sock.send_to(b"READY=1", path);
+            }
+        }
+    }
+}
+
+/// `ferry-agent status`: GET /api/v1/status from the local HTTP server and
+/// render it.
+pub fn status(addr: &str, json: bool) -> Result<String, String> {
+    let body = http_get(addr, "/api/v1/status")?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("unreadable status: {e}"))?;
+    if json {
+        return Ok(format!("{doc:#}\n"));
+    }
+    Ok(render_status(&doc))
+}
+
+fn http_get(addr: &str, path: &str) -> Result<String, String> {
+    let mut stream = TcpStream::connect(addr)
+        .map_err(|e| format!("cannot reach the agent at {addr}: {e} (is it running?)"))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or("malformed HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(format!("agent answered: {}", head.lines().next().unwrap_or("")));
+    }
+    Ok(body.to_owned())
+}
+
+fn render_status(doc: &serde_json::Value) -> String {
+    let get = |path: &[&str]| -> String {
+        let mut v = doc;
+        for p in path {
+            v = &v[p];
+        }
+        match v {
+            serde_json::Value::Null => "-".into(),
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    };
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<28}{v}\n"));
+    line("agent", get(&["agent_id"]));
+    line("version", get(&["version"]));
+    line("broker connections", get(&["broker", "connections"]));
+    line("backlog readings", get(&["buffer", "backlog_readings"]));
+    line("backlog bytes", get(&["buffer", "backlog_bytes"]));
+    line("pending segments", get(&["buffer", "pending_segments"]));
+    line("quarantined segments", get(&["buffer", "quarantined_segments"]));
+    line("oldest unsent age", get(&["buffer", "oldest_unsent_age"]));
+    line("dead letters", get(&["buffer", "dead_letters"]));
+    line("drops by reason", get(&["buffer", "drops"]));
+    line("last upload (unix ms)", get(&["uplink", "last_success_ms"]));
+    line("last acked segment", get(&["uplink", "last_acked_seq"]));
+    line("uplink error", get(&["uplink", "last_error"]));
+    line("consecutive failures", get(&["uplink", "consecutive_failures"]));
+    out
+}

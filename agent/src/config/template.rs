@@ -1,0 +1,123 @@
+//! The fully commented default config that `generate-config` prints.
+
+/// Every key with its default, commented. A test checks it parses to the
+/// defaults, so it cannot drift from the code.
+pub const TEMPLATE: &str = r#"# ferry-agent configuration.
+# Every key is optional; the values shown are the defaults.
+# Check a file with: ferry-agent check-config --config /etc/ferry/agent.toml
+
+[agent]
+# This gateway's identity at the hub. Unique in the fleet, stable across
+# reinstalls: letters, digits, '_', '-', '.'.
+id = "ferry-agent"
+# State directory; the buffer lives here unless store.path is set.
+data_dir = "ferry-data/agent"
+
+[mqtt]
+# The embedded broker's listener. Sensors publish here; local subscribers
+# (dashboards) connect here too. MQTT 3.1.1 and 5.
+listen = "0.0.0.0:1883"
+max_connections = 1000
+# Largest MQTT packet; bigger ones close the connection.
+max_payload_size = "256.0 KiB"
+# QoS 1/2 publishes per connection whose commit may be pending at once.
+max_inflight = 100
+# Broker memory bounds (per distinct topic: segment size x segment count).
+max_outgoing_packet_count = 200
+max_segment_size = "64.0 KiB"
+max_segment_count = 2
+connect_timeout = "10s"
+# On shutdown, how long connections may finish pending commits and acks.
+shutdown_grace = "5s"
+
+# A TLS listener (rustls), in addition to the plain one:
+# [mqtt.tls]
+# listen = "0.0.0.0:8883"
+# cert = "/etc/ferry/tls/agent.crt"   # PEM certificate chain
+# key = "/etc/ferry/tls/agent.key"    # PEM private key
+
+# Username/password for MQTT clients (checked before the broker sees them):
+# [mqtt.auth]
+# users = { sensor = "change-me" }
+
+# Subscribe to an existing broker (e.g. a Mosquitto already on the gateway).
+# The session is persistent: messages queued while the agent was down arrive
+# after it restarts, and each is acknowledged upstream only once stored.
+# [[mqtt.upstream]]
+# name = "plant-broker"
+# host = "127.0.0.1"
+# port = 1883
+# client_id = "ferry-gw-01"
+# topics = ["plant/#"]
+# qos = 1
+# clean_session = false
+# keep_alive = "30s"
+# username = "ferry"
+# password = "secret"
+# [mqtt.upstream.tls]
+# ca_file = "/etc/ferry/tls/plant-ca.pem"
+
+# Routes map topics to readings. They are tried in order; the first match
+# wins. Templates capture topic levels: {measurement} sets the measurement,
+# any other {name} becomes a tag. format: json | line-protocol | msgpack | value
+[[routes]]
+topic = "sensors/{device}/{measurement}"
+database = "sensors"
+format = "json"
+# measurement = "readings"   # when the topic does not capture one
+# tags = { site = "north" }  # static tags
+# field = "value"            # format = "value": the field name
+# precision = "ns"           # format = "line-protocol": ns | us | ms | s
+# max_payload = "1.0 MiB"
+
+[store]
+# The SQLite buffer; default <agent.data_dir>/buffer.db.
+# path = "/var/lib/ferry-agent/buffer.db"
+# Disk budget for buffered readings, segments and dead letters.
+max_bytes = "1.0 GiB"
+# When full: drop_oldest (QoS 0 first, then the oldest data) or reject_new
+# (QoS 1/2 publishers are not acknowledged and keep their data).
+when_full = "drop_oldest"
+# Group commit: wait at most this long for more readings, or until
+# max_batch readings are pending. Every QoS 1/2 acknowledgement waits for it.
+commit_interval = "5ms"
+max_batch = 2000
+# QoS 0 readings may wait in memory this long before they are written.
+qos0_max_delay = "1s"
+# Undecodable messages kept for inspection (oldest deleted first).
+dead_letter_max = 10000
+# Check at start: full | quick | off.
+integrity_check = "quick"
+queue_capacity = 1024
+
+[segment]
+# A segment (one Parquet file per database.measurement) is cut when it
+# reaches max_rows or max_bytes, or its oldest reading is max_age old.
+max_rows = 10000
+max_bytes = "4.0 MiB"
+max_age = "5s"
+
+[uplink]
+hub_url = "http://127.0.0.1:8000"
+# The agent's token (role write). Prefer token_file or FERRY_UPLINK_TOKEN.
+# token = "ferry_..."
+# token_file = "/etc/ferry/agent.token"
+# Trust only this CA for the hub (a private CA or a self-signed hub):
+# ca_file = "/etc/ferry/tls/hub-ca.pem"
+timeout = "30s"
+backoff_initial = "500ms"
+backoff_max = "1m"
+# Average upload cap in bytes per second for metered links; 0 = no cap.
+max_bytes_per_second = "0 B"
+
+[http]
+# Local health, metrics and status. No authentication: keep it on loopback.
+listen = "127.0.0.1:9180"
+
+[log]
+# A tracing filter (RUST_LOG overrides it). rumqttd, the embedded broker,
+# is noisy at info; "info,rumqttd=info" shows its connection logs.
+level = "info,rumqttd=off"
+# text | json
+format = "text"
+"#;

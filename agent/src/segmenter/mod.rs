@@ -1,0 +1,231 @@
+//! The segmenter: cuts buffered readings into segment files.
+//!
+//! Readings are grouped by `(database, measurement)`. A group is cut when
+//! it holds `segment.max_rows` readings or `segment.max_bytes` of encoded
+//! bodies, when its oldest reading was received `segment.max_age` ago (on
+//! the store's clock, not the readings' timestamps), or on
+//! [`Segmenter::flush`] (shutdown).
+//!
+//! # One cut
+//!
+//! 1. The writer loads the group's oldest readings, at most one segment's
+//!    worth (memory stays bounded whatever the backlog), and the sequence
+//!    the segment will carry.
+//! 2. Off the writer thread (`spawn_blocking`), the rows are decoded and
+//!    pushed into a [`ReadingBatch`] in id order. The segment is the longest
+//!    prefix the batch accepts: at the first reading it rejects (a field
+//!    whose type differs from an earlier row's, a tag/field name clash), the
+//!    segment ends, and that reading starts the next segment. A conflicting
+//!    type *across* segments is the hub's decision. A reading that even an
+//!    empty batch rejects (no fields, a corrupt body) can never be
+//!    segmented: it is moved to the dead letters (`unsegmentable`), so it
+//!    cannot block its group.
+//! 3. The file is written with [`write_segment`] (agent id, sequence,
+//!    first/last reading id), and the writer commits, in one transaction:
+//!    the readings `first..=last` of the group are deleted, the segment is
+//!    inserted and `meta.next_seq` advances. If the readings changed in the
+//!    meantime (a `drop_oldest` eviction) or the sequence moved, the commit
+//!    fails with [`StoreError::Stale`] and the cut is redone.
+//!
+//! Because segments are id-prefixes of their group, every segment's reading
+//! ids are contiguous within the group and the readings of a group reach
+//! the hub in id order. Run one segmenter per store: it relies on being the
+//! only one to allocate sequences (a second one would only get `Stale`).
+
+use std::time::{Duration, Instant};
+
+use ferry_protocols::batch::ReadingBatch;
+use ferry_protocols::segment::{SegmentHeader, write_segment};
+use ferry_protocols::{AgentId, Precision};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::store::clock::duration_ns;
+use crate::store::codec::decode_body;
+use crate::store::metrics as m;
+use crate::store::{
+    CutLimits, DeadLetter, LoadedGroup, SegmentConfig, SegmentCut, StoreError, StoreHandle,
+};
+
+#[cfg(test)]
+mod tests;
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CutReport {
+    pub segments: u64,
+    pub rows: u64,
+    /// Readings moved to the dead letters because no segment can hold them.
+    pub unsegmentable: u64,
+}
+
+/// Cuts segments out of a store.
+#[derive(Debug, Clone)]
+pub struct Segmenter {
+    store: StoreHandle,
+    config: SegmentConfig,
+}
+
+/// The outcome of encoding a loaded group.
+enum Plan {
+    Segment(SegmentCut),
+    Poison { id: i64, letter: DeadLetter },
+}
+
+/// How many `Stale` retries one pass tolerates before giving up until the next.
+const MAX_STALE: u32 = 16;
+
+impl Segmenter {
+    pub fn new(store: StoreHandle, config: SegmentConfig) -> Self {
+        Segmenter { store, config }
+    }
+
+    fn limits(&self) -> CutLimits {
+        CutLimits {
+            max_rows: self.config.max_rows.max(1),
+            max_body_bytes: self.config.max_bytes.as_u64().max(1),
+            max_age_ns: duration_ns(self.config.max_age),
+        }
+    }
+
+    /// Cuts every group that is due (full or old enough), as many segments
+    /// as needed.
+    pub async fn cut_due(&self) -> Result<CutReport, StoreError> {
+        self.cut(false).await
+    }
+
+    /// Cuts everything buffered, whatever its age (shutdown).
+    pub async fn flush(&self) -> Result<CutReport, StoreError> {
+        self.cut(true).await
+    }
+
+    async fn cut(&self, force: bool) -> Result<CutReport, StoreError> {
+        let mut report = CutReport::default();
+        let mut stale = 0;
+        let limits = self.limits();
+        while let Some(group) = self.store.load_due(limits, force).await? {
+            let agent_id = self.store.agent_id().clone();
+            let started = Instant::now();
+            let plan = tokio::task::spawn_blocking(move || plan(group, &agent_id))
+                .await
+                .map_err(|e| StoreError::Io {
+                    path: "segmenter".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })??;
+            match plan {
+                Plan::Segment(cut) => {
+                    let rows = cut.rows;
+                    match self.store.commit_segment(cut).await {
+                        Ok(()) => {
+                            metrics::histogram!(m::SEGMENT_CUT_SECONDS).record(started.elapsed().as_secs_f64());
+                            report.segments += 1;
+                            report.rows += rows;
+                        }
+                        Err(StoreError::Stale) if stale < MAX_STALE => {
+                            stale += 1;
+                            debug!("the buffer changed during a cut; cutting again");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Plan::Poison { id, letter } => {
+                    warn!(reading_id = id, error = %letter.error, "a buffered reading fits no segment; moved to the dead letters");
+                    self.store.dead_letter_reading(id, letter).await?;
+                    report.unsegmentable += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Cuts due groups every `max_age / 4` (between 10 ms and 1 s) until
+    /// `shutdown` is cancelled, then flushes everything. Errors are logged
+    /// and retried on the next tick.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<CutReport, StoreError> {
+        let tick = (self.config.max_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = interval.tick() => {}
+            }
+            match self.cut_due().await {
+                Ok(_) => failing = false,
+                Err(StoreError::Closed) => return Err(StoreError::Closed),
+                Err(e) => {
+                    if !failing {
+                        warn!(error = %e, "cutting segments failed; retrying");
+                    }
+                    failing = true;
+                }
+            }
+        }
+        self.flush().await
+    }
+}
+
+/// Builds the segment for the longest prefix of `group` that one batch accepts.
+fn plan(group: LoadedGroup, agent_id: &AgentId) -> Result<Plan, StoreError> {
+    let LoadedGroup {
+        seq,
+        grp,
+        database,
+        measurement,
+        rows,
+    } = group;
+    let mut batch = ReadingBatch::new(measurement.clone());
+    let (mut first_id, mut last_id, mut oldest) = (None, 0, i64::MAX);
+    for row in &rows {
+        let pushed = decode_body(measurement.clone(), row.time_ns, &row.body)
+            .map_err(|e| (e.to_string(), None))
+            .and_then(|reading| match batch.push(&reading) {
+                Ok(()) => Ok(()),
+                Err(e) => Err((e.to_string(), Some(reading))),
+            });
+        match pushed {
+            Ok(()) => {
+                first_id.get_or_insert(row.id);
+                last_id = row.id;
+                oldest = oldest.min(row.received_ns);
+            }
+            Err((error, reading)) if batch.is_empty() => {
+                let payload = reading
+                    .and_then(|r| ferry_protocols::lp::to_line(&r, Precision::Ns).ok())
+                    .map_or_else(|| bytes::Bytes::from(row.body.clone()), bytes::Bytes::from);
+                return Ok(Plan::Poison {
+                    id: row.id,
+                    letter: DeadLetter {
+                        topic: String::new(),
+                        source: "segmenter".to_owned(),
+                        error: format!("{database}.{measurement}: reading {}: {error}", row.id),
+                        payload,
+                    },
+                });
+            }
+            Err(_) => break,
+        }
+    }
+    let first_id = first_id.ok_or(StoreError::Stale)?;
+    let record_batch = batch.to_record_batch()?;
+    let header = SegmentHeader {
+        agent_id: agent_id.clone(),
+        sequence: seq,
+        first_reading_id: u64::try_from(first_id).unwrap_or(0),
+        last_reading_id: u64::try_from(last_id).unwrap_or(0),
+        database,
+        measurement,
+    };
+    let file = write_segment(&header, &record_batch)?;
+    Ok(Plan::Segment(SegmentCut {
+        seq,
+        grp,
+        first_id,
+        last_id,
+        rows: batch.len() as u64,
+        oldest_received_ns: oldest,
+        file,
+    }))
+}
+

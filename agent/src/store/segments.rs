@@ -1,0 +1,263 @@
+//! The segment side of the buffer: loading a group's oldest readings,
+//! committing a cut segment, and the uplink's pending / ack / quarantine.
+
+use bytes::Bytes;
+use ferry_protocols::segment::SegmentSeq;
+use ferry_protocols::{DatabaseName, Measurement};
+use rusqlite::{OptionalExtension, params};
+
+use super::db::{Db, SEGMENT_OVERHEAD, opt_i64};
+use super::error::{Result, StoreError};
+use super::room::{Claim, delete_segment_pub, insert_dead_letter, make_room};
+use super::types::{DeadLetter, DropReason, PendingSegment};
+
+/// A buffered reading as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct RawRow {
+    pub(crate) id: i64,
+    pub(crate) received_ns: i64,
+    pub(crate) time_ns: i64,
+    pub(crate) body: Vec<u8>,
+}
+
+/// The oldest readings of one group, at most one segment's worth.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadedGroup {
+    pub(crate) seq: SegmentSeq,
+    pub(crate) grp: i64,
+    pub(crate) database: DatabaseName,
+    pub(crate) measurement: Measurement,
+    pub(crate) rows: Vec<RawRow>,
+}
+
+/// A segment ready to replace the readings `first_id..=last_id` of `grp`.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentCut {
+    pub(crate) seq: SegmentSeq,
+    pub(crate) grp: i64,
+    pub(crate) first_id: i64,
+    pub(crate) last_id: i64,
+    pub(crate) rows: u64,
+    pub(crate) oldest_received_ns: i64,
+    pub(crate) file: Vec<u8>,
+}
+
+/// Limits a cut respects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CutLimits {
+    pub(crate) max_rows: usize,
+    pub(crate) max_body_bytes: u64,
+    pub(crate) max_age_ns: i64,
+}
+
+impl Db {
+    /// The first group (by id) that is due: at least a segment's worth of
+    /// rows or bytes, its oldest reading received `max_age` ago, or any
+    /// non-empty group when `force`. Loads its oldest readings.
+    pub(crate) fn load_due(&mut self, limits: CutLimits, now_ns: i64, force: bool) -> Result<Option<LoadedGroup>> {
+        let mut due = None;
+        for (&grp, stats) in &self.mem.groups {
+            if stats.rows == 0 {
+                continue;
+            }
+            let body = stats.size.saturating_sub(stats.rows * super::db::ROW_OVERHEAD);
+            let full = stats.rows >= limits.max_rows as u64 || body >= limits.max_body_bytes;
+            if force || full {
+                due = Some(grp);
+                break;
+            }
+            let oldest = opt_i64(
+                &self.conn,
+                "SELECT received_ns FROM readings WHERE grp = ?1 ORDER BY id LIMIT 1",
+                [grp],
+            )?;
+            if oldest.is_some_and(|t| now_ns.saturating_sub(t) >= limits.max_age_ns) {
+                due = Some(grp);
+                break;
+            }
+        }
+        let Some(grp) = due else { return Ok(None) };
+        let Some((database, measurement)) = self.names.get(&grp).cloned() else {
+            return Err(StoreError::BadMeta {
+                key: format!("groups.{grp}"),
+                value: "missing".to_owned(),
+            });
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, received_ns, time_ns, body FROM readings WHERE grp = ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let mut q = stmt.query(params![grp, i64::try_from(limits.max_rows).unwrap_or(i64::MAX)])?;
+        let mut rows = Vec::new();
+        let mut bytes = 0u64;
+        while let Some(r) = q.next()? {
+            let body: Vec<u8> = r.get(3)?;
+            if !rows.is_empty() && bytes + body.len() as u64 > limits.max_body_bytes {
+                break;
+            }
+            bytes += body.len() as u64;
+            rows.push(RawRow {
+                id: r.get(0)?,
+                received_ns: r.get(1)?,
+                time_ns: r.get(2)?,
+                body,
+            });
+        }
+        if rows.is_empty() {
+            // The accounting said non-empty: resynchronise and move on.
+            self.mem.groups.remove(&grp);
+            return Ok(None);
+        }
+        Ok(Some(LoadedGroup {
+            seq: SegmentSeq(self.mem.next_seq),
+            grp,
+            database,
+            measurement,
+            rows,
+        }))
+    }
+
+    /// In one transaction: deletes the readings the segment holds, stores
+    /// the segment, and advances the sequence. [`StoreError::Stale`] when
+    /// the readings or the sequence changed since they were loaded.
+    pub(crate) fn commit_segment(&mut self, cut: &SegmentCut, now_ns: i64) -> Result<()> {
+        self.txn(|tx, mem, limits| {
+            if cut.seq.0 != mem.next_seq {
+                return Err(StoreError::Stale);
+            }
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM readings WHERE grp = ?1 AND id BETWEEN ?2 AND ?3
+                 RETURNING size, durable",
+            )?;
+            let mut rows = stmt.query(params![cut.grp, cut.first_id, cut.last_id])?;
+            let mut deleted = 0u64;
+            while let Some(r) = rows.next()? {
+                let (size, durable): (i64, bool) = (r.get(0)?, r.get(1)?);
+                mem.remove_reading(cut.grp, u64::try_from(size).unwrap_or(0), durable);
+                deleted += 1;
+            }
+            drop(rows);
+            if deleted != cut.rows {
+                return Err(StoreError::Stale);
+            }
+            let size = cut.file.len() as u64 + SEGMENT_OVERHEAD;
+            if !make_room(tx, mem, limits, size, Claim::Segment)? {
+                tracing::warn!(
+                    seq = cut.seq.0,
+                    size,
+                    "segment is larger than the readings it replaces and the buffer is full; over budget until it is sent"
+                );
+            }
+            let seq = i64::try_from(cut.seq.0).map_err(|_| StoreError::Stale)?;
+            tx.prepare_cached(
+                "INSERT INTO segments (seq, grp, first_reading_id, last_reading_id, rows, bytes,
+                    oldest_received_ns, created_ns, state, reason, file)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', NULL, ?9)",
+            )?
+            .execute(params![
+                seq,
+                cut.grp,
+                cut.first_id,
+                cut.last_id,
+                i64::try_from(cut.rows).unwrap_or(i64::MAX),
+                i64::try_from(cut.file.len()).unwrap_or(i64::MAX),
+                cut.oldest_received_ns,
+                now_ns,
+                cut.file
+            ])?;
+            mem.pending_segments += 1;
+            mem.pending_segment_rows += cut.rows;
+            mem.pending_segment_bytes += size;
+            mem.next_seq = cut.seq.0 + 1;
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![super::db::META_NEXT_SEQ, mem.next_seq.to_string()])?;
+            Ok(())
+        })
+    }
+
+    /// Moves a reading that no segment can hold into the dead letters.
+    pub(crate) fn dead_letter_reading(&mut self, id: i64, letter: &DeadLetter, now_ns: i64) -> Result<()> {
+        self.txn(|tx, mem, limits| {
+            let row: Option<(i64, i64, bool)> = tx
+                .prepare_cached("DELETE FROM readings WHERE id = ?1 RETURNING grp, size, durable")?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            if let Some((grp, size, durable)) = row {
+                mem.remove_reading(grp, u64::try_from(size).unwrap_or(0), durable);
+                mem.drop_rows(DropReason::Unsegmentable, 1);
+                insert_dead_letter(tx, mem, limits, letter, now_ns)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The pending segment with the smallest sequence above `after`.
+    pub(crate) fn next_pending(&self, after: Option<SegmentSeq>) -> Result<Option<PendingSegment>> {
+        let after = after.map_or(-1, |s| i64::try_from(s.0).unwrap_or(i64::MAX));
+        let row: Option<(i64, i64, i64, Vec<u8>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, grp, rows, file FROM segments
+                 WHERE state = 'pending' AND seq > ?1 ORDER BY seq LIMIT 1",
+            )?
+            .query_row([after], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()?;
+        let Some((seq, grp, rows, file)) = row else { return Ok(None) };
+        let (database, measurement) = self.names.get(&grp).cloned().ok_or_else(|| StoreError::BadMeta {
+            key: format!("groups.{grp}"),
+            value: "missing".to_owned(),
+        })?;
+        Ok(Some(PendingSegment {
+            seq: SegmentSeq(u64::try_from(seq).unwrap_or(0)),
+            database,
+            measurement,
+            rows: u64::try_from(rows).unwrap_or(0),
+            file: Bytes::from(file),
+        }))
+    }
+
+    /// Deletes a segment the hub acknowledged. `Ok(false)`: no such segment.
+    pub(crate) fn ack(&mut self, seq: SegmentSeq) -> Result<bool> {
+        let Ok(seq) = i64::try_from(seq.0) else { return Ok(false) };
+        self.txn(|tx, mem, _| Ok(delete_segment_pub(tx, mem, seq)?.is_some()))
+    }
+
+    /// Marks a pending segment as quarantined: kept, never offered again.
+    pub(crate) fn quarantine(&mut self, seq: SegmentSeq, reason: &str) -> Result<bool> {
+        let Ok(seq) = i64::try_from(seq.0) else { return Ok(false) };
+        self.txn(|tx, mem, _| {
+            let row: Option<(i64, i64)> = tx
+                .prepare_cached(
+                    "UPDATE segments SET state = 'quarantined', reason = ?2
+                     WHERE seq = ?1 AND state = 'pending' RETURNING rows, length(file)",
+                )?
+                .query_row(params![seq, reason], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((rows, bytes)) = row else { return Ok(false) };
+            let size = u64::try_from(bytes).unwrap_or(0) + SEGMENT_OVERHEAD;
+            let rows = u64::try_from(rows).unwrap_or(0);
+            mem.pending_segments = mem.pending_segments.saturating_sub(1);
+            mem.pending_segment_rows = mem.pending_segment_rows.saturating_sub(rows);
+            mem.pending_segment_bytes = mem.pending_segment_bytes.saturating_sub(size);
+            mem.quarantined += 1;
+            mem.quarantined_bytes += size;
+            Ok(true)
+        })
+    }
+
+    /// Receive time of the oldest reading not yet acknowledged by the hub.
+    pub(crate) fn oldest_unsent_ns(&self) -> Result<Option<i64>> {
+        let reading = opt_i64(&self.conn, "SELECT received_ns FROM readings ORDER BY id LIMIT 1", [])?;
+        let segment = opt_i64(
+            &self.conn,
+            "SELECT min(oldest_received_ns) FROM segments WHERE state = 'pending'",
+            [],
+        )?;
+        Ok(match (reading, segment) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+}

@@ -1,0 +1,344 @@
+//! The acknowledgement gate with real rumqttc clients (MQTT 3.1.1 and 5) and
+//! raw sockets: acks wait for the commit, rejections, draining shutdown,
+//! malformed input, MQTT 3.1 refusal and MQTT 5 topic aliases.
+
+mod broker_support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use broker_support::{Mode, TestSink, start, test_config, wait_for};
+use ferry_agent::ingest::{Accepted, QoS, RejectReason};
+use rumqttc::v5::mqttbytes::v5::{Packet as P5, PubAckReason, PubRecReason};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+const T: Duration = Duration::from_secs(10);
+
+type Events = mpsc::UnboundedReceiver<(Instant, Result<Packet, String>)>;
+
+/// A v3.1.1 rumqttc client whose incoming packets (and errors) are streamed.
+fn v4_client(addr: SocketAddr, id: &str, clean: bool) -> (AsyncClient, Events) {
+    let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(clean);
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let item = match eventloop.poll().await {
+                Ok(Event::Incoming(p)) => Ok(p),
+                Ok(Event::Outgoing(_)) => continue,
+                Err(e) => Err(e.to_string()),
+            };
+            let failed = item.is_err();
+            if tx.send((Instant::now(), item)).is_err() {
+                return;
+            }
+            if failed {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    (client, rx)
+}
+
+/// Waits for the first event matching `f`, failing after `T`.
+async fn expect<F: FnMut(&Result<Packet, String>) -> bool>(
+    events: &mut Events,
+    what: &str,
+    mut f: F,
+) -> Instant {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let next = tokio::time::timeout_at(deadline, events.recv()).await;
+        match next {
+            Ok(Some((at, item))) if f(&item) => return at,
+            Ok(Some(_)) => continue,
+            _ => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+/// Asserts that no event matching `f` arrives within `window`.
+async fn expect_none<F: FnMut(&Result<Packet, String>) -> bool>(
+    events: &mut Events,
+    window: Duration,
+    what: &str,
+    mut f: F,
+) {
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Some((_, item))) = tokio::time::timeout_at(deadline, events.recv()).await {
+        assert!(!f(&item), "{what} arrived too early: {item:?}");
+    }
+}
+
+fn is_connack(p: &Result<Packet, String>) -> bool {
+    matches!(p, Ok(Packet::ConnAck(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_puback_waits_for_commit() {
+    let sink = TestSink::new(Mode::Hold);
+    let broker = start(test_config(), sink.clone()).await;
+
+    // A local subscriber proves rumqttd has routed the message (and so had
+    // queued its own PUBACK) while the gate still holds the ack.
+    let (sub, mut sub_events) = v4_client(broker.addr(), "sub-q1", true);
+    expect(&mut sub_events, "sub connack", is_connack).await;
+    sub.subscribe("gate/#", rumqttc::QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    expect(&mut sub_events, "suback", |p| matches!(p, Ok(Packet::SubAck(_)))).await;
+
+    let (client, mut events) = v4_client(broker.addr(), "pub-q1", true);
+    expect(&mut events, "connack", is_connack).await;
+    client
+        .publish("gate/q1", rumqttc::QoS::AtLeastOnce, false, "21.5")
+        .await
+        .expect("publish");
+
+    wait_for("commit pending", T, || sink.held() == 1).await;
+    expect(&mut sub_events, "routed publish", |p| {
+        matches!(p, Ok(Packet::Publish(p)) if p.topic == "gate/q1")
+    })
+    .await;
+    expect_none(&mut events, Duration::from_millis(300), "PUBACK", |p| {
+        matches!(p, Ok(Packet::PubAck(_)))
+    })
+    .await;
+
+    let released = Instant::now();
+    assert_eq!(sink.release(Accepted::Stored), 1);
+    let acked = expect(&mut events, "PUBACK", |p| matches!(p, Ok(Packet::PubAck(_)))).await;
+    assert!(acked >= released);
+    println!("ack-hold release→PUBACK latency: {:?}", acked - released);
+
+    let msg = &sink.messages()[0];
+    assert_eq!(
+        (msg.topic.as_str(), &msg.payload[..], msg.qos),
+        ("gate/q1", &b"21.5"[..], QoS::AtLeastOnce)
+    );
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos2_pubrec_waits_for_commit_and_many_commit_concurrently() {
+    let sink = TestSink::new(Mode::Hold);
+    let broker = start(test_config(), sink.clone()).await;
+    let (client, mut events) = v4_client(broker.addr(), "pub-q2", true);
+    expect(&mut events, "connack", is_connack).await;
+
+    client
+        .publish("gate/q2", rumqttc::QoS::ExactlyOnce, false, "1")
+        .await
+        .expect("publish");
+    wait_for("commit pending", T, || sink.held() == 1).await;
+    expect_none(&mut events, Duration::from_millis(300), "PUBREC", |p| {
+        matches!(p, Ok(Packet::PubRec(_)))
+    })
+    .await;
+    sink.release(Accepted::Stored);
+    expect(&mut events, "PUBREC", |p| matches!(p, Ok(Packet::PubRec(_)))).await;
+    expect(&mut events, "PUBCOMP", |p| matches!(p, Ok(Packet::PubComp(_)))).await;
+
+    // 50 QoS 1 publishes: all reach the sink while the first ack is held,
+    // so their commits are in flight together.
+    for i in 0..50 {
+        client
+            .publish(format!("gate/many/{i}"), rumqttc::QoS::AtLeastOnce, false, "x")
+            .await
+            .expect("publish");
+    }
+    wait_for("50 commits in flight", T, || sink.held() == 50).await;
+    sink.release(Accepted::Stored);
+    let mut acks = 0;
+    while acks < 50 {
+        expect(&mut events, "PUBACK", |p| matches!(p, Ok(Packet::PubAck(_)))).await;
+        acks += 1;
+    }
+    assert_eq!(sink.count(), 51, "each message stored once");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_rejection_becomes_reason_code() {
+    let sink = TestSink::new(Mode::Answer(Accepted::Rejected(RejectReason::Full)));
+    let broker = start(test_config(), sink.clone()).await;
+    let addr = broker.addr();
+    let opts = rumqttc::v5::MqttOptions::new("v5-reject", addr.ip().to_string(), addr.port());
+    let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(opts, 10);
+    let mut next = async || loop {
+        match tokio::time::timeout(T, eventloop.poll()).await {
+            Ok(Ok(rumqttc::v5::Event::Incoming(p))) => return p,
+            Ok(Ok(_)) => continue,
+            other => panic!("v5 client failed: {other:?}"),
+        }
+    };
+    assert!(matches!(next().await, P5::ConnAck(_)));
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    client
+        .publish("gate/v5", Q5::AtLeastOnce, false, "1")
+        .await
+        .expect("publish");
+    match next().await {
+        P5::PubAck(ack) => assert_eq!(ack.reason, PubAckReason::QuotaExceeded),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    sink.set_mode(Mode::Answer(Accepted::Rejected(RejectReason::StorageError)));
+    client
+        .publish("gate/v5", Q5::ExactlyOnce, false, "2")
+        .await
+        .expect("publish");
+    match next().await {
+        P5::PubRec(rec) => assert_eq!(rec.reason, PubRecReason::UnspecifiedError),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+    sink.set_mode(Mode::Answer(Accepted::Unrouted));
+    client
+        .publish("gate/v5", Q5::AtLeastOnce, false, "3")
+        .await
+        .expect("publish");
+    match next().await {
+        P5::PubAck(ack) => assert_eq!(ack.reason, PubAckReason::Success),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v4_rejection_closes_connection_and_client_retransmits() {
+    let sink = TestSink::new(Mode::Answer(Accepted::Rejected(RejectReason::Full)));
+    let broker = start(test_config(), sink.clone()).await;
+    let (client, mut events) = v4_client(broker.addr(), "v4-reject", false);
+    expect(&mut events, "connack", is_connack).await;
+    client
+        .publish("gate/v4", rumqttc::QoS::AtLeastOnce, false, "1")
+        .await
+        .expect("publish");
+    let mut saw_ack = false;
+    expect(&mut events, "connection closed", |p| {
+        saw_ack |= matches!(p, Ok(Packet::PubAck(_)));
+        p.is_err()
+    })
+    .await;
+    assert!(!saw_ack, "a rejected message must not be acknowledged");
+
+    // The buffer has room again: the client's retransmission is stored and
+    // acknowledged.
+    sink.set_mode(Mode::Answer(Accepted::Stored));
+    expect(&mut events, "PUBACK after reconnect", |p| {
+        matches!(p, Ok(Packet::PubAck(_)))
+    })
+    .await;
+    assert!(sink.count() >= 2, "stored on retransmission");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_forwards_pending_acks_before_closing() {
+    let sink = TestSink::new(Mode::Hold);
+    let broker = start(test_config(), sink.clone()).await;
+    let (client, mut events) = v4_client(broker.addr(), "drain", true);
+    expect(&mut events, "connack", is_connack).await;
+    client
+        .publish("gate/drain", rumqttc::QoS::AtLeastOnce, false, "1")
+        .await
+        .expect("publish");
+    wait_for("commit pending", T, || sink.held() == 1).await;
+
+    broker.shutdown.cancel();
+    // New connections are refused once the listener stopped.
+    wait_for("listener closed", T, || {
+        std::net::TcpStream::connect(broker.addr()).is_err()
+    })
+    .await;
+    assert_eq!(broker.handle.connections(), 1, "draining connection stays");
+    sink.release(Accepted::Stored);
+    expect(&mut events, "PUBACK during drain", |p| {
+        matches!(p, Ok(Packet::PubAck(_)))
+    })
+    .await;
+    expect(&mut events, "close after drain", |p| p.is_err()).await;
+    let handle = broker.handle.clone();
+    broker.stop().await;
+    assert_eq!(handle.connections(), 0);
+}
+
+/// Encodes a packet with its remaining length.
+fn packet(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    let mut len = body.len();
+    loop {
+        let mut b = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+async fn read_some(stream: &mut TcpStream) -> Vec<u8> {
+    let mut buf = vec![0; 256];
+    let n = tokio::time::timeout(T, stream.read(&mut buf))
+        .await
+        .expect("reply in time")
+        .unwrap_or(0);
+    buf.truncate(n);
+    buf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_protocol_edges() {
+    let sink = TestSink::new(Mode::Answer(Accepted::Stored));
+    let mut config = test_config();
+    config.max_payload_size = bytesize::ByteSize::kib(1);
+    let broker = start(config, sink.clone()).await;
+
+    // MQTT 3.1 is refused with CONNACK 0x01.
+    let mut s = TcpStream::connect(broker.addr()).await.expect("connect");
+    let body = [0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 2, 0, 60, 0, 1, b'c'];
+    s.write_all(&packet(0x10, &body)).await.expect("write");
+    assert_eq!(read_some(&mut s).await, [0x20, 0x02, 0x00, 0x01]);
+
+    // Garbage closes the connection.
+    let mut s = TcpStream::connect(broker.addr()).await.expect("connect");
+    s.write_all(&[0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+        .await
+        .expect("write");
+    assert!(read_some(&mut s).await.is_empty());
+
+    // MQTT 5: topic alias set then used; oversized packet gets 0x95.
+    let mut s = TcpStream::connect(broker.addr()).await.expect("connect");
+    let connect = [0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0, 2, b'v', b'5'];
+    s.write_all(&packet(0x10, &connect)).await.expect("write");
+    let connack = read_some(&mut s).await;
+    assert_eq!(connack.first(), Some(&0x20), "{connack:?}");
+    let first = [0, 3, b'a', b'/', b'b', 0, 1, 3, 0x23, 0, 7, b'x'];
+    let second = [0, 0, 0, 2, 3, 0x23, 0, 7, b'y'];
+    s.write_all(&packet(0x32, &first)).await.expect("write");
+    s.write_all(&packet(0x32, &second)).await.expect("write");
+    wait_for("aliased publishes", T, || sink.count() == 2).await;
+    assert_eq!(sink.topics(), ["a/b", "a/b"]);
+    assert_eq!(&sink.messages()[1].payload[..], b"y");
+    let big = vec![0u8; 2048];
+    s.write_all(&packet(0x30, &[&[0, 1, b'z'][..], &big].concat()))
+        .await
+        .expect("write");
+    let mut tail = Vec::new();
+    let _ = tokio::time::timeout(T, s.read_to_end(&mut tail)).await;
+    assert!(
+        tail.windows(3).any(|w| w == [0xE0, 0x01, 0x95]),
+        "DISCONNECT 0x95 expected in {tail:?}"
+    );
+    wait_for("connections closed", T, || broker.handle.connections() == 0).await;
+    broker.stop().await;
+}
