@@ -1,6 +1,132 @@
-//! End-to-end and hardware-in-the-loop tests for Ferry.
+//! End-to-end and hardware-in-the-loop test harness for Ferry.
 //!
-//! The tests here start real processes (`ferry-agent`, `ferry-hub`,
-//! Mosquitto, an S3 server, Azurite, socat, pymodbus) and check what arrives.
-//! They are filled in by the agent, hub and fault-scenario work; this crate is
-//! the harness's home.
+//! Tests here and in the agent and hub crates start real processes
+//! (Mosquitto, an S3 server, Azurite, the Ferry binaries) and talk to them on
+//! 127.0.0.1. This library holds what they share: finding the external
+//! tools, free ports, child processes that die with the test, and waiting
+//! for a port without sleeping blindly.
+//!
+//! External tools are installed by `scripts/test.sh`, which also sets
+//! `FERRY_REQUIRE_PEERS=1`: then a missing tool fails the test with a clear
+//! message. Without it (a plain `cargo test` on a developer machine) a test
+//! whose peer is missing says so on stderr and returns early.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Finds an external tool on `PATH`, in the project's Python venv, or in
+/// `/usr/sbin` (Debian puts `mosquitto` there).
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(venv) = std::env::var_os("FERRY_VENV") {
+        dirs.push(Path::new(&venv).join("bin"));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    dirs.push(root.join(".venv/bin"));
+    dirs.push(PathBuf::from("/usr/sbin"));
+    dirs.push(PathBuf::from("/usr/local/bin"));
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The tool, or `None` after explaining on stderr; panics instead when
+/// `FERRY_REQUIRE_PEERS=1` (as `scripts/test.sh` sets it).
+pub fn require_tool(name: &str, install_hint: &str) -> Option<PathBuf> {
+    match find_tool(name) {
+        Some(p) => Some(p),
+        None if peers_required() => {
+            panic!("{name} is not installed ({install_hint}); scripts/test.sh installs it")
+        }
+        None => {
+            eprintln!("SKIPPED: {name} is not installed ({install_hint}); run scripts/test.sh");
+            None
+        }
+    }
+}
+
+/// True when missing peers must fail tests.
+pub fn peers_required() -> bool {
+    std::env::var("FERRY_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for a
+/// child that binds it right away).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls until `addr` accepts TCP connections, or panics after `timeout`.
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("nothing listens on {addr} after {timeout:?}");
+}
+
+/// Polls `cond` until it is true, or panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+#[derive(Debug)]
+pub struct Peer {
+    pub name: String,
+    child: Child,
+}
+
+impl Peer {
+    /// Starts `cmd` with stdout/stderr appended to `log`.
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Peer {
+        let out = std::fs::File::create(log).expect("create peer log");
+        let err = out.try_clone().expect("clone log handle");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Peer {
+            name: name.to_owned(),
+            child,
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL now, and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

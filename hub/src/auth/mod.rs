@@ -1,0 +1,194 @@
+//! Authentication and authorization.
+//!
+//! Every route except `/health`, `/ready` and `/metrics` goes through
+//! [`middleware::authenticate`], which turns the request's credentials into
+//! one [`Principal`] (the token's id, name and role) and stores it in the
+//! request's extensions. Handlers take the `Principal` as an extractor and
+//! call [`Principal::require`] with the [`Permission`] they need.
+//!
+//! # Credentials
+//!
+//! In order of precedence ([`credentials`]):
+//!
+//! 1. `Authorization: Bearer <token>` or `Authorization: Token <token>`;
+//! 2. `Authorization: Basic base64(user:password)`, the password being the
+//!    token (or the user name, when the password is empty): what InfluxDB
+//!    1.x clients send;
+//! 3. on `/write` only, the InfluxDB 1.x query parameters `?p=<token>`
+//!    (with or without `u=`).
+//!
+//! No credentials: 401 `unauthorized`. An unknown token: 401. A known token
+//! whose role lacks the permission: 403 `forbidden`.
+//!
+//! # Roles
+//!
+//! | role | read (query, fleet) | write (segments, LP, msgpack) | admin (tokens) |
+//! |---|---|---|---|
+//! | `read` | yes | no | no |
+//! | `write` | no | yes | no |
+//! | `admin` | yes | yes | yes |
+//!
+//! `write` does not imply `read` on purpose: write tokens live on gateways
+//! in the field, and a stolen gateway must not be able to read the lake.
+//!
+//! # Bootstrap
+//!
+//! On a start with no token at all, [`bootstrap::ensure_admin_token`]
+//! creates an admin token and prints it **once** on stdout. It is never
+//! logged and cannot be shown again; lose it and create another with it
+//! before it is lost, or delete the metadata file to start over.
+
+pub mod bootstrap;
+pub mod credentials;
+pub mod middleware;
+pub mod routes;
+pub mod token;
+
+use std::fmt;
+use std::str::FromStr;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+
+use crate::server::ApiError;
+
+pub use token::TokenHash;
+
+/// A token's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Whether this role grants `permission` (see the module table).
+    pub fn grants(self, permission: Permission) -> bool {
+        match self {
+            Role::Admin => true,
+            Role::Write => permission == Permission::Write,
+            Role::Read => permission == Permission::Read,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "read" => Ok(Role::Read),
+            "write" => Ok(Role::Write),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role {other:?}; expected read, write or admin"
+            )),
+        }
+    }
+}
+
+/// What a request wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Queries and the fleet view.
+    Read,
+    /// Segment uploads and writes.
+    Write,
+    /// Token management.
+    Admin,
+}
+
+impl Permission {
+    fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
+/// Who is making the request: resolved once per request by the middleware.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's id; `None` when auth is disabled.
+    pub token_id: Option<i64>,
+    pub name: String,
+    pub role: Role,
+}
+
+impl Principal {
+    /// The principal of every request when `auth.enabled = false`.
+    pub fn anonymous_admin() -> Self {
+        Principal {
+            token_id: None,
+            name: "anonymous (auth disabled)".to_owned(),
+            role: Role::Admin,
+        }
+    }
+
+    /// Whether this principal may do `permission`.
+    pub fn can(&self, permission: Permission) -> bool {
+        self.role.grants(permission)
+    }
+
+    /// `Ok` if allowed, else a 403 naming the missing permission.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.can(permission) {
+            Ok(())
+        } else {
+            metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "forbidden").increment(1);
+            Err(ApiError::forbidden(format!(
+                "token {:?} has role {}, which does not grant {} access",
+                self.name,
+                self.role,
+                permission.as_str()
+            )))
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("no credentials"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_matrix() {
+        assert!(Role::Admin.grants(Permission::Admin));
+        assert!(Role::Admin.grants(Permission::Read));
+        assert!(Role::Write.grants(Permission::Write));
+        assert!(!Role::Write.grants(Permission::Read));
+        assert!(!Role::Read.grants(Permission::Write));
+        assert!(!Role::Read.grants(Permission::Admin));
+        assert_eq!("write".parse::<Role>().unwrap(), Role::Write);
+        assert!("root".parse::<Role>().is_err());
+    }
+}

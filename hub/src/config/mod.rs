@@ -1,0 +1,185 @@
+//! The hub's configuration file, `hub.toml`.
+//!
+//! Every section and key is optional; a missing one takes the default that
+//! [`TEMPLATE`] documents (and a test checks that the template parses back to
+//! exactly [`HubConfig::default`]). Unknown keys are errors, not warnings: a
+//! misspelt key would otherwise silently fall back to its default.
+//!
+//! [`load`] and [`check_file`] report **every** problem at once, each with the
+//! path of its key (`server.listen: invalid socket address syntax`): the
+//! document is parsed, each section is deserialized on its own (so one bad
+//! section does not hide another), a bad section is re-read key by key to
+//! name the key at fault, and then [`HubConfig::validate`] checks the rules
+//! that serde cannot express. `ferry-hub check-config` prints exactly what
+//! `ferry-hub serve` would reject.
+
+mod load;
+mod template;
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+use crate::table::{StorageConfig, TableConfig};
+
+pub use load::{ConfigErrors, check_file, load, load_file, parse};
+pub use template::TEMPLATE;
+
+/// The largest accepted `server.max_body`: bodies are held in memory.
+pub const MAX_BODY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+
+/// The whole of `hub.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub tables: TableConfig,
+    pub metadata: MetadataConfig,
+    pub query: QueryConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Largest request body, as received and (for gzip / zstd bodies) after
+    /// decompression. Larger bodies get 413 `payload_too_large`.
+    pub max_body: ByteSize,
+    /// How long a graceful shutdown waits for in-flight requests.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
+            max_body: ByteSize::mib(64),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// `max_body` in bytes, as a `usize` (validation keeps it in range).
+    pub fn max_body_bytes(&self) -> usize {
+        usize::try_from(self.max_body.as_u64()).unwrap_or(usize::MAX)
+    }
+}
+
+/// `[metadata]`: the SQLite file holding tokens, agents and settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetadataConfig {
+    pub path: PathBuf,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        MetadataConfig {
+            path: PathBuf::from("./ferry-data/hub.db"),
+        }
+    }
+}
+
+/// `[query]`: limits on SQL queries.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// A query running longer is cancelled and answered 504 `timeout`.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Most rows in one answer; more are cut and the answer says `truncated`.
+    pub max_rows: NonZeroUsize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            timeout: Duration::from_secs(30),
+            max_rows: NonZeroUsize::new(100_000).expect("100000 is not zero"),
+        }
+    }
+}
+
+/// `[auth]`: bearer-token authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// When false, every request acts as an admin. For local experiments
+    /// only; `serve` logs a warning at start.
+    pub enabled: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { enabled: true }
+    }
+}
+
+/// `[log]`: structured logs on stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, `ferry_hub=debug,info`, ...
+    /// The `FERRY_LOG` environment variable overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl HubConfig {
+    /// Checks the rules serde cannot express, pushing one message per
+    /// problem, each starting with the key's path.
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        let max_body = self.server.max_body.as_u64();
+        if max_body == 0 {
+            errors.push("server.max_body: must be greater than 0".to_owned());
+        } else if max_body > MAX_BODY_LIMIT {
+            errors.push(format!(
+                "server.max_body: {} is over the limit of 4 GiB (bodies are held in memory)",
+                self.server.max_body
+            ));
+        }
+        if self.metadata.path.as_os_str().is_empty() {
+            errors.push("metadata.path: must not be empty".to_owned());
+        }
+        if self.query.timeout.is_zero() {
+            errors.push("query.timeout: must be greater than 0".to_owned());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            errors.push(format!(
+                "log.level: {:?} is not a valid filter: {e}",
+                self.log.level
+            ));
+        }
+    }
+}

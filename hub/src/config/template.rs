@@ -1,0 +1,111 @@
+//! The commented default configuration that `ferry-hub generate-config`
+//! prints. A test checks that it parses back to [`HubConfig::default`].
+
+#[cfg(doc)]
+use super::HubConfig;
+
+/// A complete `hub.toml` holding every default, with comments.
+pub const TEMPLATE: &str = r#"# ferry-hub configuration.
+#
+# Every key is optional: what is shown here is the default. Unknown keys are
+# errors. Check a file with `ferry-hub check-config --config hub.toml`.
+
+[server]
+# Address and port of the HTTP API (segments, writes, queries, /metrics).
+listen = "0.0.0.0:8000"
+# Largest request body, as received and, for gzip or zstd bodies, after
+# decompression. Larger bodies are answered 413 payload_too_large.
+max_body = "64MiB"
+# How long a graceful stop (SIGTERM, SIGINT) waits for in-flight requests
+# before the tables are flushed and the hub exits.
+shutdown_timeout = "30s"
+
+[storage]
+# Where the Delta tables live: "fs" (a local directory, the default), "s3"
+# or "azure".
+backend = "fs"
+path = "./ferry-data/tables"
+#
+# backend = "s3"
+# bucket = "lake"                  # required
+# prefix = "ferry"                 # optional key prefix
+# endpoint = "http://127.0.0.1:9000"   # S3-compatible servers; omit for AWS
+# region = "us-east-1"
+# access_key_id = "..."            # omit both keys to use the AWS credential chain
+# secret_access_key = "..."
+# allow_http = false
+# addressing = "path"              # "path" | "virtual_hosted"
+# conditional_put = "etag"         # "etag" (default) | "disabled"
+# multi_writer = false             # only on stores with an atomic conditional put
+#
+# backend = "azure"
+# account = "myaccount"
+# container = "lake"               # required
+# prefix = "ferry"
+# access_key = "..."               # or sas_token, or connection_string
+# use_emulator = false
+# endpoint = "https://myaccount.blob.core.windows.net"
+# multi_writer = false
+
+[tables]
+# How long a table's batcher collects writes before one Delta commit.
+commit_interval = "1s"
+# Commit early once this many rows are queued for a table.
+max_commit_rows = 1000000
+# Writes queued per table before writers wait (backpressure).
+queue_depth = 1024
+
+[metadata]
+# The SQLite file holding tokens, agents and settings. Back it up with the
+# tables: the tokens live only here.
+path = "./ferry-data/hub.db"
+
+[query]
+# A query running longer is cancelled and answered 504 timeout.
+timeout = "30s"
+# Most rows in one answer. Longer results are cut to this many rows and the
+# JSON answer carries "truncated": true (CSV and Arrow: header
+# x-ferry-truncated: true).
+max_rows = 100000
+
+[auth]
+# Require a token (Authorization: Bearer <token>) on every route except
+# /health, /ready and /metrics. On the first start with no tokens the hub
+# creates an admin token and prints it once on stdout.
+# Set to false only for local experiments: every request is then an admin.
+enabled = true
+
+[log]
+# A tracing filter: "info", "debug", "ferry_hub=debug,info", ...
+# The FERRY_LOG environment variable overrides it.
+level = "info"
+# "text" or "json" (one object per line), on stderr.
+format = "text"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::super::{HubConfig, parse};
+    use super::TEMPLATE;
+
+    #[test]
+    fn template_parses_to_the_defaults() {
+        let parsed = parse(TEMPLATE).unwrap();
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", HubConfig::default()));
+    }
+
+    #[test]
+    fn template_names_every_section() {
+        for section in [
+            "[server]",
+            "[storage]",
+            "[tables]",
+            "[metadata]",
+            "[query]",
+            "[auth]",
+            "[log]",
+        ] {
+            assert!(TEMPLATE.contains(section), "{section}");
+        }
+    }
+}

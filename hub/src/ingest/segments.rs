@@ -1,0 +1,186 @@
+//! `POST /api/v1/segments`: agent uploads (see [`ferry_protocols::api`]).
+//!
+//! Order of checks, each with its answer:
+//!
+//! 1. the token grants `write` (401 / 403);
+//! 2. the body is within `server.max_body` (413);
+//! 3. `x-ferry-agent-id` is present and a valid agent id (400 `bad_request`);
+//! 4. the body is a valid segment: [`read_segment`] checks format version,
+//!    names, schema, sort order and checksum (400 `invalid_segment` with the
+//!    reason);
+//! 5. the header's agent id equals the segment's `ferry.agent_id`, and
+//!    `x-ferry-segment-seq`, when sent, equals `ferry.sequence` (400
+//!    `invalid_segment`);
+//! 6. the segment's rows go to [`Tables::write`](crate::table::Tables::write)
+//!    with [`Origin::Segment`]; the answer waits for the durable commit:
+//!    200 [`SegmentAck`] `committed` or `duplicate`; a schema conflict with
+//!    the table is 409 `schema_conflict`, a storage failure 503
+//!    `unavailable` (the agent retries).
+//!
+//! Any write token may upload for any agent id for now; per-agent tokens
+//! come with RBAC. The agent's last-seen time, backlog headers and version
+//! are recorded in the metadata store after the write, whatever its result.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use ferry_protocols::AgentId;
+use ferry_protocols::api::{AckStatus, ErrorCode, SegmentAck, headers};
+use ferry_protocols::segment::read_segment;
+
+use super::{SOURCE_SEGMENT, record_ingest};
+use crate::auth::{Permission, Principal};
+use crate::meta::AgentReport;
+use crate::metrics as m;
+use crate::server::{ApiError, ApiResult, AppState, Body};
+use crate::table::{Origin, TableName, WriteOutcome, WriteRequest};
+
+/// `POST /api/v1/segments`.
+pub async fn upload(
+    principal: Principal,
+    State(state): State<AppState>,
+    headers_map: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Json<SegmentAck>> {
+    principal.require(Permission::Write)?;
+    let header_agent = required_header(&headers_map, headers::AGENT_ID)?;
+    let agent = AgentId::new(header_agent)
+        .map_err(|e| ApiError::bad_request(format!("header {}: {e}", headers::AGENT_ID)))?;
+    let header_seq = optional_u64(&headers_map, headers::SEGMENT_SEQ)?;
+    let received = body.len();
+
+    let segment = tokio::task::spawn_blocking(move || read_segment(body))
+        .await
+        .map_err(|e| ApiError::internal("segment decoder task failed", e))?
+        .map_err(|e| {
+            metrics::counter!(m::SEGMENTS, "status" => "rejected").increment(1);
+            ApiError::new(ErrorCode::InvalidSegment, e.to_string())
+        })?;
+    let meta = &segment.meta;
+    if meta.header.agent_id != agent {
+        metrics::counter!(m::SEGMENTS, "status" => "rejected").increment(1);
+        return Err(ApiError::new(
+            ErrorCode::InvalidSegment,
+            format!(
+                "header {} is {:?} but the segment was written by {:?}",
+                headers::AGENT_ID,
+                agent.as_str(),
+                meta.header.agent_id.as_str()
+            ),
+        ));
+    }
+    let seq = meta.header.sequence;
+    if let Some(h) = header_seq.filter(|h| *h != seq.0) {
+        metrics::counter!(m::SEGMENTS, "status" => "rejected").increment(1);
+        return Err(ApiError::new(
+            ErrorCode::InvalidSegment,
+            format!(
+                "header {} is {h} but the segment's sequence is {seq}",
+                headers::SEGMENT_SEQ
+            ),
+        ));
+    }
+    let table = TableName {
+        database: meta.header.database.clone(),
+        measurement: meta.header.measurement.clone(),
+    };
+    let table_label = table.to_string();
+    let request = WriteRequest {
+        table,
+        batches: segment.batches,
+        origin: Origin::Segment {
+            agent: agent.clone(),
+            seq,
+        },
+    };
+    let outcome = state.tables.write(request).await;
+
+    let mut report = AgentReport {
+        agent: agent.clone(),
+        committed: None,
+        backlog_readings: optional_u64(&headers_map, headers::BACKLOG_READINGS).unwrap_or(None),
+        backlog_bytes: optional_u64(&headers_map, headers::BACKLOG_BYTES).unwrap_or(None),
+        version: headers_map
+            .get(headers::AGENT_VERSION)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(64).collect()),
+    };
+    let ack = match outcome {
+        Ok(WriteOutcome::Committed { version, rows }) => {
+            report.committed = Some((seq.0, rows));
+            metrics::counter!(m::SEGMENTS, "status" => "committed").increment(1);
+            record_ingest(SOURCE_SEGMENT, received, rows, 0);
+            SegmentAck {
+                agent_id: agent.clone(),
+                sequence: seq.0,
+                status: AckStatus::Committed,
+                rows,
+                table: table_label,
+                table_version: Some(version),
+            }
+        }
+        Ok(WriteOutcome::Duplicate { version }) => {
+            report.committed = Some((seq.0, 0));
+            metrics::counter!(m::SEGMENTS, "status" => "duplicate").increment(1);
+            SegmentAck {
+                agent_id: agent.clone(),
+                sequence: seq.0,
+                status: AckStatus::Duplicate,
+                rows: 0,
+                table: table_label,
+                table_version: version,
+            }
+        }
+        Err(e) => {
+            let status = if e.is_client_error() {
+                "rejected"
+            } else {
+                "failed"
+            };
+            metrics::counter!(m::SEGMENTS, "status" => status).increment(1);
+            record_agent(&state, report).await;
+            tracing::info!(agent = %agent, seq = seq.0, error = %e, "segment not committed");
+            return Err(ApiError::from(e));
+        }
+    };
+    record_agent(&state, report).await;
+    tracing::debug!(
+        agent = %agent,
+        seq = seq.0,
+        status = ?ack.status,
+        rows = ack.rows,
+        table = %ack.table,
+        "segment acknowledged"
+    );
+    Ok(Json(ack))
+}
+
+/// Records the agent's report; a failure is logged, not answered: the
+/// segment's fate is decided by the table commit alone.
+async fn record_agent(state: &AppState, report: AgentReport) {
+    if let Err(e) = state.meta.record_agent(report).await {
+        tracing::warn!(error = %e, "cannot record the agent in the metadata store");
+    }
+}
+
+fn required_header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
+    h.get(name)
+        .ok_or_else(|| ApiError::bad_request(format!("missing header {name}")))?
+        .to_str()
+        .map(str::trim)
+        .map_err(|_| ApiError::bad_request(format!("header {name} is not ASCII")))
+}
+
+fn optional_u64(h: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+    match h.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("header {name} is not an unsigned integer"))
+            }),
+    }
+}

@@ -1,0 +1,31 @@
+//! # ferry-hub
+//!
+//! The hub: accepts segments from agents and line protocol / MessagePack
+//! writes, commits them exactly once into Delta Lake tables (one per
+//! `database.measurement`, partitioned by day) on local disk, S3 or Azure
+//! Blob, and serves SQL over them with DataFusion.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`config`] | `hub.toml`: parsing, validation of every key at once, the commented template |
+//! | [`table`] | Delta tables: storage backends, the commit batcher, exactly-once, schema evolution |
+//! | [`meta`] | the SQLite metadata store: tokens, agents, settings |
+//! | [`auth`] | bearer tokens, roles, the request principal, token management |
+//! | [`ingest`] | the write endpoints: segments, line protocol, MessagePack |
+//! | [`query`] | read-only SQL over the tables: JSON, CSV and Arrow IPC answers |
+//! | [`fleet`] | what the hub knows about its agents |
+//! | [`server`] | the HTTP server: router, health, errors, logging, ordered shutdown |
+//! | [`metrics`] | every Prometheus metric name |
+//!
+//! The binary (`main.rs`) only parses the command line and calls
+//! [`server::Hub`], [`config::check_file`] and [`config::TEMPLATE`].
+
+pub mod auth;
+pub mod config;
+pub mod fleet;
+pub mod ingest;
+pub mod meta;
+pub mod metrics;
+pub mod query;
+pub mod server;
+pub mod table;

@@ -1,0 +1,65 @@
+//! Every Prometheus metric the hub exports, named in one place.
+//!
+//! `/metrics` renders them in the Prometheus text format. The recorder is
+//! process-global (the `metrics` crate has one global recorder), so several
+//! hubs in one process (tests) share it; [`install`] is idempotent.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Counter: HTTP requests answered, labels `route` (the matched route
+/// template, e.g. `/api/v1/query`) and `status` (the numeric status).
+pub const HTTP_REQUESTS: &str = "ferry_hub_http_requests_total";
+/// Histogram: HTTP request duration in seconds, label `route`.
+pub const HTTP_REQUEST_SECONDS: &str = "ferry_hub_http_request_duration_seconds";
+/// Counter: rows committed to tables, label `source` (`segment`,
+/// `line_protocol`, `msgpack`).
+pub const ROWS_INGESTED: &str = "ferry_hub_rows_ingested_total";
+/// Counter: request body bytes received by write endpoints (as sent, before
+/// decompression), label `source`.
+pub const BYTES_INGESTED: &str = "ferry_hub_bytes_ingested_total";
+/// Counter: lines or records rejected by write endpoints, label `source`.
+pub const ROWS_REJECTED: &str = "ferry_hub_rows_rejected_total";
+/// Counter: segments answered, label `status` (`committed`, `duplicate`,
+/// `rejected`, `failed`).
+pub const SEGMENTS: &str = "ferry_hub_segments_total";
+/// Histogram: query latency in seconds (planning to last row), label
+/// `outcome` (`ok`, `error`, `timeout`).
+pub const QUERY_SECONDS: &str = "ferry_hub_query_duration_seconds";
+/// Counter: rows returned by queries.
+pub const QUERY_ROWS: &str = "ferry_hub_query_rows_total";
+/// Counter: authentication failures, label `reason` (`missing`, `invalid`,
+/// `forbidden`).
+pub const AUTH_FAILURES: &str = "ferry_hub_auth_failures_total";
+
+/// Histogram buckets for request and query latency, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the global Prometheus recorder once and returns its handle, or
+/// `None` if another recorder was installed first (then `/metrics` is empty).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            let builder = match builder.set_buckets(&LATENCY_BUCKETS) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot set metric buckets");
+                    PrometheusBuilder::new()
+                }
+            };
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot install the metrics recorder");
+                    None
+                }
+            }
+        })
+        .clone()
+}

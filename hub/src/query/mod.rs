@@ -1,0 +1,183 @@
+//! `POST /api/v1/query`: read-only SQL over the tables (role `read`).
+//!
+//! Body: `{"sql": "SELECT ...", "database": "plant"}`; `database` is
+//! optional (also from `x-ferry-database` / `x-arc-database` or `?db=`)
+//! and becomes the default schema, so `SELECT * FROM boiler` means
+//! `plant.boiler`. Without it, name tables `database.measurement`.
+//! DataFusion folds unquoted identifiers to lower case: quote names with
+//! capitals or dashes (`SELECT * FROM "plant-1"."Boiler"`).
+//!
+//! The answer format follows `Accept`: `application/vnd.apache.arrow.stream`
+//! (Arrow IPC), `text/csv`, else JSON ([`encode`]). Results are Arrow
+//! record batches first; each format is encoded from them.
+//!
+//! | status | when |
+//! |---|---|
+//! | 200 | the result (cut at `query.max_rows`, flagged `truncated`) |
+//! | 400 `bad_request` | SQL syntax, unknown table or column, a bad database name |
+//! | 422 `query_rejected` | DDL, DML, `COPY`, `SET` and other statements |
+//! | 503 `unavailable` | the object store failed |
+//! | 504 `timeout` | longer than `query.timeout` |
+
+pub mod encode;
+pub mod engine;
+pub mod show;
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::response::{IntoResponse, Response};
+use ferry_protocols::DatabaseName;
+use ferry_protocols::api::headers;
+use serde::Deserialize;
+
+use crate::auth::{Permission, Principal};
+use crate::metrics as m;
+use crate::server::{ApiError, ApiResult, AppState, JsonBody};
+
+/// The content type of Arrow IPC stream answers.
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+/// Header: `true` if the answer was cut at `query.max_rows`.
+pub const TRUNCATED_HEADER: &str = "x-ferry-truncated";
+/// Header: rows in a CSV or Arrow answer.
+pub const ROW_COUNT_HEADER: &str = "x-ferry-row-count";
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    pub sql: String,
+    #[serde(default)]
+    pub database: Option<String>,
+}
+
+/// The answer formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    Arrow,
+}
+
+impl Format {
+    /// From the `Accept` header: the first of Arrow or CSV it names, else JSON.
+    pub fn from_headers(h: &HeaderMap) -> Format {
+        let accept = h
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if accept.contains(ARROW_STREAM) {
+            Format::Arrow
+        } else if accept.contains("text/csv") {
+            Format::Csv
+        } else {
+            Format::Json
+        }
+    }
+}
+
+/// `POST /api/v1/query`.
+pub async fn query(
+    principal: Principal,
+    State(state): State<AppState>,
+    uri: Uri,
+    headers_map: HeaderMap,
+    JsonBody(request): JsonBody<QueryRequest>,
+) -> ApiResult<Response> {
+    principal.require(Permission::Read)?;
+    let database = database(&request, &headers_map, &uri)?;
+    let format = Format::from_headers(&headers_map);
+    let started = Instant::now();
+    let max_rows = state.config.query.max_rows.get();
+
+    let result = match show::parse(&request.sql) {
+        Some(s) => show::run(&state.tables, s, database.as_ref(), max_rows).await,
+        None => {
+            engine::run(
+                &state.tables,
+                &request.sql,
+                database.as_ref(),
+                state.config.query.timeout,
+                max_rows,
+            )
+            .await
+        }
+    };
+    let elapsed = started.elapsed();
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.code() == ferry_protocols::api::ErrorCode::Timeout => "timeout",
+        Err(_) => "error",
+    };
+    metrics::histogram!(m::QUERY_SECONDS, "outcome" => outcome).record(elapsed.as_secs_f64());
+    let output = result?;
+    metrics::counter!(m::QUERY_ROWS).increment(output.row_count as u64);
+    tracing::debug!(
+        principal = %principal.name,
+        rows = output.row_count,
+        truncated = output.truncated,
+        ms = elapsed.as_millis() as u64,
+        "query"
+    );
+
+    let encode_error = |e| ApiError::internal("encoding the query result", e);
+    match format {
+        Format::Json => {
+            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            let answer = encode::to_json(&output, ms).map_err(encode_error)?;
+            Ok(Json(answer).into_response())
+        }
+        Format::Csv => {
+            let body = encode::to_csv(&output).map_err(encode_error)?;
+            Ok(with_meta(body, "text/csv; charset=utf-8", &output))
+        }
+        Format::Arrow => {
+            let body = encode::to_arrow(&output).map_err(encode_error)?;
+            Ok(with_meta(body, ARROW_STREAM, &output))
+        }
+    }
+}
+
+fn with_meta(body: Vec<u8>, content_type: &'static str, output: &engine::QueryOutput) -> Response {
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        TRUNCATED_HEADER,
+        HeaderValue::from_static(if output.truncated { "true" } else { "false" }),
+    );
+    h.insert(ROW_COUNT_HEADER, HeaderValue::from(output.row_count as u64));
+    response
+}
+
+/// The query's default database: the body, then the headers, then `?db=`.
+fn database(
+    request: &QueryRequest,
+    h: &HeaderMap,
+    uri: &Uri,
+) -> Result<Option<DatabaseName>, ApiError> {
+    let from_header = [headers::DATABASE, headers::ARC_DATABASE]
+        .iter()
+        .find_map(|name| h.get(*name).and_then(|v| v.to_str().ok()))
+        .map(str::to_owned);
+    let from_query = uri.query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("db="))
+            .map(str::to_owned)
+    });
+    match request
+        .database
+        .clone()
+        .or(from_header)
+        .or(from_query)
+        .filter(|s| !s.is_empty())
+    {
+        None => Ok(None),
+        Some(db) => DatabaseName::new(db.trim())
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(e.to_string())),
+    }
+}

@@ -1,0 +1,117 @@
+//! The one error type of every HTTP handler, answered as an [`ErrorBody`].
+//!
+//! The status always comes from [`ErrorCode::http_status`], so a client can
+//! rely on the code alone. Internal errors are logged with their cause and
+//! answered with a generic message (no paths or backtraces leak).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ferry_protocols::api::{ErrorBody, ErrorCode, ErrorDetail};
+
+use crate::table::TableError;
+
+/// An error answer: a code, a message and optional per-line details.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub body: ErrorBody,
+}
+
+/// `Result` of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            body: ErrorBody::new(code, message),
+        }
+    }
+
+    pub fn with_details(mut self, details: Vec<ErrorDetail>) -> Self {
+        self.body.details = details;
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is over the limit of {limit} bytes (server.max_body)"),
+        )
+    }
+
+    /// Logs `cause` and answers a generic 500.
+    pub fn internal(what: &str, cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "{what}");
+        Self::new(ErrorCode::Internal, format!("internal error: {what}"))
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.body.error
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.body.error.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (status, Json(self.body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ferry\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<TableError> for ApiError {
+    fn from(e: TableError) -> Self {
+        match &e {
+            TableError::SchemaConflict { .. } => {
+                Self::new(ErrorCode::SchemaConflict, e.to_string())
+            }
+            TableError::ShuttingDown => Self::unavailable("the hub is shutting down; retry"),
+            _ if e.is_client_error() => Self::bad_request(e.to_string()),
+            _ => {
+                tracing::warn!(error = %e, "table write failed");
+                Self::unavailable(format!("storage unavailable: {e}"))
+            }
+        }
+    }
+}
+
+impl From<crate::meta::MetaError> for ApiError {
+    fn from(e: crate::meta::MetaError) -> Self {
+        Self::internal("metadata store", e)
+    }
+}
+
+/// The fallback for unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}

@@ -1,0 +1,53 @@
+//! Request extractors whose rejections are [`ApiError`]s, so that even a
+//! malformed request gets an [`ErrorBody`](ferry_protocols::api::ErrorBody).
+
+use axum::Json;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use ferry_protocols::api::ErrorCode;
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+
+/// The raw body, within `server.max_body` (enforced by the router's
+/// `DefaultBodyLimit`); over the limit it is a 413 `payload_too_large`.
+#[derive(Debug, Clone)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Body(b)),
+            Err(rejection) => Err(body_error(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+/// A JSON body, within the body limit.
+#[derive(Debug, Clone)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => Err(body_error(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+fn body_error(status: StatusCode, text: String) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "the body is over the configured limit (server.max_body)",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(ErrorCode::UnsupportedMediaType, text),
+        _ => ApiError::bad_request(text),
+    }
+}

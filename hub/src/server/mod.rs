@@ -1,0 +1,228 @@
+//! The HTTP server and the hub's lifecycle.
+//!
+//! [`Hub::start`] opens the metadata store (creating the bootstrap admin
+//! token on a first start), opens the tables, binds `server.listen` and
+//! serves the [`router`]. [`RunningHub::shutdown`] stops it in order:
+//!
+//! 1. `/ready` turns 503 and the listener stops accepting;
+//! 2. in-flight requests finish (at most `server.shutdown_timeout`; each
+//!    write answers only after its commit, so none is lost);
+//! 3. the tables flush what is queued, then their batchers stop;
+//! 4. the metadata store checkpoints and closes.
+//!
+//! Every task the server spawns is tracked and awaited.
+//! [`serve`] is `ferry-hub serve`: start, wait for SIGTERM or SIGINT, stop.
+
+mod error;
+mod extract;
+mod health;
+pub mod logging;
+mod router;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use error::{ApiError, ApiResult, not_found};
+pub use extract::{Body, JsonBody};
+pub use router::router;
+pub use state::AppState;
+
+use crate::config::HubConfig;
+use crate::meta::{Meta, MetaError};
+use crate::table::{TableError, Tables};
+
+/// Why the hub could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("metadata store {path}: {source}")]
+    Meta {
+        path: String,
+        #[source]
+        source: MetaError,
+    },
+    #[error("tables: {0}")]
+    Tables(#[from] TableError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("http server: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Starts hubs.
+#[derive(Debug)]
+pub struct Hub;
+
+/// A started hub.
+#[derive(Debug)]
+pub struct RunningHub {
+    addr: SocketAddr,
+    bootstrap_token: Option<String>,
+    state: AppState,
+    http_shutdown: CancellationToken,
+    tables_shutdown: CancellationToken,
+    tracker: TaskTracker,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Hub {
+    /// Opens everything and starts serving. Does not print the bootstrap
+    /// token: see [`RunningHub::bootstrap_token`].
+    pub async fn start(config: HubConfig) -> Result<RunningHub, ServerError> {
+        let config = Arc::new(config);
+        let meta_err = |source| ServerError::Meta {
+            path: config.metadata.path.display().to_string(),
+            source,
+        };
+        let meta = Meta::open(&config.metadata.path).await.map_err(meta_err)?;
+        let bootstrap_token = if config.auth.enabled {
+            crate::auth::bootstrap::ensure_admin_token(&meta)
+                .await
+                .map_err(meta_err)?
+        } else {
+            tracing::warn!("auth.enabled = false: every request acts as an admin");
+            None
+        };
+        let tables_shutdown = CancellationToken::new();
+        let tables = Tables::open(&config.storage, &config.tables, tables_shutdown.clone()).await?;
+
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.server.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+
+        let state = AppState::new(Arc::clone(&config), tables, meta);
+        let app = router(state.clone());
+        let http_shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let stop = http_shutdown.clone();
+        let server = tracker.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
+        state.ready.store(true, Ordering::SeqCst);
+        tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "ferry-hub listening");
+        Ok(RunningHub {
+            addr,
+            bootstrap_token,
+            state,
+            http_shutdown,
+            tables_shutdown,
+            tracker,
+            server,
+        })
+    }
+}
+
+impl RunningHub {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin token created by this start, if the store had none.
+    pub fn bootstrap_token(&self) -> Option<&str> {
+        self.bootstrap_token.as_deref()
+    }
+
+    /// The shared state (tables, metadata, config).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops the hub in order (see the module docs).
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        let RunningHub {
+            state,
+            http_shutdown,
+            tables_shutdown,
+            tracker,
+            mut server,
+            ..
+        } = self;
+        tracing::info!("shutting down: no new connections");
+        state.ready.store(false, Ordering::SeqCst);
+        http_shutdown.cancel();
+        let grace = state.config.server.shutdown_timeout;
+        let served = match tokio::time::timeout(grace, &mut server).await {
+            Ok(joined) => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            Err(_) => {
+                tracing::warn!(
+                    timeout = %humantime::format_duration(grace),
+                    "in-flight requests did not finish in time; closing them"
+                );
+                server.abort();
+                Ok(())
+            }
+        };
+        tracing::info!("flushing tables");
+        state.tables.flush().await;
+        tables_shutdown.cancel();
+        state.tables.wait_stopped().await;
+        tracker.close();
+        tracker.wait().await;
+        if let Err(e) = state.meta.close().await {
+            tracing::warn!(error = %e, "closing the metadata store failed");
+        }
+        tracing::info!("stopped");
+        served.map_err(ServerError::Serve)
+    }
+}
+
+/// `ferry-hub serve`: starts, prints a new bootstrap token once on stdout,
+/// waits for SIGTERM or SIGINT, and stops in order.
+pub async fn serve(config: HubConfig) -> Result<(), ServerError> {
+    let hub = Hub::start(config).await?;
+    if let Some(token) = hub.bootstrap_token() {
+        // stdout, not the log: shown once, never logged.
+        println!(
+            "ferry-hub: created an admin token. It is shown only this once; store it now:\n\n    {token}\n"
+        );
+    }
+    shutdown_signal().await;
+    hub.shutdown().await
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,76 @@
+//! Every route of the hub, and the layers around them.
+//!
+//! | route | role | handler |
+//! |---|---|---|
+//! | `GET /health`, `GET /ready`, `GET /metrics`, `GET /ping` | none | [`super::health`] |
+//! | `POST /api/v1/segments` | write | [`crate::ingest::segments`] |
+//! | `POST /write`, `/api/v2/write`, `/api/v1/write/line-protocol` | write | [`crate::ingest::line_protocol`] |
+//! | `POST /api/v1/write/msgpack` | write | [`crate::ingest::msgpack`] |
+//! | `POST /api/v1/query` | read | [`crate::query`] |
+//! | `GET /api/v1/agents` | read | [`crate::fleet`] |
+//! | `GET, POST /api/v1/auth/tokens`, `DELETE /api/v1/auth/tokens/{id}` | admin | [`crate::auth::routes`] |
+//!
+//! Layers: the body limit (`server.max_body`, answered 413 with an error
+//! body by the extractors), request metrics by matched route and status,
+//! and authentication on every route but the public ones.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+
+use super::{AppState, health, not_found};
+use crate::auth::{self, middleware::authenticate};
+use crate::ingest::{line_protocol, msgpack, segments};
+use crate::{fleet, metrics as m, query};
+
+/// The hub's router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.server.max_body_bytes();
+    let protected = Router::new()
+        .route(ferry_protocols::api::SEGMENTS_PATH, post(segments::upload))
+        .route("/write", post(line_protocol::write_v1))
+        .route("/api/v2/write", post(line_protocol::write_v2))
+        .route(
+            "/api/v1/write/line-protocol",
+            post(line_protocol::write_ferry),
+        )
+        .route("/api/v1/write/msgpack", post(msgpack::write))
+        .route("/api/v1/query", post(query::query))
+        .route("/api/v1/agents", get(fleet::list))
+        .route(
+            "/api/v1/auth/tokens",
+            get(auth::routes::list).post(auth::routes::create),
+        )
+        .route("/api/v1/auth/tokens/{id}", delete(auth::routes::delete))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/ping", get(health::ping).head(health::ping))
+        .merge(protected)
+        .fallback(not_found)
+        .layer(middleware::from_fn(track))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Counts every answer by route template and status, and its duration.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(m::HTTP_REQUESTS, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!(m::HTTP_REQUEST_SECONDS, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,34 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::HubConfig;
+use crate::meta::Meta;
+use crate::table::Tables;
+
+/// The state behind every route; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<HubConfig>,
+    pub tables: Tables,
+    pub meta: Meta,
+    /// True once the tables and the metadata store are open and the
+    /// listener is bound; false again during shutdown.
+    pub ready: Arc<AtomicBool>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    pub fn new(config: Arc<HubConfig>, tables: Tables, meta: Meta) -> Self {
+        AppState {
+            config,
+            tables,
+            meta,
+            ready: Arc::new(AtomicBool::new(false)),
+            metrics: crate::metrics::install(),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The per-table commit batcher: a task that collects write requests for
+//! `commit_interval` (or until `max_commit_rows`, or a flush) and commits
+//! them as one Delta commit.
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::config::TableConfig;
+use super::metrics as m;
+use super::writer::{Pending, TableWriter};
+
+/// What a table's queue carries.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Write(Pending),
+    /// Commit what is queued now, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+/// One batch in the making.
+#[derive(Default)]
+struct Collect {
+    batch: Vec<Pending>,
+    flushes: Vec<oneshot::Sender<()>>,
+    rows: usize,
+}
+
+impl Collect {
+    /// Adds a command; `true` when the batch must be committed now (a flush).
+    fn add(&mut self, command: Command, label: &str) -> bool {
+        match command {
+            Command::Write(p) => {
+                metrics::counter!(m::QUEUE_POPPED, "table" => label.to_owned()).increment(1);
+                self.rows = self.rows.saturating_add(p.request.rows());
+                self.batch.push(p);
+                false
+            }
+            Command::Flush(done) => {
+                self.flushes.push(done);
+                true
+            }
+        }
+    }
+
+    async fn commit(self, writer: &mut TableWriter) {
+        if !self.batch.is_empty() {
+            writer.commit(self.batch).await;
+        }
+        for done in self.flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Runs one table's batcher until `shutdown`, then commits what is queued and returns.
+pub(crate) async fn run(
+    mut writer: TableWriter,
+    mut rx: mpsc::Receiver<Command>,
+    config: TableConfig,
+    shutdown: CancellationToken,
+) {
+    let label = writer.name().to_string();
+    let max_rows = config.max_commit_rows.get();
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => None,
+            command = rx.recv() => command,
+        };
+        let Some(first) = first else { break };
+        let mut collect = Collect::default();
+        let mut cut = collect.add(first, &label);
+        let deadline = Instant::now() + config.commit_interval;
+        while !cut && collect.rows < max_rows {
+            tokio::select! {
+                biased;
+                command = rx.recv() => match command {
+                    Some(c) => cut = collect.add(c, &label),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+                () = shutdown.cancelled() => break,
+            }
+        }
+        metrics::gauge!(m::QUEUE_DEPTH, "table" => label.clone()).set(rx.len() as f64);
+        collect.commit(&mut writer).await;
+    }
+    // Shutdown: take nothing new, commit everything already queued.
+    rx.close();
+    let mut collect = Collect::default();
+    while let Ok(command) = rx.try_recv() {
+        collect.add(command, &label);
+    }
+    debug!(table = %label, requests = collect.batch.len(), "table batcher stopping");
+    collect.commit(&mut writer).await;
+    metrics::gauge!(m::QUEUE_DEPTH, "table" => label).set(0.0);
+}

@@ -1,0 +1,541 @@
+//! The `[storage]` and `[tables]` config sections, and how they become a
+//! Delta table URL plus object_store options.
+//!
+//! ```toml
+//! [storage]
+//! backend = "fs"                    # "fs" (default) | "s3" | "azure"
+//! path = "./ferry-data/tables"      # fs only
+//!
+//! # backend = "s3"
+//! # bucket = "lake"                 # required
+//! # prefix = "ferry"                # optional key prefix
+//! # endpoint = "http://127.0.0.1:9000"   # S3-compatible servers; omit for AWS
+//! # region = "us-east-1"
+//! # access_key_id = "..."           # omit both keys to use the AWS credential chain
+//! # secret_access_key = "..."
+//! # allow_http = false
+//! # addressing = "path"             # "path" | "virtual_hosted" (default: virtual_hosted without endpoint, path with one)
+//! # conditional_put = "etag"        # "etag" (default) | "disabled"
+//! # multi_writer = false
+//!
+//! # backend = "azure"
+//! # account = "myaccount"
+//! # container = "lake"              # required
+//! # prefix = "ferry"
+//! # access_key = "..."              # or sas_token, or connection_string
+//! # use_emulator = false            # Azurite: endpoint from env AZURITE_BLOB_STORAGE_URL
+//! # endpoint = "https://myaccount.blob.core.windows.net"
+//! # multi_writer = false
+//!
+//! [tables]
+//! commit_interval = "1s"
+//! max_commit_rows = 1000000
+//! queue_depth = 1024
+//! ```
+//!
+//! # Writers and conditional put
+//!
+//! A Delta commit is "create `_delta_log/<version>.json` if it does not
+//! exist". That is only a safe commit protocol when the store's conditional
+//! create (`If-None-Match: *`) is **atomic**: AWS S3, Azure Blob and the
+//! local filesystem are; s3s-fs is not (it lost 4 of 61 concurrent commits in
+//! our test) and garage ignores the header. So:
+//!
+//! - `multi_writer = false` (the default): this hub assumes it is the only
+//!   writer of its tables. It keeps each table's snapshot and the agents'
+//!   last committed segment numbers in memory between commits.
+//! - `multi_writer = true`: several hubs may commit to the same tables. The
+//!   hub reloads the table log before every commit and relies on Delta's
+//!   conflict detection. Requires `conditional_put = "etag"` and a store whose
+//!   conditional put is atomic (AWS S3, Azure, local fs). Nothing can check
+//!   atomicity from the client side; choosing the store is the operator's job.
+//! - `conditional_put = "disabled"` is for S3-compatible servers that reject
+//!   `If-None-Match`; commits then use an unsafe copy-based rename
+//!   (`aws_s3_allow_unsafe_rename`) and `multi_writer` must stay false.
+
+use std::collections::HashMap;
+use std::collections::HashSet;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::TableError;
+use super::name::TableName;
+
+/// The `[storage]` section: where the Delta tables live. `backend`
+/// selects the variant (default `"fs"`); each variant rejects keys it does
+/// not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
+pub enum StorageConfig {
+    /// A local directory.
+    Fs(FsConfig),
+    /// AWS S3 or an S3-compatible server.
+    S3(S3Config),
+    /// Azure Blob Storage (or Azurite).
+    Azure(AzureConfig),
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig::Fs(FsConfig::default())
+    }
+}
+
+impl<'de> Deserialize<'de> for StorageConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let backend = match table.remove("backend") {
+            None => "fs".to_owned(),
+            Some(toml::Value::String(s)) => s,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "backend must be a string, found {}",
+                    other.type_str()
+                )));
+            }
+        };
+        let rest = toml::Value::Table(table);
+        match backend.as_str() {
+            "fs" => FsConfig::deserialize(rest).map(StorageConfig::Fs),
+            "s3" => S3Config::deserialize(rest).map(StorageConfig::S3),
+            "azure" => AzureConfig::deserialize(rest).map(StorageConfig::Azure),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "unknown backend {other:?}, expected one of \"fs\", \"s3\", \"azure\""
+                )));
+            }
+        }
+        .map_err(D::Error::custom)
+    }
+}
+
+/// `[storage]` with `backend = "fs"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsConfig {
+    /// The directory that holds the tables; created if missing.
+    #[serde(default = "default_fs_path")]
+    pub path: PathBuf,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig {
+            path: default_fs_path(),
+        }
+    }
+}
+
+fn default_fs_path() -> PathBuf {
+    PathBuf::from("./ferry-data/tables")
+}
+
+/// S3 addressing style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Addressing {
+    /// `https://endpoint/bucket/key`.
+    Path,
+    /// `https://bucket.endpoint/key`.
+    VirtualHosted,
+}
+
+/// How commits are made exclusive on S3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConditionalPut {
+    /// `If-None-Match: *` on log entries (object_store's `etag` mode).
+    #[default]
+    Etag,
+    /// No conditional put: copy-based rename, single writer only.
+    Disabled,
+}
+
+/// `[storage]` with `backend = "s3"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Default: virtual-hosted without `endpoint`, path-style with one.
+    #[serde(default)]
+    pub addressing: Option<Addressing>,
+    #[serde(default)]
+    pub conditional_put: ConditionalPut,
+    #[serde(default)]
+    pub multi_writer: bool,
+}
+
+/// `[storage]` with `backend = "azure"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureConfig {
+    #[serde(default)]
+    pub account: Option<String>,
+    pub container: String,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub access_key: Option<String>,
+    #[serde(default)]
+    pub sas_token: Option<String>,
+    /// `AccountName=..;AccountKey=..` / `BlobEndpoint=..;SharedAccessSignature=..` /
+    /// `UseDevelopmentStorage=true`.
+    #[serde(default)]
+    pub connection_string: Option<String>,
+    /// Azurite. object_store reads the emulator's URL only from the
+    /// environment variable `AZURITE_BLOB_STORAGE_URL` (default
+    /// `http://127.0.0.1:10000`); an `endpoint` set here must equal it.
+    #[serde(default)]
+    pub use_emulator: bool,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub multi_writer: bool,
+}
+
+/// The `[tables]` section: how the commit batcher behaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TableConfig {
+    /// How long a table's batcher collects writes before committing them.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// Commit early once this many rows are queued for a table.
+    pub max_commit_rows: NonZeroUsize,
+    /// Writes queued per table before `write` waits (backpressure).
+    pub queue_depth: NonZeroUsize,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            commit_interval: Duration::from_secs(1),
+            max_commit_rows: NonZeroUsize::new(1_000_000).unwrap_or(NonZeroUsize::MIN),
+            queue_depth: NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
+
+/// The emulator's well-known account.
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+
+/// A `[storage]` section turned into what deltalake needs.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedStorage {
+    /// The root URL, ending in `/`. Tables live at `<root><database>/<measurement>/`.
+    pub(crate) root: String,
+    pub(crate) options: HashMap<String, String>,
+    pub(crate) multi_writer: bool,
+}
+
+impl ResolvedStorage {
+    /// The URL of one table (directory names from [`encode_segment`]).
+    pub(crate) fn table_url(&self, table: &TableName) -> String {
+        format!(
+            "{}{}/{}/",
+            self.root,
+            encode_segment(table.database.as_str()),
+            encode_segment(table.measurement.as_str())
+        )
+    }
+}
+
+fn opt(map: &mut HashMap<String, String>, key: &str, value: Option<&String>) {
+    if let Some(v) = value {
+        map.insert(key.to_owned(), v.clone());
+    }
+}
+
+/// `scheme://container/` plus the configured prefix, ending in `/`.
+fn with_prefix(base: String, prefix: Option<&str>) -> Result<String, TableError> {
+    let mut root = base;
+    for part in prefix.unwrap_or("").split('/').filter(|p| !p.is_empty()) {
+        if part == "." || part == ".." || !part.bytes().all(plain) {
+            return Err(TableError::Config(format!(
+                "storage.prefix segment {part:?}: use only ASCII letters, digits, '_', '-', '.'"
+            )));
+        }
+        root.push_str(part);
+        root.push('/');
+    }
+    Ok(root)
+}
+
+impl StorageConfig {
+    /// Checks the section and builds the root URL and the object_store options.
+    pub(crate) fn resolve(&self) -> Result<ResolvedStorage, TableError> {
+        match self {
+            StorageConfig::Fs(fs) => resolve_fs(&fs.path),
+            StorageConfig::S3(s3) => resolve_s3(s3),
+            StorageConfig::Azure(az) => resolve_azure(az),
+        }
+    }
+}
+
+fn resolve_fs(path: &Path) -> Result<ResolvedStorage, TableError> {
+    std::fs::create_dir_all(path).map_err(|e| {
+        TableError::Config(format!(
+            "storage.path {}: cannot create: {e}",
+            path.display()
+        ))
+    })?;
+    let text = path.to_str().ok_or_else(|| {
+        TableError::Config(format!("storage.path {} is not UTF-8", path.display()))
+    })?;
+    let url = deltalake::ensure_table_uri(text)
+        .map_err(|e| TableError::Config(format!("storage.path {}: {e}", path.display())))?;
+    let mut root = url.to_string();
+    if !root.ends_with('/') {
+        root.push('/');
+    }
+    Ok(ResolvedStorage {
+        root,
+        options: HashMap::new(),
+        multi_writer: false,
+    })
+}
+
+fn resolve_s3(s3: &S3Config) -> Result<ResolvedStorage, TableError> {
+    let mut problems = Vec::new();
+    if s3.bucket.is_empty() || !s3.bucket.bytes().all(plain) {
+        problems.push(format!(
+            "storage.bucket {:?} is not a bucket name",
+            s3.bucket
+        ));
+    }
+    if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+        problems.push(
+            "storage.access_key_id and storage.secret_access_key must be set together".to_owned(),
+        );
+    }
+    if s3.multi_writer && s3.conditional_put == ConditionalPut::Disabled {
+        problems.push(
+            "storage.multi_writer = true needs storage.conditional_put = \"etag\" on a store whose conditional put is atomic".to_owned(),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(TableError::Config(problems.join("; ")));
+    }
+    let root = with_prefix(format!("s3://{}/", s3.bucket), s3.prefix.as_deref())?;
+    let mut options = HashMap::new();
+    opt(&mut options, "aws_endpoint", s3.endpoint.as_ref());
+    opt(&mut options, "aws_region", s3.region.as_ref());
+    opt(&mut options, "aws_access_key_id", s3.access_key_id.as_ref());
+    opt(
+        &mut options,
+        "aws_secret_access_key",
+        s3.secret_access_key.as_ref(),
+    );
+    options.insert("aws_allow_http".to_owned(), s3.allow_http.to_string());
+    let addressing = s3.addressing.unwrap_or(if s3.endpoint.is_some() {
+        Addressing::Path
+    } else {
+        Addressing::VirtualHosted
+    });
+    options.insert(
+        "aws_virtual_hosted_style_request".to_owned(),
+        (addressing == Addressing::VirtualHosted).to_string(),
+    );
+    match s3.conditional_put {
+        ConditionalPut::Etag => {
+            options.insert("aws_conditional_put".to_owned(), "etag".to_owned());
+        }
+        ConditionalPut::Disabled => {
+            options.insert("aws_conditional_put".to_owned(), "disabled".to_owned());
+            options.insert("aws_s3_allow_unsafe_rename".to_owned(), "true".to_owned());
+        }
+    }
+    Ok(ResolvedStorage {
+        root,
+        options,
+        multi_writer: s3.multi_writer,
+    })
+}
+
+/// Key/value pairs of an Azure connection string (keys case-insensitive).
+fn parse_connection_string(s: &str) -> Result<HashMap<String, String>, TableError> {
+    let mut out = HashMap::new();
+    for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').ok_or_else(|| {
+            TableError::Config(format!(
+                "storage.connection_string: {:?} is not Key=Value",
+                part.split('=').next().unwrap_or("")
+            ))
+        })?;
+        out.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+    }
+    Ok(out)
+}
+
+fn resolve_azure(az: &AzureConfig) -> Result<ResolvedStorage, TableError> {
+    let mut account = az.account.clone();
+    let mut access_key = az.access_key.clone();
+    let mut sas = az.sas_token.clone();
+    let mut endpoint = az.endpoint.clone();
+    let mut emulator = az.use_emulator;
+    if let Some(cs) = &az.connection_string {
+        let kv = parse_connection_string(cs)?;
+        let get = |k: &str| kv.get(k).cloned();
+        if get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            emulator = true;
+        }
+        account = account.or_else(|| get("accountname"));
+        access_key = access_key.or_else(|| get("accountkey"));
+        sas = sas.or_else(|| get("sharedaccesssignature"));
+        endpoint = endpoint.or_else(|| get("blobendpoint"));
+        if endpoint.is_none()
+            && let (Some(acc), Some(suffix)) = (&account, get("endpointsuffix"))
+        {
+            let proto = get("defaultendpointsprotocol").unwrap_or_else(|| "https".to_owned());
+            endpoint = Some(format!("{proto}://{acc}.blob.{suffix}"));
+        }
+    }
+    let mut problems = Vec::new();
+    if az.container.is_empty() || !az.container.bytes().all(plain) {
+        problems.push(format!(
+            "storage.container {:?} is not a container name",
+            az.container
+        ));
+    }
+    let credentials = [access_key.is_some(), sas.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if credentials > 1 {
+        problems.push("set only one of storage.access_key and storage.sas_token".to_owned());
+    }
+    if !emulator && account.is_none() {
+        problems.push(
+            "storage.account is required (or a connection_string with AccountName)".to_owned(),
+        );
+    }
+    let mut options = HashMap::new();
+    if emulator {
+        if let Some(ep) = &endpoint {
+            let env = std::env::var("AZURITE_BLOB_STORAGE_URL").ok();
+            let same = env
+                .as_deref()
+                .is_some_and(|e| e.trim_end_matches('/') == ep.trim_end_matches('/'));
+            if !same {
+                problems.push(format!(
+                    "storage.endpoint {ep:?} with use_emulator: object_store takes the emulator URL only from the environment; start the hub with AZURITE_BLOB_STORAGE_URL={ep}"
+                ));
+            }
+        }
+        options.insert("azure_storage_use_emulator".to_owned(), "true".to_owned());
+        options.insert(
+            "azure_storage_account_name".to_owned(),
+            account
+                .clone()
+                .unwrap_or_else(|| AZURITE_ACCOUNT.to_owned()),
+        );
+    } else {
+        opt(&mut options, "azure_storage_account_name", account.as_ref());
+        opt(&mut options, "azure_storage_endpoint", endpoint.as_ref());
+        if endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"))
+        {
+            options.insert("azure_allow_http".to_owned(), "true".to_owned());
+        }
+    }
+    if !problems.is_empty() {
+        return Err(TableError::Config(problems.join("; ")));
+    }
+    opt(
+        &mut options,
+        "azure_storage_account_key",
+        access_key.as_ref(),
+    );
+    opt(&mut options, "azure_storage_sas_key", sas.as_ref());
+    let root = with_prefix(format!("az://{}/", az.container), az.prefix.as_deref())?;
+    Ok(ResolvedStorage {
+        root,
+        options,
+        multi_writer: az.multi_writer,
+    })
+}
+
+/// Bytes kept as they are in directory names; everything else is `+HH`.
+fn plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+/// A database or measurement as one directory name: ASCII letters, digits,
+/// `_`, `-` and `.` stay; every other byte becomes `+` and two uppercase hex
+/// digits (`my sensor` → `my+20sensor`). Safe for every object store and
+/// reversible by [`decode_segment`].
+pub(crate) fn encode_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if plain(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode_segment`]; `None` for a name it cannot have produced.
+pub(crate) fn decode_segment(encoded: &str) -> Option<String> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'+' {
+            let hex = encoded.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(hex, 16).ok()?;
+            if plain(v) || hex.bytes().any(|h| h.is_ascii_lowercase()) {
+                return None;
+            }
+            out.push(v);
+            i += 3;
+        } else if plain(b) {
+            out.push(b);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Option keys that hold secrets, for redacted logging.
+pub(crate) fn redacted(options: &HashMap<String, String>) -> HashMap<String, String> {
+    let secret: HashSet<&str> = [
+        "aws_secret_access_key",
+        "azure_storage_account_key",
+        "azure_storage_sas_key",
+    ]
+    .into_iter()
+    .collect();
+    options
+        .iter()
+        .map(|(k, v)| {
+            let v = if secret.contains(k.as_str()) {
+                "<redacted>".to_owned()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}

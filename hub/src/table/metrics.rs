@@ -1,0 +1,26 @@
+//! Metric names of the table capability (Prometheus, via the `metrics` crate).
+//!
+//! Every metric carries a `table` label (`database.measurement`).
+
+/// Counter: Delta commits made by the batcher.
+pub const COMMITS: &str = "ferry_table_commits_total";
+/// Counter: commits that failed (every request in them got the error).
+pub const COMMIT_FAILURES: &str = "ferry_table_commit_failures_total";
+/// Histogram, seconds: from starting a commit to the object store confirming it.
+pub const COMMIT_SECONDS: &str = "ferry_table_commit_seconds";
+/// Counter: rows committed.
+pub const ROWS_COMMITTED: &str = "ferry_table_rows_committed_total";
+/// Counter: Arrow in-memory bytes of the committed batches (before Parquet encoding).
+pub const BYTES_COMMITTED: &str = "ferry_table_bytes_committed_total";
+/// Counter: segments answered `Duplicate` (replays).
+pub const DUPLICATES: &str = "ferry_table_duplicate_segments_total";
+/// Counter: requests rejected with a schema conflict.
+pub const SCHEMA_CONFLICTS: &str = "ferry_table_schema_conflicts_total";
+/// Counter: requests rejected as invalid data.
+pub const INVALID_REQUESTS: &str = "ferry_table_invalid_requests_total";
+/// Counter: write requests pushed into a table's queue. Queue depth = pushed - popped.
+pub const QUEUE_PUSHED: &str = "ferry_table_queue_pushed_total";
+/// Counter: write requests taken from a table's queue by its batcher.
+pub const QUEUE_POPPED: &str = "ferry_table_queue_popped_total";
+/// Gauge: requests in the table's queue right now (sampled by the batcher).
+pub const QUEUE_DEPTH: &str = "ferry_table_queue_depth";

@@ -1,0 +1,273 @@
+//! [`Tables`]: the handle the rest of the hub uses.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+
+use deltalake::datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::{DeltaTable, ObjectStore};
+use ferry_protocols::{DatabaseName, Measurement};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
+
+use super::batcher::{self, Command};
+use super::config::{ResolvedStorage, StorageConfig, TableConfig, decode_segment, redacted};
+use super::error::TableError;
+use super::metrics as m;
+use super::name::{TableName, WriteOutcome, WriteRequest};
+use super::writer::{Pending, TableWriter, load_latest, open_table};
+
+static REGISTER_HANDLERS: Once = Once::new();
+
+/// Every Ferry table in one store: writes go through per-table commit
+/// batchers, reads through [`Tables::register_all`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    storage: Arc<ResolvedStorage>,
+    config: TableConfig,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    batchers: Mutex<HashMap<TableName, mpsc::Sender<Command>>>,
+    /// Loaded tables for queries, brought up to date before each registration.
+    readers: tokio::sync::Mutex<HashMap<TableName, DeltaTable>>,
+    /// Requests handed to a batcher queue so far.
+    pushed: AtomicU64,
+}
+
+impl Tables {
+    /// Checks the storage config, lists the store once (so bad credentials
+    /// or a missing bucket fail here), and returns the handle. Batchers stop
+    /// when `shutdown` is cancelled, after committing what they hold.
+    pub async fn open(
+        storage: &StorageConfig,
+        config: &TableConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Tables, TableError> {
+        REGISTER_HANDLERS.call_once(|| {
+            deltalake::aws::register_handlers(None);
+            deltalake::azure::register_handlers(None);
+        });
+        let resolved = storage.resolve()?;
+        info!(
+            root = %resolved.root,
+            options = ?redacted(&resolved.options),
+            multi_writer = resolved.multi_writer,
+            "opening tables"
+        );
+        let tables = Tables {
+            inner: Arc::new(Inner {
+                storage: Arc::new(resolved),
+                config: config.clone(),
+                shutdown,
+                tracker: TaskTracker::new(),
+                batchers: Mutex::new(HashMap::new()),
+                readers: tokio::sync::Mutex::new(HashMap::new()),
+                pushed: AtomicU64::new(0),
+            }),
+        };
+        let existing = tables.list().await?;
+        info!(tables = existing.len(), "tables opened");
+        Ok(tables)
+    }
+
+    fn sender(&self, table: &TableName) -> Result<mpsc::Sender<Command>, TableError> {
+        let inner = &self.inner;
+        let mut batchers = inner
+            .batchers
+            .lock()
+            .map_err(|_| TableError::ShuttingDown)?;
+        if let Some(tx) = batchers.get(table).filter(|tx| !tx.is_closed()) {
+            return Ok(tx.clone());
+        }
+        if inner.shutdown.is_cancelled() {
+            return Err(TableError::ShuttingDown);
+        }
+        let (tx, rx) = mpsc::channel(inner.config.queue_depth.get());
+        let writer = TableWriter::new(table.clone(), inner.storage.clone());
+        inner.tracker.spawn(batcher::run(
+            writer,
+            rx,
+            inner.config.clone(),
+            inner.shutdown.clone(),
+        ));
+        batchers.insert(table.clone(), tx.clone());
+        Ok(tx)
+    }
+
+    /// Queues rows for `request.table`. Resolves once the commit holding them
+    /// is durable in the object store (or with the reason it is not). Waits
+    /// while the table's queue is full.
+    pub async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, TableError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(TableError::ShuttingDown);
+        }
+        let label = request.table.to_string();
+        let tx = self.sender(&request.table)?;
+        let (reply, answer) = oneshot::channel();
+        tx.send(Command::Write(Pending { request, reply }))
+            .await
+            .map_err(|_| TableError::ShuttingDown)?;
+        self.inner.pushed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::QUEUE_PUSHED, "table" => label).increment(1);
+        answer.await.map_err(|_| TableError::ShuttingDown)?
+    }
+
+    /// Requests handed to a batcher so far (for tests that must not race shutdown).
+    #[cfg(test)]
+    pub(crate) fn pushed(&self) -> u64 {
+        self.inner.pushed.load(Ordering::Relaxed)
+    }
+
+    /// Commits everything queued so far, in every table, and waits for it.
+    pub async fn flush(&self) {
+        let senders: Vec<mpsc::Sender<Command>> = match self.inner.batchers.lock() {
+            Ok(b) => b.values().cloned().collect(),
+            Err(_) => return,
+        };
+        let mut waits = Vec::with_capacity(senders.len());
+        for tx in senders {
+            let (done, wait) = oneshot::channel();
+            if tx.send(Command::Flush(done)).await.is_ok() {
+                waits.push(wait);
+            }
+        }
+        for wait in waits {
+            let _ = wait.await;
+        }
+    }
+
+    /// Waits until every batcher has stopped. Call after cancelling the
+    /// shutdown token: the batchers commit what they hold, then end.
+    pub async fn wait_stopped(&self) {
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    /// Every table in the store: `<root>/<database>/<measurement>/_delta_log`.
+    pub async fn list(&self) -> Result<Vec<TableName>, TableError> {
+        let storage = &self.inner.storage;
+        let root = &storage.root;
+        let store = open_table(storage, root)
+            .map_err(|e| TableError::storage("<root>", e))?
+            .object_store();
+        let storage_err = |e: deltalake::ObjectStoreError| {
+            TableError::storage("<root>", deltalake::DeltaTableError::from(e))
+        };
+        let mut out = Vec::new();
+        let databases = store.list_with_delimiter(None).await.map_err(storage_err)?;
+        for db_path in databases.common_prefixes {
+            let Some(database) = db_path
+                .filename()
+                .and_then(decode_segment)
+                .and_then(|s| DatabaseName::new(s).ok())
+            else {
+                continue;
+            };
+            let measurements = store
+                .list_with_delimiter(Some(&db_path))
+                .await
+                .map_err(storage_err)?;
+            for m_path in measurements.common_prefixes {
+                let Some(measurement) = m_path
+                    .filename()
+                    .and_then(decode_segment)
+                    .and_then(|s| Measurement::new(s).ok())
+                else {
+                    continue;
+                };
+                let inside = store
+                    .list_with_delimiter(Some(&m_path))
+                    .await
+                    .map_err(storage_err)?;
+                if inside
+                    .common_prefixes
+                    .iter()
+                    .any(|p| p.filename() == Some("_delta_log"))
+                {
+                    out.push(TableName::new(database.clone(), measurement));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Registers every table at its latest version in `ctx`: schema
+    /// `database`, table `measurement` of the default catalog. Replaces
+    /// earlier registrations of the same names.
+    pub async fn register_all(&self, ctx: &SessionContext) -> Result<(), TableError> {
+        let catalog_name = ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_catalog
+            .clone();
+        let catalog = ctx.catalog(&catalog_name).ok_or_else(|| {
+            TableError::Config(format!("the session has no catalog {catalog_name:?}"))
+        })?;
+        for name in self.list().await? {
+            let Some(table) = self.latest(&name).await? else {
+                continue;
+            };
+            let label = name.to_string();
+            table
+                .update_datafusion_session(&ctx.state())
+                .map_err(|e| TableError::storage(&label, e))?;
+            let provider = table.table_provider().await?;
+            let db = name.database.as_str();
+            let schema = match catalog.schema(db) {
+                Some(s) => s,
+                None => {
+                    let s: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
+                    catalog.register_schema(db, s.clone())?;
+                    s
+                }
+            };
+            let measurement = name.measurement.as_str();
+            schema.deregister_table(measurement)?;
+            schema.register_table(measurement.to_owned(), provider)?;
+            debug!(table = %label, version = ?table.version(), "registered");
+        }
+        Ok(())
+    }
+
+    /// The table at its latest version, from the reader cache brought up to date.
+    async fn latest(&self, name: &TableName) -> Result<Option<DeltaTable>, TableError> {
+        let label = name.to_string();
+        let cached = self.inner.readers.lock().await.get(name).cloned();
+        let table = match cached {
+            Some(mut table) => {
+                table
+                    .update_incremental(None)
+                    .await
+                    .map_err(|e| TableError::storage(&label, e))?;
+                table
+            }
+            None => {
+                let url = self.inner.storage.table_url(name);
+                match load_latest(&self.inner.storage, &url)
+                    .await
+                    .map_err(|e| TableError::storage(&label, e))?
+                {
+                    Some(t) => t,
+                    None => return Ok(None),
+                }
+            }
+        };
+        self.inner
+            .readers
+            .lock()
+            .await
+            .insert(name.clone(), table.clone());
+        Ok(Some(table))
+    }
+}

@@ -1,0 +1,19 @@
+//! HTTP API tests: each starts a hub in-process on 127.0.0.1 port 0 with a
+//! temporary directory for its tables and metadata, and talks to it with a
+//! real HTTP client. One test binary (the modules below) keeps link time
+//! down: the hub links DataFusion and deltalake.
+
+// Test helpers outside #[test] functions: clippy's allow-unwrap-in-tests
+// does not reach them.
+#![allow(clippy::unwrap_used)]
+
+#[path = "api_tests/auth.rs"]
+mod auth;
+#[path = "api_tests/ingest.rs"]
+mod ingest;
+#[path = "api_tests/query.rs"]
+mod query;
+#[path = "api_tests/restart.rs"]
+mod restart;
+#[path = "api_tests/support.rs"]
+mod support;

@@ -1,0 +1,153 @@
+//! Starting hubs and talking to them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_hub::config::HubConfig;
+use ferry_hub::server::{Hub, RunningHub};
+use ferry_hub::table::StorageConfig;
+use ferry_hub::table::config::FsConfig;
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// A running hub, its directory and an admin token.
+pub(crate) struct TestHub {
+    pub(crate) hub: Option<RunningHub>,
+    pub(crate) dir: Arc<TempDir>,
+    pub(crate) base: String,
+    pub(crate) admin: String,
+    pub(crate) client: Client,
+}
+
+pub(crate) fn config(dir: &Path, tweak: impl FnOnce(&mut HubConfig)) -> HubConfig {
+    let mut c = HubConfig::default();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.server.shutdown_timeout = Duration::from_secs(10);
+    c.storage = StorageConfig::Fs(FsConfig {
+        path: dir.join("tables"),
+    });
+    c.metadata.path = dir.join("meta/hub.db");
+    c.tables.commit_interval = Duration::from_millis(10);
+    tweak(&mut c);
+    c
+}
+
+fn client() -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Starts a hub with default settings in a new directory.
+pub(crate) async fn start() -> TestHub {
+    start_with(|_| {}).await
+}
+
+/// Starts a hub in a new directory, with `tweak` applied to its config.
+pub(crate) async fn start_with(tweak: impl FnOnce(&mut HubConfig)) -> TestHub {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let hub = Hub::start(config(dir.path(), tweak)).await.unwrap();
+    let admin = hub
+        .bootstrap_token()
+        .expect("a first start creates the admin token")
+        .to_owned();
+    TestHub {
+        base: format!("http://{}", hub.local_addr()),
+        hub: Some(hub),
+        dir,
+        admin,
+        client: client(),
+    }
+}
+
+impl TestHub {
+    /// Stops the hub and starts a new one on the same directory.
+    pub(crate) async fn restart(&mut self) {
+        if let Some(hub) = self.hub.take() {
+            hub.shutdown().await.unwrap();
+        }
+        let hub = Hub::start(config(self.dir.path(), |_| {})).await.unwrap();
+        assert!(
+            hub.bootstrap_token().is_none(),
+            "a restart must not create a second admin token"
+        );
+        self.base = format!("http://{}", hub.local_addr());
+        self.hub = Some(hub);
+    }
+
+    pub(crate) async fn stop(mut self) {
+        if let Some(hub) = self.hub.take() {
+            hub.shutdown().await.unwrap();
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub(crate) fn get(&self, path: &str, token: &str) -> RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(token)
+    }
+
+    pub(crate) fn post(&self, path: &str, token: &str) -> RequestBuilder {
+        self.client.post(self.url(path)).bearer_auth(token)
+    }
+
+    /// Creates a token with `role`; returns (id, secret).
+    pub(crate) async fn token(&self, role: &str) -> (i64, String) {
+        let r = self
+            .post("/api/v1/auth/tokens", &self.admin)
+            .json(&json!({"name": format!("test-{role}"), "role": role}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let v: Value = r.json().await.unwrap();
+        (
+            v["id"].as_i64().unwrap(),
+            v["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Writes line protocol to `db` with the admin token.
+    pub(crate) async fn write_lp(&self, db: &str, body: &str) -> Response {
+        self.post(&format!("/api/v1/write/line-protocol?db={db}"), &self.admin)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Runs SQL as admin; returns the status and the JSON body.
+    pub(crate) async fn sql(&self, sql: &str) -> (StatusCode, Value) {
+        let r = self
+            .post("/api/v1/query", &self.admin)
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap())
+    }
+
+    /// `SELECT count(*)` of a table, as admin.
+    pub(crate) async fn count(&self, table: &str) -> i64 {
+        let (status, v) = self
+            .sql(&format!("SELECT count(*) AS n FROM {table}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v["data"][0][0].as_i64().unwrap()
+    }
+}
+
+/// The error body of a response, with its status checked.
+pub(crate) async fn error(r: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(r.status(), status);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], code, "{v}");
+    v
+}

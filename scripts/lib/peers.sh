@@ -1,0 +1,31 @@
+# Installs the real peers the tests run against. Source it after common.sh.
+# Idempotent and quiet when everything is already there.
+
+FERRY_VENV="${FERRY_VENV:-$(ferry_root)/.venv}"
+export FERRY_VENV
+
+# Python packages for the tests, pinned to what was checked on these machines.
+PY_PACKAGES=(
+  "moto[server]==5.*"
+  "azure-storage-blob==12.*"
+  "paho-mqtt==2.*"
+  "influxdb-client==1.*"
+  "deltalake==1.*"
+)
+
+install_peers() {
+  apt_install mosquitto mosquitto-clients openssl socat
+  if [ ! -x "$FERRY_VENV/bin/python" ]; then
+    log "creating the Python venv at $FERRY_VENV"
+    python3 -m venv "$FERRY_VENV"
+  fi
+  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake" 2>/dev/null; then
+    log "installing Python test packages"
+    "$FERRY_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  fi
+  if ! command -v azurite-blob >/dev/null; then
+    log "installing azurite (npm)"
+    npm install -g --silent --no-fund --no-audit azurite@3 >/dev/null
+  fi
+  export PATH="$FERRY_VENV/bin:$PATH:/usr/sbin"
+}
