@@ -1,0 +1,217 @@
+//! End to end on embedded defaults: real `ferry-hub` and `ferry-agent`
+//! processes, a real MQTT client (`mosquitto_pub`) publishing to the agent's
+//! broker at QoS 1, and SQL over the hub's HTTP API returning exactly the
+//! published readings.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use ferry_hil_tests::{
+    Peer, free_port, http, require_tool, wait_for_port, wait_until, workspace_bin,
+};
+
+struct Hub {
+    _peer: Peer,
+    addr: SocketAddr,
+    admin: String,
+}
+
+fn start_hub(dir: &std::path::Path) -> Hub {
+    let port = free_port();
+    let config = dir.join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+[storage]
+backend = "fs"
+path = "{tables}"
+[tables]
+commit_interval = "100ms"
+[metadata]
+path = "{meta}"
+"#,
+            tables = dir.join("tables").display(),
+            meta = dir.join("hub.db").display(),
+        ),
+    )
+    .expect("write hub.toml");
+    let log = dir.join("hub.log");
+    let peer = Peer::spawn(
+        "ferry-hub",
+        Command::new(workspace_bin("ferry-hub"))
+            .args(["serve", "--config"])
+            .arg(&config),
+        &log,
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for_port(addr, Duration::from_secs(60));
+    let mut admin = String::new();
+    wait_until("the bootstrap admin token", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        match text.split_whitespace().find(|w| w.starts_with("ferry_")) {
+            Some(t) => {
+                admin = t.to_owned();
+                true
+            }
+            None => false,
+        }
+    });
+    Hub {
+        _peer: peer,
+        addr,
+        admin,
+    }
+}
+
+fn create_token(hub: &Hub, name: &str, role: &str) -> String {
+    let auth = format!("Bearer {}", hub.admin);
+    let (status, body) = http(
+        "POST",
+        hub.addr,
+        "/api/v1/auth/tokens",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        format!(r#"{{"name": "{name}", "role": "{role}"}}"#).as_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+fn query(hub: &Hub, token: &str, sql: &str) -> serde_json::Value {
+    let auth = format!("Bearer {token}");
+    let body = serde_json::json!({ "sql": sql }).to_string();
+    let (status, text) = http(
+        "POST",
+        hub.addr,
+        "/api/v1/query",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    );
+    if status != 200 {
+        return serde_json::json!({ "status": status, "error": text });
+    }
+    serde_json::from_str(&text).expect("json")
+}
+
+#[test]
+fn published_readings_arrive_in_the_lake_exactly_once() {
+    let Some(pubber) = require_tool("mosquitto_pub", "apt-get install mosquitto-clients") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = start_hub(dir.path());
+    let write = create_token(&hub, "gw-e2e", "write");
+    let read = create_token(&hub, "operator", "read");
+
+    let mqtt_port = free_port();
+    let http_port = free_port();
+    let agent_config = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            r#"
+[agent]
+id = "gw-e2e"
+data_dir = "{data}"
+[mqtt]
+listen = "127.0.0.1:{mqtt_port}"
+[[routes]]
+topic = "sensors/{{device}}/{{measurement}}"
+database = "plant"
+[segment]
+max_age = "200ms"
+[uplink]
+hub_url = "http://{hub}"
+token = "{write}"
+backoff_initial = "100ms"
+backoff_max = "1s"
+[http]
+listen = "127.0.0.1:{http_port}"
+"#,
+            data = dir.path().join("agent").display(),
+            hub = hub.addr,
+        ),
+    )
+    .expect("write agent.toml");
+    let _agent = Peer::spawn(
+        "ferry-agent",
+        Command::new(workspace_bin("ferry-agent"))
+            .args(["run", "--config"])
+            .arg(&agent_config),
+        &dir.path().join("agent.log"),
+    );
+    wait_for_port(
+        SocketAddr::from(([127, 0, 0, 1], mqtt_port)),
+        Duration::from_secs(30),
+    );
+
+    // 100 readings at QoS 1 over MQTT 3.1.1 and 100 over MQTT 5.
+    let lines: String = (0..100)
+        .map(|i| format!("{{\"celsius\": {i}.5}}\n"))
+        .collect();
+    for (device, version) in [("boiler-1", "mqttv311"), ("boiler-2", "mqttv5")] {
+        let mut child = Command::new(&pubber)
+            .args(["-p", &mqtt_port.to_string(), "-q", "1", "-V", version, "-l"])
+            .args(["-t", &format!("sensors/{device}/temperature")])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("mosquitto_pub");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(lines.as_bytes())
+            .expect("publish");
+        assert!(
+            child.wait().expect("wait").success(),
+            "mosquitto_pub failed"
+        );
+    }
+
+    let mut last = serde_json::Value::Null;
+    wait_until(
+        "200 rows in plant.temperature",
+        Duration::from_secs(60),
+        || {
+            last = query(&hub, &read, "SELECT count(*) AS n FROM plant.temperature");
+            last["data"][0][0] == 200
+        },
+    );
+    let sums = query(
+        &hub,
+        &read,
+        "SELECT device, count(*), sum(celsius), min(celsius), max(celsius) FROM plant.temperature GROUP BY device ORDER BY device",
+    );
+    let expected_sum: f64 = (0..100).map(|i| i as f64 + 0.5).sum();
+    assert_eq!(sums["row_count"], 2, "{sums}");
+    for (i, device) in ["boiler-1", "boiler-2"].iter().enumerate() {
+        let row = &sums["data"][i];
+        assert_eq!(row[0], *device, "{sums}");
+        assert_eq!(row[1], 100, "{sums}");
+        assert_eq!(row[2].as_f64(), Some(expected_sum), "{sums}");
+        assert_eq!(row[3].as_f64(), Some(0.5), "{sums}");
+        assert_eq!(row[4].as_f64(), Some(99.5), "{sums}");
+    }
+    // The fleet view knows the agent.
+    let auth = format!("Bearer {read}");
+    let (status, agents) = http(
+        "GET",
+        hub.addr,
+        "/api/v1/agents",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(status, 200, "{agents}");
+    assert!(agents.contains("gw-e2e"), "{agents}");
+}
