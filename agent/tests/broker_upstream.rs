@@ -58,7 +58,10 @@ async fn wait_connected(mosquitto: &Mosquitto, sink: &TestSink) {
     let deadline = std::time::Instant::now() + T;
     while count(sink, "up/ping") == 0 {
         publish_ok(mosquitto.addr, &["-q", "0", "-t", "up/ping", "-m", "p"]).await;
-        assert!(std::time::Instant::now() < deadline, "upstream never connected");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upstream never connected"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

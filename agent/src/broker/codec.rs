@@ -111,6 +111,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Reads and discards until end of stream (or an error). Used before
+    /// closing a socket: closing with unread data makes the kernel send RST,
+    /// and an RST can destroy the last packets the peer has not read yet.
+    pub(crate) async fn discard_until_eof(&mut self) {
+        loop {
+            self.buf.clear();
+            match self.inner.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// The next frame, or `None` on a clean end of stream.
     pub(crate) async fn next(&mut self) -> Result<Option<Frame>, ReadError> {
         loop {

@@ -290,7 +290,7 @@ impl MqttConfig {
                     ));
                 }
             }
-            if tls.listen == self.listen {
+            if tls.listen == self.listen && tls.listen.port() != 0 {
                 errors.push("mqtt.tls.listen: must differ from mqtt.listen".into());
             }
         }

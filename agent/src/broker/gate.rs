@@ -268,10 +268,17 @@ where
             },
         }
     };
+    tracing::trace!(peer = %conn.peer, ?farewell, "connection ending");
     if let (Some(reason), true) = (farewell, v5) {
         let _ = client_w.write_all(&codec::disconnect_v5(reason)).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), client_w.shutdown()).await;
+    // Half-close, then let the client read what was sent and close its side
+    // (a close with unread input would reset the connection).
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = client_w.shutdown().await;
+        client_r.discard_until_eof().await;
+    })
+    .await;
     tracing::debug!(%peer, client_id = %conn.client_id, "client disconnected");
 }
 
@@ -495,6 +502,7 @@ async fn hold<S>(pkid: u16, conn: &Conn, ctx: &Shared<S>) -> Verdict {
         }
     };
     histogram!(m::ACK_HOLD_SECONDS).record(started.elapsed().as_secs_f64());
+    tracing::trace!(peer = %conn.peer, pkid, ?result, held = ?started.elapsed(), "commit resolved");
     let mut slots = conn.slots();
     match result {
         Ok(Accepted::Stored | Accepted::Unrouted) => {

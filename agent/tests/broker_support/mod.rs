@@ -90,9 +90,9 @@ impl IngestSink for TestSink {
         };
         async move {
             match (mode, rx) {
-                (_, Some(rx)) => rx
-                    .await
-                    .unwrap_or(Accepted::Rejected(ferry_agent::ingest::RejectReason::ShuttingDown)),
+                (_, Some(rx)) => rx.await.unwrap_or(Accepted::Rejected(
+                    ferry_agent::ingest::RejectReason::ShuttingDown,
+                )),
                 (Mode::Delay(d), None) => {
                     tokio::time::sleep(d).await;
                     Accepted::Stored
