@@ -1,7 +1,6 @@
 //! Request extractors whose rejections are [`ApiError`]s, so that even a
 //! malformed request gets an [`ErrorBody`](ferry_protocols::api::ErrorBody).
 
-use axum::Json;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -26,7 +25,9 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
-/// A JSON body, within the body limit.
+/// A JSON body, within the body limit. The `Content-Type` is not checked:
+/// `curl -d '{"sql": ...}'` sends `application/x-www-form-urlencoded`, and
+/// Arc and InfluxDB clients accept JSON whatever the header says.
 #[derive(Debug, Clone)]
 pub struct JsonBody<T>(pub T);
 
@@ -34,10 +35,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(JsonBody(v)),
-            Err(rejection) => Err(body_error(rejection.status(), rejection.body_text())),
-        }
+        let bytes = match Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(rejection) => return Err(body_error(rejection.status(), rejection.body_text())),
+        };
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request(format!("the body is not the expected JSON: {e}")))
     }
 }
 
