@@ -30,7 +30,11 @@ use crate::{broker, http};
 pub struct Buffered(pub StoreHandle);
 
 impl Buffer for Buffered {
-    async fn append(&self, readings: Vec<Incoming>, durability: Durability) -> Result<(), RejectReason> {
+    async fn append(
+        &self,
+        readings: Vec<Incoming>,
+        durability: Durability,
+    ) -> Result<(), RejectReason> {
         self.0.append(readings, durability).await.map(|_| ())
     }
 
@@ -43,12 +47,16 @@ impl SegmentQueue for Buffered {
     type Error = crate::store::StoreError;
 
     async fn next_pending(&self) -> Result<Option<PendingSegment>, Self::Error> {
-        Ok(self.0.next_pending_segment().await?.map(|s| PendingSegment {
-            seq: s.seq.0,
-            table: format!("{}.{}", s.database, s.measurement),
-            rows: s.rows,
-            file: s.file,
-        }))
+        Ok(self
+            .0
+            .next_pending_segment()
+            .await?
+            .map(|s| PendingSegment {
+                seq: s.seq.0,
+                table: format!("{}.{}", s.database, s.measurement),
+                rows: s.rows,
+                file: s.file,
+            }))
     }
 
     async fn ack(&self, seq: u64) -> Result<(), Self::Error> {
@@ -129,7 +137,9 @@ pub async fn start(
     let buffered = Buffered(store.clone());
     let token = config.uplink.resolve_token()?;
     if token.is_none() {
-        tracing::warn!("no uplink token configured; the hub will refuse uploads if it requires one");
+        tracing::warn!(
+            "no uplink token configured; the hub will refuse uploads if it requires one"
+        );
     }
     let client = HubClient::new(&config.uplink, token, store.agent_id().clone())?;
     let uplink_status = UplinkStatus::default();
@@ -144,7 +154,9 @@ pub async fn start(
     ));
 
     if config.routes.is_empty() {
-        tracing::warn!("no [[routes]] configured: messages are delivered to subscribers but not stored");
+        tracing::warn!(
+            "no [[routes]] configured: messages are delivered to subscribers but not stored"
+        );
     }
     let router = Router::new(config.routes.clone(), buffered.clone());
     let broker = broker::run(config.mqtt.clone(), router, broker_stop.clone(), &tracker).await?;
@@ -187,8 +199,14 @@ pub async fn start(
         tracing::info!("shutting down: segmenter");
         segmenter_stop.cancel();
         match segmenter_task.await {
-            Ok(Ok(report)) => tracing::info!(segments = report.segments, rows = report.rows, "final segments cut"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "final segment cut failed; readings stay buffered"),
+            Ok(Ok(report)) => tracing::info!(
+                segments = report.segments,
+                rows = report.rows,
+                "final segments cut"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "final segment cut failed; readings stay buffered")
+            }
             Err(e) => tracing::warn!(error = %e, "segmenter task failed"),
         }
         uplink_stop.cancel();

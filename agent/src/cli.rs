@@ -27,7 +27,10 @@ pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("SIGTERM received"),
@@ -84,7 +87,10 @@ fn http_get(addr: &str, path: &str) -> Result<String, String> {
         .split_once("\r\n\r\n")
         .ok_or("malformed HTTP response")?;
     if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(format!("agent answered: {}", head.lines().next().unwrap_or("")));
+        return Err(format!(
+            "agent answered: {}",
+            head.lines().next().unwrap_or("")
+        ));
     }
     Ok(body.to_owned())
 }
@@ -109,13 +115,19 @@ fn render_status(doc: &serde_json::Value) -> String {
     line("backlog readings", get(&["buffer", "backlog_readings"]));
     line("backlog bytes", get(&["buffer", "backlog_bytes"]));
     line("pending segments", get(&["buffer", "pending_segments"]));
-    line("quarantined segments", get(&["buffer", "quarantined_segments"]));
+    line(
+        "quarantined segments",
+        get(&["buffer", "quarantined_segments"]),
+    );
     line("oldest unsent age", get(&["buffer", "oldest_unsent_age"]));
     line("dead letters", get(&["buffer", "dead_letters"]));
     line("drops by reason", get(&["buffer", "drops"]));
     line("last upload (unix ms)", get(&["uplink", "last_success_ms"]));
     line("last acked segment", get(&["uplink", "last_acked_seq"]));
     line("uplink error", get(&["uplink", "last_error"]));
-    line("consecutive failures", get(&["uplink", "consecutive_failures"]));
+    line(
+        "consecutive failures",
+        get(&["uplink", "consecutive_failures"]),
+    );
     out
 }

@@ -8,7 +8,11 @@ use ferry_agent::{app, cli, config};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "ferry-agent", version, about = "Ferry's gateway agent: MQTT broker, durable buffer, uplink to the hub")]
+#[command(
+    name = "ferry-agent",
+    version,
+    about = "Ferry's gateway agent: MQTT broker, durable buffer, uplink to the hub"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -11,8 +11,8 @@ fn replay(target: &str, check: fn(&[u8])) {
         .join(target);
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
+        let path = entry.expect("corpus entry").path();
+        let data = std::fs::read(&path).expect("corpus file");
         let result = std::panic::catch_unwind(|| check(&data));
         assert!(result.is_ok(), "{target}: {} fails", path.display());
         count += 1;

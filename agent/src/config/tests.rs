@@ -19,7 +19,10 @@ fn the_template_parses_validates_and_matches_the_defaults() {
 fn an_empty_file_is_a_valid_config() {
     let config = parse(Path::new("empty.toml"), "").expect("defaults are valid");
     assert!(config.routes.is_empty());
-    assert_eq!(config.buffer_path(), Path::new("ferry-data/agent/buffer.db"));
+    assert_eq!(
+        config.buffer_path(),
+        Path::new("ferry-data/agent/buffer.db")
+    );
 }
 
 #[test]
@@ -47,9 +50,20 @@ database = "db"
     let ConfigError::Invalid { errors, .. } = err else {
         panic!("expected Invalid, got {err}");
     };
-    assert!(errors.iter().any(|e| e.starts_with("store.max_bytes")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.starts_with("uplink.hub_url")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.starts_with("routes[0].measurement")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("store.max_bytes")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.starts_with("uplink.hub_url")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("routes[0].measurement")),
+        "{errors:?}"
+    );
 }
 
 #[test]

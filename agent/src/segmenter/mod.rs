@@ -117,7 +117,8 @@ impl Segmenter {
                     let rows = cut.rows;
                     match self.store.commit_segment(cut).await {
                         Ok(()) => {
-                            metrics::histogram!(m::SEGMENT_CUT_SECONDS).record(started.elapsed().as_secs_f64());
+                            metrics::histogram!(m::SEGMENT_CUT_SECONDS)
+                                .record(started.elapsed().as_secs_f64());
                             report.segments += 1;
                             report.rows += rows;
                         }
@@ -142,7 +143,8 @@ impl Segmenter {
     /// `shutdown` is cancelled, then flushes everything. Errors are logged
     /// and retried on the next tick.
     pub async fn run(self, shutdown: CancellationToken) -> Result<CutReport, StoreError> {
-        let tick = (self.config.max_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let tick =
+            (self.config.max_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
@@ -228,4 +230,3 @@ fn plan(group: LoadedGroup, agent_id: &AgentId) -> Result<Plan, StoreError> {
         file,
     }))
 }
-

@@ -1,0 +1,197 @@
+//! Segmenter tests against a real store.
+
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use ferry_protocols::segment::{SegmentSeq, read_segment};
+use ferry_protocols::{FieldKey, FieldValue, Measurement, Reading};
+
+use super::*;
+use crate::ingest::{Durability, Incoming};
+use crate::store::tests::{T0, buffered_ns, open, reading, segment_ns, test_config};
+use crate::store::{ManualClock, SegmentConfig};
+
+fn config(max_rows: usize) -> SegmentConfig {
+    SegmentConfig {
+        max_rows,
+        max_bytes: ByteSize::mib(4),
+        max_age: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test]
+async fn cuts_by_rows_and_by_age_on_the_store_clock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("buffer.db");
+    let clock = ManualClock::new(T0);
+    let store = open(&path, &test_config(), &clock).await;
+    let segmenter = Segmenter::new(store.clone(), config(100));
+
+    let rows: Vec<Incoming> = (0..250).map(|n| reading("m", n)).collect();
+    store
+        .append(rows, Durability::Durable)
+        .await
+        .expect("stored");
+    let report = segmenter.cut_due().await.expect("cuts");
+    // Two full segments; the 50 left are young.
+    assert_eq!((report.segments, report.rows), (2, 200));
+    assert_eq!(buffered_ns(&path).len(), 50);
+
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(segmenter.cut_due().await.expect("cuts").segments, 0);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(segmenter.cut_due().await.expect("cuts").rows, 50);
+    assert!(buffered_ns(&path).is_empty());
+
+    let segments = segment_ns(&path);
+    assert_eq!(segments.iter().map(|s| s.0).collect::<Vec<_>>(), [1, 2, 3]);
+    let all: Vec<u64> = segments.iter().flat_map(|s| s.2.clone()).collect();
+    let mut sorted = all.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..250).collect::<Vec<_>>());
+
+    let pending = store
+        .next_pending_segment()
+        .await
+        .expect("reads")
+        .expect("pending");
+    let segment = read_segment(pending.file.clone()).expect("valid");
+    assert_eq!(segment.meta.header.sequence, SegmentSeq(1));
+    assert_eq!(segment.meta.header.agent_id, *store.agent_id());
+    assert_eq!(segment.meta.header.first_reading_id, 1);
+    assert_eq!(segment.meta.header.last_reading_id, 100);
+    assert_eq!(segment.meta.row_count, 100);
+    assert_eq!(pending.database.as_str(), "db");
+    assert_eq!(pending.measurement.as_str(), "m");
+    // Readings come back exactly.
+    let back = segment.readings().expect("readings");
+    let mut expected: Vec<Reading> = (0..100).map(|n| reading("m", n).reading).collect();
+    expected.sort_by_key(|r| r.time_ns);
+    assert_eq!(back, expected);
+    store.shutdown().await.expect("shuts down");
+}
+
+#[tokio::test]
+async fn a_type_conflict_goes_into_the_next_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("buffer.db");
+    let clock = ManualClock::new(T0);
+    let store = open(&path, &test_config(), &clock).await;
+    let segmenter = Segmenter::new(store.clone(), config(1000));
+    let mut rows: Vec<Incoming> = (0..3).map(|n| reading("m", n)).collect();
+    let mut odd = reading("m", 3);
+    odd.reading.fields.insert(
+        FieldKey::new("v").expect("valid"),
+        FieldValue::Str("three".into()),
+    );
+    rows.push(odd);
+    rows.push(reading("m", 4));
+    store
+        .append(rows, Durability::Durable)
+        .await
+        .expect("stored");
+    let report = segmenter.flush().await.expect("cuts");
+    assert_eq!((report.segments, report.rows), (3, 5));
+    let segments = segment_ns(&path);
+    let ns: Vec<Vec<u64>> = segments.into_iter().map(|s| s.2).collect();
+    assert_eq!(ns, vec![vec![0, 1, 2], vec![3], vec![4]]);
+    store.shutdown().await.expect("shuts down");
+}
+
+#[tokio::test]
+async fn an_unsegmentable_reading_becomes_a_dead_letter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("buffer.db");
+    let clock = ManualClock::new(T0);
+    let store = open(&path, &test_config(), &clock).await;
+    let segmenter = Segmenter::new(store.clone(), config(1000));
+    let empty = Incoming {
+        database: reading("m", 0).database,
+        reading: Reading::new(Measurement::new("m").expect("valid"), T0),
+    };
+    store
+        .append(
+            vec![reading("m", 1), empty, reading("m", 2)],
+            Durability::Durable,
+        )
+        .await
+        .expect("stored");
+    let report = segmenter.flush().await.expect("cuts");
+    assert_eq!(
+        report,
+        CutReport {
+            segments: 2,
+            rows: 2,
+            unsegmentable: 1
+        }
+    );
+    let status = store.status().await.expect("status");
+    assert_eq!(status.dead_letters, 1);
+    assert_eq!(status.drops.get("unsegmentable"), Some(&1));
+    assert_eq!(status.backlog_readings, 0);
+    store.shutdown().await.expect("shuts down");
+}
+
+#[tokio::test]
+async fn a_large_backlog_is_cut_one_bounded_segment_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("buffer.db");
+    let clock = ManualClock::new(T0);
+    let store = open(&path, &test_config(), &clock).await;
+    let segmenter = Segmenter::new(
+        store.clone(),
+        SegmentConfig {
+            max_rows: 10_000,
+            max_bytes: ByteSize::kib(8),
+            max_age: Duration::from_secs(5),
+        },
+    );
+    for chunk in 0..5u64 {
+        let rows: Vec<Incoming> = (0..1000)
+            .map(|n| reading(if n % 2 == 0 { "a" } else { "b" }, chunk * 1000 + n))
+            .collect();
+        store
+            .append(rows, Durability::Durable)
+            .await
+            .expect("stored");
+    }
+    let report = segmenter.flush().await.expect("cuts");
+    assert_eq!(report.rows, 5000);
+    let segments = segment_ns(&path);
+    assert!(
+        segments.len() > 10,
+        "bounded by max_bytes: {}",
+        segments.len()
+    );
+    // Bodies are ~20 bytes: no segment holds more than 8 KiB of them.
+    assert!(segments.iter().all(|s| s.2.len() <= 8 * 1024 / 15));
+    assert!(segments.windows(2).all(|w| w[0].0 < w[1].0));
+    let status = store.status().await.expect("status");
+    assert_eq!(status.pending_segment_rows, 5000);
+    store.shutdown().await.expect("shuts down");
+}
+
+#[tokio::test]
+async fn run_cuts_on_its_own_and_flushes_on_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("buffer.db");
+    let clock = ManualClock::new(T0);
+    let store = open(&path, &test_config(), &clock).await;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(Segmenter::new(store.clone(), config(10)).run(shutdown.clone()));
+    let rows: Vec<Incoming> = (0..25).map(|n| reading("m", n)).collect();
+    store
+        .append(rows, Durability::Durable)
+        .await
+        .expect("stored");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.status().await.expect("status").pending_segments < 2 {
+        assert!(std::time::Instant::now() < deadline, "never cut");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    shutdown.cancel();
+    task.await.expect("joins").expect("flushes");
+    let status = store.status().await.expect("status");
+    assert_eq!((status.pending_segments, status.backlog_readings), (3, 0));
+    store.shutdown().await.expect("shuts down");
+}

@@ -239,7 +239,10 @@ mod tests {
         let r = Reading::new(m.clone(), 1)
             .with_field(FieldKey::new("a").expect("valid"), FieldValue::I64(5))
             .with_field(FieldKey::new("b").expect("valid"), FieldValue::U64(5))
-            .with_field(FieldKey::new("c").expect("valid"), FieldValue::I64(i64::MIN));
+            .with_field(
+                FieldKey::new("c").expect("valid"),
+                FieldValue::I64(i64::MIN),
+            );
         let mut body = Vec::new();
         encode_body(&r, &mut body);
         assert_eq!(decode_body(m, 1, &body).expect("decodes"), r);

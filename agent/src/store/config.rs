@@ -144,7 +144,9 @@ pub const MIN_STORE_BYTES: u64 = 1024 * 1024;
 impl StoreConfig {
     /// The database path: `path`, or [`DEFAULT_PATH`].
     pub fn resolved_path(&self) -> PathBuf {
-        self.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+        self.path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
     }
 
     /// Appends every problem to `errors`, each prefixed with `prefix.key`.
@@ -231,7 +233,8 @@ mod tests {
         let mut errors = Vec::new();
         f.store.validate("store", &mut errors);
         f.segment.validate("segment", &mut errors);
-        f.segment.validate_with_store(&f.store, "segment", &mut errors);
+        f.segment
+            .validate_with_store(&f.store, "segment", &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
     }
 

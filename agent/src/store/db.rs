@@ -58,7 +58,10 @@ pub(crate) struct Mem {
 
 impl Mem {
     pub(crate) fn used(&self) -> u64 {
-        self.reading_bytes + self.pending_segment_bytes + self.quarantined_bytes + self.dead_letter_bytes
+        self.reading_bytes
+            + self.pending_segment_bytes
+            + self.quarantined_bytes
+            + self.dead_letter_bytes
     }
 
     pub(crate) fn drop_rows(&mut self, reason: DropReason, n: u64) {
@@ -163,7 +166,9 @@ impl Db {
     fn load(&mut self, agent_id: Option<AgentId>) -> Result<()> {
         let mut mem = Mem::default();
         {
-            let mut stmt = self.conn.prepare("SELECT id, database, measurement FROM groups")?;
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id, database, measurement FROM groups")?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
                 let (id, db, ms): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
@@ -212,11 +217,11 @@ impl Db {
                     mem.quarantined_bytes = accounted;
                 }
             }
-            let (n, size): (i64, f64) = self.conn.query_row(
-                "SELECT count(*), total(size) FROM dead_letters",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let (n, size): (i64, f64) =
+                self.conn
+                    .query_row("SELECT count(*), total(size) FROM dead_letters", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?;
             mem.dead_letters = to_u64(n);
             mem.dead_letter_bytes = size as u64;
 
@@ -238,11 +243,16 @@ impl Db {
             };
             mem.next_seq = stored_seq.max(max_seq.map_or(1, |s| to_u64(s) + 1));
             for (key, value) in &meta {
-                if let Some(reason) = key.strip_prefix(META_DROPS_PREFIX).and_then(DropReason::parse) {
+                if let Some(reason) = key
+                    .strip_prefix(META_DROPS_PREFIX)
+                    .and_then(DropReason::parse)
+                {
                     mem.drops.insert(reason, value.parse().unwrap_or(0));
                 }
             }
-            let stored_id = meta.get(META_AGENT_ID).and_then(|v| AgentId::new(v.as_str()).ok());
+            let stored_id = meta
+                .get(META_AGENT_ID)
+                .and_then(|v| AgentId::new(v.as_str()).ok());
             self.agent_id = match (agent_id, stored_id) {
                 (Some(given), Some(stored)) if given != stored => {
                     warn!(%given, %stored, "agent id changed; new segments carry the new id");
@@ -274,7 +284,11 @@ impl Db {
     /// The group id for `(database, measurement)`, created if new. A new
     /// group is committed on its own (once per group, ever), so that the
     /// name cache never refers to a rolled-back row.
-    pub(crate) fn group_id(&mut self, database: &DatabaseName, measurement: &Measurement) -> Result<i64> {
+    pub(crate) fn group_id(
+        &mut self,
+        database: &DatabaseName,
+        measurement: &Measurement,
+    ) -> Result<i64> {
         if let Some(id) = self
             .ids
             .get(database.as_str())
@@ -295,7 +309,8 @@ impl Db {
             .entry(database.clone())
             .or_default()
             .insert(measurement.clone(), id);
-        self.names.insert(id, (database.clone(), measurement.clone()));
+        self.names
+            .insert(id, (database.clone(), measurement.clone()));
         Ok(id)
     }
 
@@ -397,11 +412,7 @@ fn generate_agent_id() -> AgentId {
 }
 
 /// Reads one optional integer.
-pub(crate) fn opt_i64(
-    tx: &Connection,
-    sql: &str,
-    p: impl rusqlite::Params,
-) -> Result<Option<i64>> {
+pub(crate) fn opt_i64(tx: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Option<i64>> {
     Ok(tx
         .prepare_cached(sql)?
         .query_row(p, |r| r.get::<_, Option<i64>>(0))

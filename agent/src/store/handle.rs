@@ -59,7 +59,10 @@ impl StoreHandle {
                         return;
                     }
                 };
-                let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(source) => {
                         let _ = ready_tx.send(Err(StoreError::Io { path, source }));
@@ -100,7 +103,9 @@ impl StoreHandle {
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
         let (reply, rx) = oneshot::channel();
-        self.send(make(reply)).await.map_err(|_| StoreError::Closed)?;
+        self.send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -111,7 +116,11 @@ impl StoreHandle {
     /// was stored. `BestEffort`: resolves at once; the readings are written
     /// within `qos0_max_delay` (or dropped and counted under disk pressure or
     /// a storage error). Waits when the writer's queue is full.
-    pub async fn append(&self, readings: Vec<Incoming>, durability: Durability) -> Result<Appended, RejectReason> {
+    pub async fn append(
+        &self,
+        readings: Vec<Incoming>,
+        durability: Durability,
+    ) -> Result<Appended, RejectReason> {
         let received_ns = self.shared.clock.now_ns();
         let durable = durability == Durability::Durable;
         let rows: Vec<Row> = readings
@@ -131,18 +140,32 @@ impl StoreHandle {
             .collect();
         let n = rows.len();
         if n == 0 {
-            return Ok(Appended { rows: 0, first_id: None });
+            return Ok(Appended {
+                rows: 0,
+                first_id: None,
+            });
         }
         if !durable {
-            self.send(Command::Append { rows, durable, reply: None })
-                .await
-                .map_err(|_| RejectReason::ShuttingDown)?;
-            return Ok(Appended { rows: n, first_id: None });
-        }
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Append { rows, durable, reply: Some(reply) })
+            self.send(Command::Append {
+                rows,
+                durable,
+                reply: None,
+            })
             .await
             .map_err(|_| RejectReason::ShuttingDown)?;
+            return Ok(Appended {
+                rows: n,
+                first_id: None,
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Append {
+            rows,
+            durable,
+            reply: Some(reply),
+        })
+        .await
+        .map_err(|_| RejectReason::ShuttingDown)?;
         rx.await.map_err(|_| RejectReason::ShuttingDown)?
     }
 
@@ -151,21 +174,33 @@ impl StoreHandle {
     pub async fn append_dead_letter(&self, letter: DeadLetter) -> Result<(), RejectReason> {
         let received_ns = self.shared.clock.now_ns();
         let (reply, rx) = oneshot::channel();
-        self.send(Command::DeadLetter { letter, received_ns, reply })
-            .await
-            .map_err(|_| RejectReason::ShuttingDown)?;
+        self.send(Command::DeadLetter {
+            letter,
+            received_ns,
+            reply,
+        })
+        .await
+        .map_err(|_| RejectReason::ShuttingDown)?;
         rx.await.map_err(|_| RejectReason::ShuttingDown)?
     }
 
     /// The pending segment with the smallest sequence.
     pub async fn next_pending_segment(&self) -> Result<Option<PendingSegment>> {
-        self.ask(|reply| Command::NextPending { after: None, reply }).await
+        self.ask(|reply| Command::NextPending { after: None, reply })
+            .await
     }
 
     /// The pending segment with the smallest sequence above `after` (for an
     /// uplink that keeps several uploads in flight).
-    pub async fn next_pending_segment_after(&self, after: SegmentSeq) -> Result<Option<PendingSegment>> {
-        self.ask(|reply| Command::NextPending { after: Some(after), reply }).await
+    pub async fn next_pending_segment_after(
+        &self,
+        after: SegmentSeq,
+    ) -> Result<Option<PendingSegment>> {
+        self.ask(|reply| Command::NextPending {
+            after: Some(after),
+            reply,
+        })
+        .await
     }
 
     /// The hub acknowledged `seq`: deletes it. `Ok(false)` if it is not
@@ -177,7 +212,8 @@ impl StoreHandle {
     /// The hub refused `seq` for good: keeps it on disk, never offers it again.
     pub async fn quarantine_segment(&self, seq: SegmentSeq, reason: &str) -> Result<bool> {
         let reason = reason.to_owned();
-        self.ask(|reply| Command::Quarantine { seq, reason, reply }).await
+        self.ask(|reply| Command::Quarantine { seq, reason, reply })
+            .await
     }
 
     /// The buffer's state. Commits pending appends first.
@@ -209,7 +245,9 @@ impl StoreHandle {
     /// For tests driving a [`ManualClock`](super::ManualClock).
     pub async fn tick(&self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Tick { reply }).await.map_err(|_| StoreError::Closed)?;
+        self.send(Command::Tick { reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)
     }
 
@@ -219,15 +257,26 @@ impl StoreHandle {
         self.ask(|reply| Command::Exec { sql, reply }).await
     }
 
-    pub(crate) async fn load_due(&self, limits: CutLimits, force: bool) -> Result<Option<LoadedGroup>> {
-        self.ask(|reply| Command::LoadDue { limits, force, reply }).await
+    pub(crate) async fn load_due(
+        &self,
+        limits: CutLimits,
+        force: bool,
+    ) -> Result<Option<LoadedGroup>> {
+        self.ask(|reply| Command::LoadDue {
+            limits,
+            force,
+            reply,
+        })
+        .await
     }
 
     pub(crate) async fn commit_segment(&self, cut: SegmentCut) -> Result<()> {
-        self.ask(|reply| Command::CommitSegment { cut, reply }).await
+        self.ask(|reply| Command::CommitSegment { cut, reply })
+            .await
     }
 
     pub(crate) async fn dead_letter_reading(&self, id: i64, letter: DeadLetter) -> Result<()> {
-        self.ask(|reply| Command::DeadLetterReading { id, letter, reply }).await
+        self.ask(|reply| Command::DeadLetterReading { id, letter, reply })
+            .await
     }
 }

@@ -127,7 +127,7 @@ mod writer;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{IntegrityCheck, SegmentConfig, StoreConfig, WhenFull};

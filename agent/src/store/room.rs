@@ -30,7 +30,7 @@ pub(crate) enum Claim {
 /// Rows deleted per statement while evicting: about what is missing,
 /// estimated from the average size, within 1..=512.
 fn chunk(missing: u64, count: u64, bytes: u64) -> i64 {
-    let avg = if count == 0 { 1 } else { (bytes / count).max(1) };
+    let avg = bytes.checked_div(count).unwrap_or(1).max(1);
     i64::try_from((missing / avg + 1).clamp(1, 512)).unwrap_or(512)
 }
 
@@ -78,7 +78,12 @@ fn evict_best_effort(tx: &Transaction<'_>, mem: &mut Mem, missing: u64) -> Resul
     Ok(be > 0)
 }
 
-fn evict_dead_letters(tx: &Transaction<'_>, mem: &mut Mem, missing: u64, reason: DropReason) -> Result<bool> {
+fn evict_dead_letters(
+    tx: &Transaction<'_>,
+    mem: &mut Mem,
+    missing: u64,
+    reason: DropReason,
+) -> Result<bool> {
     if mem.dead_letters == 0 {
         return Ok(false);
     }
@@ -113,10 +118,17 @@ pub(crate) fn delete_dead_letters(
 
 /// Deletes one segment (the oldest in `state`, by first reading id, or a
 /// given `seq`), updating the accounting. Returns its row count.
-fn delete_segment(tx: &Transaction<'_>, mem: &mut Mem, seq: i64) -> Result<Option<u64>> {
-    let mut stmt =
-        tx.prepare_cached("DELETE FROM segments WHERE seq = ?1 RETURNING state, rows, length(file)")?;
-    let mut rows = stmt.query([seq])?;
+fn delete_segment(
+    tx: &Transaction<'_>,
+    mem: &mut Mem,
+    seq: i64,
+    only_pending: bool,
+) -> Result<Option<u64>> {
+    let mut stmt = tx.prepare_cached(
+        "DELETE FROM segments WHERE seq = ?1 AND (state = 'pending' OR NOT ?2)
+         RETURNING state, rows, length(file)",
+    )?;
+    let mut rows = stmt.query(params![seq, only_pending])?;
     let Some(r) = rows.next()? else {
         return Ok(None);
     };
@@ -136,8 +148,13 @@ fn delete_segment(tx: &Transaction<'_>, mem: &mut Mem, seq: i64) -> Result<Optio
     Ok(Some(n))
 }
 
-pub(crate) fn delete_segment_pub(tx: &Transaction<'_>, mem: &mut Mem, seq: i64) -> Result<Option<u64>> {
-    delete_segment(tx, mem, seq)
+/// Deletes the pending segment `seq` (acknowledged by the hub).
+pub(crate) fn delete_pending_segment(
+    tx: &Transaction<'_>,
+    mem: &mut Mem,
+    seq: i64,
+) -> Result<Option<u64>> {
+    delete_segment(tx, mem, seq, true)
 }
 
 fn evict_quarantined(tx: &Transaction<'_>, mem: &mut Mem) -> Result<bool> {
@@ -150,7 +167,7 @@ fn evict_quarantined(tx: &Transaction<'_>, mem: &mut Mem) -> Result<bool> {
         [],
     )?;
     let Some(seq) = seq else { return Ok(false) };
-    let rows = delete_segment(tx, mem, seq)?.unwrap_or(0);
+    let rows = delete_segment(tx, mem, seq, false)?.unwrap_or(0);
     mem.drop_rows(DropReason::QuarantinedFull, rows);
     Ok(true)
 }
@@ -188,7 +205,7 @@ fn evict_oldest(tx: &Transaction<'_>, mem: &mut Mem, missing: u64) -> Result<boo
             Ok(d + be > 0)
         }
         (_, Some((seq, _))) => {
-            let rows = delete_segment(tx, mem, seq)?.unwrap_or(0);
+            let rows = delete_segment(tx, mem, seq, false)?.unwrap_or(0);
             mem.drop_rows(DropReason::OldestFull, rows);
             Ok(true)
         }
@@ -198,7 +215,13 @@ fn evict_oldest(tx: &Transaction<'_>, mem: &mut Mem, missing: u64) -> Result<boo
 
 /// Frees space until `need` more bytes fit in the budget, evicting what
 /// `claim` may evict. `Ok(false)`: it does not fit.
-pub(crate) fn make_room(tx: &Transaction<'_>, mem: &mut Mem, limits: &Limits, need: u64, claim: Claim) -> Result<bool> {
+pub(crate) fn make_room(
+    tx: &Transaction<'_>,
+    mem: &mut Mem,
+    limits: &Limits,
+    need: u64,
+    claim: Claim,
+) -> Result<bool> {
     if need > limits.max_bytes {
         return Ok(false);
     }
@@ -294,8 +317,10 @@ pub(crate) fn insert_dead_letter(
         mem.drop_rows(DropReason::DeadLetterCap, 1);
         return Ok(false);
     }
-    let size = (letter.payload.len() + letter.topic.len() + letter.source.len() + letter.error.len()) as u64
-        + DEAD_LETTER_OVERHEAD;
+    let size =
+        (letter.payload.len() + letter.topic.len() + letter.source.len() + letter.error.len())
+            as u64
+            + DEAD_LETTER_OVERHEAD;
     if !make_room(tx, mem, limits, size, Claim::DeadLetter)? {
         mem.drop_rows(DropReason::DeadLetterFull, 1);
         return Ok(false);

@@ -176,7 +176,11 @@ fn set_page_cap(conn: &Connection, max_bytes: u64) -> rusqlite::Result<()> {
     let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
     let page_size = u64::try_from(page_size.max(512)).unwrap_or(4096);
     let cap = max_bytes.saturating_mul(2).saturating_add(64 * 1024 * 1024) / page_size;
-    conn.pragma_update(None, "max_page_count", i64::try_from(cap).unwrap_or(i64::MAX))
+    conn.pragma_update(
+        None,
+        "max_page_count",
+        i64::try_from(cap).unwrap_or(i64::MAX),
+    )
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
@@ -199,7 +203,11 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;
-        info!(from = version, to = version + 1, "migrated the buffer schema");
+        info!(
+            from = version,
+            to = version + 1,
+            "migrated the buffer schema"
+        );
     }
     Ok(())
 }

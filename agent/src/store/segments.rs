@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::db::{Db, SEGMENT_OVERHEAD, opt_i64};
 use super::error::{Result, StoreError};
-use super::room::{Claim, delete_segment_pub, insert_dead_letter, make_room};
+use super::room::{Claim, delete_pending_segment, insert_dead_letter, make_room};
 use super::types::{DeadLetter, DropReason, PendingSegment};
 
 /// A buffered reading as stored.
@@ -54,13 +54,20 @@ impl Db {
     /// The first group (by id) that is due: at least a segment's worth of
     /// rows or bytes, its oldest reading received `max_age` ago, or any
     /// non-empty group when `force`. Loads its oldest readings.
-    pub(crate) fn load_due(&mut self, limits: CutLimits, now_ns: i64, force: bool) -> Result<Option<LoadedGroup>> {
+    pub(crate) fn load_due(
+        &mut self,
+        limits: CutLimits,
+        now_ns: i64,
+        force: bool,
+    ) -> Result<Option<LoadedGroup>> {
         let mut due = None;
         for (&grp, stats) in &self.mem.groups {
             if stats.rows == 0 {
                 continue;
             }
-            let body = stats.size.saturating_sub(stats.rows * super::db::ROW_OVERHEAD);
+            let body = stats
+                .size
+                .saturating_sub(stats.rows * super::db::ROW_OVERHEAD);
             let full = stats.rows >= limits.max_rows as u64 || body >= limits.max_body_bytes;
             if force || full {
                 due = Some(grp);
@@ -86,7 +93,10 @@ impl Db {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, received_ns, time_ns, body FROM readings WHERE grp = ?1 ORDER BY id LIMIT ?2",
         )?;
-        let mut q = stmt.query(params![grp, i64::try_from(limits.max_rows).unwrap_or(i64::MAX)])?;
+        let mut q = stmt.query(params![
+            grp,
+            i64::try_from(limits.max_rows).unwrap_or(i64::MAX)
+        ])?;
         let mut rows = Vec::new();
         let mut bytes = 0u64;
         while let Some(r) = q.next()? {
@@ -178,7 +188,12 @@ impl Db {
     }
 
     /// Moves a reading that no segment can hold into the dead letters.
-    pub(crate) fn dead_letter_reading(&mut self, id: i64, letter: &DeadLetter, now_ns: i64) -> Result<()> {
+    pub(crate) fn dead_letter_reading(
+        &mut self,
+        id: i64,
+        letter: &DeadLetter,
+        now_ns: i64,
+    ) -> Result<()> {
         self.txn(|tx, mem, limits| {
             let row: Option<(i64, i64, bool)> = tx
                 .prepare_cached("DELETE FROM readings WHERE id = ?1 RETURNING grp, size, durable")?
@@ -202,13 +217,21 @@ impl Db {
                 "SELECT seq, grp, rows, file FROM segments
                  WHERE state = 'pending' AND seq > ?1 ORDER BY seq LIMIT 1",
             )?
-            .query_row([after], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_row([after], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
-        let Some((seq, grp, rows, file)) = row else { return Ok(None) };
-        let (database, measurement) = self.names.get(&grp).cloned().ok_or_else(|| StoreError::BadMeta {
-            key: format!("groups.{grp}"),
-            value: "missing".to_owned(),
-        })?;
+        let Some((seq, grp, rows, file)) = row else {
+            return Ok(None);
+        };
+        let (database, measurement) =
+            self.names
+                .get(&grp)
+                .cloned()
+                .ok_or_else(|| StoreError::BadMeta {
+                    key: format!("groups.{grp}"),
+                    value: "missing".to_owned(),
+                })?;
         Ok(Some(PendingSegment {
             seq: SegmentSeq(u64::try_from(seq).unwrap_or(0)),
             database,
@@ -220,13 +243,17 @@ impl Db {
 
     /// Deletes a segment the hub acknowledged. `Ok(false)`: no such segment.
     pub(crate) fn ack(&mut self, seq: SegmentSeq) -> Result<bool> {
-        let Ok(seq) = i64::try_from(seq.0) else { return Ok(false) };
-        self.txn(|tx, mem, _| Ok(delete_segment_pub(tx, mem, seq)?.is_some()))
+        let Ok(seq) = i64::try_from(seq.0) else {
+            return Ok(false);
+        };
+        self.txn(|tx, mem, _| Ok(delete_pending_segment(tx, mem, seq)?.is_some()))
     }
 
     /// Marks a pending segment as quarantined: kept, never offered again.
     pub(crate) fn quarantine(&mut self, seq: SegmentSeq, reason: &str) -> Result<bool> {
-        let Ok(seq) = i64::try_from(seq.0) else { return Ok(false) };
+        let Ok(seq) = i64::try_from(seq.0) else {
+            return Ok(false);
+        };
         self.txn(|tx, mem, _| {
             let row: Option<(i64, i64)> = tx
                 .prepare_cached(
@@ -235,7 +262,9 @@ impl Db {
                 )?
                 .query_row(params![seq, reason], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            let Some((rows, bytes)) = row else { return Ok(false) };
+            let Some((rows, bytes)) = row else {
+                return Ok(false);
+            };
             let size = u64::try_from(bytes).unwrap_or(0) + SEGMENT_OVERHEAD;
             let rows = u64::try_from(rows).unwrap_or(0);
             mem.pending_segments = mem.pending_segments.saturating_sub(1);
@@ -249,7 +278,11 @@ impl Db {
 
     /// Receive time of the oldest reading not yet acknowledged by the hub.
     pub(crate) fn oldest_unsent_ns(&self) -> Result<Option<i64>> {
-        let reading = opt_i64(&self.conn, "SELECT received_ns FROM readings ORDER BY id LIMIT 1", [])?;
+        let reading = opt_i64(
+            &self.conn,
+            "SELECT received_ns FROM readings ORDER BY id LIMIT 1",
+            [],
+        )?;
         let segment = opt_i64(
             &self.conn,
             "SELECT min(oldest_received_ns) FROM segments WHERE state = 'pending'",

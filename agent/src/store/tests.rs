@@ -21,7 +21,10 @@ pub(crate) fn reading(measurement: &str, n: u64) -> Incoming {
         database: DatabaseName::new("db").expect("valid"),
         reading: Reading::new(Measurement::new(measurement).expect("valid"), T0 + n as i64)
             .with_field(FieldKey::new("n").expect("valid"), FieldValue::U64(n))
-            .with_field(FieldKey::new("v").expect("valid"), FieldValue::F64(n as f64 * 0.5)),
+            .with_field(
+                FieldKey::new("v").expect("valid"),
+                FieldValue::F64(n as f64 * 0.5),
+            ),
     }
 }
 
@@ -54,7 +57,8 @@ pub(crate) fn buffered_ns(path: &Path) -> Vec<u64> {
         .expect("queries");
     rows.map(|r| {
         let (t, body) = r.expect("row");
-        let reading = codec::decode_body(Measurement::new("x").expect("valid"), t, &body).expect("decodes");
+        let reading =
+            codec::decode_body(Measurement::new("x").expect("valid"), t, &body).expect("decodes");
         match reading.fields.get("n") {
             Some(FieldValue::U64(n)) => *n,
             other => panic!("no n: {other:?}"),
@@ -70,7 +74,13 @@ pub(crate) fn segment_ns(path: &Path) -> Vec<(u64, String, Vec<u64>)> {
         .prepare("SELECT seq, state, file FROM segments ORDER BY seq")
         .expect("prepares");
     let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })
         .expect("queries");
     rows.map(|r| {
         let (seq, state, file) = r.expect("row");
@@ -117,7 +127,10 @@ async fn best_effort_waits_for_qos0_max_delay_on_the_clock() {
         ..test_config()
     };
     let store = open(&path, &config, &clock).await;
-    let appended = store.append(vec![reading("m", 7)], Durability::BestEffort).await.expect("queued");
+    let appended = store
+        .append(vec![reading("m", 7)], Durability::BestEffort)
+        .await
+        .expect("queued");
     assert_eq!(appended.first_id, None);
     store.tick().await.expect("ticks");
     assert!(buffered_ns(&path).is_empty(), "held in memory");
@@ -138,20 +151,38 @@ async fn shutdown_flushes_everything_queued() {
         ..test_config()
     };
     let store = open(&path, &config, &clock).await;
-    store.append(vec![reading("m", 1)], Durability::BestEffort).await.expect("queued");
-    let durable = {
-        let store = store.clone();
-        tokio::spawn(async move { store.append(vec![reading("m", 2)], Durability::Durable).await })
-    };
-    store.append(vec![reading("m", 3)], Durability::BestEffort).await.expect("queued");
-    store.shutdown().await.expect("shuts down");
-    assert!(durable.await.expect("joins").is_ok(), "the durable append was committed");
+    store
+        .append(vec![reading("m", 1)], Durability::BestEffort)
+        .await
+        .expect("queued");
+    store
+        .append(vec![reading("m", 3)], Durability::BestEffort)
+        .await
+        .expect("queued");
+    // join! polls the append first: it is queued before the shutdown.
+    let (durable, shutdown) = tokio::join!(
+        store.append(vec![reading("m", 2)], Durability::Durable),
+        store.shutdown()
+    );
+    shutdown.expect("shuts down");
+    assert!(
+        durable.is_ok(),
+        "the durable append was committed: {durable:?}"
+    );
     let mut ns = buffered_ns(&path);
     ns.sort_unstable();
     assert_eq!(ns, vec![1, 2, 3]);
-    assert!(!path.with_extension("db-wal").exists() || std::fs::metadata(path.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0) == 0);
+    assert!(
+        !path.with_extension("db-wal").exists()
+            || std::fs::metadata(path.with_extension("db-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0)
+                == 0
+    );
     assert_eq!(
-        store.append(vec![reading("m", 4)], Durability::Durable).await,
+        store
+            .append(vec![reading("m", 4)], Durability::Durable)
+            .await,
         Err(RejectReason::ShuttingDown)
     );
 }
@@ -166,7 +197,10 @@ async fn dropping_every_handle_flushes() {
         ..test_config()
     };
     let store = open(&path, &config, &clock).await;
-    store.append(vec![reading("m", 1)], Durability::BestEffort).await.expect("queued");
+    store
+        .append(vec![reading("m", 1)], Durability::BestEffort)
+        .await
+        .expect("queued");
     drop(store);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while buffered_ns(&path).is_empty() {
@@ -186,13 +220,19 @@ async fn drop_oldest_evicts_best_effort_then_oldest_durable() {
     };
     let store = open(&path, &config, &clock).await;
     for n in 0..100 {
-        store.append(vec![reading("m", n)], Durability::BestEffort).await.expect("queued");
+        store
+            .append(vec![reading("m", n)], Durability::BestEffort)
+            .await
+            .expect("queued");
     }
     store.sync().await.expect("syncs");
     let before = store.status().await.expect("status");
     assert_eq!(before.backlog_best_effort, before.backlog_readings);
     for n in 1000..1400 {
-        store.append(vec![reading("m", n)], Durability::Durable).await.expect("stored");
+        store
+            .append(vec![reading("m", n)], Durability::Durable)
+            .await
+            .expect("stored");
     }
     let status = store.status().await.expect("status");
     assert!(status.used_bytes <= status.max_bytes, "{status:?}");
@@ -226,12 +266,18 @@ async fn reject_new_refuses_durable_but_still_drops_best_effort() {
     };
     let store = open(&path, &config, &clock).await;
     for n in 0..50 {
-        store.append(vec![reading("m", n)], Durability::BestEffort).await.expect("queued");
+        store
+            .append(vec![reading("m", n)], Durability::BestEffort)
+            .await
+            .expect("queued");
     }
     let mut stored = 0u64;
     let mut rejected = 0u64;
     for n in 1000..1400 {
-        match store.append(vec![reading("m", n)], Durability::Durable).await {
+        match store
+            .append(vec![reading("m", n)], Durability::Durable)
+            .await
+        {
             Ok(_) => stored += 1,
             Err(RejectReason::Full) => rejected += 1,
             Err(other) => panic!("unexpected {other:?}"),
@@ -245,9 +291,16 @@ async fn reject_new_refuses_durable_but_still_drops_best_effort() {
     assert_eq!(status.drops.get("oldest_full"), None);
     let ns = buffered_ns(&path);
     assert_eq!(ns.len() as u64, stored);
-    assert_eq!(ns.first(), Some(&1000), "the oldest durable readings are kept");
+    assert_eq!(
+        ns.first(),
+        Some(&1000),
+        "the oldest durable readings are kept"
+    );
     // A best-effort reading never displaces a durable one.
-    store.append(vec![reading("m", 5000)], Durability::BestEffort).await.expect("queued");
+    store
+        .append(vec![reading("m", 5000)], Durability::BestEffort)
+        .await
+        .expect("queued");
     let after = store.status().await.expect("status");
     assert_eq!(after.backlog_readings, status.backlog_readings);
     assert_eq!(after.drops.get("qos0_full"), Some(&51));
@@ -298,30 +351,72 @@ async fn segments_ack_quarantine_and_sequences_across_reopen() {
     let config = test_config();
     let store = open(&path, &config, &clock).await;
     let segmenter = Segmenter::new(store.clone(), SegmentConfig::default());
-    store.append(vec![reading("a", 1), reading("b", 2)], Durability::Durable).await.expect("stored");
+    store
+        .append(vec![reading("a", 1), reading("b", 2)], Durability::Durable)
+        .await
+        .expect("stored");
     let report = segmenter.flush().await.expect("cuts");
     assert_eq!((report.segments, report.rows), (2, 2));
-    let first = store.next_pending_segment().await.expect("reads").expect("one pending");
+    let first = store
+        .next_pending_segment()
+        .await
+        .expect("reads")
+        .expect("one pending");
     assert_eq!(first.seq, SegmentSeq(1));
-    let second = store.next_pending_segment_after(first.seq).await.expect("reads").expect("two");
+    let second = store
+        .next_pending_segment_after(first.seq)
+        .await
+        .expect("reads")
+        .expect("two");
     assert_eq!(second.seq, SegmentSeq(2));
-    assert!(store.quarantine_segment(first.seq, "hub said 422").await.expect("quarantines"));
-    assert_eq!(store.next_pending_segment().await.expect("reads").map(|s| s.seq), Some(SegmentSeq(2)));
-    assert!(!store.ack_segment(first.seq).await.expect("acks"), "quarantined is not pending");
+    assert!(
+        store
+            .quarantine_segment(first.seq, "hub said 422")
+            .await
+            .expect("quarantines")
+    );
+    assert_eq!(
+        store
+            .next_pending_segment()
+            .await
+            .expect("reads")
+            .map(|s| s.seq),
+        Some(SegmentSeq(2))
+    );
+    assert!(
+        !store.ack_segment(first.seq).await.expect("acks"),
+        "quarantined is not pending"
+    );
     assert!(store.ack_segment(second.seq).await.expect("acks"));
-    assert!(!store.ack_segment(second.seq).await.expect("acks"), "idempotent");
+    assert!(
+        !store.ack_segment(second.seq).await.expect("acks"),
+        "idempotent"
+    );
     let status = store.status().await.expect("status");
-    assert_eq!((status.pending_segments, status.quarantined_segments), (0, 1));
+    assert_eq!(
+        (status.pending_segments, status.quarantined_segments),
+        (0, 1)
+    );
     assert_eq!(status.next_sequence, 3);
     store.shutdown().await.expect("shuts down");
 
     // Delete every segment behind the store's back: the sequence still moves on.
-    Connection::open(&path).expect("opens").execute("DELETE FROM segments", []).expect("deletes");
+    Connection::open(&path)
+        .expect("opens")
+        .execute("DELETE FROM segments", [])
+        .expect("deletes");
     let store = open(&path, &config, &clock).await;
     let segmenter = Segmenter::new(store.clone(), SegmentConfig::default());
-    store.append(vec![reading("a", 3)], Durability::Durable).await.expect("stored");
+    store
+        .append(vec![reading("a", 3)], Durability::Durable)
+        .await
+        .expect("stored");
     segmenter.flush().await.expect("cuts");
-    let next = store.next_pending_segment().await.expect("reads").expect("pending");
+    let next = store
+        .next_pending_segment()
+        .await
+        .expect("reads")
+        .expect("pending");
     assert_eq!(next.seq, SegmentSeq(3));
     store.shutdown().await.expect("shuts down");
 }
@@ -332,14 +427,26 @@ async fn a_newer_schema_is_refused_and_left_alone() {
     let path = db_path(&dir);
     {
         let conn = Connection::open(&path).expect("opens");
-        conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;").expect("creates");
+        conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;")
+            .expect("creates");
     }
     let err = StoreHandle::open(&path, test_config(), None, Arc::new(ManualClock::new(T0)))
         .await
         .expect_err("refused");
-    assert!(matches!(err, StoreError::SchemaTooNew { found: 99, supported: 1 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 99,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
     let conn = Connection::open(&path).expect("opens");
-    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("reads");
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("reads");
     assert_eq!(v, 99);
 }
 
@@ -351,9 +458,14 @@ async fn a_corrupt_file_is_moved_aside_not_deleted() {
     std::fs::write(&path, &garbage).expect("writes");
     let clock = ManualClock::new(T0);
     let store = open(&path, &test_config(), &clock).await;
-    store.append(vec![reading("m", 1)], Durability::Durable).await.expect("stored");
+    store
+        .append(vec![reading("m", 1)], Durability::Durable)
+        .await
+        .expect("stored");
     store.shutdown().await.expect("shuts down");
-    let aside = dir.path().join(format!("buffer.db.corrupt-{}", T0 / 1_000_000_000));
+    let aside = dir
+        .path()
+        .join(format!("buffer.db.corrupt-{}", T0 / 1_000_000_000));
     assert_eq!(std::fs::read(&aside).expect("kept"), garbage);
     assert_eq!(buffered_ns(&path), vec![1]);
 }
@@ -365,7 +477,10 @@ async fn a_corrupt_page_is_detected_and_moved_aside() {
     let clock = ManualClock::new(T0);
     let store = open(&path, &test_config(), &clock).await;
     let many: Vec<Incoming> = (0..3000).map(|n| reading("m", n)).collect();
-    store.append(many, Durability::Durable).await.expect("stored");
+    store
+        .append(many, Durability::Durable)
+        .await
+        .expect("stored");
     store.shutdown().await.expect("shuts down");
     // Scribble over a page in the middle of the file (not the header).
     let mut bytes = std::fs::read(&path).expect("reads");
@@ -382,7 +497,11 @@ async fn a_corrupt_page_is_detected_and_moved_aside() {
     let moved = std::fs::read_dir(dir.path())
         .expect("lists")
         .filter_map(|e| e.ok())
-        .any(|e| e.file_name().to_string_lossy().starts_with("buffer.db.corrupt-"));
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("buffer.db.corrupt-")
+        });
     assert!(moved);
 }
 
@@ -392,29 +511,53 @@ async fn a_full_or_read_only_disk_rejects_without_panicking_and_recovers() {
     let path = db_path(&dir);
     let clock = ManualClock::new(T0);
     let store = open(&path, &test_config(), &clock).await;
-    store.append(vec![reading("m", 0)], Durability::Durable).await.expect("stored");
+    store
+        .append(vec![reading("m", 0)], Durability::Durable)
+        .await
+        .expect("stored");
 
     // SQLITE_FULL: the file may not grow by a single page.
     let pages: i64 = Connection::open(&path)
         .expect("opens")
         .query_row("PRAGMA page_count", [], |r| r.get(0))
         .expect("reads");
-    store.exec(&format!("PRAGMA max_page_count = {pages}")).await.expect("sets");
+    store
+        .exec(&format!("PRAGMA max_page_count = {pages}"))
+        .await
+        .expect("sets");
     let big: Vec<Incoming> = (1..2000).map(|n| reading("m", n)).collect();
-    assert_eq!(store.append(big.clone(), Durability::Durable).await, Err(RejectReason::StorageError));
-    store.append(vec![reading("m", 1)], Durability::BestEffort).await.expect("queued");
+    // The QoS 0 reading rides in the same (failing) commit.
+    store
+        .append(vec![reading("m", 1)], Durability::BestEffort)
+        .await
+        .expect("queued");
+    assert_eq!(
+        store.append(big.clone(), Durability::Durable).await,
+        Err(RejectReason::StorageError)
+    );
     let status = store.status().await.expect("status");
     assert!(status.storage_error.is_some(), "{status:?}");
     assert_eq!(status.backlog_readings, 1);
     assert!(store.sync().await.is_err());
 
     // SQLITE_READONLY.
-    store.exec("PRAGMA max_page_count = 1000000; PRAGMA query_only = 1").await.expect("sets");
-    assert_eq!(store.append(vec![reading("m", 2)], Durability::Durable).await, Err(RejectReason::StorageError));
+    store
+        .exec("PRAGMA max_page_count = 1000000; PRAGMA query_only = 1")
+        .await
+        .expect("sets");
+    assert_eq!(
+        store
+            .append(vec![reading("m", 2)], Durability::Durable)
+            .await,
+        Err(RejectReason::StorageError)
+    );
 
     // Recovery: the next commit works, and the lost QoS 0 reading was counted.
     store.exec("PRAGMA query_only = 0").await.expect("sets");
-    store.append(big, Durability::Durable).await.expect("stored again");
+    store
+        .append(big, Durability::Durable)
+        .await
+        .expect("stored again");
     let status = store.status().await.expect("status");
     assert_eq!(status.storage_error, None);
     assert_eq!(status.backlog_readings, 2000);
@@ -430,16 +573,32 @@ async fn overhead_estimate_tracks_the_file_size() {
     let clock = ManualClock::new(T0);
     let store = open(&path, &test_config(), &clock).await;
     for chunk in 0..20u64 {
-        let rows: Vec<Incoming> = (0..1000).map(|n| reading("temperature", chunk * 1000 + n)).collect();
-        store.append(rows, Durability::Durable).await.expect("stored");
+        let rows: Vec<Incoming> = (0..1000)
+            .map(|n| reading("temperature", chunk * 1000 + n))
+            .collect();
+        store
+            .append(rows, Durability::Durable)
+            .await
+            .expect("stored");
     }
     let status = store.status().await.expect("status");
     store.shutdown().await.expect("shuts down");
     let conn = Connection::open(&path).expect("opens");
-    let pages: u64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("reads");
-    let free: u64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).expect("reads");
-    let real = (pages - free) * 4096;
+    let pages: i64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .expect("reads");
+    let free: i64 = conn
+        .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+        .expect("reads");
+    let real = (pages - free) as u64 * 4096;
     let ratio = status.used_bytes as f64 / real as f64;
-    eprintln!("accounted {} real {} ratio {ratio:.2}", status.used_bytes, real);
-    assert!((0.75..=1.35).contains(&ratio), "accounted {} vs real {real}", status.used_bytes);
+    eprintln!(
+        "accounted {} real {} ratio {ratio:.2}",
+        status.used_bytes, real
+    );
+    assert!(
+        (0.75..=1.35).contains(&ratio),
+        "accounted {} vs real {real}",
+        status.used_bytes
+    );
 }

@@ -178,17 +178,19 @@ impl Writer {
             });
         if durable_due || qos0_due {
             self.commit();
-        } else if let (Some(first_ns), Some(wake)) = (self.qos0_first_ns, self.qos0_first) {
-            if wake + self.config.qos0_max_delay <= Instant::now() {
-                // The timer fired but the (injected) clock says not yet:
-                // sleep for what the clock says remains, at least 1 ms.
-                let waited = self.clock.now_ns().saturating_sub(first_ns);
-                let remaining = duration_ns(self.config.qos0_max_delay).saturating_sub(waited);
-                let remaining = std::time::Duration::from_nanos(u64::try_from(remaining).unwrap_or(0))
-                    .max(std::time::Duration::from_millis(1));
-                self.qos0_first = Instant::now().checked_sub(self.config.qos0_max_delay).map(|t| t + remaining)
-                    .or_else(|| Some(Instant::now()));
-            }
+        } else if let (Some(first_ns), Some(wake)) = (self.qos0_first_ns, self.qos0_first)
+            && wake + self.config.qos0_max_delay <= Instant::now()
+        {
+            // The timer fired but the (injected) clock says not yet:
+            // sleep for what the clock says remains, at least 1 ms.
+            let waited = self.clock.now_ns().saturating_sub(first_ns);
+            let remaining = duration_ns(self.config.qos0_max_delay).saturating_sub(waited);
+            let remaining = std::time::Duration::from_nanos(u64::try_from(remaining).unwrap_or(0))
+                .max(std::time::Duration::from_millis(1));
+            self.qos0_first = Instant::now()
+                .checked_sub(self.config.qos0_max_delay)
+                .map(|t| t + remaining)
+                .or_else(|| Some(Instant::now()));
         }
     }
 
@@ -199,7 +201,11 @@ impl Writer {
             return;
         }
         match cmd {
-            Command::Append { rows, durable: true, reply } => {
+            Command::Append {
+                rows,
+                durable: true,
+                reply,
+            } => {
                 self.pending_rows += rows.len();
                 self.first_pending.get_or_insert_with(Instant::now);
                 self.pending.push(PendingAppend { rows, reply });
@@ -208,7 +214,11 @@ impl Writer {
                 }
                 return;
             }
-            Command::Append { rows, durable: false, reply } => {
+            Command::Append {
+                rows,
+                durable: false,
+                reply,
+            } => {
                 if let Some(first) = rows.first() {
                     self.qos0_first_ns.get_or_insert(first.received_ns);
                     self.qos0_first.get_or_insert_with(Instant::now);
@@ -216,7 +226,10 @@ impl Writer {
                 let n = rows.len();
                 self.qos0.extend(rows);
                 if let Some(reply) = reply {
-                    let _ = reply.send(Ok(Appended { rows: n, first_id: None }));
+                    let _ = reply.send(Ok(Appended {
+                        rows: n,
+                        first_id: None,
+                    }));
                 }
                 if self.qos0.len() >= self.config.max_batch {
                     self.commit();
@@ -242,13 +255,25 @@ impl Writer {
             Command::Append { .. } | Command::Tick { .. } => {}
             #[cfg(test)]
             Command::Exec { .. } => {}
-            Command::DeadLetter { letter, received_ns, reply } => {
-                let r = self
-                    .db
-                    .txn(|tx, mem, limits| insert_dead_letter(tx, mem, limits, &letter, received_ns));
-                let _ = reply.send(self.note(r).map(|_| ()).map_err(|_| RejectReason::StorageError));
+            Command::DeadLetter {
+                letter,
+                received_ns,
+                reply,
+            } => {
+                let r = self.db.txn(|tx, mem, limits| {
+                    insert_dead_letter(tx, mem, limits, &letter, received_ns)
+                });
+                let _ = reply.send(
+                    self.note(r)
+                        .map(|_| ())
+                        .map_err(|_| RejectReason::StorageError),
+                );
             }
-            Command::LoadDue { limits, force, reply } => {
+            Command::LoadDue {
+                limits,
+                force,
+                reply,
+            } => {
                 let _ = reply.send(self.db.load_due(limits, now, force));
             }
             Command::CommitSegment { cut, reply } => {
@@ -374,19 +399,24 @@ impl Writer {
                 for (p, r) in pending.into_iter().zip(results) {
                     match &r {
                         Ok(a) => durable += a.rows as u64,
-                        Err(_) => metrics::counter!(m::APPENDS_REJECTED, "reason" => "full").increment(1),
+                        Err(_) => {
+                            metrics::counter!(m::APPENDS_REJECTED, "reason" => "full").increment(1)
+                        }
                     }
                     if let Some(reply) = p.reply {
                         let _ = reply.send(r);
                     }
                 }
                 metrics::histogram!(m::COMMIT_ROWS).record((durable + stored) as f64);
-                metrics::counter!(m::READINGS_COMMITTED, "durability" => "durable").increment(durable);
-                metrics::counter!(m::READINGS_COMMITTED, "durability" => "best_effort").increment(stored);
+                metrics::counter!(m::READINGS_COMMITTED, "durability" => "durable")
+                    .increment(durable);
+                metrics::counter!(m::READINGS_COMMITTED, "durability" => "best_effort")
+                    .increment(stored);
             }
             Err(_) => {
                 for p in pending {
-                    metrics::counter!(m::APPENDS_REJECTED, "reason" => "storage_error").increment(1);
+                    metrics::counter!(m::APPENDS_REJECTED, "reason" => "storage_error")
+                        .increment(1);
                     if let Some(reply) = p.reply {
                         let _ = reply.send(Err(RejectReason::StorageError));
                     }
@@ -436,6 +466,7 @@ impl Writer {
         metrics::gauge!(m::PENDING_SEGMENTS).set(mem.pending_segments as f64);
         metrics::gauge!(m::QUARANTINED_SEGMENTS).set(mem.quarantined as f64);
         metrics::gauge!(m::DEAD_LETTERS).set(mem.dead_letters as f64);
+        metrics::gauge!(m::FILE_BYTES).set(self.db.file_bytes() as f64);
     }
 
     /// Final commit, WAL checkpoint, close.

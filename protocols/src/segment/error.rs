@@ -3,7 +3,7 @@
 use arrow_schema::ArrowError;
 use parquet::errors::ParquetError;
 
-use crate::batch::{BatchError, SchemaError};
+use crate::batch::{BatchError, ColumnRole, SchemaError};
 use crate::name::NameError;
 
 /// Why a segment could not be written or was rejected on read. Every
@@ -36,6 +36,17 @@ pub enum SegmentError {
         #[source]
         source: NameError,
     },
+    #[error("ferry.tag_columns lists {column:?} more than once")]
+    DuplicateTag { column: String },
+    #[error("ferry.tag_columns lists {column:?} but the file has no such column")]
+    UnknownTag { column: String },
+    #[error("{role} column {column:?} is stored as {found}; expected {expected}")]
+    BadColumn {
+        column: String,
+        role: ColumnRole,
+        found: String,
+        expected: &'static str,
+    },
     #[error("reading id range is inverted: first {first} > last {last}")]
     BadReadingRange { first: u64, last: u64 },
     #[error("segment schema: {0}")]
@@ -64,6 +75,12 @@ pub enum SegmentError {
     ChecksumMismatch { metadata: u32, actual: u32 },
     #[error("the footer declares {declared} bytes of decoded data; the limit is {max}")]
     TooMuchData { declared: u64, max: u64 },
+    #[error("row group {row_group}, column chunk {column}: {reason}")]
+    BadColumnChunk {
+        row_group: usize,
+        column: usize,
+        reason: &'static str,
+    },
     #[error("invalid Parquet: {0}")]
     Parquet(#[from] ParquetError),
     #[error("decoding failed: {0}")]

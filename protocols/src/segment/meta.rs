@@ -1,11 +1,12 @@
 //! The `ferry.*` key-value metadata: encoding and strict parsing.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 
 use parquet::file::metadata::KeyValue;
 
 use super::{FORMAT_VERSION, SegmentError, SegmentHeader, SegmentMeta, SegmentSeq};
-use crate::name::NameError;
+use crate::name::{NameError, TagKey};
 
 /// The metadata keys, as stored in the Parquet footer.
 pub mod keys {
@@ -20,9 +21,10 @@ pub mod keys {
     pub const MAX_TIME_NS: &str = "ferry.max_time_ns";
     pub const ROW_COUNT: &str = "ferry.row_count";
     pub const CHECKSUM: &str = "ferry.checksum";
+    pub const TAG_COLUMNS: &str = "ferry.tag_columns";
 
     /// Every key, in the order the writer emits them.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         FORMAT_VERSION,
         AGENT_ID,
         SEQUENCE,
@@ -34,11 +36,21 @@ pub mod keys {
         MAX_TIME_NS,
         ROW_COUNT,
         CHECKSUM,
+        TAG_COLUMNS,
     ];
 }
 
-/// The footer entries for `meta`, in [`keys::ALL`] order.
-pub(crate) fn to_key_values(meta: &SegmentMeta) -> Vec<KeyValue> {
+/// The `ferry.tag_columns` value: a compact JSON array of the names.
+pub(crate) fn encode_tag_columns<'a>(tags: impl IntoIterator<Item = &'a TagKey>) -> String {
+    serde_json::Value::from_iter(tags.into_iter().map(|t| t.as_str())).to_string()
+}
+
+/// The footer entries for `meta` and the tag columns `tags` (in schema
+/// order), in [`keys::ALL`] order.
+pub(crate) fn to_key_values<'a>(
+    meta: &SegmentMeta,
+    tags: impl IntoIterator<Item = &'a TagKey>,
+) -> Vec<KeyValue> {
     let h = &meta.header;
     let values = [
         meta.format_version.to_string(),
@@ -52,6 +64,7 @@ pub(crate) fn to_key_values(meta: &SegmentMeta) -> Vec<KeyValue> {
         meta.max_time_ns.to_string(),
         meta.row_count.to_string(),
         format!("{:08x}", meta.checksum),
+        encode_tag_columns(tags),
     ];
     keys::ALL
         .iter()
@@ -160,4 +173,34 @@ pub(crate) fn from_key_values(kvs: &[KeyValue]) -> Result<SegmentMeta, SegmentEr
         row_count,
         checksum,
     })
+}
+
+/// Parses `ferry.tag_columns`: the tag column names in schema order, as a
+/// compact JSON array of strings exactly as the writer emits it (no
+/// whitespace, no optional escapes), each a valid [`TagKey`], none twice. Whether the columns
+/// exist is checked against the Parquet schema later.
+pub(crate) fn tag_columns(kvs: &[KeyValue]) -> Result<Vec<TagKey>, SegmentError> {
+    let key = keys::TAG_COLUMNS;
+    let value = Entries(kvs).get(key)?;
+    let bad = |expected| SegmentError::BadValue {
+        key,
+        value: value.to_owned(),
+        expected,
+    };
+    let names: Vec<String> =
+        serde_json::from_str(value).map_err(|_| bad("a JSON array of tag column names"))?;
+    let mut seen = HashSet::with_capacity(names.len());
+    let mut tags = Vec::with_capacity(names.len());
+    for name in names {
+        if !seen.insert(name.clone()) {
+            return Err(SegmentError::DuplicateTag { column: name });
+        }
+        tags.push(TagKey::new(name).map_err(|source| SegmentError::BadName { key, source })?);
+    }
+    if encode_tag_columns(&tags) != value {
+        return Err(bad(
+            "compact JSON with no whitespace and no optional escapes",
+        ));
+    }
+    Ok(tags)
 }

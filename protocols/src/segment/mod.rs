@@ -11,8 +11,15 @@
 //!   (`Dictionary(Int32, Utf8)`), then field columns, each Arrow field
 //!   carrying `ferry.role`. Writers emit the canonical order (tags sorted by
 //!   key, then fields sorted by key); readers accept any order that passes
-//!   [`validate_schema`](crate::batch::validate_schema). The Arrow schema
-//!   travels in the standard `ARROW:schema` footer entry.
+//!   [`validate_schema`](crate::batch::validate_schema). The writer also
+//!   emits the standard `ARROW:schema` footer entry for other readers, but
+//!   Ferry's reader never decodes it (see *Schema on read* below).
+//! - **Parquet column types:** `time` is a required INT64
+//!   `TIMESTAMP(NANOS, isAdjustedToUTC = true)`; a tag is an optional UTF-8
+//!   (`STRING` logical type) BYTE_ARRAY; a field is optional and, by type:
+//!   f64 DOUBLE, i64 INT64 (no annotation or `INT(64, signed)`), u64 INT64
+//!   `INT(64, unsigned)`, bool BOOLEAN, str UTF-8 BYTE_ARRAY. No nested
+//!   columns.
 //! - **Sort order:** rows are sorted by the tag columns in schema order
 //!   (null before any value, values in UTF-8 byte order), then by `time`.
 //!   Equal keys may appear in any order. The writer rejects unsorted input
@@ -44,6 +51,7 @@
 //! | `ferry.max_time_ns` | largest `time`, `i64`, ≥ min |
 //! | `ferry.row_count` | number of rows, `u64`, ≥ 1; equals the footer's `num_rows` |
 //! | `ferry.checksum` | CRC32C of the canonical encoding below, 8 lowercase hex digits |
+//! | `ferry.tag_columns` | the tag column names in schema order, as a compact JSON array of strings (`["host","room"]`, `[]` for none): no whitespace, only `"` and `\` escaped (names hold no control characters) |
 //!
 //! # Checksum encoding (version 1)
 //!
@@ -65,11 +73,24 @@
 //! recomputes it from what it decodes. A mismatch means corruption, or a
 //! writer and a reader that disagree on the values.
 //!
+//! # Schema on read
+//!
+//! The `ARROW:schema` entry is a base64 Arrow IPC flatbuffer, and arrow-ipc
+//! panics on some malformed ones, so the reader ignores it. It rebuilds the
+//! Arrow schema from the Parquet schema and `ferry.tag_columns`: `time`
+//! becomes the `time` column, each listed name a tag column, every other
+//! column a field of the type its Parquet type stores (table above). A
+//! column of any other Parquet type, a listed tag that is not a column, or a
+//! list not in schema order is rejected. Batches then decode straight into
+//! that schema (tags as `Dictionary(Int32, Utf8)`, every field carrying
+//! `ferry.role`), so a segment reads the same whatever `ARROW:schema` holds.
+//!
 //! # Validation on read
 //!
 //! [`read_segment_meta`] reads only the footer: size bounds, `PAR1` magic at
-//! both ends, footer length, version, every key, the schema rules, the
-//! footer row count, and bounds on the declared decoded size.
+//! both ends, footer length, version, every key, that every column chunk
+//! lies inside the data region, the Parquet column types, the schema rules,
+//! the footer row count, and bounds on the declared decoded size.
 //! [`read_segment`] adds a full decode and checks the row count, the
 //! min/max time, the sort order and the checksum against the data.
 //!
@@ -87,16 +108,22 @@
 //!
 //! Segments above [`MAX_SEGMENT_BYTES`] and footers that declare more than
 //! [`MAX_DECODED_BYTES`] of uncompressed data are refused before decoding.
-//! The Parquet decoder runs under `catch_unwind`, so a decoder panic on a
-//! corrupt file becomes [`SegmentError::DecoderPanic`] where panics unwind
-//! (not under `panic = "abort"`). Not guarded: a corrupt *page header* can
+//! The footer is checked before parquet-rs trusts it (column chunk offsets,
+//! column types), and `ARROW:schema` is never decoded. Each data page's
+//! definition levels are checked before parquet-rs decodes them (its
+//! decoder trusts run lengths). Page decoding runs
+//! under `catch_unwind` as a second line of defence, so a decoder panic on a
+//! corrupt page becomes [`SegmentError::DecoderPanic`] where panics unwind
+//! (not under `panic = "abort"` or libFuzzer). Not guarded: a corrupt *page header* can
 //! still make parquet-rs reserve up to 2 GiB (its `i32`
 //! `uncompressed_page_size`) for one page before zstd fails; that memory is
 //! reserved, rarely touched.
 
 mod checksum;
+mod columns;
 mod error;
 mod meta;
+mod pages;
 mod read;
 mod write;
 

@@ -6,12 +6,15 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
 };
-use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::arrow::{ProjectionMask, parquet_to_arrow_field_levels};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use super::checksum::checksum;
-use super::meta::{from_key_values, keys};
+use super::columns::expected_schema;
+use super::meta::{encode_tag_columns, from_key_values, keys, tag_columns};
+use super::pages::CheckedRowGroups;
 use super::{Segment, SegmentError, SegmentMeta};
 use crate::batch::{BatchView, SchemaLayout, first_unsorted_row, validate_schema};
 
@@ -29,8 +32,9 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, SegmentError>) -> Result<T, SegmentE
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(Err(SegmentError::DecoderPanic))
 }
 
-/// Cheap structural checks before parquet-rs sees the bytes.
-fn check_envelope(bytes: &[u8]) -> Result<(), SegmentError> {
+/// Cheap structural checks before parquet-rs sees the bytes. Returns where
+/// the data region (between the leading magic and the footer) ends.
+fn check_envelope(bytes: &[u8]) -> Result<u64, SegmentError> {
     let len = bytes.len();
     if len < 12 {
         return Err(SegmentError::TooShort { len });
@@ -53,6 +57,36 @@ fn check_envelope(bytes: &[u8]) -> Result<(), SegmentError> {
     if footer_len.saturating_add(12) > len {
         return Err(SegmentError::Truncated { footer_len, len });
     }
+    Ok((len - 8 - footer_len) as u64)
+}
+
+/// Checks that every column chunk the footer declares lies inside the data
+/// region, before parquet-rs trusts the offsets (it asserts they are not
+/// negative, which would panic on a corrupt footer).
+fn check_column_chunks(parquet: &ParquetMetaData, data_end: u64) -> Result<(), SegmentError> {
+    for (row_group, rg) in parquet.row_groups().iter().enumerate() {
+        for (column, chunk) in rg.columns().iter().enumerate() {
+            let bad = |reason| SegmentError::BadColumnChunk {
+                row_group,
+                column,
+                reason,
+            };
+            let start = chunk
+                .dictionary_page_offset()
+                .unwrap_or(chunk.data_page_offset());
+            let start = u64::try_from(start).map_err(|_| bad("negative page offset"))?;
+            let data = u64::try_from(chunk.data_page_offset())
+                .map_err(|_| bad("negative data page offset"))?;
+            let len = u64::try_from(chunk.compressed_size())
+                .map_err(|_| bad("negative compressed size"))?;
+            if start < MAGIC.len() as u64 || data < start {
+                return Err(bad("page offsets out of order"));
+            }
+            if start.saturating_add(len) > data_end {
+                return Err(bad("extends past the data region"));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -64,10 +98,15 @@ struct Opened {
 }
 
 fn open(bytes: &Bytes) -> Result<Opened, SegmentError> {
-    check_envelope(bytes)?;
+    let data_end = check_envelope(bytes)?;
     let parquet = guarded(|| Ok(ParquetMetaDataReader::new().parse_and_finish(bytes)?))?;
+    check_column_chunks(&parquet, data_end)?;
     let file = parquet.file_metadata();
-    let meta = from_key_values(file.key_value_metadata().map_or(&[], |kv| kv.as_slice()))?;
+    let kvs = file
+        .key_value_metadata()
+        .map_or(&[][..], |kv| kv.as_slice());
+    let meta = from_key_values(kvs)?;
+    let tags = tag_columns(kvs)?;
 
     let footer_rows = u64::try_from(file.num_rows()).unwrap_or(u64::MAX);
     if footer_rows != meta.row_count {
@@ -96,13 +135,21 @@ fn open(bytes: &Bytes) -> Result<Opened, SegmentError> {
             max: MAX_DECODED_BYTES,
         });
     }
-    let arrow = guarded(|| {
-        Ok(ArrowReaderMetadata::try_new(
-            Arc::new(parquet),
-            ArrowReaderOptions::new(),
-        )?)
-    })?;
-    let layout = validate_schema(arrow.schema())?;
+    // The schema comes from the Parquet schema and `ferry.tag_columns`
+    // alone; `ARROW:schema` is never decoded (see `columns`).
+    let expected = expected_schema(file.schema_descr(), &tags)?;
+    let layout = validate_schema(&expected)?;
+    if layout.tags.iter().map(|(_, k)| k).ne(tags.iter()) {
+        return Err(SegmentError::BadValue {
+            key: keys::TAG_COLUMNS,
+            value: encode_tag_columns(&tags),
+            expected: "the tag columns in schema order",
+        });
+    }
+    let options = ArrowReaderOptions::new()
+        .with_skip_arrow_metadata(true)
+        .with_schema(Arc::new(expected));
+    let arrow = guarded(|| Ok(ArrowReaderMetadata::try_new(Arc::new(parquet), options)?))?;
     Ok(Opened {
         meta,
         arrow,
@@ -127,10 +174,18 @@ pub fn read_segment(bytes: Bytes) -> Result<Segment, SegmentError> {
         arrow,
         layout,
     } = open(&bytes)?;
+    // Pages go through `CheckedRowGroups`, which rejects corrupt level data
+    // that would make parquet-rs panic; `guarded` stays as a second line.
     let batches: Vec<RecordBatch> = guarded(|| {
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, arrow)
-            .with_batch_size(BATCH_ROWS)
-            .build()?;
+        let levels = parquet_to_arrow_field_levels(
+            arrow.parquet_schema(),
+            ProjectionMask::all(),
+            Some(arrow.schema().fields()),
+        )?;
+        let groups = CheckedRowGroups::new(bytes, Arc::clone(arrow.metadata()));
+        let batch_rows = usize::try_from(meta.row_count).map_or(BATCH_ROWS, |n| n.min(BATCH_ROWS));
+        let reader =
+            ParquetRecordBatchReader::try_new_with_row_groups(&levels, &groups, batch_rows, None)?;
         Ok(reader.collect::<Result<Vec<_>, _>>()?)
     })?;
 

@@ -3,16 +3,21 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use arrow_array::{Float64Array, RecordBatch, TimestampNanosecondArray};
+use arrow_array::cast::AsArray;
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, Float32Array, Float64Array, RecordBatch, StringArray,
+    TimestampNanosecondArray,
+};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::metadata::KeyValue;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::file::metadata::{KeyValue, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use proptest::prelude::*;
 
 use super::*;
-use crate::batch::{ReadingBatch, field_column, time_column};
+use crate::batch::{ColumnRole, ReadingBatch, field_column, time_column};
 use crate::{AgentId, DatabaseName, FieldKey, FieldType, FieldValue, Measurement, Reading, TagKey};
 
 fn header() -> SegmentHeader {
@@ -71,8 +76,14 @@ fn sorted(mut rs: Vec<Reading>) -> Vec<Reading> {
     rs
 }
 
-/// Rewrites a segment with `f` applied to its key-value metadata (data unchanged).
-fn with_kv(bytes: &[u8], f: impl FnOnce(&mut Vec<KeyValue>)) -> Vec<u8> {
+/// Rewrites a segment with `f` applied to its key-value metadata (the
+/// `ferry.*` entries and `ARROW:schema`, which is written as is) and `g` to
+/// its data (one batch).
+fn rewrite(
+    bytes: &[u8],
+    f: impl FnOnce(&mut Vec<KeyValue>),
+    g: impl FnOnce(RecordBatch) -> RecordBatch,
+) -> Vec<u8> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(bytes)).unwrap();
     let mut kvs: Vec<KeyValue> = reader
         .metadata()
@@ -80,20 +91,77 @@ fn with_kv(bytes: &[u8], f: impl FnOnce(&mut Vec<KeyValue>)) -> Vec<u8> {
         .key_value_metadata()
         .unwrap()
         .iter()
-        .filter(|kv| kv.key.starts_with("ferry."))
+        .filter(|kv| kv.key.starts_with("ferry.") || kv.key == ARROW_SCHEMA)
         .cloned()
         .collect();
     f(&mut kvs);
     let schema = reader.schema().clone();
     let batches: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+    let batch = g(arrow_select::concat::concat_batches(&schema, &batches).unwrap());
     let props = WriterProperties::builder()
         .set_key_value_metadata(Some(kvs))
         .build();
-    let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(props)).unwrap();
-    for b in &batches {
-        w.write(b).unwrap();
-    }
+    let options = ArrowWriterOptions::new()
+        .with_properties(props)
+        .with_skip_arrow_metadata(true);
+    let mut w = ArrowWriter::try_new_with_options(Vec::new(), batch.schema(), options).unwrap();
+    w.write(&batch).unwrap();
     w.into_inner().unwrap()
+}
+
+/// Rewrites a segment with `f` applied to its key-value metadata (data unchanged).
+fn with_kv(bytes: &[u8], f: impl FnOnce(&mut Vec<KeyValue>)) -> Vec<u8> {
+    rewrite(bytes, f, |b| b)
+}
+
+/// Rewrites a segment with column `name` replaced by `field` and `array`,
+/// without an `ARROW:schema` entry (`ferry.*` entries unchanged).
+fn with_column(bytes: &[u8], name: &str, field: arrow_schema::Field, array: ArrayRef) -> Vec<u8> {
+    rewrite(
+        bytes,
+        |kvs| kvs.retain(|kv| kv.key != ARROW_SCHEMA),
+        |b| {
+            let i = b.schema().index_of(name).unwrap();
+            let mut fields: Vec<arrow_schema::Field> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            let mut columns = b.columns().to_vec();
+            fields[i] = field;
+            columns[i] = array;
+            RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).unwrap()
+        },
+    )
+}
+
+const ARROW_SCHEMA: &str = "ARROW:schema";
+
+/// A file the fuzzer found: its `ARROW:schema` entry makes arrow-ipc 59
+/// panic ("Unexpected bitwidth and signed") when decoded.
+const BAD_ARROW_SCHEMA_FILE: &[u8] =
+    include_bytes!("testdata/arrow-schema-bad-int-bitwidth.parquet");
+
+/// The poisonous `ARROW:schema` value of [`BAD_ARROW_SCHEMA_FILE`], read
+/// without decoding it.
+fn bad_arrow_schema() -> String {
+    let md = ParquetMetaDataReader::new()
+        .parse_and_finish(&Bytes::from_static(BAD_ARROW_SCHEMA_FILE))
+        .unwrap();
+    md.file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .find(|kv| kv.key == ARROW_SCHEMA)
+        .and_then(|kv| kv.value.clone())
+        .unwrap()
+}
+
+/// A valid segment whose `ARROW:schema` entry is `value`.
+fn with_arrow_schema(rows: usize, value: &str) -> Vec<u8> {
+    let bytes = write_segment(&header(), &sample_batch(rows)).unwrap();
+    with_kv(&bytes, |kvs| set(kvs, ARROW_SCHEMA, value))
 }
 
 fn set(kvs: &mut [KeyValue], key: &str, value: &str) {
@@ -401,6 +469,310 @@ fn plain_parquet_without_ferry_keys_is_rejected() {
     ));
 }
 
+fn tag_list(value: &str) -> SegmentError {
+    read(with_kv(&good(), |kvs| set(kvs, keys::TAG_COLUMNS, value)))
+}
+
+#[test]
+fn writer_lists_the_tag_columns() {
+    let md = ParquetMetaDataReader::new()
+        .parse_and_finish(&Bytes::from(good()))
+        .unwrap();
+    let kvs = md.file_metadata().key_value_metadata().unwrap();
+    let listed = kvs.iter().find(|kv| kv.key == keys::TAG_COLUMNS).unwrap();
+    assert_eq!(listed.value.as_deref(), Some(r#"["host","room"]"#));
+    let ferry: Vec<&str> = kvs
+        .iter()
+        .map(|kv| kv.key.as_str())
+        .filter(|k| k.starts_with("ferry."))
+        .collect();
+    assert_eq!(ferry, keys::ALL);
+
+    // No tags: an empty list, and the segment reads back.
+    let m = Measurement::new("env").unwrap();
+    let rs = [
+        Reading::new(m.clone(), 1).with_field(FieldKey::new("v").unwrap(), FieldValue::F64(1.0))
+    ];
+    let rb = ReadingBatch::from_readings(m, &rs)
+        .unwrap()
+        .to_record_batch()
+        .unwrap();
+    let bytes = write_segment(&header(), &rb).unwrap();
+    let seg = read_segment(Bytes::from(bytes)).unwrap();
+    assert_eq!(seg.batches, vec![rb]);
+
+    // Names that need JSON escaping survive the round trip.
+    let odd = TagKey::new(r#"a "quoted" \ tag ü"#).unwrap();
+    let rs = [Reading::new(Measurement::new("env").unwrap(), 1)
+        .with_tag(odd.clone(), "x")
+        .with_field(FieldKey::new("v").unwrap(), FieldValue::F64(1.0))];
+    let rb = ReadingBatch::from_readings(header().measurement, &rs)
+        .unwrap()
+        .to_record_batch()
+        .unwrap();
+    let seg = read_segment(Bytes::from(write_segment(&header(), &rb).unwrap())).unwrap();
+    assert_eq!(seg.batches, vec![rb]);
+}
+
+#[test]
+fn tag_list_must_be_compact_json_of_tag_keys() {
+    for value in [
+        "",
+        "host",
+        r#""host""#,
+        r#"{"host":1}"#,
+        r#"["host",1]"#,
+        r#"["host","room""#,
+        r#"["host", "room"]"#,
+        r#" ["host","room"]"#,
+        r#"["\u0068ost","room"]"#,
+    ] {
+        match tag_list(value) {
+            SegmentError::BadValue { key, value: v, .. } => {
+                assert_eq!(key, keys::TAG_COLUMNS);
+                assert_eq!(v, value);
+            }
+            other => panic!("{value}: {other}"),
+        }
+    }
+    for value in [r#"["host","time"]"#, r#"["host",""]"#, r#"["host","a\nb"]"#] {
+        assert!(
+            matches!(
+                tag_list(value),
+                SegmentError::BadName {
+                    key: keys::TAG_COLUMNS,
+                    ..
+                }
+            ),
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn tag_list_must_match_the_columns() {
+    match tag_list(r#"["host","host","room"]"#) {
+        SegmentError::DuplicateTag { column } => assert_eq!(column, "host"),
+        other => panic!("{other}"),
+    }
+    match tag_list(r#"["host","room","zone"]"#) {
+        SegmentError::UnknownTag { column } => assert_eq!(column, "zone"),
+        other => panic!("{other}"),
+    }
+    // Listing a field column as a tag: its Parquet type is wrong for a tag.
+    let err = tag_list(r#"["host","room","n"]"#);
+    assert!(
+        matches!(
+            &err,
+            SegmentError::BadColumn { column, role: ColumnRole::Tag, .. } if column == "n"
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("INT64"), "{err}");
+    assert!(matches!(
+        tag_list(r#"["room","host"]"#),
+        SegmentError::BadValue {
+            key: keys::TAG_COLUMNS,
+            expected: "the tag columns in schema order",
+            ..
+        }
+    ));
+    // Leaving out the first tag puts a field before a tag.
+    assert!(matches!(
+        tag_list(r#"["room"]"#),
+        SegmentError::Schema(crate::batch::SchemaError::TagAfterField { .. })
+    ));
+    // Leaving out the last tags turns them into string fields: the footer
+    // is consistent, but the data is not (the rows are sorted by the real
+    // tags, and the checksum covers each column's type).
+    for value in [r#"["host"]"#, "[]"] {
+        let bytes = with_kv(&good(), |kvs| set(kvs, keys::TAG_COLUMNS, value));
+        read_segment_meta(&Bytes::from(bytes.clone())).unwrap();
+        let err = read(bytes);
+        assert!(
+            matches!(
+                err,
+                SegmentError::NotSorted { .. } | SegmentError::ChecksumMismatch { .. }
+            ),
+            "{value}: {err}"
+        );
+    }
+    // With a single tag nothing but the checksum can tell.
+    let m = Measurement::new("env").unwrap();
+    let rs = [Reading::new(m.clone(), 1)
+        .with_tag(TagKey::new("host").unwrap(), "a")
+        .with_field(FieldKey::new("v").unwrap(), FieldValue::F64(1.0))];
+    let rb = ReadingBatch::from_readings(m, &rs)
+        .unwrap()
+        .to_record_batch()
+        .unwrap();
+    let bytes = with_kv(&write_segment(&header(), &rb).unwrap(), |kvs| {
+        set(kvs, keys::TAG_COLUMNS, "[]")
+    });
+    assert!(matches!(read(bytes), SegmentError::ChecksumMismatch { .. }));
+}
+
+#[test]
+fn column_types_come_from_the_parquet_schema() {
+    let bytes = good();
+    let seg = read_segment(Bytes::from(bytes.clone())).unwrap();
+    let batch = &seg.batches[0];
+    let col = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
+
+    // A tag stored from a plain Utf8 array is the same Parquet column: it
+    // still decodes as a dictionary, with the same checksum.
+    let host = arrow_cast_utf8(&col("host"));
+    let plain = with_column(
+        &bytes,
+        "host",
+        arrow_schema::Field::new("host", arrow_schema::DataType::Utf8, true),
+        Arc::new(host.clone()),
+    );
+    let again = read_segment(Bytes::from(plain)).unwrap();
+    assert_eq!(again.batches, seg.batches);
+
+    // A tag stored as bytes without the UTF-8 annotation.
+    let binary: BinaryArray = host.iter().map(|v| v.map(str::as_bytes)).collect();
+    let err = read(with_column(
+        &bytes,
+        "host",
+        arrow_schema::Field::new("host", arrow_schema::DataType::Binary, true),
+        Arc::new(binary),
+    ));
+    assert!(
+        matches!(&err, SegmentError::BadColumn { column, role: ColumnRole::Tag, .. } if column == "host"),
+        "{err}"
+    );
+
+    // `time` without the UTC adjustment.
+    let time = col("time");
+    let naive = time.as_primitive::<arrow_array::types::TimestampNanosecondType>();
+    let naive = naive.clone().with_timezone_opt(None::<String>);
+    let err = read(with_column(
+        &bytes,
+        "time",
+        arrow_schema::Field::new("time", naive.data_type().clone(), false),
+        Arc::new(naive),
+    ));
+    assert!(
+        matches!(&err, SegmentError::BadColumn { column, role: ColumnRole::Time, .. } if column == "time"),
+        "{err}"
+    );
+
+    // A field of a type segments do not carry.
+    let temp = col("temp");
+    let narrow: Float32Array = temp
+        .as_primitive::<arrow_array::types::Float64Type>()
+        .unary(|v| v as f32);
+    let err = read(with_column(
+        &bytes,
+        "temp",
+        arrow_schema::Field::new("temp", arrow_schema::DataType::Float32, true),
+        Arc::new(narrow),
+    ));
+    assert!(
+        matches!(&err, SegmentError::BadColumn { column, role: ColumnRole::Field, .. } if column == "temp"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("temp"), "{err}");
+}
+
+fn arrow_cast_utf8(dict: &ArrayRef) -> StringArray {
+    let dict = dict.as_dictionary::<arrow_array::types::Int32Type>();
+    let values = dict.values().as_string::<i32>();
+    dict.keys()
+        .iter()
+        .map(|k| k.map(|k| values.value(k as usize)))
+        .collect()
+}
+
+/// Inputs the fuzzer found that once panicked inside parquet-rs or
+/// arrow-ipc. Each must now be an error.
+#[test]
+fn fuzz_crashes_are_errors() {
+    // Decoding its `ARROW:schema` panicked in arrow-ipc; it is no longer
+    // decoded (and the file lacks `ferry.tag_columns`).
+    let bytes = Bytes::from_static(BAD_ARROW_SCHEMA_FILE);
+    assert!(read_segment_meta(&bytes).is_err());
+    assert!(read_segment(bytes).is_err());
+    // A column chunk with a negative offset: parquet-rs asserted on it.
+    let bytes = Bytes::from_static(include_bytes!(
+        "testdata/negative-column-chunk-offset.parquet"
+    ));
+    let err = read_segment_meta(&bytes).unwrap_err();
+    assert!(matches!(err, SegmentError::BadColumnChunk { .. }), "{err}");
+    assert!(read_segment(bytes).is_err());
+    // A bit-packed run of definition levels longer than its page: the
+    // decoder sliced past the end. The footer is fine.
+    let bytes = Bytes::from_static(include_bytes!(
+        "testdata/def-levels-bit-packed-run-too-long.parquet"
+    ));
+    read_segment_meta(&bytes).unwrap();
+    let err = read_segment(bytes).unwrap_err();
+    assert!(err.to_string().contains("corrupt data page"), "{err}");
+}
+
+fn v1_page(
+    levels: &[u8],
+    num_values: u32,
+    encoding: parquet::basic::Encoding,
+) -> parquet::column::page::Page {
+    let mut buf = (levels.len() as u32).to_le_bytes().to_vec();
+    buf.extend_from_slice(levels);
+    buf.extend_from_slice(&[0; 16]); // values
+    parquet::column::page::Page::DataPage {
+        buf: Bytes::from(buf),
+        num_values,
+        encoding: parquet::basic::Encoding::PLAIN,
+        def_level_encoding: encoding,
+        rep_level_encoding: parquet::basic::Encoding::RLE,
+        statistics: None,
+    }
+}
+
+#[test]
+fn page_level_checks() {
+    use super::pages::check_page;
+    use parquet::basic::Encoding;
+    // An RLE run of 8 ones, then a bit-packed group of 8 levels: fine.
+    assert_eq!(
+        check_page(&v1_page(&[0x10, 0x01, 0x03, 0xff], 16, Encoding::RLE), 1),
+        Ok(())
+    );
+    // A bit-packed run claiming 2 groups (2 bytes) with 1 byte left.
+    assert!(check_page(&v1_page(&[0x05, 0xff], 16, Encoding::RLE), 1).is_err());
+    // An RLE run without its value byte.
+    assert!(check_page(&v1_page(&[0x10], 8, Encoding::RLE), 1).is_err());
+    // A run header that never ends, or overflows 64 bits.
+    assert!(check_page(&v1_page(&[0xff; 11], 8, Encoding::RLE), 1).is_err());
+    assert!(check_page(&v1_page(&[0x81; 10], 8, Encoding::RLE), 1).is_err());
+    // Unexpected level encodings.
+    assert!(check_page(&v1_page(&[0x10, 0x01], 8, Encoding::PLAIN), 1).is_err());
+    // No definition levels on a required column: nothing to check.
+    assert_eq!(check_page(&v1_page(&[0x05], 8, Encoding::PLAIN), 0), Ok(()));
+}
+
+/// `ARROW:schema` is ignored: a valid segment reads the same whatever the
+/// entry holds, including the value that made arrow-ipc panic.
+#[test]
+fn arrow_schema_entry_is_ignored() {
+    let expected = read_segment(Bytes::from(good())).unwrap();
+    for value in [
+        bad_arrow_schema(),
+        "not base64 at all!".to_owned(),
+        String::new(),
+    ] {
+        let bytes = with_arrow_schema(30, &value);
+        let seg = read_segment(Bytes::from(bytes)).unwrap();
+        assert_eq!(seg.meta, expected.meta);
+        assert_eq!(seg.batches, expected.batches);
+    }
+    // And with no entry at all.
+    let bytes = with_kv(&good(), |kvs| kvs.retain(|kv| kv.key != ARROW_SCHEMA));
+    let seg = read_segment(Bytes::from(bytes)).unwrap();
+    assert_eq!(seg.batches, expected.batches);
+}
+
 #[test]
 fn segment_seq() {
     assert_eq!(SegmentSeq(41).next(), Some(SegmentSeq(42)));
@@ -435,6 +807,12 @@ fn write_fuzz_corpus() {
     };
     let bytes = write_segment_with(&header(), &sample_batch(12), &opts).unwrap();
     std::fs::write(dir.join("valid-12-rows-3-groups"), bytes).unwrap();
+    // Valid, but carrying the `ARROW:schema` that made arrow-ipc panic.
+    std::fs::write(
+        dir.join("valid-3-rows-poisoned-arrow-schema"),
+        with_arrow_schema(3, &bad_arrow_schema()),
+    )
+    .unwrap();
 }
 
 fn arb_value(t: FieldType) -> BoxedStrategy<FieldValue> {

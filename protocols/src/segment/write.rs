@@ -78,7 +78,10 @@ pub fn write_segment_with(
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(options.max_row_group_rows.get()))
-        .set_key_value_metadata(Some(to_key_values(&meta)))
+        .set_key_value_metadata(Some(to_key_values(
+            &meta,
+            layout.tags.iter().map(|(_, key)| key),
+        )))
         .build();
     let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))?;
     writer.write(batch)?;
