@@ -31,7 +31,10 @@ fn run_checks(storage_toml: &str, extra_env: &[(&str, String)]) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "conformance checks failed:\n{text}");
-    assert!(text.contains("conformance: ok"), "the checks did not run:\n{text}");
+    assert!(
+        text.contains("conformance: ok"),
+        "the checks did not run:\n{text}"
+    );
 }
 
 #[test]
@@ -75,7 +78,10 @@ fn s3_on_moto() {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_for_port(addr, Duration::from_secs(30));
     let answer = http_put(addr, "/ferry");
-    assert!(answer.starts_with("HTTP/1.1 200"), "create bucket: {answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "create bucket: {answer}"
+    );
     let storage = format!(
         r#"
 backend = "s3"
@@ -115,8 +121,12 @@ fn azure_on_azurite() {
         ]),
         &dir.path().join("azurite.log"),
     );
-    wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(30));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hil-tests/scripts/azure_container.py");
+    wait_for_port(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(30),
+    );
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../hil-tests/scripts/azure_container.py");
     let out = Command::new(&python)
         .arg(script)
         .args([&port.to_string(), "ferry"])
@@ -150,8 +160,7 @@ fn python() -> std::path::PathBuf {
             return p;
         }
     }
-    let venv = std::env::var("FERRY_VENV").unwrap_or_else(|_| {
-        format!("{}/../.venv", env!("CARGO_MANIFEST_DIR"))
-    });
+    let venv = std::env::var("FERRY_VENV")
+        .unwrap_or_else(|_| format!("{}/../.venv", env!("CARGO_MANIFEST_DIR")));
     Path::new(&venv).join("bin/python")
 }
