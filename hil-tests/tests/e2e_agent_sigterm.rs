@@ -1,0 +1,140 @@
+//! SIGTERM is an ordered shutdown that loses nothing: QoS 0 readings still
+//! waiting in memory (`qos0_max_delay`) are written before the agent exits,
+//! and they reach the hub after the next start.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use ferry_hil_tests::{
+    Peer, free_port, http, require_tool, wait_for_port, wait_until, workspace_bin,
+};
+
+#[test]
+fn sigterm_keeps_qos0_readings_held_in_memory() {
+    let Some(pubber) = require_tool("mosquitto_pub", "apt-get install mosquitto-clients") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub_port = free_port();
+    let hub_addr = SocketAddr::from(([127, 0, 0, 1], hub_port));
+    let mqtt = free_port();
+    let http_port = free_port();
+    let agent_config = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            r#"
+[agent]
+id = "gw-term"
+data_dir = "{}"
+[mqtt]
+listen = "127.0.0.1:{mqtt}"
+[[routes]]
+topic = "term/{{device}}"
+database = "plant"
+measurement = "qos0"
+[store]
+qos0_max_delay = "60s"
+[segment]
+max_age = "50ms"
+[uplink]
+hub_url = "http://{hub_addr}"
+backoff_initial = "50ms"
+backoff_max = "300ms"
+[http]
+listen = "127.0.0.1:{http_port}"
+"#,
+            dir.path().join("agent").display()
+        ),
+    )
+    .expect("agent.toml");
+    let start_agent = |n: usize| {
+        let p = Peer::spawn(
+            "ferry-agent",
+            Command::new(workspace_bin("ferry-agent"))
+                .args(["run", "--config"])
+                .arg(&agent_config),
+            &dir.path().join(format!("agent-{n}.log")),
+        );
+        wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], mqtt)),
+            Duration::from_secs(30),
+        );
+        p
+    };
+    let mut agent = start_agent(0);
+    let lines: String = (0..150).map(|i| format!("{i}\n")).collect();
+    let mut child = Command::new(&pubber)
+        .args(["-p", &mqtt.to_string(), "-q", "0", "-l", "-t", "term/dev1"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(lines.as_bytes())
+        .expect("publish");
+    assert!(child.wait().expect("wait").success());
+
+    // They are held in memory, not yet in the buffer.
+    let status_addr = SocketAddr::from(([127, 0, 0, 1], http_port));
+    let (_, body) = http("GET", status_addr, "/api/v1/status", &[], b"");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("status json");
+    assert_eq!(
+        v["buffer"]["backlog_readings"], 0,
+        "QoS 0 readings were written early: {v}"
+    );
+
+    let pid = agent.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    wait_until(
+        "the agent to exit after SIGTERM",
+        Duration::from_secs(30),
+        || !agent.is_running(),
+    );
+
+    // Next start, with the hub up: all 150 arrive.
+    let hub_config = dir.path().join("hub.toml");
+    std::fs::write(
+        &hub_config,
+        format!(
+            "[server]\nlisten = \"{hub_addr}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n[tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n[auth]\nenabled = false\n",
+            dir.path().join("tables").display(),
+            dir.path().join("hub.db").display()
+        ),
+    )
+    .expect("hub.toml");
+    let _hub = Peer::spawn(
+        "ferry-hub",
+        Command::new(workspace_bin("ferry-hub"))
+            .args(["serve", "--config"])
+            .arg(&hub_config),
+        &dir.path().join("hub.log"),
+    );
+    wait_for_port(hub_addr, Duration::from_secs(60));
+    let _agent = start_agent(1);
+    let sql =
+        serde_json::json!({ "sql": "SELECT count(*), count(DISTINCT value) FROM plant.qos0" })
+            .to_string();
+    let mut last = serde_json::Value::Null;
+    wait_until(
+        "150 QoS 0 readings in the lake",
+        Duration::from_secs(60),
+        || {
+            let (status, body) = http("POST", hub_addr, "/api/v1/query", &[], sql.as_bytes());
+            if status != 200 {
+                return false;
+            }
+            last = serde_json::from_str(&body).expect("json");
+            last["data"][0][0] == 150
+        },
+    );
+    assert_eq!(last["data"][0][1], 150, "{last}");
+}
