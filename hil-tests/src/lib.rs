@@ -188,13 +188,16 @@ fn dechunk(mut body: &str) -> String {
 }
 
 /// The directory holding the workspace's built binaries (`target/debug`),
-/// found from the running test executable (`target/debug/deps/…`).
+/// found from the running executable (`target/debug/deps/…` for tests,
+/// `target/debug/…` for bench binaries).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_owned()
+    let dir = exe.parent().expect("the executable's directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("target/<profile>").to_owned()
+    } else {
+        dir.to_owned()
+    }
 }
 
 /// A workspace binary (`ferry-agent`, `ferry-hub`), which `cargo test
