@@ -12,6 +12,13 @@ install_peers
 # Missing peers fail tests instead of skipping them.
 export FERRY_REQUIRE_PEERS=1
 
-log "cargo test (workspace)"
-cargo test --workspace --locked --all-targets
-cargo test --workspace --locked --doc
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+log "cargo test (workspace, doc tests)"
+cargo test --workspace --locked --doc 2>&1 | tee -a "$out"
+log "cargo test (workspace, all targets)"
+cargo test --workspace --locked --all-targets 2>&1 | tee -a "$out"
+
+# One closing line for the whole suite.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$out"
