@@ -1,6 +1,6 @@
 //! `read_segment` on arbitrary bytes must return, never panic.
 //! Seeds: `protocols/fuzz/corpus/segment/` (valid segments and truncations,
-//! written by `segment::tests::write_fuzz_corpus`).
+//! written by `segment::tests::hostile::write_fuzz_corpus`).
 
 use crate::segment::{read_segment, read_segment_meta};
 

@@ -317,7 +317,7 @@ fn segment_seq() {
 }
 
 /// Writes the fuzz seed corpus. Run with
-/// `cargo test -p ferry-protocols segment::tests::write_fuzz_corpus -- --ignored`.
+/// `cargo test -p ferry-protocols segment::tests::hostile::write_fuzz_corpus -- --ignored`.
 #[test]
 #[ignore]
 fn write_fuzz_corpus() {
