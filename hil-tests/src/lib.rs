@@ -211,3 +211,97 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     );
     path
 }
+
+/// A `ferry-hub` process on a free loopback port, with its tables and
+/// metadata under `dir`.
+#[derive(Debug)]
+pub struct HubProcess {
+    pub peer: Peer,
+    pub addr: SocketAddr,
+    /// The bootstrap admin token, when auth is on.
+    pub admin: Option<String>,
+}
+
+/// Starts `ferry-hub serve` with fs tables in `dir` (50 ms commit interval)
+/// and waits until it listens. With `auth`, also reads the bootstrap admin
+/// token it prints once.
+pub fn start_hub(dir: &Path, auth: bool) -> HubProcess {
+    launch_hub(dir, SocketAddr::from(([127, 0, 0, 1], free_port())), auth)
+}
+
+/// Starts a hub without auth on a given address (one an agent has been
+/// told to use before the hub existed).
+pub fn start_hub_at(dir: &Path, addr: SocketAddr) -> HubProcess {
+    launch_hub(dir, addr, false)
+}
+
+fn launch_hub(dir: &Path, addr: SocketAddr, auth: bool) -> HubProcess {
+    let config = dir.join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{addr}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n[tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n[auth]\nenabled = {auth}\n",
+            dir.join("tables").display(),
+            dir.join("hub.db").display()
+        ),
+    )
+    .expect("write hub.toml");
+    let log = dir.join("hub.log");
+    let peer = Peer::spawn(
+        "ferry-hub",
+        Command::new(workspace_bin("ferry-hub"))
+            .args(["serve", "--config"])
+            .arg(&config),
+        &log,
+    );
+    wait_for_port(addr, Duration::from_secs(60));
+    let mut admin = None;
+    if auth {
+        wait_until("the bootstrap admin token", Duration::from_secs(10), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            admin = text
+                .split_whitespace()
+                .find(|w| w.starts_with("ferry_"))
+                .map(str::to_owned);
+            admin.is_some()
+        });
+    }
+    HubProcess { peer, addr, admin }
+}
+
+/// `POST /api/v1/query`; `None` unless the hub answers 200.
+pub fn query(hub: SocketAddr, token: Option<&str>, sql: &str) -> Option<serde_json::Value> {
+    let body = serde_json::json!({ "sql": sql }).to_string();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let (status, text) = http("POST", hub, "/api/v1/query", &headers, body.as_bytes());
+    (status == 200).then(|| serde_json::from_str(&text).expect("query answer is JSON"))
+}
+
+/// The agent's `/api/v1/status` document.
+pub fn agent_status(http_addr: SocketAddr) -> serde_json::Value {
+    let (_, body) = http("GET", http_addr, "/api/v1/status", &[], b"");
+    serde_json::from_str(&body).unwrap_or_default()
+}
+
+/// Publishes each line of `lines` as one message with `mosquitto_pub -l`
+/// and waits until the client exits successfully.
+pub fn publish_lines(mosquitto_pub: &Path, port: u16, topic: &str, args: &[&str], lines: &str) {
+    use std::io::Write;
+    let mut child = Command::new(mosquitto_pub)
+        .args(["-p", &port.to_string(), "-l", "-t", topic])
+        .args(args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start mosquitto_pub");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(lines.as_bytes())
+        .expect("publish");
+    assert!(
+        child.wait().expect("wait").success(),
+        "mosquitto_pub failed"
+    );
+}

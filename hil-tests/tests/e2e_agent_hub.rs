@@ -8,67 +8,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use ferry_hil_tests::{
-    Peer, free_port, http, require_tool, wait_for_port, wait_until, workspace_bin,
+    HubProcess, Peer, free_port, http, publish_lines, query, require_tool, start_hub,
+    wait_for_port, wait_until, workspace_bin,
 };
 
-struct Hub {
-    _peer: Peer,
-    addr: SocketAddr,
-    admin: String,
-}
-
-fn start_hub(dir: &std::path::Path) -> Hub {
-    let port = free_port();
-    let config = dir.join("hub.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:{port}"
-[storage]
-backend = "fs"
-path = "{tables}"
-[tables]
-commit_interval = "100ms"
-[metadata]
-path = "{meta}"
-"#,
-            tables = dir.join("tables").display(),
-            meta = dir.join("hub.db").display(),
-        ),
-    )
-    .expect("write hub.toml");
-    let log = dir.join("hub.log");
-    let peer = Peer::spawn(
-        "ferry-hub",
-        Command::new(workspace_bin("ferry-hub"))
-            .args(["serve", "--config"])
-            .arg(&config),
-        &log,
-    );
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_for_port(addr, Duration::from_secs(60));
-    let mut admin = String::new();
-    wait_until("the bootstrap admin token", Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        match text.split_whitespace().find(|w| w.starts_with("ferry_")) {
-            Some(t) => {
-                admin = t.to_owned();
-                true
-            }
-            None => false,
-        }
-    });
-    Hub {
-        _peer: peer,
-        addr,
-        admin,
-    }
-}
-
-fn create_token(hub: &Hub, name: &str, role: &str) -> String {
-    let auth = format!("Bearer {}", hub.admin);
+fn create_token(hub: &HubProcess, name: &str, role: &str) -> String {
+    let auth = format!("Bearer {}", hub.admin.as_deref().expect("auth is on"));
     let (status, body) = http(
         "POST",
         hub.addr,
@@ -84,23 +29,8 @@ fn create_token(hub: &Hub, name: &str, role: &str) -> String {
     v["token"].as_str().expect("token").to_owned()
 }
 
-fn query(hub: &Hub, token: &str, sql: &str) -> serde_json::Value {
-    let auth = format!("Bearer {token}");
-    let body = serde_json::json!({ "sql": sql }).to_string();
-    let (status, text) = http(
-        "POST",
-        hub.addr,
-        "/api/v1/query",
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    );
-    if status != 200 {
-        return serde_json::json!({ "status": status, "error": text });
-    }
-    serde_json::from_str(&text).expect("json")
+fn query_or_error(hub: &HubProcess, token: &str, sql: &str) -> serde_json::Value {
+    query(hub.addr, Some(token), sql).unwrap_or(serde_json::Value::Null)
 }
 
 #[test]
@@ -109,7 +39,7 @@ fn published_readings_arrive_in_the_lake_exactly_once() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = start_hub(dir.path());
+    let hub = start_hub(dir.path(), true);
     let write = create_token(&hub, "gw-e2e", "write");
     let read = create_token(&hub, "operator", "read");
 
@@ -160,22 +90,13 @@ listen = "127.0.0.1:{http_port}"
         .map(|i| format!("{{\"celsius\": {i}.5}}\n"))
         .collect();
     for (device, version) in [("boiler-1", "mqttv311"), ("boiler-2", "mqttv5")] {
-        let mut child = Command::new(&pubber)
-            .args(["-p", &mqtt_port.to_string(), "-q", "1", "-V", version, "-l"])
-            .args(["-t", &format!("sensors/{device}/temperature")])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("mosquitto_pub");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(lines.as_bytes())
-            .expect("publish");
-        assert!(
-            child.wait().expect("wait").success(),
-            "mosquitto_pub failed"
+        let topic = format!("sensors/{device}/temperature");
+        publish_lines(
+            &pubber,
+            mqtt_port,
+            &topic,
+            &["-q", "1", "-V", version],
+            &lines,
         );
     }
 
@@ -184,11 +105,11 @@ listen = "127.0.0.1:{http_port}"
         "200 rows in plant.temperature",
         Duration::from_secs(60),
         || {
-            last = query(&hub, &read, "SELECT count(*) AS n FROM plant.temperature");
+            last = query_or_error(&hub, &read, "SELECT count(*) AS n FROM plant.temperature");
             last["data"][0][0] == 200
         },
     );
-    let sums = query(
+    let sums = query_or_error(
         &hub,
         &read,
         "SELECT device, count(*), sum(celsius), min(celsius), max(celsius) FROM plant.temperature GROUP BY device ORDER BY device",

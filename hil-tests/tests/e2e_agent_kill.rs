@@ -14,22 +14,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ferry_hil_tests::{Peer, free_port, http, wait_for_port, wait_until, workspace_bin};
+use ferry_hil_tests::{
+    Peer, free_port, query, start_hub, wait_for_port, wait_until, workspace_bin,
+};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-
-fn write_hub_config(dir: &Path, port: u16) -> std::path::PathBuf {
-    let config = dir.join("hub.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n[tables]\ncommit_interval = \"100ms\"\n[metadata]\npath = \"{}\"\n[auth]\nenabled = false\n",
-            dir.join("tables").display(),
-            dir.join("hub.db").display()
-        ),
-    )
-    .expect("hub.toml");
-    config
-}
 
 fn write_agent_config(
     dir: &Path,
@@ -111,16 +99,8 @@ fn publish_until_broken(port: u16, next: &mut u64, deadline: Instant) -> (Vec<u6
 #[test]
 fn acknowledged_readings_survive_repeated_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub_port = free_port();
-    let hub_addr = SocketAddr::from(([127, 0, 0, 1], hub_port));
-    let _hub = Peer::spawn(
-        "ferry-hub",
-        Command::new(workspace_bin("ferry-hub"))
-            .args(["serve", "--config"])
-            .arg(write_hub_config(dir.path(), hub_port)),
-        &dir.path().join("hub.log"),
-    );
-    wait_for_port(hub_addr, Duration::from_secs(60));
+    let hub = start_hub(dir.path(), false);
+    let hub_addr = hub.addr;
 
     let mqtt = free_port();
     let http_port = free_port();
@@ -164,19 +144,15 @@ fn acknowledged_readings_survive_repeated_kill_9() {
     // A last, clean run drains the buffer.
     let _agent = start_agent(rounds);
 
-    let count_sql =
-        serde_json::json!({ "sql": "SELECT seq, count(*) FROM plant.stream GROUP BY seq" })
-            .to_string();
+    let count_sql = "SELECT seq, count(*) FROM plant.stream GROUP BY seq";
     let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
     wait_until(
         "every acknowledged reading in the lake",
         Duration::from_secs(60),
         || {
-            let (status, body) = http("POST", hub_addr, "/api/v1/query", &[], count_sql.as_bytes());
-            if status != 200 {
+            let Some(v) = query(hub_addr, None, count_sql) else {
                 return false;
-            }
-            let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+            };
             seen = v["data"]
                 .as_array()
                 .into_iter()

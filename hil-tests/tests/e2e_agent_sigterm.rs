@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use ferry_hil_tests::{
-    Peer, free_port, http, require_tool, wait_for_port, wait_until, workspace_bin,
+    Peer, agent_status, free_port, publish_lines, query, require_tool, start_hub_at, wait_for_port,
+    wait_until, workspace_bin,
 };
 
 #[test]
@@ -16,8 +17,8 @@ fn sigterm_keeps_qos0_readings_held_in_memory() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub_port = free_port();
-    let hub_addr = SocketAddr::from(([127, 0, 0, 1], hub_port));
+    // The hub's address is fixed now; it starts only after the SIGTERM.
+    let hub_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mqtt = free_port();
     let http_port = free_port();
     let agent_config = dir.path().join("agent.toml");
@@ -65,24 +66,11 @@ listen = "127.0.0.1:{http_port}"
     };
     let mut agent = start_agent(0);
     let lines: String = (0..150).map(|i| format!("{i}\n")).collect();
-    let mut child = Command::new(&pubber)
-        .args(["-p", &mqtt.to_string(), "-q", "0", "-l", "-t", "term/dev1"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("mosquitto_pub");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(lines.as_bytes())
-        .expect("publish");
-    assert!(child.wait().expect("wait").success());
+    publish_lines(&pubber, mqtt, "term/dev1", &["-q", "0"], &lines);
 
     // They are held in memory, not yet in the buffer.
     let status_addr = SocketAddr::from(([127, 0, 0, 1], http_port));
-    let (_, body) = http("GET", status_addr, "/api/v1/status", &[], b"");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("status json");
+    let v = agent_status(status_addr);
     assert_eq!(
         v["buffer"]["backlog_readings"], 0,
         "QoS 0 readings were written early: {v}"
@@ -101,38 +89,15 @@ listen = "127.0.0.1:{http_port}"
     );
 
     // Next start, with the hub up: all 150 arrive.
-    let hub_config = dir.path().join("hub.toml");
-    std::fs::write(
-        &hub_config,
-        format!(
-            "[server]\nlisten = \"{hub_addr}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n[tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n[auth]\nenabled = false\n",
-            dir.path().join("tables").display(),
-            dir.path().join("hub.db").display()
-        ),
-    )
-    .expect("hub.toml");
-    let _hub = Peer::spawn(
-        "ferry-hub",
-        Command::new(workspace_bin("ferry-hub"))
-            .args(["serve", "--config"])
-            .arg(&hub_config),
-        &dir.path().join("hub.log"),
-    );
-    wait_for_port(hub_addr, Duration::from_secs(60));
+    let hub = start_hub_at(dir.path(), hub_addr);
     let _agent = start_agent(1);
-    let sql =
-        serde_json::json!({ "sql": "SELECT count(*), count(DISTINCT value) FROM plant.qos0" })
-            .to_string();
+    let sql = "SELECT count(*), count(DISTINCT value) FROM plant.qos0";
     let mut last = serde_json::Value::Null;
     wait_until(
         "150 QoS 0 readings in the lake",
         Duration::from_secs(60),
         || {
-            let (status, body) = http("POST", hub_addr, "/api/v1/query", &[], sql.as_bytes());
-            if status != 200 {
-                return false;
-            }
-            last = serde_json::from_str(&body).expect("json");
+            last = query(hub.addr, None, sql).unwrap_or_default();
             last["data"][0][0] == 150
         },
     );

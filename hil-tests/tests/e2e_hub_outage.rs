@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use ferry_hil_tests::{
-    Peer, free_port, http, require_tool, wait_for_port, wait_until, workspace_bin,
+    Peer, agent_status, free_port, http, publish_lines, query, require_tool, start_hub_at,
+    wait_for_port, wait_until, workspace_bin,
 };
 
 #[test]
@@ -16,8 +17,8 @@ fn backlog_drains_once_the_hub_is_back() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub_port = free_port();
-    let hub_addr = SocketAddr::from(([127, 0, 0, 1], hub_port));
+    // The hub's address is fixed now; nothing listens there yet.
+    let hub_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mqtt = free_port();
     let http_port = free_port();
     let agent_config = dir.path().join("agent.toml");
@@ -63,27 +64,7 @@ listen = "127.0.0.1:{http_port}"
     // 200 readings in 8 batches while nothing listens on the hub's port.
     for batch in 0..8 {
         let lines: String = (0..25).map(|i| format!("{}\n", batch * 25 + i)).collect();
-        let mut child = Command::new(&pubber)
-            .args([
-                "-p",
-                &mqtt.to_string(),
-                "-q",
-                "1",
-                "-l",
-                "-t",
-                "outage/dev1",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("mosquitto_pub");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(lines.as_bytes())
-            .expect("publish");
-        assert!(child.wait().expect("wait").success());
+        publish_lines(&pubber, mqtt, "outage/dev1", &["-q", "1"], &lines);
     }
     // The agent holds them as pending segments and keeps retrying.
     let status_addr = SocketAddr::from(([127, 0, 0, 1], http_port));
@@ -98,34 +79,12 @@ listen = "127.0.0.1:{http_port}"
         },
     );
 
-    // The hub comes up.
-    let hub_config = dir.path().join("hub.toml");
-    std::fs::write(
-        &hub_config,
-        format!(
-            "[server]\nlisten = \"{hub_addr}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n[tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n[auth]\nenabled = false\n",
-            dir.path().join("tables").display(),
-            dir.path().join("hub.db").display()
-        ),
-    )
-    .expect("hub.toml");
-    let _hub = Peer::spawn(
-        "ferry-hub",
-        Command::new(workspace_bin("ferry-hub"))
-            .args(["serve", "--config"])
-            .arg(&hub_config),
-        &dir.path().join("hub.log"),
-    );
-    wait_for_port(hub_addr, Duration::from_secs(60));
-
-    let sql = serde_json::json!({ "sql": "SELECT count(*), count(DISTINCT value), min(value), max(value) FROM plant.backlog" }).to_string();
+    // The hub comes up, on the address the agent has been trying.
+    let hub = start_hub_at(dir.path(), hub_addr);
+    let sql = "SELECT count(*), count(DISTINCT value), min(value), max(value) FROM plant.backlog";
     let mut last = serde_json::Value::Null;
     wait_until("the backlog in the lake", Duration::from_secs(60), || {
-        let (status, body) = http("POST", hub_addr, "/api/v1/query", &[], sql.as_bytes());
-        if status != 200 {
-            return false;
-        }
-        last = serde_json::from_str(&body).expect("json");
+        last = query(hub.addr, None, sql).unwrap_or_default();
         last["data"][0][0] == 200
     });
     let row = &last["data"][0];
@@ -144,8 +103,7 @@ listen = "127.0.0.1:{http_port}"
         .unwrap_or_default();
     assert!(me["last_sequence"].as_u64().unwrap_or(0) >= 8, "{agents}");
     wait_until("an empty agent buffer", Duration::from_secs(30), || {
-        let (_, body) = http("GET", status_addr, "/api/v1/status", &[], b"");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let v = agent_status(status_addr);
         v["buffer"]["pending_segments"] == 0 && v["buffer"]["backlog_readings"] == 0
     });
 }

@@ -8,11 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ferry_hil_tests::{Peer, free_port, http, require_tool, wait_for_port, workspace_bin};
+use ferry_hil_tests::{Peer, agent_status, free_port, require_tool, wait_for_port, workspace_bin};
 
 fn buffered(status_addr: SocketAddr) -> u64 {
-    let (_, body) = http("GET", status_addr, "/api/v1/status", &[], b"");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("status json");
+    let v = agent_status(status_addr);
     let b = &v["buffer"];
     b["backlog_readings"].as_u64().unwrap_or(0) + b["pending_segment_rows"].as_u64().unwrap_or(0)
 }
