@@ -9,7 +9,8 @@
 //! |---|---|
 //! | [`config`] | `hub.toml`: parsing, validation of every key at once, the commented template |
 //! | [`table`] | Delta tables: storage backends, the commit batcher, exactly-once, schema evolution |
-//! | [`meta`] | the SQLite metadata store: tokens, agents, settings |
+//! | [`meta`] | the SQLite metadata store: tokens, agents, retention policies, settings |
+//! | [`maintenance`] | background compaction, retention and vacuum; their API |
 //! | [`auth`] | bearer tokens, roles, the request principal, token management |
 //! | [`ingest`] | the write endpoints: segments, line protocol, MessagePack |
 //! | [`query`] | read-only SQL over the tables: JSON, CSV and Arrow IPC answers |
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod config;
 pub mod fleet;
 pub mod ingest;
+pub mod maintenance;
 pub mod meta;
 pub mod metrics;
 pub mod query;

@@ -11,6 +11,8 @@
 mod auth;
 #[path = "api_tests/ingest.rs"]
 mod ingest;
+#[path = "api_tests/maintenance.rs"]
+mod maintenance;
 #[path = "api_tests/query.rs"]
 mod query;
 #[path = "api_tests/restart.rs"]

@@ -8,8 +8,16 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 7] = [
-    "server", "storage", "tables", "metadata", "query", "auth", "log",
+const SECTIONS: [&str; 9] = [
+    "server",
+    "storage",
+    "tables",
+    "compaction",
+    "retention",
+    "metadata",
+    "query",
+    "auth",
+    "log",
 ];
 
 /// Every problem found in a configuration, each starting with its key path.
@@ -85,6 +93,12 @@ pub fn parse(text: &str) -> Result<HubConfig, ConfigErrors> {
     }
     if let Some(v) = section(&document, "tables", &mut errors) {
         config.tables = v;
+    }
+    if let Some(v) = section(&document, "compaction", &mut errors) {
+        config.compaction = v;
+    }
+    if let Some(v) = section(&document, "retention", &mut errors) {
+        config.retention = v;
     }
     if let Some(v) = section(&document, "metadata", &mut errors) {
         config.metadata = v;

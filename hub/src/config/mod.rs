@@ -24,6 +24,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+use crate::maintenance::{CompactionConfig, RetentionConfig};
 use crate::table::{StorageConfig, TableConfig};
 
 pub use load::{ConfigErrors, check_file, load, load_file, parse};
@@ -39,6 +40,8 @@ pub struct HubConfig {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub tables: TableConfig,
+    pub compaction: CompactionConfig,
+    pub retention: RetentionConfig,
     pub metadata: MetadataConfig,
     pub query: QueryConfig,
     pub auth: AuthConfig,
@@ -172,6 +175,8 @@ impl HubConfig {
         if self.metadata.path.as_os_str().is_empty() {
             errors.push("metadata.path: must not be empty".to_owned());
         }
+        self.compaction.validate(errors);
+        self.retention.validate(errors);
         if self.query.timeout.is_zero() {
             errors.push("query.timeout: must be greater than 0".to_owned());
         }

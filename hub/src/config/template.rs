@@ -55,6 +55,37 @@ max_commit_rows = 1000000
 # Writes queued per table before writers wait (backpressure).
 queue_depth = 1024
 
+[compaction]
+# Merge the small files of each day partition into files of about
+# target_file_size, sorted by tags then time. Runs in the background without
+# blocking ingest or queries; POST /api/v1/compaction/run runs it now.
+enabled = true
+# Time between two runs over every table.
+interval = "10m"
+# Size of the files compaction writes; files below half of it are "small".
+# One bin of small files (up to this size, compressed) is held in memory
+# while it is sorted.
+target_file_size = "64MiB"
+# A partition still being written is compacted once it has this many small
+# files.
+min_files = 16
+# A day partition counts as settled this long after its UTC day ends; a
+# settled partition is compacted as soon as it has two small files.
+settle = "1h"
+
+[retention]
+# Time between two retention runs: expire old day partitions by policy, then
+# vacuum every table. Policies are set per database or measurement through
+# /api/v1/retention; POST /api/v1/retention/dry-run shows what would go.
+interval = "1h"
+# Days kept for databases without a policy; 0 keeps them forever. A policy
+# of N days keeps today plus the N days before it (UTC).
+default_days = 0
+# Data files no longer referenced by the table (expired, compacted away)
+# stay this long before vacuum deletes them, so running queries and time
+# travel within this window keep working.
+vacuum_grace = "24h"
+
 [metadata]
 # The SQLite file holding tokens, agents and settings. Back it up with the
 # tables: the tokens live only here.
@@ -100,6 +131,8 @@ mod tests {
             "[server]",
             "[storage]",
             "[tables]",
+            "[compaction]",
+            "[retention]",
             "[metadata]",
             "[query]",
             "[auth]",

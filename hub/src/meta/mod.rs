@@ -1,8 +1,9 @@
 //! The hub's metadata store: one SQLite file (`metadata.path`).
 //!
 //! It holds what is not table data: API tokens ([`tokens`]), the agents seen
-//! so far ([`agents`]) and settings ([`settings`]). The tables themselves
-//! never depend on it: losing it loses the tokens and the fleet view, not a
+//! so far ([`agents`]), retention policies ([`retention`]) and settings
+//! ([`settings`]). The tables themselves never depend on it: losing it
+//! loses the tokens, the retention policies and the fleet view, not a
 //! single reading.
 //!
 //! # Format
@@ -22,6 +23,7 @@
 //! segment: one connection is plenty.
 
 pub mod agents;
+pub mod retention;
 mod schema;
 pub mod settings;
 pub mod tokens;
@@ -33,6 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 pub use agents::{AgentRecord, AgentReport};
+pub use retention::RetentionPolicy;
 pub use tokens::{NewToken, TokenRecord};
 
 /// Errors of the metadata store.

@@ -12,6 +12,12 @@
 //! | `agents` | `id` (the agent id), `first_seen_ms`, `last_seen_ms`, `last_sequence`, `segments_received`, `rows_received`, `backlog_readings`, `backlog_bytes`, `version` |
 //! | `settings` | `key`, `value` |
 //!
+//! ## Version 2
+//!
+//! | table | columns |
+//! |---|---|
+//! | `retention` | `database`, `measurement` (`''` = the whole database), `days` (> 0), `updated_at_ms`; key (`database`, `measurement`) |
+//!
 //! Times are milliseconds since the Unix epoch (UTC).
 
 use rusqlite::Connection;
@@ -19,10 +25,11 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 1;
+pub(super) const CURRENT_VERSION: i64 = 2;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     name          TEXT    NOT NULL,
@@ -46,7 +53,17 @@ CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE retention (
+    database      TEXT    NOT NULL,
+    measurement   TEXT    NOT NULL DEFAULT '',
+    days          INTEGER NOT NULL CHECK (days > 0),
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (database, measurement)
+);
+"#,
+];
 
 /// Brings `conn` to [`CURRENT_VERSION`].
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -7,8 +7,9 @@
 //! 1. `/ready` turns 503 and the listener stops accepting;
 //! 2. in-flight requests finish (at most `server.shutdown_timeout`; each
 //!    write answers only after its commit, so none is lost);
-//! 3. the tables flush what is queued, then their batchers stop;
-//! 4. the metadata store checkpoints and closes.
+//! 3. the maintenance tasks (compaction, retention) stop between tables;
+//! 4. the tables flush what is queued, then their batchers stop;
+//! 5. the metadata store checkpoints and closes.
 //!
 //! Every task the server spawns is tracked and awaited.
 //! [`serve`] is `ferry-hub serve`: start, wait for SIGTERM or SIGINT, stop.
@@ -70,6 +71,8 @@ pub struct RunningHub {
     state: AppState,
     http_shutdown: CancellationToken,
     tables_shutdown: CancellationToken,
+    maintenance_shutdown: CancellationToken,
+    maintenance_tracker: TaskTracker,
     tracker: TaskTracker,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -116,14 +119,22 @@ impl Hub {
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await
         });
+        let maintenance_shutdown = CancellationToken::new();
+        let maintenance_tracker = TaskTracker::new();
+        state
+            .maintenance
+            .spawn(&maintenance_tracker, maintenance_shutdown.clone());
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "ferry-hub listening");
+        crate::ingest::segments::warn_if_failpoint();
         Ok(RunningHub {
             addr,
             bootstrap_token,
             state,
             http_shutdown,
             tables_shutdown,
+            maintenance_shutdown,
+            maintenance_tracker,
             tracker,
             server,
         })
@@ -152,6 +163,8 @@ impl RunningHub {
             state,
             http_shutdown,
             tables_shutdown,
+            maintenance_shutdown,
+            maintenance_tracker,
             tracker,
             mut server,
             ..
@@ -171,6 +184,10 @@ impl RunningHub {
                 Ok(())
             }
         };
+        tracing::info!("stopping maintenance");
+        maintenance_shutdown.cancel();
+        maintenance_tracker.close();
+        maintenance_tracker.wait().await;
         tracing::info!("flushing tables");
         state.tables.flush().await;
         tables_shutdown.cancel();

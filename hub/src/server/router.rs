@@ -8,6 +8,7 @@
 //! | `POST /api/v1/write/msgpack` | write | [`crate::ingest::msgpack`] |
 //! | `POST /api/v1/query` | read | [`crate::query`] |
 //! | `GET /api/v1/agents` | read | [`crate::fleet`] |
+//! | `GET, POST, DELETE /api/v1/retention`, `POST /api/v1/retention/{dry-run,run}`, `GET /api/v1/compaction`, `POST /api/v1/compaction/run` | read (GET) / admin | [`crate::maintenance::routes`] |
 //! | `GET, POST /api/v1/auth/tokens`, `DELETE /api/v1/auth/tokens/{id}` | admin | [`crate::auth::routes`] |
 //!
 //! Layers: the body limit (`server.max_body`, answered 413 with an error
@@ -25,6 +26,7 @@ use axum::routing::{delete, get, post};
 use super::{AppState, health, not_found};
 use crate::auth::{self, middleware::authenticate};
 use crate::ingest::{line_protocol, msgpack, segments};
+use crate::maintenance::routes as maint;
 use crate::{fleet, metrics as m, query};
 
 /// The hub's router.
@@ -41,6 +43,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/write/msgpack", post(msgpack::write))
         .route("/api/v1/query", post(query::query))
         .route("/api/v1/agents", get(fleet::list))
+        .route(
+            "/api/v1/retention",
+            get(maint::list_policies)
+                .post(maint::set_policy)
+                .delete(maint::delete_policy),
+        )
+        .route("/api/v1/retention/dry-run", post(maint::dry_run))
+        .route("/api/v1/retention/run", post(maint::run_retention))
+        .route("/api/v1/compaction", get(maint::compaction_status))
+        .route("/api/v1/compaction/run", post(maint::run_compaction))
         .route(
             "/api/v1/auth/tokens",
             get(auth::routes::list).post(auth::routes::create),

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::HubConfig;
+use crate::maintenance::Maintenance;
 use crate::meta::Meta;
 use crate::table::Tables;
 
@@ -15,6 +16,7 @@ pub struct AppState {
     pub config: Arc<HubConfig>,
     pub tables: Tables,
     pub meta: Meta,
+    pub maintenance: Maintenance,
     /// True once the tables and the metadata store are open and the
     /// listener is bound; false again during shutdown.
     pub ready: Arc<AtomicBool>,
@@ -23,7 +25,14 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: Arc<HubConfig>, tables: Tables, meta: Meta) -> Self {
+        let maintenance = Maintenance::new(
+            tables.clone(),
+            meta.clone(),
+            config.compaction.clone(),
+            config.retention.clone(),
+        );
         AppState {
+            maintenance,
             config,
             tables,
             meta,

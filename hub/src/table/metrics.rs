@@ -24,3 +24,21 @@ pub const QUEUE_PUSHED: &str = "ferry_table_queue_pushed_total";
 pub const QUEUE_POPPED: &str = "ferry_table_queue_popped_total";
 /// Gauge: requests in the table's queue right now (sampled by the batcher).
 pub const QUEUE_DEPTH: &str = "ferry_table_queue_depth";
+/// Histogram, seconds: compacting one partition, read to commit.
+pub const COMPACTION_SECONDS: &str = "ferry_table_compaction_seconds";
+/// Counter: small files replaced by compaction.
+pub const COMPACTION_FILES_REMOVED: &str = "ferry_table_compaction_files_removed_total";
+/// Counter: files written by compaction.
+pub const COMPACTION_FILES_ADDED: &str = "ferry_table_compaction_files_added_total";
+/// Counter: bytes of the files compaction replaced.
+pub const COMPACTION_BYTES: &str = "ferry_table_compaction_bytes_total";
+/// Counter: rows rewritten by compaction.
+pub const COMPACTION_ROWS: &str = "ferry_table_compaction_rows_total";
+/// Counter: partitions whose compaction failed (left as they were).
+pub const COMPACTION_FAILURES: &str = "ferry_table_compaction_failures_total";
+/// Counter: rows deleted by retention.
+pub const RETENTION_ROWS: &str = "ferry_table_retention_rows_deleted_total";
+/// Counter: files removed from the table by retention.
+pub const RETENTION_FILES: &str = "ferry_table_retention_files_deleted_total";
+/// Counter: files deleted from storage by vacuum.
+pub const VACUUM_FILES: &str = "ferry_table_vacuum_files_deleted_total";

@@ -81,12 +81,15 @@
 //! the store).
 
 pub(crate) mod batcher;
+mod compact;
 pub mod config;
 #[doc(hidden)]
 pub mod conformance;
 mod error;
+mod maintain;
 pub mod metrics;
 mod name;
+mod retention;
 mod schema;
 mod service;
 mod writer;
@@ -94,10 +97,12 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use compact::{CompactionPolicy, CompactionReport};
 pub use config::{
     Addressing, AzureConfig, ConditionalPut, FsConfig, S3Config, StorageConfig, TableConfig,
 };
 pub use error::TableError;
 pub use name::{Origin, TableName, WriteOutcome, WriteRequest};
+pub use retention::RetentionPlan;
 pub use schema::{PARTITION_COLUMN, PARTITION_ROLE, TYPE_KEY, TYPE_U64, storage_time_type};
 pub use service::Tables;

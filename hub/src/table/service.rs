@@ -240,6 +240,15 @@ impl Tables {
         Ok(())
     }
 
+    /// A fresh load of the table's latest version (not the reader cache);
+    /// `None` if it has no log yet.
+    pub(crate) async fn load(&self, name: &TableName) -> Result<Option<DeltaTable>, TableError> {
+        let url = self.inner.storage.table_url(name);
+        load_latest(&self.inner.storage, &url)
+            .await
+            .map_err(|e| TableError::storage(name, e))
+    }
+
     /// The table at its latest version, from the reader cache brought up to date.
     async fn latest(&self, name: &TableName) -> Result<Option<DeltaTable>, TableError> {
         let label = name.to_string();

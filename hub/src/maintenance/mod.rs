@@ -1,0 +1,319 @@
+//! Background table maintenance: compaction, and retention followed by
+//! vacuum, of every table.
+//!
+//! Two tracked tasks, one per `interval` (`[compaction]`, `[retention]`),
+//! each starting its first run one interval after the hub starts. They
+//! never run at the same time (one lock), and the HTTP triggers
+//! (`POST /api/v1/compaction/run`, `POST /api/v1/retention/run`) take the
+//! same lock, so a manual run waits for a scheduled one. Neither blocks
+//! ingest or queries: each works on its own loaded copy of a table and
+//! commits with Delta's optimistic concurrency (see
+//! [`Tables::compact`] and [`Tables::expire`]).
+//!
+//! A run stops between tables when the hub shuts down; a commit in flight
+//! finishes first. One table failing does not stop the run: the error is
+//! logged, counted and reported, and the next table goes on.
+//!
+//! Retention: the days kept for `database.measurement` are its own policy,
+//! else its database's, else `[retention] default_days` (0 = forever). The
+//! partitions before `today - days` (UTC) go. Every table is then vacuumed
+//! with `vacuum_grace`, which also deletes what compaction replaced.
+
+mod config;
+pub mod routes;
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{NaiveDate, Utc};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use config::{CompactionConfig, RetentionConfig};
+
+use crate::meta::Meta;
+use crate::meta::retention::days_for;
+use crate::table::{CompactionReport, RetentionPlan, TableError, TableName, Tables};
+
+/// The longest accepted retention, in days (100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// Gauge: Unix time (seconds) of the end of the last compaction run.
+pub const COMPACTION_LAST_RUN: &str = "ferry_compaction_last_run_timestamp_seconds";
+/// Gauge: 1 while a compaction run is in progress.
+pub const COMPACTION_RUNNING: &str = "ferry_compaction_running";
+/// Gauge: Unix time (seconds) of the end of the last retention run.
+pub const RETENTION_LAST_RUN: &str = "ferry_retention_last_run_timestamp_seconds";
+/// Counter: tables whose maintenance failed, by task.
+pub const MAINTENANCE_ERRORS: &str = "ferry_maintenance_errors_total";
+
+/// What one compaction run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompactionRun {
+    /// RFC 3339, when the run ended.
+    pub finished_at: String,
+    pub tables: usize,
+    #[serde(flatten)]
+    pub report: CompactionReport,
+    /// Tables that failed, with the reason.
+    pub errors: Vec<String>,
+}
+
+/// What one retention run did, or (dry run) would do.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RetentionRun {
+    pub dry_run: bool,
+    /// RFC 3339, when the run ended.
+    pub finished_at: String,
+    /// Tables with a policy, and what goes from each.
+    pub tables: Vec<RetentionPlan>,
+    pub rows: u64,
+    pub files: u64,
+    /// Data files vacuum deleted from storage (0 in a dry run).
+    pub vacuumed_files: u64,
+    pub errors: Vec<String>,
+}
+
+/// The maintenance service; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tables: Tables,
+    meta: Meta,
+    compaction: CompactionConfig,
+    retention: RetentionConfig,
+    /// One maintenance run at a time.
+    lock: tokio::sync::Mutex<()>,
+    last_compaction: Mutex<Option<CompactionRun>>,
+    last_retention: Mutex<Option<RetentionRun>>,
+}
+
+fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Maintenance {
+    pub fn new(
+        tables: Tables,
+        meta: Meta,
+        compaction: CompactionConfig,
+        retention: RetentionConfig,
+    ) -> Self {
+        Maintenance {
+            inner: Arc::new(Inner {
+                tables,
+                meta,
+                compaction,
+                retention,
+                lock: tokio::sync::Mutex::new(()),
+                last_compaction: Mutex::new(None),
+                last_retention: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn compaction_config(&self) -> &CompactionConfig {
+        &self.inner.compaction
+    }
+
+    pub fn retention_config(&self) -> &RetentionConfig {
+        &self.inner.retention
+    }
+
+    pub fn last_compaction(&self) -> Option<CompactionRun> {
+        self.inner
+            .last_compaction
+            .lock()
+            .ok()
+            .and_then(|g| g.clone())
+    }
+
+    pub fn last_retention(&self) -> Option<RetentionRun> {
+        self.inner
+            .last_retention
+            .lock()
+            .ok()
+            .and_then(|g| g.clone())
+    }
+
+    /// Starts the scheduled tasks on `tracker`; they end when `stop` is cancelled.
+    pub fn spawn(&self, tracker: &TaskTracker, stop: CancellationToken) {
+        if self.inner.compaction.enabled {
+            let this = self.clone();
+            let stop = stop.clone();
+            let every = self.inner.compaction.interval;
+            tracker.spawn(async move {
+                while sleep_or_stop(every, &stop).await {
+                    let run = this.compact_all(&stop).await;
+                    if !run.errors.is_empty() {
+                        warn!(errors = ?run.errors, "compaction run had errors");
+                    }
+                }
+            });
+        }
+        let this = self.clone();
+        let every = self.inner.retention.interval;
+        tracker.spawn(async move {
+            while sleep_or_stop(every, &stop).await {
+                match this.enforce_retention(false, &stop).await {
+                    Ok(run) if !run.errors.is_empty() => {
+                        warn!(errors = ?run.errors, "retention run had errors");
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "retention run failed"),
+                }
+            }
+        });
+    }
+
+    /// Compacts every table, one after the other.
+    pub async fn compact_all(&self, stop: &CancellationToken) -> CompactionRun {
+        let _guard = self.inner.lock.lock().await;
+        metrics::gauge!(COMPACTION_RUNNING).set(1.0);
+        let policy = self.inner.compaction.policy();
+        let mut run = CompactionRun::default();
+        match self.inner.tables.list().await {
+            Err(e) => run.errors.push(format!("listing tables: {e}")),
+            Ok(names) => {
+                for name in names {
+                    if stop.is_cancelled() {
+                        break;
+                    }
+                    run.tables += 1;
+                    match self.inner.tables.compact(&name, &policy, Utc::now()).await {
+                        Ok(report) => run.report.add(&report),
+                        Err(e) => {
+                            metrics::counter!(MAINTENANCE_ERRORS, "task" => "compaction")
+                                .increment(1);
+                            run.errors.push(format!("{name}: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+        run.finished_at = now_rfc3339();
+        metrics::gauge!(COMPACTION_RUNNING).set(0.0);
+        metrics::gauge!(COMPACTION_LAST_RUN).set(Utc::now().timestamp() as f64);
+        if run.report.partitions > 0 {
+            info!(
+                partitions = run.report.partitions,
+                files_removed = run.report.files_removed,
+                files_added = run.report.files_added,
+                "compaction run done"
+            );
+        }
+        if let Ok(mut last) = self.inner.last_compaction.lock() {
+            *last = Some(run.clone());
+        }
+        run
+    }
+
+    /// Expires every table by its policy (or only plans it, with
+    /// `dry_run`), then vacuums every table.
+    pub async fn enforce_retention(
+        &self,
+        dry_run: bool,
+        stop: &CancellationToken,
+    ) -> Result<RetentionRun, crate::meta::MetaError> {
+        let _guard = self.inner.lock.lock().await;
+        let policies = self.inner.meta.list_retention().await?;
+        let today = Utc::now().date_naive();
+        let mut run = RetentionRun {
+            dry_run,
+            ..RetentionRun::default()
+        };
+        let names = match self.inner.tables.list().await {
+            Ok(n) => n,
+            Err(e) => {
+                run.errors.push(format!("listing tables: {e}"));
+                Vec::new()
+            }
+        };
+        for name in &names {
+            if stop.is_cancelled() {
+                break;
+            }
+            let days = days_for(
+                &policies,
+                name.database.as_str(),
+                name.measurement.as_str(),
+                self.inner.retention.default_days,
+            );
+            let Some(days) = days else { continue };
+            let keep_from = keep_from(today, days);
+            match self.inner.tables.expire(name, keep_from, dry_run).await {
+                Ok(plan) => {
+                    run.rows += plan.rows;
+                    run.files += plan.files;
+                    run.tables.push(plan);
+                }
+                Err(e) => self.failed(&mut run, name, "retention", e),
+            }
+        }
+        if !dry_run {
+            for name in &names {
+                if stop.is_cancelled() {
+                    break;
+                }
+                match self
+                    .inner
+                    .tables
+                    .vacuum(name, self.inner.retention.vacuum_grace)
+                    .await
+                {
+                    Ok(n) => run.vacuumed_files += n,
+                    Err(e) => self.failed(&mut run, name, "vacuum", e),
+                }
+            }
+            metrics::gauge!(RETENTION_LAST_RUN).set(Utc::now().timestamp() as f64);
+        }
+        run.finished_at = now_rfc3339();
+        if !dry_run && let Ok(mut last) = self.inner.last_retention.lock() {
+            *last = Some(run.clone());
+        }
+        Ok(run)
+    }
+
+    fn failed(&self, run: &mut RetentionRun, name: &TableName, task: &'static str, e: TableError) {
+        metrics::counter!(MAINTENANCE_ERRORS, "task" => task).increment(1);
+        run.errors.push(format!("{name} ({task}): {e}"));
+    }
+}
+
+/// The first day kept by a policy of `days` days on `today`.
+pub fn keep_from(today: NaiveDate, days: u32) -> NaiveDate {
+    today
+        .checked_sub_days(chrono::Days::new(u64::from(days)))
+        .unwrap_or(NaiveDate::MIN)
+}
+
+/// Sleeps `every`; `false` if `stop` was cancelled first.
+async fn sleep_or_stop(every: std::time::Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(every) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_keeps_its_days_before_today() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+        assert_eq!(
+            keep_from(today, 7),
+            NaiveDate::from_ymd_opt(2026, 11, 19).unwrap()
+        );
+        assert_eq!(
+            keep_from(today, 1),
+            NaiveDate::from_ymd_opt(2026, 11, 25).unwrap()
+        );
+    }
+}
