@@ -20,6 +20,18 @@
 //! Any write token may upload for any agent id for now; per-agent tokens
 //! come with RBAC. The agent's last-seen time, backlog headers and version
 //! are recorded in the metadata store after the write, whatever its result.
+//!
+//! # Failpoint (tests only)
+//!
+//! `FERRY_HUB_FAILPOINT=abort_after_commit` makes the process call
+//! [`std::process::abort`] right after a segment's commit is durable and
+//! before its acknowledgement is sent: the crash window that the Delta `txn`
+//! check must make harmless (`hil-tests/tests/hub_crash_exactly_once.rs`).
+//! The variable is read once; [`warn_if_failpoint`] logs an ERROR at start
+//! when it is set. Never set it in production: it kills the hub on the
+//! first segment it commits.
+
+use std::sync::LazyLock;
 
 use axum::Json;
 use axum::extract::State;
@@ -34,6 +46,42 @@ use crate::meta::AgentReport;
 use crate::metrics as m;
 use crate::server::{ApiError, ApiResult, AppState, Body};
 use crate::table::{Origin, TableName, WriteOutcome, WriteRequest};
+
+/// The environment variable that arms the test-only failpoint.
+pub const FAILPOINT_ENV: &str = "FERRY_HUB_FAILPOINT";
+
+/// What the failpoint does, read once from [`FAILPOINT_ENV`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failpoint {
+    Off,
+    /// Abort the process after a segment commit, before its answer.
+    AbortAfterCommit,
+    /// Set to something this hub does not know: ignored, with an ERROR.
+    Unknown(String),
+}
+
+static FAILPOINT: LazyLock<Failpoint> =
+    LazyLock::new(|| match std::env::var(FAILPOINT_ENV).as_deref() {
+        Err(_) | Ok("") => Failpoint::Off,
+        Ok("abort_after_commit") => Failpoint::AbortAfterCommit,
+        Ok(other) => Failpoint::Unknown(other.to_owned()),
+    });
+
+/// Logs an ERROR when the test-only failpoint is set; the hub calls it once
+/// at start.
+pub fn warn_if_failpoint() {
+    match &*FAILPOINT {
+        Failpoint::Off => {}
+        Failpoint::AbortAfterCommit => tracing::error!(
+            "{FAILPOINT_ENV}=abort_after_commit is set: TEST ONLY, this hub aborts after \
+             committing the first segment, before acknowledging it"
+        ),
+        Failpoint::Unknown(v) => tracing::error!(
+            value = %v,
+            "{FAILPOINT_ENV} is set to an unknown failpoint and is ignored; unset it"
+        ),
+    }
+}
 
 /// `POST /api/v1/segments`.
 pub async fn upload(
@@ -94,6 +142,12 @@ pub async fn upload(
         },
     };
     let outcome = state.tables.write(request).await;
+    if *FAILPOINT == Failpoint::AbortAfterCommit
+        && matches!(outcome, Ok(WriteOutcome::Committed { .. }))
+    {
+        tracing::error!(agent = %agent, seq = seq.0, "failpoint abort_after_commit: aborting");
+        std::process::abort();
+    }
 
     let mut report = AgentReport {
         agent: agent.clone(),
