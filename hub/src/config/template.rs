@@ -87,8 +87,8 @@ default_days = 0
 vacuum_grace = "24h"
 
 [metadata]
-# The SQLite file holding tokens, agents and settings. Back it up with the
-# tables: the tokens live only here.
+# The SQLite file holding tokens, agents, retention policies and settings.
+# Back it up with the tables: the tokens and policies live only here.
 path = "./ferry-data/hub.db"
 
 [query]

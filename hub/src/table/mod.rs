@@ -75,10 +75,16 @@
 //! registers it as `database.measurement` in a DataFusion session, so what
 //! [`Tables::write`] acknowledged is visible to the next query.
 //!
+//! # Maintenance
+//!
+//! `compact.rs` (merge small files, sorted by tags then time),
+//! `retention.rs` (delete old day partitions, vacuum) and `maintain.rs`
+//! (their entry points on [`Tables`]); the schedule and the API are in
+//! [`crate::maintenance`].
+//!
 //! # Not done here
 //!
-//! Compaction, retention and vacuum; a catalog (tables are found by listing
-//! the store).
+//! A catalog: tables are found by listing the store.
 
 pub(crate) mod batcher;
 mod compact;
