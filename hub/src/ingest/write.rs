@@ -180,11 +180,12 @@ pub(crate) fn answer(
     }
     let details = details(prepared, original);
     let n = prepared.rejected_count;
+    let first = first_of(&details);
     let error = if committed.rows > 0 {
         ApiError::new(
             ErrorCode::PartialWrite,
             format!(
-                "partial write: {} rows committed, {n} rejected{}",
+                "partial write: {} rows committed, {n} rejected{}{first}",
                 committed.rows,
                 shown(n)
             ),
@@ -193,12 +194,12 @@ pub(crate) fn answer(
         ApiError::new(
             ErrorCode::SchemaConflict,
             format!(
-                "nothing written: {n} rows conflict with their table's schema or were rejected{}",
+                "nothing written: {n} rows conflict with their table's schema or were rejected{}{first}",
                 shown(n)
             ),
         )
     } else {
-        ApiError::bad_request(format!("nothing written: {n} rejected{}", shown(n)))
+        ApiError::bad_request(format!("nothing written: {n} rejected{}{first}", shown(n)))
     };
     error.with_details(details).into_response()
 }
@@ -209,11 +210,27 @@ pub(crate) fn reject_all(
     original: impl Fn(&[Locator]) -> Vec<Option<String>>,
 ) -> ApiError {
     let n = prepared.rejected_count;
+    let details = details(prepared, original);
     ApiError::bad_request(format!(
-        "nothing written (accept_partial=false): {n} rejected{}",
-        shown(n)
+        "nothing written (accept_partial=false): {n} rejected{}{}",
+        shown(n),
+        first_of(&details)
     ))
-    .with_details(details(prepared, original))
+    .with_details(details)
+}
+
+/// `"; first: line 3: <error>"`: clients that show only `message` (the
+/// InfluxDB client libraries do) still learn what to fix.
+fn first_of(details: &[ErrorDetail]) -> String {
+    let Some(d) = details.first() else {
+        return String::new();
+    };
+    let at = match (d.line_number, d.record_index) {
+        (Some(line), _) => format!("line {line}: "),
+        (None, Some(record)) => format!("record {record}: "),
+        (None, None) => String::new(),
+    };
+    format!("; first: {at}{}", d.error_message)
 }
 
 fn shown(n: usize) -> String {

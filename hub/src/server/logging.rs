@@ -7,6 +7,9 @@ use crate::config::{LogConfig, LogFormat};
 /// The environment variable that overrides `log.level`.
 pub const LOG_ENV: &str = "FERRY_LOG";
 
+/// A dependency whose INFO lines are noise for operators.
+const QUIET_TARGET: &str = "buoyant_kernel";
+
 /// Installs the global subscriber. Does nothing if one is installed
 /// already (tests).
 pub fn init(config: &LogConfig) {
@@ -15,6 +18,15 @@ pub fn init(config: &LogConfig) {
         .and_then(|v| EnvFilter::builder().parse(v).ok())
         .or_else(|| EnvFilter::builder().parse(&config.level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    // Delta's kernel logs every snapshot load at INFO; keep it to warnings
+    // unless the filter names it.
+    let named = std::env::var(LOG_ENV)
+        .unwrap_or_else(|_| config.level.clone())
+        .contains(QUIET_TARGET);
+    let filter = match format!("{QUIET_TARGET}=warn").parse() {
+        Ok(directive) if !named => filter.add_directive(directive),
+        _ => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

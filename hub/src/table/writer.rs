@@ -57,6 +57,17 @@ pub(crate) async fn load_latest(
     url: &str,
 ) -> Result<Option<DeltaTable>, DeltaTableError> {
     let mut table = open_table(storage, url)?;
+    // No log yet: say so without asking the kernel, which logs an ERROR
+    // for a missing log.
+    let log = deltalake::Path::from("_delta_log");
+    let listed = table
+        .object_store()
+        .list_with_delimiter(Some(&log))
+        .await
+        .map_err(DeltaTableError::from)?;
+    if listed.objects.is_empty() {
+        return Ok(None);
+    }
     match table.load().await {
         Ok(()) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),

@@ -135,6 +135,9 @@ async fn line_protocol_good_partial_and_bad() {
     assert_eq!(details.len(), 2, "{v}");
     assert_eq!(details[0]["line_number"], 2);
     assert_eq!(details[0]["original_line"], "cpu,host=d usage=");
+    // Clients that show only `message` still see what to fix.
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains("first: line 2: "), "{message}");
     assert_eq!(details[1]["line_number"], 3);
     assert!(
         details[1]["error_message"]
