@@ -170,3 +170,28 @@ async fn row_limit_truncates() {
     error(r, StatusCode::BAD_REQUEST, "bad_request").await;
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_the_timeout_is_cancelled_with_504() {
+    let hub = start_with(|c| {
+        c.query.timeout = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let (status, v) = hub.sql("SELECT sum(value) FROM range(10000000000)").await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{v}");
+    assert_eq!(v["error"], "timeout", "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("query.timeout"),
+        "{v}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the timeout answered after {:?}",
+        started.elapsed()
+    );
+    // The hub still answers.
+    let (status, v) = hub.sql("SELECT 1 AS one").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    hub.stop().await;
+}
