@@ -159,6 +159,13 @@ pub(crate) fn from_key_values(kvs: &[KeyValue]) -> Result<SegmentMeta, SegmentEr
     if row_count == 0 {
         return Err(SegmentError::Empty);
     }
+    if row_count > super::MAX_ROWS {
+        return Err(SegmentError::BadValue {
+            key: keys::ROW_COUNT,
+            value: row_count.to_string(),
+            expected: "at most 1000000 rows (segment::MAX_ROWS)",
+        });
+    }
     let raw = e.get(keys::CHECKSUM)?;
     let checksum = parse_checksum(raw).ok_or_else(|| SegmentError::BadValue {
         key: keys::CHECKSUM,

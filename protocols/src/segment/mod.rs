@@ -49,7 +49,7 @@
 //! | `ferry.measurement` | [`Measurement`] |
 //! | `ferry.min_time_ns` | smallest `time`, `i64` ns since the epoch |
 //! | `ferry.max_time_ns` | largest `time`, `i64`, ≥ min |
-//! | `ferry.row_count` | number of rows, `u64`, ≥ 1; equals the footer's `num_rows` |
+//! | `ferry.row_count` | number of rows, `u64`, 1..=[`MAX_ROWS`]; equals the footer's `num_rows` |
 //! | `ferry.checksum` | CRC32C of the canonical encoding below, 8 lowercase hex digits |
 //! | `ferry.tag_columns` | the tag column names in schema order, as a compact JSON array of strings (`["host","room"]`, `[]` for none): no whitespace, only `"` and `\` escaped (names hold no control characters) |
 //!
@@ -146,6 +146,10 @@ pub use write::{WriteOptions, write_segment, write_segment_with};
 
 /// The segment format version this crate writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The most rows one segment may hold (the agent's `segment.max_rows` is
+/// capped at the same number). Bounds the work of decoding a hostile file.
+pub const MAX_ROWS: u64 = 1_000_000;
 
 /// An agent's segment counter: strictly increasing per agent, the Delta
 /// transaction version of the segment's commit.

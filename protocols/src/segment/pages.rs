@@ -100,6 +100,7 @@ impl Iterator for ColumnChunks {
                 Box::new(CheckedPages {
                     inner,
                     max_def_level: self.max_def_level,
+                    rows_left: u64::try_from(rg.num_rows()).unwrap_or(0),
                 }) as Box<dyn PageReader>
             });
         Some(reader)
@@ -108,10 +109,14 @@ impl Iterator for ColumnChunks {
 
 impl PageIterator for ColumnChunks {}
 
-/// A page reader that checks each data page's definition levels.
+/// A page reader that checks each data page's definition levels, and that
+/// the pages of a column chunk hold no more values than its row group has
+/// rows (segment columns are flat: one value per row). Without that, a few
+/// bytes of run-length encoding can claim billions of values.
 struct CheckedPages {
     inner: SerializedPageReader<Bytes>,
     max_def_level: i16,
+    rows_left: u64,
 }
 
 impl Iterator for CheckedPages {
@@ -126,6 +131,17 @@ impl PageReader for CheckedPages {
     fn get_next_page(&mut self) -> Result<Option<Page>> {
         let page = self.inner.get_next_page()?;
         if let Some(page) = &page {
+            let values = match page {
+                Page::DataPage { num_values, .. } | Page::DataPageV2 { num_values, .. } => {
+                    u64::from(*num_values)
+                }
+                _ => 0,
+            };
+            self.rows_left = self.rows_left.checked_sub(values).ok_or_else(|| {
+                ParquetError::General(
+                    "corrupt data page: more values than the row group has rows".to_owned(),
+                )
+            })?;
             check_page(page, self.max_def_level)
                 .map_err(|why| ParquetError::General(format!("corrupt data page: {why}")))?;
         }
