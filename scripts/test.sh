@@ -19,6 +19,11 @@ cargo test --workspace --locked --doc 2>&1 | tee -a "$out"
 log "cargo test (workspace, all targets)"
 cargo test --workspace --locked --all-targets 2>&1 | tee -a "$out"
 
+log "systemd units (verify, security exposure)"
+units_status=0
+scripts/check-units.sh 2>&1 | tee -a "$out" || units_status=1
+
 # One closing line for the whole suite.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$out"
+exit $units_status

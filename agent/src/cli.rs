@@ -48,18 +48,32 @@ pub async fn wait_for_signal() {
     }
 }
 
-/// Tells systemd (`Type=notify`) that the agent is ready, if it runs under
-/// systemd; a no-op otherwise.
-pub fn notify_ready() {
+/// Sends `state` (`READY=1`, `WATCHDOG=1`, `STOPPING=1`) to systemd's
+/// notification socket if the agent runs under `Type=notify`; a no-op
+/// otherwise. Abstract sockets (`@...`) are not supported; systemd uses a
+/// path.
+pub fn notify(state: &str) {
+    #[cfg(unix)]
     if let Ok(path) = std::env::var("NOTIFY_SOCKET") {
-        #[cfg(unix)]
-        {
-            use std::os::unix::net::UnixDatagram;
-            if let Ok(sock) = UnixDatagram::unbound() {
-                let _ = sock.send_to(b"READY=1", path);
-            }
+        use std::os::unix::net::UnixDatagram;
+        if let Ok(sock) = UnixDatagram::unbound() {
+            let _ = sock.send_to(state.as_bytes(), path);
         }
     }
+    #[cfg(not(unix))]
+    let _ = state;
+}
+
+/// How often to send `WATCHDOG=1`: half of systemd's `WatchdogSec`
+/// (`WATCHDOG_USEC`), if it is set for this process.
+pub fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
 /// `ferry-agent status`: GET /api/v1/status from the local HTTP server and

@@ -104,9 +104,26 @@ fn run(config: config::AgentConfig) -> anyhow::Result<()> {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
         let shutdown = CancellationToken::new();
         let running = app::start(config, metrics, shutdown.clone()).await?;
-        cli::notify_ready();
+        cli::notify("READY=1");
+        // systemd's watchdog: pinged while the runtime keeps scheduling.
+        let watchdog = cli::watchdog_interval().map(|every| {
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        _ = tick.tick() => cli::notify("WATCHDOG=1"),
+                    }
+                }
+            })
+        });
         cli::wait_for_signal().await;
+        cli::notify("STOPPING=1");
         shutdown.cancel();
+        if let Some(task) = watchdog {
+            let _ = task.await;
+        }
         running.wait().await
     })
 }
