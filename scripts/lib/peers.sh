@@ -21,7 +21,7 @@ install_peers() {
     log "creating the Python venv at $FERRY_VENV"
     python3 -m venv "$FERRY_VENV"
   fi
-  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow" 2>/dev/null; then
+  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb" 2>/dev/null; then
     log "installing Python test packages"
     "$FERRY_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi
