@@ -37,10 +37,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Args, Dataset, HubOptions, bearer, count, du, fresh_addr, human, local, post_segment, request,
-    rss_kib, secs, segment, start_hub,
+    Args, BENCH_TIMEOUT, Dataset, HubOptions, bearer, count, du, fresh_addr, human, local,
+    post_segment, rss_kib, secs, segment, start_hub,
 };
-use ferry_hil_tests::{Peer, agent_status, free_port, wait_for_port, wait_until};
+use ferry_hil_tests::{Peer, agent_status, free_port, request, wait_for_port, wait_until};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
@@ -126,6 +126,7 @@ fn mint_write_token(addr: SocketAddr, admin: &str) -> String {
             ("Content-Type", "application/json"),
         ],
         br#"{"name": "gw-drain", "role": "write"}"#,
+        BENCH_TIMEOUT,
     );
     assert_eq!(a.status, 201, "create token: {}", a.text());
     a.json()["token"].as_str().expect("token").to_owned()

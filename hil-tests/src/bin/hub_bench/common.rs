@@ -7,8 +7,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, DictionaryArray, Float64Array, RecordBatch, TimestampNanosecondArray};
-use ferry_hil_tests::{Peer, free_port, wait_for_port, wait_until, workspace_bin};
+use ferry_hil_tests::{Answer, Peer, free_port, request, wait_for_port, wait_until, workspace_bin};
 use ferry_protocols::batch::canonical_schema;
 use ferry_protocols::segment::{SegmentHeader, SegmentSeq, write_segment};
 use ferry_protocols::{AgentId, DatabaseName, FieldKey, FieldType, Measurement, TagKey};
@@ -169,106 +168,9 @@ pub(crate) fn fresh_addr() -> SocketAddr {
 
 // ---------------------------------------------------------------- HTTP
 
-/// An HTTP answer, body as bytes.
-#[derive(Debug)]
-pub(crate) struct Answer {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Answer {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub(crate) fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "answer {} is not JSON ({e}): {}",
-                self.status,
-                self.text().chars().take(300).collect::<String>()
-            )
-        })
-    }
-}
-
-/// One HTTP/1.1 request on a new connection (`Connection: close`).
-pub(crate) fn request(
-    method: &str,
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Answer {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let _ = s.set_nodelay(true);
-    let _ = s.set_read_timeout(Some(Duration::from_secs(900)));
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).expect("write head");
-    s.write_all(body).expect("write body");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(raw.len());
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut body = raw.get(split + 4..).unwrap_or_default().to_vec();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
-        let size = String::from_utf8_lossy(&body[..eol]);
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        let rest = &body[eol + 2..];
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.extend_from_slice(&rest[..n]);
-        body = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
-    }
-    out
-}
+/// How long a bench request may wait for its answer (bulk writes and
+/// queries over the whole data set).
+pub(crate) const BENCH_TIMEOUT: Duration = Duration::from_secs(900);
 
 pub(crate) fn bearer(token: Option<&str>) -> Option<String> {
     token.map(|t| format!("Bearer {t}"))
@@ -289,7 +191,14 @@ pub(crate) fn query(hub: &Hub, sql: &str, accept: &str) -> Answer {
     if let Some(a) = &auth {
         headers.push(("Authorization", a.as_str()));
     }
-    request("POST", hub.addr, "/api/v1/query", &headers, body.as_bytes())
+    request(
+        "POST",
+        hub.addr,
+        "/api/v1/query",
+        &headers,
+        body.as_bytes(),
+        BENCH_TIMEOUT,
+    )
 }
 
 /// `SELECT count(*)` of a table.
@@ -316,6 +225,7 @@ pub(crate) fn post_segment(hub: &Hub, agent: &str, seq: u64, bytes: &[u8]) {
         ferry_protocols::api::SEGMENTS_PATH,
         &headers,
         bytes,
+        BENCH_TIMEOUT,
     );
     assert!(
         a.status == 200 && a.text().contains("\"committed\""),
@@ -338,6 +248,7 @@ pub(crate) fn post_lp(hub: &Hub, database: &str, body: &[u8]) {
         "/api/v1/write/line-protocol",
         &headers,
         body,
+        BENCH_TIMEOUT,
     );
     assert_eq!(a.status, 204, "line protocol write: {}", a.text());
 }
