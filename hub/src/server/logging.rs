@@ -13,15 +13,17 @@ const QUIET_TARGET: &str = "buoyant_kernel";
 /// Installs the global subscriber. Does nothing if one is installed
 /// already (tests).
 pub fn init(config: &LogConfig) {
-    let filter = std::env::var(LOG_ENV)
-        .ok()
+    let spec = std::env::var(LOG_ENV).ok();
+    let filter = spec
+        .as_deref()
         .and_then(|v| EnvFilter::builder().parse(v).ok())
         .or_else(|| EnvFilter::builder().parse(&config.level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     // Delta's kernel logs every snapshot load at INFO; keep it to warnings
     // unless the filter names it.
-    let named = std::env::var(LOG_ENV)
-        .unwrap_or_else(|_| config.level.clone())
+    let named = spec
+        .as_deref()
+        .unwrap_or(&config.level)
         .contains(QUIET_TARGET);
     let filter = match format!("{QUIET_TARGET}=warn").parse() {
         Ok(directive) if !named => filter.add_directive(directive),

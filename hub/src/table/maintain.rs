@@ -23,12 +23,11 @@ impl Tables {
     ) -> Result<CompactionReport, TableError> {
         let label = name.to_string();
         let mut report = CompactionReport::default();
-        let Some(table) = self.load(name).await? else {
+        let Some(mut table) = self.load(name).await? else {
             return Ok(report);
         };
         let plans =
             compact::plan(&table, policy, now).map_err(|e| TableError::storage(&label, e))?;
-        let mut table = table;
         for plan in plans {
             let started = std::time::Instant::now();
             match compact::compact_partition(&table, &plan, policy).await {

@@ -204,37 +204,16 @@ async fn compaction_merges_small_files_sorted_while_ingest_goes_on() {
         metrics.contains("ferry_table_compaction_files_removed_total"),
         "{metrics}"
     );
-    let status: Value = hub
-        .get("/api/v1/compaction", &hub.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = hub.admin_get("/api/v1/compaction").await;
     assert_eq!(status["last_run"]["files_removed"], report["files_removed"]);
 
     // The writes that raced the first run left small files in both
     // partitions; a second run merges them (with the first run's file, still
     // small here), and a third finds nothing left to do.
-    let second: Value = hub
-        .post("/api/v1/compaction/run", &hub.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let second: Value = hub.admin_post("/api/v1/compaction/run").await;
     assert_eq!(second["partitions"].as_u64(), Some(2), "{second}");
     assert_eq!(active_files(&table_dir).await.len(), 2);
-    let third: Value = hub
-        .post("/api/v1/compaction/run", &hub.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let third: Value = hub.admin_post("/api/v1/compaction/run").await;
     assert_eq!(third["files_removed"].as_u64(), Some(0), "{third}");
     assert_eq!(rows(&hub, "plant.cpu").await, after);
     hub.stop().await;
@@ -257,14 +236,7 @@ async fn background_compaction_runs_on_its_interval() {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let status: Value = hub
-            .get("/api/v1/compaction", &hub.admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status: Value = hub.admin_get("/api/v1/compaction").await;
         if status["last_run"]["files_removed"].as_u64().unwrap_or(0) >= 3 {
             break;
         }
@@ -357,14 +329,7 @@ async fn retention_expires_old_days_by_policy_with_a_dry_run_first() {
     ));
     assert!(std::fs::read_dir(&old_partition).unwrap().count() > 0);
 
-    let run: Value = hub
-        .post("/api/v1/retention/run", &hub.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run: Value = hub.admin_post("/api/v1/retention/run").await;
     assert_eq!(run["rows"].as_u64(), Some(10), "{run}");
     assert!(run["vacuumed_files"].as_u64().unwrap() >= 3, "{run}");
     assert_eq!(hub.count("plant.cpu").await, 4 + 5);

@@ -97,6 +97,28 @@ impl TestHub {
         self.client.post(self.url(path)).bearer_auth(token)
     }
 
+    /// `POST path` (no body) as admin; the JSON answer.
+    pub(crate) async fn admin_post(&self, path: &str) -> Value {
+        self.post(path, &self.admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `GET path` as admin; the JSON answer.
+    pub(crate) async fn admin_get(&self, path: &str) -> Value {
+        self.get(path, &self.admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Creates a token with `role`; returns (id, secret).
     pub(crate) async fn token(&self, role: &str) -> (i64, String) {
         let r = self
