@@ -133,6 +133,23 @@ impl Drop for Peer {
     }
 }
 
+/// Starts `ferry-agent run --config <config>` (output in `log`) and waits
+/// until its broker accepts connections on `mqtt_port`.
+pub fn spawn_agent(config: &Path, mqtt_port: u16, log: &Path) -> Peer {
+    let peer = Peer::spawn(
+        "ferry-agent",
+        Command::new(workspace_bin("ferry-agent"))
+            .args(["run", "--config"])
+            .arg(config),
+        log,
+    );
+    wait_for_port(
+        SocketAddr::from(([127, 0, 0, 1], mqtt_port)),
+        Duration::from_secs(30),
+    );
+    peer
+}
+
 /// A minimal blocking HTTP/1.1 client for tests (no TLS): returns the status
 /// code and the body as text.
 pub fn http(

@@ -11,13 +11,10 @@
 //!   readings, each once.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ferry_hil_tests::{
-    Peer, agent_status, free_port, query, start_hub_at, wait_for_port, wait_until, workspace_bin,
-};
+use ferry_hil_tests::{agent_status, free_port, query, spawn_agent, start_hub_at, wait_until};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
 use rumqttc::v5::{Client, Event, MqttOptions};
@@ -123,17 +120,7 @@ listen = "127.0.0.1:{http_port}"
         ),
     )
     .expect("agent.toml");
-    let _agent = Peer::spawn(
-        "ferry-agent",
-        Command::new(workspace_bin("ferry-agent"))
-            .args(["run", "--config"])
-            .arg(&agent_config),
-        &dir.path().join("agent.log"),
-    );
-    wait_for_port(
-        SocketAddr::from(([127, 0, 0, 1], mqtt)),
-        Duration::from_secs(30),
-    );
+    let _agent = spawn_agent(&agent_config, mqtt, &dir.path().join("agent.log"));
     let acked = publish_all(mqtt);
     let status_addr = SocketAddr::from(([127, 0, 0, 1], http_port));
     let full = agent_status(status_addr);

@@ -3,13 +3,11 @@
 //! broker at QoS 1, and SQL over the hub's HTTP API returning exactly the
 //! published readings.
 
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use ferry_hil_tests::{
-    HubProcess, Peer, free_port, http, publish_lines, query, require_tool, start_hub,
-    wait_for_port, wait_until, workspace_bin,
+    HubProcess, free_port, http, publish_lines, query, require_tool, spawn_agent, start_hub,
+    wait_until,
 };
 
 fn create_token(hub: &HubProcess, name: &str, role: &str) -> String {
@@ -73,17 +71,7 @@ listen = "127.0.0.1:{http_port}"
         ),
     )
     .expect("write agent.toml");
-    let _agent = Peer::spawn(
-        "ferry-agent",
-        Command::new(workspace_bin("ferry-agent"))
-            .args(["run", "--config"])
-            .arg(&agent_config),
-        &dir.path().join("agent.log"),
-    );
-    wait_for_port(
-        SocketAddr::from(([127, 0, 0, 1], mqtt_port)),
-        Duration::from_secs(30),
-    );
+    let _agent = spawn_agent(&agent_config, mqtt_port, &dir.path().join("agent.log"));
 
     // 100 readings at QoS 1 over MQTT 3.1.1 and 100 over MQTT 5.
     let lines: String = (0..100)

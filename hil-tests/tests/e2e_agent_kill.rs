@@ -14,9 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ferry_hil_tests::{
-    Peer, free_port, query, start_hub, wait_for_port, wait_until, workspace_bin,
-};
+use ferry_hil_tests::{free_port, query, spawn_agent, start_hub, wait_until};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
 fn write_agent_config(
@@ -106,18 +104,11 @@ fn acknowledged_readings_survive_repeated_kill_9() {
     let http_port = free_port();
     let agent_config = write_agent_config(dir.path(), mqtt, http_port, hub_addr);
     let start_agent = |round: usize| {
-        let peer = Peer::spawn(
-            "ferry-agent",
-            Command::new(workspace_bin("ferry-agent"))
-                .args(["run", "--config"])
-                .arg(&agent_config),
+        spawn_agent(
+            &agent_config,
+            mqtt,
             &dir.path().join(format!("agent-{round}.log")),
-        );
-        wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], mqtt)),
-            Duration::from_secs(30),
-        );
-        peer
+        )
     };
 
     let mut acked: Vec<u64> = Vec::new();

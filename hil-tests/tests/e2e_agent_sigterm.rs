@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use ferry_hil_tests::{
-    Peer, agent_status, free_port, publish_lines, query, require_tool, start_hub_at, wait_for_port,
-    wait_until, workspace_bin,
+    agent_status, free_port, publish_lines, query, require_tool, spawn_agent, start_hub_at,
+    wait_until,
 };
 
 #[test]
@@ -51,18 +51,11 @@ listen = "127.0.0.1:{http_port}"
     )
     .expect("agent.toml");
     let start_agent = |n: usize| {
-        let p = Peer::spawn(
-            "ferry-agent",
-            Command::new(workspace_bin("ferry-agent"))
-                .args(["run", "--config"])
-                .arg(&agent_config),
+        spawn_agent(
+            &agent_config,
+            mqtt,
             &dir.path().join(format!("agent-{n}.log")),
-        );
-        wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], mqtt)),
-            Duration::from_secs(30),
-        );
-        p
+        )
     };
     let mut agent = start_agent(0);
     let lines: String = (0..150).map(|i| format!("{i}\n")).collect();

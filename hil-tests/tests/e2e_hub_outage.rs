@@ -3,12 +3,11 @@
 //! reading exactly once, and the agent's segments arrive in sequence order.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use ferry_hil_tests::{
-    Peer, agent_status, free_port, http, publish_lines, query, require_tool, start_hub_at,
-    wait_for_port, wait_until, workspace_bin,
+    agent_status, free_port, http, publish_lines, query, require_tool, spawn_agent, start_hub_at,
+    wait_until,
 };
 
 #[test]
@@ -49,17 +48,7 @@ listen = "127.0.0.1:{http_port}"
         ),
     )
     .expect("agent.toml");
-    let _agent = Peer::spawn(
-        "ferry-agent",
-        Command::new(workspace_bin("ferry-agent"))
-            .args(["run", "--config"])
-            .arg(&agent_config),
-        &dir.path().join("agent.log"),
-    );
-    wait_for_port(
-        SocketAddr::from(([127, 0, 0, 1], mqtt)),
-        Duration::from_secs(30),
-    );
+    let _agent = spawn_agent(&agent_config, mqtt, &dir.path().join("agent.log"));
 
     // 200 readings in 8 batches while nothing listens on the hub's port.
     for batch in 0..8 {

@@ -19,8 +19,8 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry_hil_tests::{
-    Peer, agent_status, free_port, http, publish_lines, query, require_tool, wait_for_port,
-    wait_until, workspace_bin,
+    Peer, agent_status, free_port, http, publish_lines, query, require_tool, spawn_agent,
+    wait_for_port, wait_until, workspace_bin,
 };
 use serde_json::Value;
 
@@ -88,17 +88,7 @@ listen = "127.0.0.1:{http_port}"
         ),
     )
     .expect("agent.toml");
-    let peer = Peer::spawn(
-        "ferry-agent",
-        Command::new(workspace_bin("ferry-agent"))
-            .args(["run", "--config"])
-            .arg(&config),
-        &dir.join("agent.log"),
-    );
-    wait_for_port(
-        SocketAddr::from(([127, 0, 0, 1], mqtt)),
-        Duration::from_secs(30),
-    );
+    let peer = spawn_agent(&config, mqtt, &dir.join("agent.log"));
     (peer, mqtt, SocketAddr::from(([127, 0, 0, 1], http_port)))
 }
 

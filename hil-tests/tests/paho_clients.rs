@@ -6,9 +6,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use ferry_hil_tests::{Peer, agent_status, free_port, require_tool, wait_for_port, workspace_bin};
+use ferry_hil_tests::{agent_status, free_port, require_tool, spawn_agent};
 
 fn buffered(status_addr: SocketAddr) -> u64 {
     let v = agent_status(status_addr);
@@ -48,17 +47,7 @@ fn paho_acknowledged_means_buffered() {
         ),
     )
     .expect("agent.toml");
-    let _agent = Peer::spawn(
-        "ferry-agent",
-        Command::new(workspace_bin("ferry-agent"))
-            .args(["run", "--config"])
-            .arg(&config),
-        &dir.path().join("agent.log"),
-    );
-    wait_for_port(
-        SocketAddr::from(([127, 0, 0, 1], mqtt)),
-        Duration::from_secs(30),
-    );
+    let _agent = spawn_agent(&config, mqtt, &dir.path().join("agent.log"));
     let status_addr = SocketAddr::from(([127, 0, 0, 1], http_port));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/paho_publish.py");
 
