@@ -12,6 +12,7 @@
 //! whose peer is missing says so on stderr and returns early.
 
 mod http;
+pub mod serial;
 
 pub use http::{Answer, request};
 
