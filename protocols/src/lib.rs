@@ -26,6 +26,7 @@ pub mod compression;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod json;
+pub mod lines;
 pub mod lp;
 pub mod msgpack;
 pub mod name;

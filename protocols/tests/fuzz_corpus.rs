@@ -48,3 +48,8 @@ fn topic_template_corpus() {
 fn segment_corpus() {
     replay("segment", fuzz_checks::segment::check);
 }
+
+#[test]
+fn serial_line_corpus() {
+    replay("serial_line", fuzz_checks::serial_line::check);
+}

@@ -11,4 +11,5 @@ pub mod json;
 pub mod line_protocol;
 pub mod msgpack;
 pub mod segment;
+pub mod serial_line;
 pub mod topic_template;
