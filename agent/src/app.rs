@@ -2,11 +2,12 @@
 //! reverse order.
 //!
 //! Start: metrics → buffer (integrity check, migrations) → segmenter →
-//! uplink → router + broker + upstream subscriptions → local HTTP.
+//! uplink → router + broker + upstream subscriptions → serial and Modbus
+//! sources → local HTTP.
 //!
 //! Stop (SIGTERM/SIGINT, or the `shutdown` token): the broker stops accepting
 //! and lets open connections finish their pending commits and acknowledgements
-//! (`mqtt.shutdown_grace`); then the segmenter cuts what is buffered; then the
+//! (`mqtt.shutdown_grace`), and the serial sources commit what they have read; then the segmenter cuts what is buffered; then the
 //! buffer writes the QoS 0 readings still in memory, commits, checkpoints and
 //! closes; then the uplink and the HTTP server stop. Nothing accepted is lost:
 //! what the hub has not acknowledged stays in the buffer for the next start.
@@ -161,6 +162,14 @@ pub async fn start(
     let router = Router::new(config.routes.clone(), buffered.clone());
     let broker = broker::run(config.mqtt.clone(), router, broker_stop.clone(), &tracker).await?;
     tracing::info!(mqtt = %broker.local_addr(), "broker listening");
+    // Serial and Modbus sources stop with the broker: first in the order.
+    let serial = crate::serial::start(
+        &config.serial,
+        &config.modbus_tcp,
+        buffered.clone(),
+        broker_stop.clone(),
+        &tracker,
+    );
 
     let status_store = store.clone();
     let status_broker = broker.clone();
@@ -168,6 +177,7 @@ pub async fn start(
         let store = status_store.clone();
         let broker = status_broker.clone();
         let uplink = uplink_status.snapshot();
+        let serial = serial.snapshot();
         Box::pin(async move {
             let buffer = match store.status().await {
                 Ok(s) => serde_json::to_value(s).unwrap_or_default(),
@@ -179,6 +189,7 @@ pub async fn start(
                 "buffer": buffer,
                 "uplink": uplink,
                 "broker": { "connections": broker.connections() },
+                "serial": serial,
             })
         })
     });

@@ -143,5 +143,57 @@ fn render_status(doc: &serde_json::Value) -> String {
         "consecutive failures",
         get(&["uplink", "consecutive_failures"]),
     );
+    if let Some(ports) = doc["serial"].as_object() {
+        for (name, p) in ports {
+            render_port(&mut out, name, p);
+        }
+    }
     out
+}
+
+/// One serial port or Modbus TCP device, and its slaves.
+fn render_port(out: &mut String, name: &str, p: &serde_json::Value) {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let state = if p["connected"].as_bool() == Some(true) {
+        "connected"
+    } else {
+        "disconnected"
+    };
+    out.push_str(&format!(
+        "{:<28}{} {} {state}, readings {}, rejected {}, errors {}, last reading (unix ms) {}\n",
+        format!("port {name}"),
+        text(&p["kind"]),
+        text(&p["path"]),
+        text(&p["readings"]),
+        text(&p["rejected"]),
+        text(&p["errors"]),
+        text(&p["last_reading_ms"]),
+    ));
+    if p["connected"].as_bool() != Some(true) || !p["last_error"].is_null() {
+        out.push_str(&format!(
+            "{:<28}{}\n",
+            "  last error",
+            text(&p["last_error"])
+        ));
+    }
+    if let Some(slaves) = p["slaves"].as_object() {
+        for (id, s) in slaves {
+            let alive = if s["alive"].as_bool() == Some(true) {
+                "alive"
+            } else {
+                "dead"
+            };
+            out.push_str(&format!(
+                "{:<28}{alive}, polls {}, requests {}, last value (unix ms) {}\n",
+                format!("  slave {id}"),
+                text(&s["polls"]),
+                text(&s["requests"]),
+                text(&s["last_value_ms"]),
+            ));
+        }
+    }
 }

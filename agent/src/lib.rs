@@ -14,6 +14,7 @@
 //! | [`uplink`] | segments → hub, in order, with backoff and quarantine |
 //! | [`http`] | local health, metrics and status |
 //! | [`route`] | topics → readings: templates, payload formats, dead letters |
+//! | [`serial`] | serial line devices, Modbus RTU and Modbus TCP polling |
 
 pub mod app;
 pub mod broker;
@@ -24,6 +25,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod route;
 pub mod segmenter;
+pub mod serial;
 pub mod store;
 pub mod tls;
 pub mod uplink;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::broker::MqttConfig;
 use crate::http::HttpConfig;
 use crate::route::RouteConfig;
+use crate::serial::config::{ModbusTcpConfig, SerialConfig};
 use crate::store::{SegmentConfig, StoreConfig};
 use crate::uplink::UplinkConfig;
 
@@ -32,6 +33,10 @@ pub struct AgentConfig {
     pub mqtt: MqttConfig,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub serial: SerialConfig,
+    #[serde(default)]
+    pub modbus_tcp: Vec<ModbusTcpConfig>,
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
@@ -129,6 +134,24 @@ impl AgentConfig {
         self.mqtt.validate(&mut errors);
         for (i, route) in self.routes.iter().enumerate() {
             route.validate(i, &mut errors);
+        }
+        self.serial.validate(&mut errors);
+        for (i, device) in self.modbus_tcp.iter().enumerate() {
+            device.validate(&format!("modbus_tcp[{i}]"), &mut errors);
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for name in self
+            .serial
+            .ports
+            .iter()
+            .map(|p| &p.name)
+            .chain(self.modbus_tcp.iter().map(|d| &d.name))
+        {
+            if !names.insert(name) {
+                errors.push(format!(
+                    "modbus_tcp: name {name:?} is also used by another source"
+                ));
+            }
         }
         self.store.validate("store", &mut errors);
         self.segment.validate("segment", &mut errors);

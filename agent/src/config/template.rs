@@ -70,6 +70,95 @@ format = "json"
 # precision = "ns"           # format = "line-protocol": ns | us | ms | s
 # max_payload = "1.0 MiB"
 
+# Serial sensors (none by default). Each port is opened exclusively; a
+# missing or unplugged port is retried with backoff and never stops the
+# agent. Readings are committed before the next read, like MQTT QoS 1.
+# The agent's user needs the port's group (dialout on Debian).
+#
+# A device that prints one reading per line. format: line-protocol | json |
+# csv | regex. Bad, over-long and non-UTF-8 lines are counted and skipped.
+# [[serial.ports]]
+# name = "weather"
+# path = "/dev/ttyUSB0"
+# mode = "lines"
+# database = "sensors"
+# baud = 9600
+# data_bits = 8
+# parity = "none"            # none | even | odd
+# stop_bits = 1
+# flow_control = "none"      # none | software | hardware
+# reopen_min = "1s"          # first retry after an unplug, doubling to
+# reopen_max = "30s"
+# max_line = "4.0 KiB"
+# [serial.ports.lines]
+# format = "csv"
+# measurement = "weather"
+# columns = ["station", "temp_c", "humidity", "_"]   # "_" skips a column
+# delimiter = ","
+# tag_columns = ["station"]
+# types = { humidity = "i64" }       # f64 unless stated: i64 u64 bool str
+# tags = { site = "north" }
+# time_column = "ts"                 # omit to stamp lines with the agent's clock
+# time_format = "auto"               # auto | s | ms | us | ns | rfc3339
+# pattern = '^T=(?P<temp_c>[-0-9.]+)$'   # format = "regex": named captures
+# precision = "ns"                   # format = "line-protocol"
+#
+# A Modbus RTU bus, polled. Each slave has its own interval; registers are
+# read in as few requests as their addresses allow.
+# [[serial.ports]]
+# name = "meters"
+# path = "/dev/ttyUSB1"
+# mode = "modbus-rtu"
+# database = "plant"
+# baud = 19200
+# parity = "even"
+# timeout = "500ms"          # per request, on top of the frame's wire time
+# pacing = "5ms"             # gap between exchanges (at least 3.5 characters)
+# dead_after = 3             # failed polls in a row before a slave is dead
+# dead_retry = "10s"         # how often a dead slave is tried
+# [[serial.ports.slaves]]
+# id = 1
+# poll_interval = "1s"
+# measurement = "power"
+# tags = { meter = "m1" }
+# [[serial.ports.slaves.registers]]
+# field = "voltage"
+# table = "holding"          # holding | input | coil | discrete
+# address = 0                # 0-based protocol address (40001 is 0)
+# type = "f32"               # u16 i16 u32 i32 u64 i64 f32 f64 bool
+# word_order = "big"         # big | little (word swap)
+# byte_order = "big"         # big | little (byte swap in each word)
+# unit = "V"
+# [[serial.ports.slaves.registers]]
+# field = "energy_kwh"
+# table = "input"
+# address = 10
+# type = "u32"
+# scale = 0.01               # value * scale + offset, as f64
+# offset = 0.0
+# [[serial.ports.slaves.registers]]
+# field = "alarm"
+# table = "holding"
+# address = 20
+# type = "bool"
+# bit = 3                    # a bit field of one register
+#
+# A Modbus TCP device: the same keys as a modbus-rtu port, with an address.
+# [[modbus_tcp]]
+# name = "plc"
+# address = "192.168.1.20:502"
+# database = "plant"
+# timeout = "500ms"
+# [[modbus_tcp.slaves]]
+# id = 1
+# measurement = "line1"
+# [[modbus_tcp.slaves.registers]]
+# field = "speed"
+# table = "holding"
+# address = 100
+# type = "i16"
+# -- end of serial examples --
+
 [store]
 # The SQLite buffer; default <agent.data_dir>/buffer.db.
 # path = "/var/lib/ferry-agent/buffer.db"

@@ -71,3 +71,66 @@ fn bad_names_fail_at_parse_time() {
     let err = parse(Path::new("a.toml"), "[agent]\nid = \"../etc\"\n").unwrap_err();
     assert!(err.to_string().contains("agent id"), "{err}");
 }
+
+#[test]
+fn the_templates_serial_examples_are_valid_when_uncommented() {
+    let start = TEMPLATE
+        .find("# [[serial.ports]]")
+        .expect("serial examples");
+    let end = TEMPLATE
+        .find("# -- end of serial examples --")
+        .expect("end marker");
+    let uncommented: String = TEMPLATE[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        // Prose lines between the examples.
+        .filter(|l| l.starts_with('[') || l.contains(" = "))
+        // Keys that belong to other formats than the example's.
+        .filter(|l| {
+            !l.starts_with("pattern") && !l.starts_with("precision") && !l.starts_with("time_")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = parse(Path::new("serial.toml"), &uncommented)
+        .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    assert_eq!(config.serial.ports.len(), 2);
+    assert_eq!(config.serial.ports[1].slaves[0].registers.len(), 3);
+    assert_eq!(config.modbus_tcp.len(), 1);
+}
+
+#[test]
+fn serial_config_problems_have_paths() {
+    let text = r#"
+[[serial.ports]]
+name = "a"
+path = "/dev/x"
+mode = "lines"
+database = "d"
+data_bits = 9
+
+[[serial.ports]]
+name = "a"
+path = "/dev/y"
+mode = "modbus-rtu"
+database = "d"
+[[serial.ports.slaves]]
+id = 0
+measurement = "m"
+[[serial.ports.slaves.registers]]
+field = "f"
+table = "coil"
+address = 65535
+type = "u32"
+"#;
+    let text = parse(Path::new("s.toml"), text).unwrap_err().to_string();
+    for expected in [
+        "serial.ports[0].data_bits: must be 5, 6, 7 or 8",
+        "serial.ports[0].lines: required for mode \"lines\"",
+        "serial.ports[1].name: \"a\" is used twice",
+        "serial.ports[1].slaves[0].id: 0 is outside 1..=247",
+        "serial.ports[1].slaves[0].registers[0].type: coils and discrete inputs are bool",
+        "serial.ports[1].slaves[0].registers[0].address: the value runs past register 65535",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}

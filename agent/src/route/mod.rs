@@ -19,7 +19,7 @@ mod decode;
 mod ratelimit;
 mod router;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use config::{PayloadFormat, RouteConfig};
 pub use decode::{DecodeFailure, Decoded};

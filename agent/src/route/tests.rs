@@ -8,11 +8,13 @@ use crate::ingest::{
     Accepted, Durability, Incoming, IngestSink, Message, QoS, RejectReason, Source,
 };
 
+/// An in-memory buffer that records what it was given (also used by the
+/// serial tests).
 #[derive(Clone, Default)]
-struct Recorder {
-    readings: Arc<Mutex<Vec<(Incoming, Durability)>>>,
-    letters: Arc<Mutex<Vec<DeadLetter>>>,
-    full: bool,
+pub(crate) struct Recorder {
+    pub(crate) readings: Arc<Mutex<Vec<(Incoming, Durability)>>>,
+    pub(crate) letters: Arc<Mutex<Vec<DeadLetter>>>,
+    pub(crate) full: bool,
 }
 
 impl Buffer for Recorder {
