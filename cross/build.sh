@@ -8,7 +8,7 @@
 #            aarch64-unknown-linux-musl | x86_64-unknown-linux-musl
 #            (short forms: aarch64-gnu, armv7-gnu, aarch64-musl, x86_64-musl)
 #   PROFILE  gateway (default: small, what packages ship) |
-#            cross-ci (CI: same code, built in a fraction of the time)
+#            cross-ci (CI: same code at opt-level 0, builds in half the CPU time)
 #
 # Environment:
 #   FERRY_CROSS_TOOL   zig (default) | gcc   which C compiler and linker
