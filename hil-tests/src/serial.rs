@@ -579,3 +579,78 @@ impl Drop for RawPort {
         }
     }
 }
+
+/// A running agent whose config has serial sources (see [`serial_agent`]).
+#[derive(Debug)]
+pub struct SerialAgent {
+    pub peer: Peer,
+    pub http: std::net::SocketAddr,
+    pub log: PathBuf,
+}
+
+impl SerialAgent {
+    /// `serial.<port>` of the agent's status document.
+    pub fn port_status(&self, port: &str) -> serde_json::Value {
+        crate::agent_status(self.http)["serial"][port].clone()
+    }
+
+    /// Waits until `port` reports `connected` (with at least `opens` opens).
+    pub fn wait_connected(&self, port: &str, opens: u64) {
+        wait_until(
+            &format!("serial port {port} open ({opens} opens)"),
+            Duration::from_secs(30),
+            || {
+                let s = self.port_status(port);
+                s["connected"] == true && s["opens"].as_u64().unwrap_or(0) >= opens
+            },
+        );
+    }
+}
+
+/// Starts `ferry-agent` with `sources` (TOML: `[[serial.ports]]`,
+/// `[[modbus_tcp]]` blocks) appended to a config that ships to `hub` every
+/// 200 ms. The agent's data and log live in `dir`.
+pub fn serial_agent(dir: &Path, hub: std::net::SocketAddr, sources: &str) -> SerialAgent {
+    let mqtt_port = crate::free_port();
+    let http_port = crate::free_port();
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[agent]
+id = "gw-serial"
+data_dir = "{data}"
+[mqtt]
+listen = "127.0.0.1:{mqtt_port}"
+[segment]
+max_age = "200ms"
+[uplink]
+hub_url = "http://{hub}"
+backoff_initial = "100ms"
+backoff_max = "1s"
+[http]
+listen = "127.0.0.1:{http_port}"
+{sources}
+"#,
+            data = dir.join("agent").display(),
+        ),
+    )
+    .expect("write agent.toml");
+    let log = dir.join("agent.log");
+    let peer = crate::spawn_agent(&config, mqtt_port, &log);
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
+    crate::wait_for_port(http, Duration::from_secs(30));
+    SerialAgent { peer, http, log }
+}
+
+/// Real hardware instead of a virtual pair: `FERRY_SERIAL_DEVICE` is the
+/// agent's port (e.g. a USB-RS485 adapter) and `FERRY_SERIAL_PEER` the port
+/// wired to it, where the test runs its writer or the Modbus simulator.
+/// `None` when they are not set (the tests then use socat pairs).
+pub fn hardware_ports() -> Option<(PathBuf, PathBuf)> {
+    let device = std::env::var_os("FERRY_SERIAL_DEVICE")?;
+    let peer = std::env::var_os("FERRY_SERIAL_PEER")
+        .expect("FERRY_SERIAL_DEVICE needs FERRY_SERIAL_PEER: the port wired to it");
+    Some((PathBuf::from(device), PathBuf::from(peer)))
+}
