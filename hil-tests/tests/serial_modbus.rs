@@ -81,7 +81,10 @@ registers = [
 id = 3
 poll_interval = "200ms"
 measurement = "tank"
-registers = [ {{ field = "level", table = "holding", address = 0 }} ]
+registers = [
+  {{ field = "level", table = "holding", address = 0 }},
+  {{ field = "missing", table = "holding", address = 50 }},
+]
 "#
     )
 }
@@ -183,6 +186,17 @@ fn assert_dead_slave_does_not_stall_the_bus(agent: &SerialAgent, sim: &ModbusSim
     wait_until("slave 3 alive again", Duration::from_secs(20), || {
         agent.port_status(port)["slaves"]["3"]["alive"] == true
     });
+    // Address 50 is not in slave 3's table: an exception, counted, while
+    // its other register is still read.
+    let status = agent.port_status(port);
+    assert!(
+        status["slaves"]["3"]["requests"]["exception"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{status}"
+    );
+    assert!(status["slaves"]["3"]["last_value_ms"].is_i64(), "{status}");
 }
 
 #[test]
