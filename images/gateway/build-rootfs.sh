@@ -83,5 +83,5 @@ ls -l "$r/tmp/ferry-agent/"
 rm -rf "$r/tmp/ferry-agent" "$r/tmp/agent.toml"
 
 log "packing $out/ferry-gateway-arm64-rootfs.tar.zst"
-tar --numeric-owner -C "$r" -I 'zstd -T0 -19' -cf "$out/ferry-gateway-arm64-rootfs.tar.zst" .
+tar --numeric-owner -C "$r" -I 'zstd -T0 -12' -cf "$out/ferry-gateway-arm64-rootfs.tar.zst" .
 du -sh "$r" "$out/ferry-gateway-arm64-rootfs.tar.zst"
