@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by cross/*.sh. Source it after scripts/lib/common.sh.
 
 # The four gateway targets Ferry builds (DESIGN.md, "Cross builds").

@@ -35,7 +35,7 @@ for target in "${CROSS_TARGETS[@]}"; do
   built=$(( $(date +%s) - start ))
   start=$(date +%s)
   if line=$(cross/smoke.sh "$target" "$bin"); then
-    summary+=("cross: $target: $(stat -c %s "$bin") bytes ($profile), built in ${built} s; smoke test in $(( $(date +%s) - start )) s: ${line#cross smoke $target: }")
+    summary+=("cross: $target: $(stat -c %s "$bin") bytes ($profile), built in ${built} s; smoke test in $(( $(date +%s) - start )) s: ${line#cross smoke "$target": }")
   else
     summary+=("cross: $target: SMOKE TEST FAILED")
     status=1
