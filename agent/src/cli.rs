@@ -197,3 +197,49 @@ fn render_port(out: &mut String, name: &str, p: &serde_json::Value) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::render_status;
+
+    #[test]
+    fn status_lists_each_serial_port_and_slave() {
+        let doc = serde_json::json!({
+            "agent_id": "gw",
+            "serial": {
+                "meters": {
+                    "kind": "modbus-rtu", "path": "/dev/ttyUSB1", "connected": true,
+                    "readings": 12, "rejected": 0, "errors": {}, "last_reading_ms": 5,
+                    "last_error": null,
+                    "slaves": { "3": { "alive": false, "polls": 9,
+                                       "requests": { "timeout": 4 }, "last_value_ms": null } }
+                },
+                "weather": {
+                    "kind": "lines", "path": "/dev/ttyUSB0", "connected": false,
+                    "readings": 0, "rejected": 0, "errors": { "decode": 2 },
+                    "last_error": "No such file or directory", "slaves": {}
+                }
+            }
+        });
+        let text = render_status(&doc);
+        assert!(
+            text.contains(
+                "port meters                 modbus-rtu /dev/ttyUSB1 connected, readings 12"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  slave 3                   dead, polls 9, requests {\"timeout\":4}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("port weather                lines /dev/ttyUSB0 disconnected"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  last error                No such file or directory"),
+            "{text}"
+        );
+        assert!(!text.contains("meters\n  last error"), "{text}");
+    }
+}
