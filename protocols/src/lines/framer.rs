@@ -49,22 +49,31 @@ impl LineFramer {
                 }
                 continue;
             }
-            if self.buf.len() + part.len() > self.max_line + usize::from(part.ends_with(b"\r")) {
-                // Over the limit (a trailing `\r` does not count against it).
+            if !complete {
+                // One byte of slack: it may be the `\r` of a `\r\n`.
+                if self.buf.len() + part.len() > self.max_line + 1 {
+                    self.buf.clear();
+                    out.push(LineEvent::Overlong);
+                    self.discarding = true;
+                } else {
+                    self.buf.extend_from_slice(part);
+                }
+                continue;
+            }
+            let ends_cr = part.last().or(self.buf.last()) == Some(&b'\r');
+            let content = self.buf.len() + part.len() - usize::from(ends_cr);
+            if content > self.max_line {
                 self.buf.clear();
                 out.push(LineEvent::Overlong);
-                self.discarding = !complete;
                 continue;
             }
             self.buf.extend_from_slice(part);
-            if complete {
-                let mut line = std::mem::take(&mut self.buf);
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                if !line.iter().all(|b| b.is_ascii_whitespace()) {
-                    out.push(LineEvent::Line(line));
-                }
+            let mut line = std::mem::take(&mut self.buf);
+            if ends_cr {
+                line.pop();
+            }
+            if !line.iter().all(|b| b.is_ascii_whitespace()) {
+                out.push(LineEvent::Line(line));
             }
         }
     }
@@ -121,6 +130,18 @@ mod tests {
         assert_eq!(
             frame(&[b"123456789\nz\n"], 8),
             vec![LineEvent::Overlong, line("z")]
+        );
+    }
+
+    #[test]
+    fn a_crlf_split_between_chunks_is_framed_as_if_whole() {
+        // Found by the fuzzer: a `\r` at the end of one chunk and the `\n`
+        // at the start of the next.
+        assert_eq!(frame(&[b"abc\r", b"\n"], 3), vec![line("abc")]);
+        assert_eq!(frame(&[b"abcd", b"\r\n"], 3), vec![LineEvent::Overlong]);
+        assert_eq!(
+            frame(&[b"ab", b"cd\r", b"\nok\n"], 3),
+            vec![LineEvent::Overlong, line("ok")]
         );
     }
 
