@@ -654,3 +654,33 @@ pub fn hardware_ports() -> Option<(PathBuf, PathBuf)> {
         .expect("FERRY_SERIAL_DEVICE needs FERRY_SERIAL_PEER: the port wired to it");
     Some((PathBuf::from(device), PathBuf::from(peer)))
 }
+
+/// The two ends of a test's serial line: the agent's port and the peer's
+/// (where the test writes lines or runs the simulator).
+#[derive(Debug)]
+pub struct SerialLine {
+    pub agent: PathBuf,
+    pub peer: PathBuf,
+    /// The virtual pair, `None` on real hardware (which cannot be unplugged
+    /// by a test).
+    pub pair: Option<SocatPair>,
+}
+
+/// Real hardware from [`hardware_ports`] when set, else a socat pair made in
+/// `dir` with links `agent` and `peer`. `None` when socat is missing and
+/// peers are not required.
+pub fn serial_line(dir: &Path, agent: &str, peer: &str) -> Option<SerialLine> {
+    if let Some((agent, peer)) = hardware_ports() {
+        return Some(SerialLine {
+            agent,
+            peer,
+            pair: None,
+        });
+    }
+    let pair = SocatPair::start(dir, agent, peer)?;
+    Some(SerialLine {
+        agent: pair.path_a().to_owned(),
+        peer: pair.path_b().to_owned(),
+        pair: Some(pair),
+    })
+}

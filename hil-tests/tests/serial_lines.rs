@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use ferry_hil_tests::serial::{RawPort, SocatPair, hardware_ports, serial_agent};
+use ferry_hil_tests::serial::{RawPort, SocatPair, serial_agent, serial_line};
 use ferry_hil_tests::{query, start_hub, wait_until};
 
 fn good(seq: u32) -> String {
@@ -20,19 +20,10 @@ fn good(seq: u32) -> String {
 #[test]
 fn every_good_line_arrives_once_through_garbage_and_an_unplug() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hardware = hardware_ports();
-    let mut pair = None;
-    let (agent_path, device_path) = match &hardware {
-        Some((agent, peer)) => (agent.clone(), peer.clone()),
-        None => {
-            let Some(p) = SocatPair::start(dir.path(), "ttyAgent", "ttyDevice") else {
-                return;
-            };
-            let paths = (p.path_a().to_owned(), p.path_b().to_owned());
-            pair = Some(p);
-            paths
-        }
+    let Some(line) = serial_line(dir.path(), "ttyAgent", "ttyDevice") else {
+        return;
     };
+    let (agent_path, device_path, mut pair) = (line.agent, line.peer, line.pair);
     let hub = start_hub(dir.path(), false);
     let agent = serial_agent(
         dir.path(),

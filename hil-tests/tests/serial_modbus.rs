@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use ferry_hil_tests::serial::{
-    ModbusSim, NoiseRelay, SerialAgent, SocatPair, hardware_ports, serial_agent,
+    ModbusSim, NoiseRelay, SerialAgent, SocatPair, hardware_ports, serial_agent, serial_line,
 };
 use ferry_hil_tests::{HubProcess, free_port, query, start_hub, wait_until};
 use serde_json::json;
@@ -202,19 +202,10 @@ fn assert_dead_slave_does_not_stall_the_bus(agent: &SerialAgent, sim: &ModbusSim
 #[test]
 fn modbus_rtu_reads_every_type_survives_a_dead_slave_and_an_unplug() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hardware = hardware_ports();
-    let mut pair = None;
-    let (agent_path, sim_path) = match &hardware {
-        Some(paths) => paths.clone(),
-        None => {
-            let Some(p) = SocatPair::start(dir.path(), "ttyBus", "ttySim") else {
-                return;
-            };
-            let paths = (p.path_a().to_owned(), p.path_b().to_owned());
-            pair = Some(p);
-            paths
-        }
+    let Some(line) = serial_line(dir.path(), "ttyBus", "ttySim") else {
+        return;
     };
+    let (agent_path, sim_path, mut pair) = (line.agent, line.peer, line.pair);
     let Some(sim) = ModbusSim::rtu(&sim_path, 19200, &sim_map()) else {
         return;
     };
