@@ -11,9 +11,11 @@
 //! message. Without it (a plain `cargo test` on a developer machine) a test
 //! whose peer is missing says so on stderr and returns early.
 
+mod args;
 mod http;
 pub mod serial;
 
+pub use args::Args;
 pub use http::{Answer, request};
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

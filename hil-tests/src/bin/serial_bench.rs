@@ -27,17 +27,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferry_hil_tests::serial::{ModbusSim, RawPort, SocatPair, serial_agent};
-use ferry_hil_tests::{free_port, wait_until};
+use ferry_hil_tests::{Args, free_port, wait_until};
 use serde_json::json;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn line(i: u64) -> String {
     format!("dev-{},{i},{}.5\n", i % 8, i % 1000)
@@ -181,8 +172,9 @@ fn modbus_polls(dir: &Path, seconds: u64) -> (f64, f64) {
 }
 
 fn main() {
-    let lines = arg("--lines", 200_000);
-    let seconds = arg("--seconds", 10);
+    let args = Args::parse(std::env::args().skip(1));
+    let lines = args.num("lines", 200_000);
+    let seconds = args.num("seconds", 10);
     let dir = tempfile::tempdir().expect("tempdir");
     let line_len = (0..lines).map(|i| line(i).len()).sum::<usize>() as f64 / lines as f64;
 

@@ -6,7 +6,6 @@
 //! each uses a part of it.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,48 +27,7 @@ pub(crate) const MODELS: [&str; 4] = ["m-alpha", "m-bravo", "m-charlie", "m-delt
 
 // ---------------------------------------------------------------- arguments
 
-/// `--key value` pairs and bare words.
-#[derive(Debug, Default)]
-pub(crate) struct Args {
-    pub(crate) words: Vec<String>,
-    pub(crate) opts: HashMap<String, String>,
-}
-
-impl Args {
-    pub(crate) fn parse(raw: impl IntoIterator<Item = String>) -> Args {
-        let mut out = Args::default();
-        let mut it = raw.into_iter();
-        while let Some(a) = it.next() {
-            if let Some(key) = a.strip_prefix("--") {
-                let (k, v) = match key.split_once('=') {
-                    Some((k, v)) => (k.to_owned(), v.to_owned()),
-                    None => (key.to_owned(), it.next().unwrap_or_default()),
-                };
-                out.opts.insert(k, v);
-            } else {
-                out.words.push(a);
-            }
-        }
-        out
-    }
-
-    pub(crate) fn num(&self, key: &str, default: u64) -> u64 {
-        match self.opts.get(key) {
-            None => default,
-            Some(v) => v
-                .replace('_', "")
-                .parse()
-                .unwrap_or_else(|_| panic!("--{key} {v}: not a number")),
-        }
-    }
-
-    pub(crate) fn text(&self, key: &str, default: &str) -> String {
-        self.opts
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| default.to_owned())
-    }
-}
+pub(crate) use ferry_hil_tests::Args;
 
 // ---------------------------------------------------------------- the hub
 
