@@ -180,16 +180,14 @@ impl Bus {
             }
             let started = Instant::now();
             let result = self.poll_slave(next, ctx, rx, port, &mut quiet_until).await;
+            // Keep the slave's cadence, but never catch up in a burst; a
+            // dead slave waits `dead_retry` from now.
             let slave = &mut self.slaves[next];
-            let interval = if slave.dead {
-                self.timing.poll.dead_retry
+            slave.due = if slave.dead {
+                started + self.timing.poll.dead_retry
             } else {
-                slave.config.poll_interval
+                (slave.due + slave.config.poll_interval).max(started)
             };
-            slave.due = (slave.due + interval).max(started);
-            if slave.dead {
-                slave.due = started + interval;
-            }
             match result {
                 Err(ended) => return ended,
                 Ok(readings) if readings.is_empty() => {}
