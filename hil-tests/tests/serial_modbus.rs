@@ -38,7 +38,8 @@ fn sim_map() -> serde_json::Value {
             "ir": [7, 0xFFFE, 0x7960]   // u16 7, i32 -100000
         },
         "2": { "co": [1, 0, 1], "di": [0, 1] },
-        "3": { "hr": [42] }
+        "3": { "hr": [42] },
+        "4": { "hr": [1] }
     }})
 }
 
@@ -85,6 +86,11 @@ registers = [
   {{ field = "level", table = "holding", address = 0 }},
   {{ field = "missing", table = "holding", address = 50 }},
 ]
+[[{table}.slaves]]
+id = 4
+poll_interval = "200ms"
+measurement = "refuser"
+registers = [ {{ field = "missing", table = "holding", address = 50 }} ]
 "#
     )
 }
@@ -197,6 +203,13 @@ fn assert_dead_slave_does_not_stall_the_bus(agent: &SerialAgent, sim: &ModbusSim
         "{status}"
     );
     assert!(status["slaves"]["3"]["last_value_ms"].is_i64(), "{status}");
+    // A slave that answers every request with an exception is alive.
+    let four = &status["slaves"]["4"];
+    assert!(
+        four["requests"]["exception"].as_u64().unwrap_or(0) >= 3,
+        "{status}"
+    );
+    assert_eq!(four["alive"], true, "{status}");
 }
 
 #[test]

@@ -110,7 +110,10 @@ pub struct Bus {
 /// What ended one request.
 enum Outcome {
     Values(Vec<(usize, ferry_protocols::FieldValue)>),
-    /// The slave answered but refused or garbled it; the poll goes on.
+    /// The slave refused the request (an exception): it is alive; the
+    /// poll goes on.
+    Refused,
+    /// The answer was garbled or out of step; the poll goes on.
     Failed,
     /// No answer: the poll of this slave ends here.
     Silent,
@@ -240,7 +243,7 @@ impl Bus {
                             plan.table, plan.start, plan.count
                         )),
                     );
-                    Outcome::Failed
+                    Outcome::Refused
                 }
                 Ok(Err(tokio_modbus::Error::Protocol(e))) => {
                     port.request(id, "protocol", Some(e.to_string()));
@@ -284,6 +287,7 @@ impl Bus {
                     answered = true;
                     values.extend(v);
                 }
+                Outcome::Refused => answered = true,
                 Outcome::Failed => {}
                 Outcome::Silent => break,
             }
