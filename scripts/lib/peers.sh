@@ -15,15 +15,18 @@ PY_PACKAGES=(
   "duckdb==2.*"
   "pymodbus==3.16.*"
   "pyserial==3.*"
+  "fusepy==3.*"
 )
 
 install_peers() {
-  apt_install mosquitto mosquitto-clients openssl socat
+  # libfuse2: fusepy's library, for hil-tests/peers/lossy_fs.py (root mounts
+  # without fusermount). Debian 13 names it libfuse2t64.
+  apt_install mosquitto mosquitto-clients openssl socat libfuse2
   if [ ! -x "$FERRY_VENV/bin/python" ]; then
     log "creating the Python venv at $FERRY_VENV"
     python3 -m venv "$FERRY_VENV"
   fi
-  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, pymodbus, serial; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
+  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, pymodbus, serial, fuse; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
     log "installing Python test packages"
     "$FERRY_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi
