@@ -12,7 +12,9 @@
 //! whose peer is missing says so on stderr and returns early.
 
 mod args;
+pub mod faults;
 mod http;
+pub mod lossy_fs;
 pub mod serial;
 
 pub use args::Args;
@@ -168,8 +170,12 @@ pub fn http(
 
 /// The directory holding the workspace's built binaries (`target/debug`),
 /// found from the running executable (`target/debug/deps/…` for tests,
-/// `target/debug/…` for bench binaries).
+/// `target/debug/…` for bench binaries), or `$FERRY_BIN_DIR` (to run the
+/// harness against release binaries).
 pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FERRY_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().expect("the executable's directory");
     if dir.file_name().is_some_and(|n| n == "deps") {
