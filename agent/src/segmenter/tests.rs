@@ -195,3 +195,31 @@ async fn run_cuts_on_its_own_and_flushes_on_shutdown() {
     assert_eq!((status.pending_segments, status.backlog_readings), (3, 0));
     store.shutdown().await.expect("shuts down");
 }
+
+#[tokio::test]
+async fn a_clock_stepping_back_does_not_hold_readings_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("buffer.db");
+    let clock = ManualClock::new(T0);
+    let store = open(&path, &test_config(), &clock).await;
+    let segmenter = Segmenter::new(store.clone(), config(1000));
+    let rows: Vec<Incoming> = (0..10).map(|n| reading("m", n)).collect();
+    store
+        .append(rows, Durability::Durable)
+        .await
+        .expect("stored");
+    // An NTP step of one hour back: the readings were received "in the
+    // future". Waiting for max_age on this clock would take an hour.
+    clock.set(T0 - 3_600_000_000_000);
+    assert_eq!(segmenter.cut_due().await.expect("cuts").rows, 10);
+    // Readings received after the step age normally on the new clock.
+    let rows: Vec<Incoming> = (10..15).map(|n| reading("m", n)).collect();
+    store
+        .append(rows, Durability::Durable)
+        .await
+        .expect("stored");
+    assert_eq!(segmenter.cut_due().await.expect("cuts").segments, 0);
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(segmenter.cut_due().await.expect("cuts").rows, 5);
+    store.shutdown().await.expect("shuts down");
+}

@@ -128,9 +128,10 @@ impl LineReader {
                     continue;
                 }
             };
-            // Each line gets its own instant, strictly after the last one.
+            // Each line gets its own instant, after the last one unless the
+            // clock stepped back.
             let now = crate::route::system_now_ns();
-            let stamp = now.max(self.last_time_ns + 1);
+            let stamp = super::stamp_after(now, self.last_time_ns);
             match self.decoder.decode(line, stamp) {
                 Ok(readings) => {
                     self.last_time_ns = stamp;

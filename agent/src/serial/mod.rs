@@ -121,6 +121,19 @@ pub(crate) async fn store<B: Buffer>(
     }
 }
 
+/// The agent's stamp for a serial reading: the wall clock, kept strictly
+/// increasing per source across small regressions (two reads in the same
+/// nanosecond, an NTP slew). A step back of a second or more is followed,
+/// not papered over: pinning stamps at `last + 1` would squeeze hours of
+/// readings into nanoseconds.
+pub(crate) fn stamp_after(now_ns: i64, last_ns: i64) -> i64 {
+    if now_ns > last_ns || last_ns - now_ns >= 1_000_000_000 {
+        now_ns
+    } else {
+        last_ns + 1
+    }
+}
+
 fn open(cfg: &PortConfig) -> Result<tokio_serial::SerialStream, tokio_serial::Error> {
     let path = cfg.path.to_string_lossy();
     let data_bits = match cfg.data_bits {

@@ -229,3 +229,18 @@ async fn line_mode_commits_good_lines_durably_and_counts_the_rest() {
     .into();
     assert_eq!(p.errors, expected);
 }
+
+#[test]
+fn serial_stamps_increase_but_follow_a_clock_step_back() {
+    use super::stamp_after;
+    assert_eq!(stamp_after(2_000, 1_000), 2_000);
+    // Same instant or a slew: still strictly increasing.
+    assert_eq!(stamp_after(1_000, 1_000), 1_001);
+    assert_eq!(stamp_after(999_000_000, 1_000_000_000), 1_000_000_001);
+    // A step back of an hour is followed.
+    let last = 10_000_000_000_000;
+    assert_eq!(
+        stamp_after(last - 3_600_000_000_000, last),
+        last - 3_600_000_000_000
+    );
+}

@@ -78,7 +78,7 @@ impl Db {
                 "SELECT received_ns FROM readings WHERE grp = ?1 ORDER BY id LIMIT 1",
                 [grp],
             )?;
-            if oldest.is_some_and(|t| now_ns.saturating_sub(t) >= limits.max_age_ns) {
+            if oldest.is_some_and(|t| super::clock::aged(now_ns, t, limits.max_age_ns)) {
                 due = Some(grp);
                 break;
             }

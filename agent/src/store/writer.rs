@@ -174,7 +174,11 @@ impl Writer {
                 .is_some_and(|t| t.elapsed() >= self.config.commit_interval);
         let qos0_due = self.qos0.len() >= self.config.max_batch
             || self.qos0_first_ns.is_some_and(|t| {
-                self.clock.now_ns().saturating_sub(t) >= duration_ns(self.config.qos0_max_delay)
+                super::clock::aged(
+                    self.clock.now_ns(),
+                    t,
+                    duration_ns(self.config.qos0_max_delay),
+                )
             });
         if durable_due || qos0_due {
             self.commit();

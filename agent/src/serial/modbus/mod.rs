@@ -218,7 +218,7 @@ impl Bus {
         let id = slave.config.id;
         ctx.set_slave(Slave(id));
         let now_ns = crate::route::system_now_ns();
-        let time_ns = now_ns.max(slave.last_time_ns + 1);
+        let time_ns = crate::serial::stamp_after(now_ns, slave.last_time_ns);
         let mut values = Vec::new();
         let mut answered = false;
         for plan in &slave.plans {
