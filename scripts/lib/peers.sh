@@ -21,7 +21,7 @@ PY_PACKAGES=(
 install_peers() {
   # libfuse2: fusepy's library, for hil-tests/peers/lossy_fs.py (root mounts
   # without fusermount). Debian 13 names it libfuse2t64.
-  apt_install mosquitto mosquitto-clients openssl socat libfuse2
+  apt_install mosquitto mosquitto-clients openssl socat libfuse2 iptables faketime
   if [ ! -x "$FERRY_VENV/bin/python" ]; then
     log "creating the Python venv at $FERRY_VENV"
     python3 -m venv "$FERRY_VENV"
