@@ -51,3 +51,13 @@ fn clock_jumps() {
 fn power_cut_under_the_buffer() {
     scenarios::power_cut(Scale::from_env());
 }
+
+#[test]
+fn disk_budget_reject_new() {
+    scenarios::disk_budget_reject_new(Scale::from_env());
+}
+
+#[test]
+fn disk_budget_drop_oldest() {
+    scenarios::disk_budget_drop_oldest(Scale::from_env());
+}

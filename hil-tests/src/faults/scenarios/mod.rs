@@ -3,6 +3,7 @@
 
 mod agent_kill;
 mod clock;
+mod disk_budget;
 mod flapping;
 mod hub_kill;
 mod hub_unreachable;
@@ -11,6 +12,7 @@ mod power_cut;
 
 pub use agent_kill::agent_kill;
 pub use clock::clock_jumps;
+pub use disk_budget::{disk_budget_drop_oldest, disk_budget_reject_new};
 pub use flapping::flapping;
 pub use hub_kill::hub_kill;
 pub use hub_unreachable::hub_unreachable;
@@ -34,6 +36,8 @@ pub const ALL: &[(&str, Scenario)] = &[
     ("hub-unreachable", hub_unreachable),
     ("hub-kill", hub_kill),
     ("object-store", object_store),
+    ("disk-budget-reject-new", disk_budget_reject_new),
+    ("disk-budget-drop-oldest", disk_budget_drop_oldest),
     ("power-cut", power_cut),
     ("flapping", flapping),
     ("clock-jumps", clock_jumps),

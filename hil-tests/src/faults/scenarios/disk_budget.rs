@@ -1,23 +1,29 @@
-//! The agent's disk budget (`store.max_bytes`) filled by a real MQTT 5
-//! publisher while the hub is down, for each `when_full` policy; then the
-//! hub comes up and the oracle checks the lake against what the publisher
-//! saw acknowledged and what the agent's counters say it dropped.
+//! Scenario 5: the agent's disk budget (`store.max_bytes`) filled by a real
+//! MQTT 5 publisher while the hub is down, for each `when_full` policy;
+//! then the hub comes up and the oracle checks the lake against what the
+//! publisher saw acknowledged and what the agent's counters say it dropped.
 //!
 //! * `reject_new`: once full, publishes are answered PUBACK 0x97 (quota
 //!   exceeded) and not stored. The lake holds exactly the acknowledged
 //!   readings; `drops.rejected_full` equals the refused ones.
 //! * `drop_oldest`: every publish is acknowledged; the oldest readings make
 //!   room. The lake holds exactly the newest `published - drops.oldest_full`
-//!   readings, each once.
+//!   readings, each once: the documented drops, and only those, are missing.
+//!
+//! The publisher sends one reading at a time (so each PUBACK's reason code
+//! belongs to one reading); the values are `0..published`.
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ferry_hil_tests::{agent_status, free_port, query, spawn_agent, start_hub_at, wait_until};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
 use rumqttc::v5::{Client, Event, MqttOptions};
+
+use crate::faults::oracle::Verdict;
+use crate::faults::{RssSampler, Scale, Summary};
+use crate::{agent_status, free_port, query, spawn_agent, start_hub_at, wait_until};
 
 /// Readings published per run: about 3× the budget once encoded.
 const PUBLISHED: u64 = 2_400;
@@ -38,7 +44,7 @@ fn pad(seed: u64, len: usize) -> String {
 
 /// Publishes `PUBLISHED` readings at QoS 1, one in flight at a time, and
 /// returns, per reading, whether its PUBACK was a success.
-fn publish_all(port: u16) -> Vec<bool> {
+fn publish_all(port: u16, published: u64) -> Vec<bool> {
     let mut options = MqttOptions::new("budget-pub", "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(30));
     let (client, mut connection) = Client::new(options, 16);
@@ -58,8 +64,8 @@ fn publish_all(port: u16) -> Vec<bool> {
             }
         }
     });
-    let mut acked = Vec::with_capacity(PUBLISHED as usize);
-    for i in 0..PUBLISHED {
+    let mut acked = Vec::with_capacity(published as usize);
+    for i in 0..published {
         let payload = format!(r#"{{"value": {i}, "pad": "{}"}}"#, pad(i, 600));
         client
             .publish("budget/dev1", QoS::AtLeastOnce, false, payload)
@@ -82,7 +88,7 @@ struct Outcome {
     lake: Vec<u64>,
 }
 
-fn run(policy: &str) -> Outcome {
+fn run(policy: &str, published: u64, rss: &RssSampler) -> Outcome {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mqtt = free_port();
@@ -120,8 +126,9 @@ listen = "127.0.0.1:{http_port}"
         ),
     )
     .expect("agent.toml");
-    let _agent = spawn_agent(&agent_config, mqtt, &dir.path().join("agent.log"));
-    let acked = publish_all(mqtt);
+    let agent = spawn_agent(&agent_config, mqtt, &dir.path().join("agent.log"));
+    rss.watch(agent.id());
+    let acked = publish_all(mqtt, published);
     let status_addr = SocketAddr::from(([127, 0, 0, 1], http_port));
     let full = agent_status(status_addr);
     let used = full["buffer"]["used_bytes"].as_u64().unwrap_or(0);
@@ -160,17 +167,75 @@ listen = "127.0.0.1:{http_port}"
     }
 }
 
-#[test]
-fn reject_new_refuses_with_quota_exceeded_and_keeps_every_acknowledged_reading() {
-    let o = run("reject_new");
-    let acked: Vec<u64> = (0..PUBLISHED).filter(|i| o.acked[*i as usize]).collect();
-    let refused = PUBLISHED - acked.len() as u64;
+/// Compares the lake with what was acknowledged and what was counted.
+fn verdict(acked: &[u64], lake: &[u64], documented_drops: u64) -> Verdict {
+    let mut seen = std::collections::BTreeMap::new();
+    for v in lake {
+        *seen.entry(*v).or_insert(0u64) += 1;
+    }
+    let acked_set: std::collections::BTreeSet<u64> = acked.iter().copied().collect();
+    let delivered = acked.iter().filter(|v| seen.contains_key(v)).count() as u64;
+    Verdict {
+        acked: acked.len() as u64,
+        delivered,
+        duplicates: seen.values().map(|n| n - 1).sum(),
+        lost: (acked.len() as u64 - delivered).saturating_sub(documented_drops),
+        unknown: seen.keys().filter(|v| !acked_set.contains(v)).count() as u64,
+        wrong_values: 0,
+        maybe_stored: 0,
+        documented_drops,
+    }
+}
+
+fn summary(
+    name: &str,
+    verdict: Verdict,
+    started: Instant,
+    rss: &RssSampler,
+    notes: Vec<String>,
+) -> Summary {
+    let s = Summary {
+        scenario: name.to_owned(),
+        verdict,
+        faults: 1,
+        max_agent_rss_mb: rss.max_mb(),
+        duration: started.elapsed(),
+        notes,
+    };
+    s.report();
+    s
+}
+
+/// `reject_new`: refused publishes are counted, acknowledged ones all arrive.
+pub fn disk_budget_reject_new(scale: Scale) -> Summary {
+    let started = Instant::now();
+    let rss = RssSampler::start();
+    let published = scale.count(PUBLISHED, PUBLISHED);
+    let o = run("reject_new", published, &rss);
+    let acked: Vec<u64> = (0..published).filter(|i| o.acked[*i as usize]).collect();
+    let refused = published - acked.len() as u64;
     assert!(
         !acked.is_empty() && refused > 0,
         "the budget never filled: {} acked",
         acked.len()
     );
     let drops = &o.status["buffer"]["drops"];
+    let notes = vec![
+        format!("published={published}"),
+        format!("refused={refused}"),
+        format!("rejected_full={}", drops["rejected_full"]),
+    ];
+    // The refused readings are the documented drops: published, never
+    // acknowledged, counted as rejected_full.
+    let mut v = verdict(&acked, &o.lake, 0);
+    v.documented_drops = refused;
+    let s = summary(
+        "disk-budget-reject-new",
+        v,
+        started,
+        &rss,
+        notes,
+    );
     assert_eq!(
         drops["rejected_full"].as_u64(),
         Some(refused),
@@ -186,11 +251,17 @@ fn reject_new_refuses_with_quota_exceeded_and_keeps_every_acknowledged_reading()
     // Exactly the acknowledged readings, each once. (Not necessarily a
     // prefix: cutting readings into smaller segments frees room.)
     assert_eq!(o.lake, acked, "the lake differs from what was acknowledged");
+    s.assert_exact();
+    s
 }
 
-#[test]
-fn drop_oldest_acknowledges_everything_and_drops_exactly_what_it_counts() {
-    let o = run("drop_oldest");
+/// `drop_oldest`: everything is acknowledged; exactly the counted oldest
+/// readings are missing.
+pub fn disk_budget_drop_oldest(scale: Scale) -> Summary {
+    let started = Instant::now();
+    let rss = RssSampler::start();
+    let published = scale.count(PUBLISHED, PUBLISHED);
+    let o = run("drop_oldest", published, &rss);
     assert!(o.acked.iter().all(|a| *a), "drop_oldest refused a publish");
     let drops = &o.status["buffer"]["drops"];
     let dropped = drops["oldest_full"].as_u64().unwrap_or(0);
@@ -201,11 +272,25 @@ fn drop_oldest_acknowledges_everything_and_drops_exactly_what_it_counts() {
         "{}",
         o.status
     );
+    let acked: Vec<u64> = (0..published).collect();
+    let notes = vec![
+        format!("published={published}"),
+        format!("oldest_full={dropped}"),
+    ];
+    let s = summary(
+        "disk-budget-drop-oldest",
+        verdict(&acked, &o.lake, dropped),
+        started,
+        &rss,
+        notes,
+    );
     // The oldest went: what is left is exactly the newest
-    // `PUBLISHED - dropped`, each once.
-    let expected: Vec<u64> = (dropped..PUBLISHED).collect();
+    // `published - dropped`, each once.
+    let expected: Vec<u64> = (dropped..published).collect();
     assert_eq!(
         o.lake, expected,
         "the lake differs from published minus counted drops"
     );
+    s.assert_exact();
+    s
 }
