@@ -61,3 +61,12 @@ fn disk_budget_reject_new() {
 fn disk_budget_drop_oldest() {
     scenarios::disk_budget_drop_oldest(Scale::from_env());
 }
+
+#[test]
+fn serial_unplug_mid_modbus_poll() {
+    if ferry_hil_tests::find_tool("socat").is_none() && !ferry_hil_tests::peers_required() {
+        eprintln!("SKIPPED: socat is not installed; run scripts/test.sh");
+        return;
+    }
+    scenarios::serial_unplug(Scale::from_env());
+}

@@ -229,13 +229,7 @@ pub fn disk_budget_reject_new(scale: Scale) -> Summary {
     // acknowledged, counted as rejected_full.
     let mut v = verdict(&acked, &o.lake, 0);
     v.documented_drops = refused;
-    let s = summary(
-        "disk-budget-reject-new",
-        v,
-        started,
-        &rss,
-        notes,
-    );
+    let s = summary("disk-budget-reject-new", v, started, &rss, notes);
     assert_eq!(
         drops["rejected_full"].as_u64(),
         Some(refused),

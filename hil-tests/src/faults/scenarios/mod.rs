@@ -9,6 +9,7 @@ mod hub_kill;
 mod hub_unreachable;
 mod object_store;
 mod power_cut;
+mod serial_unplug;
 
 pub use agent_kill::agent_kill;
 pub use clock::clock_jumps;
@@ -18,6 +19,7 @@ pub use hub_kill::hub_kill;
 pub use hub_unreachable::hub_unreachable;
 pub use object_store::object_store;
 pub use power_cut::power_cut;
+pub use serial_unplug::serial_unplug;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -40,6 +42,7 @@ pub const ALL: &[(&str, Scenario)] = &[
     ("disk-budget-drop-oldest", disk_budget_drop_oldest),
     ("power-cut", power_cut),
     ("flapping", flapping),
+    ("serial-unplug", serial_unplug),
     ("clock-jumps", clock_jumps),
 ];
 
