@@ -4,7 +4,9 @@
 //! (Mosquitto, an S3 server, Azurite, the Ferry binaries) and talk to them on
 //! 127.0.0.1. This library holds what they share: finding the external
 //! tools, free ports, child processes that die with the test, and waiting
-//! for a port without sleeping blindly.
+//! for a port without sleeping blindly. [`faults`] is the fault-injection
+//! harness and its scenarios (`docs/faults.md`); [`serial`] and
+//! [`lossy_fs`] provide virtual serial lines and a power-cut filesystem.
 //!
 //! External tools are installed by `scripts/test.sh`, which also sets
 //! `FERRY_REQUIRE_PEERS=1`: then a missing tool fails the test with a clear

@@ -50,13 +50,33 @@ fn main() {
     let _ = std::fs::remove_file(&report);
     ferry_hil_tests::faults::set_report_path(&report);
     let mut failed = Vec::new();
+    let mut table = vec![
+        "| scenario | acknowledged | delivered | duplicates | lost | documented drops | faults | max agent RSS | duration |".to_owned(),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|".to_owned(),
+    ];
     for (name, run) in scenarios::ALL {
         if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;
         }
         eprintln!("== {name} ({})", if long { "long" } else { "ci" });
         let started = std::time::Instant::now();
-        if std::panic::catch_unwind(|| run(scale)).is_err() {
+        let outcome = std::panic::catch_unwind(|| run(scale));
+        if let Ok(s) = &outcome {
+            let v = &s.verdict;
+            table.push(format!(
+                "| `{name}` | {} | {} | {} | {} | {} | {} | {:.1} MB | {:.0} s |",
+                v.acked,
+                v.delivered,
+                v.duplicates,
+                v.lost,
+                v.documented_drops,
+                s.faults,
+                s.max_agent_rss_mb,
+                s.duration.as_secs_f64()
+            ));
+        }
+        if outcome.is_err() {
+            table.push(format!("| `{name}` | FAILED | | | | | | | |"));
             eprintln!(
                 "FAILED {name} after {:.0}s",
                 started.elapsed().as_secs_f64()
@@ -75,7 +95,10 @@ fn main() {
             }
         }
     }
-    eprintln!("report: {}", report.display());
+    let markdown = table.join("\n") + "\n";
+    println!("{markdown}");
+    let _ = std::fs::write(report.with_extension("md"), markdown);
+    eprintln!("report: {} (and .md)", report.display());
     if !failed.is_empty() {
         eprintln!("failed: {}", failed.join(", "));
         std::process::exit(1);

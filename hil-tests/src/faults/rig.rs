@@ -56,7 +56,7 @@ impl HubCtl {
                 self.dir.join("tables").display()
             ),
             Storage::S3 { endpoint, bucket } => format!(
-                "backend = \"s3\"\nbucket = \"{bucket}\"\nprefix = \"lake\"\nendpoint = \"http://{endpoint}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\nallow_http = true\naddressing = \"path\"\nconditional_put = \"etag\""
+                "backend = \"s3\"\nbucket = \"{bucket}\"\nprefix = \"lake\"\nendpoint = \"http://{endpoint}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\nallow_http = true\naddressing = \"path\"\nconditional_put = \"etag\"\nrequest_timeout = \"2s\""
             ),
         };
         let config = self.dir.join("hub.toml");

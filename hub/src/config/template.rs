@@ -37,6 +37,7 @@ path = "./ferry-data/tables"
 # addressing = "path"              # "path" | "virtual_hosted"
 # conditional_put = "etag"         # "etag" (default) | "disabled"
 # multi_writer = false             # only on stores with an atomic conditional put
+# request_timeout = "30s"          # per store request; a stalled one is retried
 #
 # backend = "azure"
 # account = "myaccount"
@@ -46,6 +47,7 @@ path = "./ferry-data/tables"
 # use_emulator = false
 # endpoint = "https://myaccount.blob.core.windows.net"
 # multi_writer = false
+# request_timeout = "30s"
 
 [tables]
 # How long a table's batcher collects writes before one Delta commit.

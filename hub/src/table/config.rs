@@ -179,6 +179,10 @@ pub struct S3Config {
     pub conditional_put: ConditionalPut,
     #[serde(default)]
     pub multi_writer: bool,
+    /// Per request to the store; a request past it is retried (object_store's
+    /// backoff). Default: object_store's 30 s.
+    #[serde(default, with = "humantime_serde")]
+    pub request_timeout: Option<Duration>,
 }
 
 /// `[storage]` with `backend = "azure"`.
@@ -207,6 +211,9 @@ pub struct AzureConfig {
     pub endpoint: Option<String>,
     #[serde(default)]
     pub multi_writer: bool,
+    /// Per request to the store, as for S3.
+    #[serde(default, with = "humantime_serde")]
+    pub request_timeout: Option<Duration>,
 }
 
 /// The `[tables]` section: how the commit batcher behaves.
@@ -253,6 +260,16 @@ impl ResolvedStorage {
             encode_segment(table.database.as_str()),
             encode_segment(table.measurement.as_str())
         )
+    }
+}
+
+/// object_store's client option `timeout` (a humantime string).
+fn request_timeout(map: &mut HashMap<String, String>, timeout: Option<Duration>) {
+    if let Some(t) = timeout {
+        map.insert(
+            "timeout".to_owned(),
+            humantime::format_duration(t).to_string(),
+        );
     }
 }
 
@@ -343,6 +360,7 @@ fn resolve_s3(s3: &S3Config) -> Result<ResolvedStorage, TableError> {
         s3.secret_access_key.as_ref(),
     );
     options.insert("aws_allow_http".to_owned(), s3.allow_http.to_string());
+    request_timeout(&mut options, s3.request_timeout);
     let addressing = s3.addressing.unwrap_or(if s3.endpoint.is_some() {
         Addressing::Path
     } else {
@@ -458,6 +476,7 @@ fn resolve_azure(az: &AzureConfig) -> Result<ResolvedStorage, TableError> {
     if !problems.is_empty() {
         return Err(TableError::Config(problems.join("; ")));
     }
+    request_timeout(&mut options, az.request_timeout);
     opt(
         &mut options,
         "azure_storage_account_key",

@@ -507,11 +507,13 @@ endpoint = "http://127.0.0.1:9000"
 access_key_id = "k"
 secret_access_key = "s"
 allow_http = true
-multi_writer = true"#,
+multi_writer = true
+request_timeout = "2s""#,
     )
     .unwrap();
     let r = s3.resolve().unwrap();
     assert_eq!(r.root, "s3://lake/ferry/x/");
+    assert_eq!(r.options["timeout"], "2s");
     assert_eq!(r.options["aws_conditional_put"], "etag");
     assert_eq!(r.options["aws_virtual_hosted_style_request"], "false");
     assert!(r.multi_writer);
@@ -528,6 +530,7 @@ multi_writer = true"#,
     .unwrap();
     let r = az.resolve().unwrap();
     assert_eq!(r.root, "az://c/");
+    assert!(!r.options.contains_key("timeout"));
     assert_eq!(r.options["azure_storage_account_name"], "acc");
     assert_eq!(
         r.options["azure_storage_endpoint"],

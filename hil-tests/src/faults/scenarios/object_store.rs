@@ -47,9 +47,13 @@ pub fn object_store(scale: Scale) -> Summary {
     let mut notes = Vec::new();
     for (label, fault) in faults {
         let rows = s.lake_rows();
+        let connections = s3_proxy.accepted();
         s3_proxy.set(fault);
         std::thread::sleep(phase);
         s3_proxy.set(Fault::Pass);
+        // New connections during the phase: retries (and, when stalled,
+        // requests abandoned after the hub's 2 s request_timeout).
+        let retried = s3_proxy.accepted() - connections;
         assert!(s.hub.is_running(), "the hub died during the {label} phase");
         // The store healed: rows flow again.
         crate::wait_until(
@@ -57,7 +61,7 @@ pub fn object_store(scale: Scale) -> Summary {
             Duration::from_secs(120),
             || s.lake_rows() > rows,
         );
-        notes.push(format!("{label}_ok"));
+        notes.push(format!("{label}_connections={retried}"));
     }
     let errors = s.hub.log_lines("ERROR").len() + s.hub.log_lines("WARN").len();
     notes.push(format!("hub_log_warnings={errors}"));
