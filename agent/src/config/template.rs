@@ -181,7 +181,8 @@ queue_capacity = 1024
 
 [segment]
 # A segment (one Parquet file per database.measurement) is cut when it
-# reaches max_rows or max_bytes, or its oldest reading is max_age old.
+# reaches max_rows or max_bytes, or its oldest reading is max_age old; while
+# 8 or more segments wait for the hub, only full segments are cut.
 max_rows = 10000
 max_bytes = "4.0 MiB"
 max_age = "5s"

@@ -4,7 +4,10 @@
 //! it holds `segment.max_rows` readings or `segment.max_bytes` of encoded
 //! bodies, when its oldest reading was received `segment.max_age` ago (on
 //! the store's clock, not the readings' timestamps), or on
-//! [`Segmenter::flush`] (shutdown).
+//! [`Segmenter::flush`] (shutdown). While the uplink is behind (8 or more
+//! segments waiting), age stops cutting: an outage leaves a backlog of full
+//! segments, which drains many times faster than one of `max_age`-sized
+//! ones.
 //!
 //! # One cut
 //!

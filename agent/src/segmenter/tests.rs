@@ -223,3 +223,46 @@ async fn a_clock_stepping_back_does_not_hold_readings_back() {
     assert_eq!(segmenter.cut_due().await.expect("cuts").rows, 5);
     store.shutdown().await.expect("shuts down");
 }
+
+#[tokio::test]
+async fn behind_the_uplink_readings_wait_for_a_full_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("buffer.db");
+    let clock = ManualClock::new(T0);
+    let store = open(&path, &test_config(), &clock).await;
+    let segmenter = Segmenter::new(store.clone(), config(10));
+    let backlog = crate::store::BACKLOG_SEGMENTS;
+    // The hub is unreachable: full segments pile up.
+    let rows: Vec<Incoming> = (0..10 * backlog).map(|n| reading("m", n)).collect();
+    store
+        .append(rows, Durability::Durable)
+        .await
+        .expect("stored");
+    assert_eq!(segmenter.cut_due().await.expect("cuts").segments, backlog);
+    // Old but few readings: not cut into a tiny segment while behind...
+    let rows: Vec<Incoming> = (0..3).map(|n| reading("m", 1000 + n)).collect();
+    store
+        .append(rows, Durability::Durable)
+        .await
+        .expect("stored");
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(segmenter.cut_due().await.expect("cuts").segments, 0);
+    // ...but a full segment's worth still is.
+    let rows: Vec<Incoming> = (3..10).map(|n| reading("m", 1000 + n)).collect();
+    store
+        .append(rows, Durability::Durable)
+        .await
+        .expect("stored");
+    assert_eq!(segmenter.cut_due().await.expect("cuts").rows, 10);
+    // The uplink catches up: age cuts again.
+    for seq in 1..=backlog + 1 {
+        store.ack_segment(SegmentSeq(seq)).await.expect("acked");
+    }
+    store
+        .append(vec![reading("m", 2000)], Durability::Durable)
+        .await
+        .expect("stored");
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(segmenter.cut_due().await.expect("cuts").rows, 1);
+    store.shutdown().await.expect("shuts down");
+}

@@ -42,6 +42,10 @@ pub(crate) struct SegmentCut {
     pub(crate) file: Vec<u8>,
 }
 
+/// Segments waiting for the uplink from which age stops cutting new ones
+/// (see [`Db::load_due`]).
+pub(crate) const BACKLOG_SEGMENTS: u64 = 8;
+
 /// Limits a cut respects.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CutLimits {
@@ -54,6 +58,13 @@ impl Db {
     /// The first group (by id) that is due: at least a segment's worth of
     /// rows or bytes, its oldest reading received `max_age` ago, or any
     /// non-empty group when `force`. Loads its oldest readings.
+    ///
+    /// While the uplink is behind ([`BACKLOG_SEGMENTS`] or more segments
+    /// waiting), age no longer cuts: readings wait for a full segment.
+    /// Cutting a small segment every `max_age` through an outage would
+    /// leave a backlog of tiny segments that drains one upload and one hub
+    /// commit at a time; full segments drain it many times faster and
+    /// leave the hub fewer, larger files.
     pub(crate) fn load_due(
         &mut self,
         limits: CutLimits,
@@ -78,7 +89,9 @@ impl Db {
                 "SELECT received_ns FROM readings WHERE grp = ?1 ORDER BY id LIMIT 1",
                 [grp],
             )?;
-            if oldest.is_some_and(|t| super::clock::aged(now_ns, t, limits.max_age_ns)) {
+            if self.mem.pending_segments < BACKLOG_SEGMENTS
+                && oldest.is_some_and(|t| super::clock::aged(now_ns, t, limits.max_age_ns))
+            {
                 due = Some(grp);
                 break;
             }
