@@ -135,4 +135,6 @@ pub use error::StoreError;
 pub use handle::StoreHandle;
 pub use types::{Appended, DeadLetter, DropReason, PendingSegment, StoreStatus};
 
-pub(crate) use segments::{BACKLOG_SEGMENTS, CutLimits, LoadedGroup, SegmentCut};
+#[cfg(test)]
+pub(crate) use segments::BACKLOG_SEGMENTS;
+pub(crate) use segments::{CutLimits, LoadedGroup, SegmentCut};
