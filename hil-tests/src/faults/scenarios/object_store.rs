@@ -1,7 +1,8 @@
 //! Scenario 4: the hub's object store misbehaves. The hub writes its Delta
 //! tables to a real S3 server (moto) through a fault proxy that answers
-//! 503 and 500, resets connections, stalls (requests hang, then resume),
-//! and accepts slowly (latency plus a bandwidth cap). The hub must never
+//! 503 and 500, resets connections, stalls (each request outlives the
+//! hub's 2 s `request_timeout` and is retried), and accepts slowly
+//! (latency plus a bandwidth cap). The hub must never
 //! acknowledge a segment it did not commit, must keep running, and once
 //! the store heals every reading must be in the table exactly once.
 
