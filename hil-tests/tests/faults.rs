@@ -4,6 +4,17 @@
 //! `FERRY_FAULTS_MINUTES=<m>` runs these at soak scale too.
 
 use ferry_hil_tests::faults::{Scale, netfilter, scenarios};
+use ferry_hil_tests::{find_tool, peers_required};
+
+/// False (after saying SKIPPED) when `present` is false and peers are not
+/// required; a required peer that is missing fails inside the scenario.
+fn runnable(present: bool, what: &str) -> bool {
+    if !present && !peers_required() {
+        eprintln!("SKIPPED: {what}; run scripts/test.sh");
+        return false;
+    }
+    true
+}
 
 #[test]
 fn agent_kill_9_under_load() {
@@ -12,8 +23,10 @@ fn agent_kill_9_under_load() {
 
 #[test]
 fn hub_unreachable_then_back() {
-    if !netfilter::available() && !ferry_hil_tests::peers_required() {
-        eprintln!("SKIPPED: iptables is not usable here (needs root and the iptables package)");
+    if !runnable(
+        netfilter::available(),
+        "iptables is not usable here (needs root and the iptables package)",
+    ) {
         return;
     }
     scenarios::hub_unreachable(Scale::from_env());
@@ -26,8 +39,10 @@ fn hub_kill_9_mid_upload_and_mid_commit() {
 
 #[test]
 fn object_store_faults() {
-    if ferry_hil_tests::find_tool("moto_server").is_none() && !ferry_hil_tests::peers_required() {
-        eprintln!("SKIPPED: moto_server is not installed; run scripts/test.sh");
+    if !runnable(
+        find_tool("moto_server").is_some(),
+        "moto_server is not installed",
+    ) {
         return;
     }
     scenarios::object_store(Scale::from_env());
@@ -35,8 +50,10 @@ fn object_store_faults() {
 
 #[test]
 fn network_flapping() {
-    if !netfilter::available() && !ferry_hil_tests::peers_required() {
-        eprintln!("SKIPPED: iptables is not usable here (needs root and the iptables package)");
+    if !runnable(
+        netfilter::available(),
+        "iptables is not usable here (needs root and the iptables package)",
+    ) {
         return;
     }
     scenarios::flapping(Scale::from_env());
@@ -64,8 +81,7 @@ fn disk_budget_drop_oldest() {
 
 #[test]
 fn serial_unplug_mid_modbus_poll() {
-    if ferry_hil_tests::find_tool("socat").is_none() && !ferry_hil_tests::peers_required() {
-        eprintln!("SKIPPED: socat is not installed; run scripts/test.sh");
+    if !runnable(find_tool("socat").is_some(), "socat is not installed") {
         return;
     }
     scenarios::serial_unplug(Scale::from_env());

@@ -275,16 +275,20 @@ listen = "{http}"
     pub fn wait_drained(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
-            let s = self.status();
-            let rows = s["buffer"]["backlog_readings"].as_u64();
-            let segs = s["buffer"]["pending_segments"].as_u64();
-            if rows == Some(0) && segs == Some(0) {
+            if buffer_empty(&self.status()) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
         false
     }
+}
+
+/// True when an agent status document shows nothing buffered: no reading
+/// waiting to be cut, no segment waiting for the hub.
+pub fn buffer_empty(status: &serde_json::Value) -> bool {
+    status["buffer"]["backlog_readings"].as_u64() == Some(0)
+        && status["buffer"]["pending_segments"].as_u64() == Some(0)
 }
 
 fn log_lines(dir: &Path, prefix: &str, needle: &str) -> Vec<String> {

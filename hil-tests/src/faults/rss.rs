@@ -21,12 +21,6 @@ pub struct RssSampler {
     handle: Option<JoinHandle<()>>,
 }
 
-impl Default for RssSampler {
-    fn default() -> Self {
-        Self::start()
-    }
-}
-
 impl RssSampler {
     pub fn start() -> RssSampler {
         let pid = Arc::new(AtomicU32::new(0));

@@ -22,6 +22,7 @@ use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
 use rumqttc::v5::{Client, Event, MqttOptions};
 
 use crate::faults::oracle::Verdict;
+use crate::faults::rig::buffer_empty;
 use crate::faults::{RssSampler, Scale, Summary};
 use crate::{agent_status, free_port, query, spawn_agent, start_hub_at, wait_until};
 
@@ -149,8 +150,7 @@ listen = "127.0.0.1:{http_port}"
     // The hub comes up; the backlog drains.
     let hub = start_hub_at(dir.path(), hub_addr);
     wait_until("an empty agent buffer", Duration::from_secs(120), || {
-        let v = agent_status(status_addr);
-        v["buffer"]["pending_segments"] == 0 && v["buffer"]["backlog_readings"] == 0
+        buffer_empty(&agent_status(status_addr))
     });
     let status = agent_status(status_addr);
     let sql = "SELECT CAST(value AS BIGINT) FROM plant.budget ORDER BY 1";
