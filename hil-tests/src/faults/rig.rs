@@ -221,13 +221,25 @@ listen = "{http}"
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let peer = Peer::spawn("ferry-agent", &mut cmd, &log);
+        let mut peer = Peer::spawn("ferry-agent", &mut cmd, &log);
         let pid = peer.id();
-        self.peer = Some(peer);
-        wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], self.mqtt)),
+        // Both listeners up, or the agent's own words on why not (a port
+        // taken by another test's process between free_port and bind).
+        let mqtt = SocketAddr::from(([127, 0, 0, 1], self.mqtt));
+        crate::wait_until(
+            "the agent's MQTT and HTTP listeners",
             Duration::from_secs(60),
+            || {
+                assert!(
+                    peer.is_running(),
+                    "ferry-agent exited at start: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                std::net::TcpStream::connect(mqtt).is_ok()
+                    && std::net::TcpStream::connect(self.http).is_ok()
+            },
         );
+        self.peer = Some(peer);
         pid
     }
 
