@@ -13,11 +13,21 @@ install_peers
 export FERRY_REQUIRE_PEERS=1
 
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+bench_out=$(mktemp -d)
+trap 'rm -rf "$out" "$bench_out"' EXIT
 log "cargo test (workspace, doc tests)"
 cargo test --workspace --locked --doc 2>&1 | tee -a "$out"
 log "cargo test (workspace, all targets)"
 cargo test --workspace --locked --all-targets 2>&1 | tee -a "$out"
+
+# The benchmark runner at --quick scale: every scenario end to end against
+# the real peers (Mosquitto, DuckDB), with the debug build the tests just
+# made, so the harness cannot rot. Figures from a debug build mean nothing;
+# the report is thrown away. A failed scenario (or DuckDB and the hub
+# disagreeing on a query's answer) fails the suite.
+log "ferry-bench all --quick (debug build)"
+bench_status=0
+cargo run -p ferry-bench --locked -- all --quick --out "$bench_out" 2>&1 | tee -a "$out" || bench_status=1
 
 log "systemd units (verify, security exposure)"
 units_status=0
@@ -30,4 +40,4 @@ FERRY_HUB_BIN="$(realpath "${CARGO_TARGET_DIR:-target}/debug/ferry-hub")" script
 # One closing line for the whole suite.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$out"
-exit $(( units_status | cross_status ))
+exit $(( units_status | cross_status | bench_status ))

@@ -1,0 +1,136 @@
+//! MQTT ingest: the same publisher load (rumqttc, `clients` connections,
+//! 100 publishes in flight each) against `ferry-agent` (durable: every QoS 1
+//! PUBACK after the SQLite commit is fsynced), Mosquitto without persistence
+//! and Mosquitto with persistence on, at QoS 0 and 1, 100 B and 1 KB
+//! payloads. Messages/s and publish-to-ack latency p50/p99.
+
+use std::path::Path;
+
+use rumqttc::QoS;
+use serde_json::json;
+
+use super::{BENCH_ROUTE, NO_HUB};
+use crate::load::{Outcome, burst};
+use crate::procs::{rss_kib, start_agent, start_mosquitto};
+use crate::report::{Comparison, Section};
+use crate::scale::Scale;
+use crate::stats::{Unit, percentile};
+
+const TARGETS: [&str; 3] = ["ferry-agent", "mosquitto", "mosquitto-persistence"];
+
+pub fn run(scale: &Scale, dir: &Path) -> Section {
+    let mut s = Section::new("mqtt", "MQTT ingest: ferry-agent vs Mosquitto");
+    let (clients, per) = (scale.mqtt_clients, scale.mqtt_messages_per_client);
+    s.intro = format!(
+        "{clients} publisher connections (rumqttc, {} in flight each) × {per} messages per case, the same load against each broker, \
+         the brokers interleaved case by case, {} run(s). `ferry-agent`: one JSON route, the hub unreachable (it only buffers); \
+         every QoS 1 PUBACK waits for the fsynced SQLite commit. Mosquitto {}: no persistence (baseline), and `persistence true` \
+         with `autosave_interval 1` + `autosave_on_changes` (it snapshots; it never fsyncs before a PUBACK). \
+         QoS 0 rates stop the clock when a closing QoS 1 publish on each connection is acknowledged (the broker has read \
+         everything). Latency is from the client writing the PUBLISH to reading its PUBACK.",
+        crate::load::INFLIGHT,
+        scale.runs,
+        crate::report::machine()["peers"].as_str().unwrap_or("?")
+    );
+    let (mut mosq, mosq_port) = start_mosquitto(dir, false);
+    let (mut mosq_p, mosq_p_port) = start_mosquitto(dir, true);
+    let agent = start_agent(dir, NO_HUB.0, None, NO_HUB.1, BENCH_ROUTE);
+    let rss_idle = rss_kib(agent.peer.id());
+    let ports = [agent.mqtt, mosq_port, mosq_p_port];
+    let cases = [
+        (QoS::AtMostOnce, 100),
+        (QoS::AtMostOnce, 1024),
+        (QoS::AtLeastOnce, 100),
+        (QoS::AtLeastOnce, 1024),
+    ];
+    // results[case][target] = outcomes of each run
+    let mut results: Vec<Vec<Vec<Outcome>>> = vec![vec![Vec::new(); TARGETS.len()]; cases.len()];
+    for run in 0..scale.runs {
+        for (ci, (qos, size)) in cases.iter().enumerate() {
+            for (ti, port) in ports.iter().enumerate() {
+                let o = burst(*port, clients, per, *size, *qos);
+                eprintln!(
+                    "  run {} {:?} {size} B {}: {:.0} msg/s, p50 {:.2} ms",
+                    run + 1,
+                    qos,
+                    TARGETS[ti],
+                    o.rate(),
+                    percentile(&o.latencies_ms, 0.5)
+                );
+                results[ci][ti].push(o);
+            }
+        }
+    }
+    let rss_after = rss_kib(agent.peer.id());
+    drop(agent);
+    mosq.kill();
+    mosq_p.kill();
+
+    let mut details = Vec::new();
+    for (ci, (qos, size)) in cases.iter().enumerate() {
+        let q = if *qos == QoS::AtMostOnce { 0 } else { 1 };
+        let rates: Vec<Vec<f64>> = results[ci]
+            .iter()
+            .map(|os| os.iter().map(Outcome::rate).collect())
+            .collect();
+        let p = |ti: usize, pct: f64| -> Vec<f64> {
+            results[ci][ti]
+                .iter()
+                .map(|o| percentile(&o.latencies_ms, pct))
+                .collect()
+        };
+        let label = format!("QoS {q}, {size} B");
+        s.compare(Comparison::new(
+            format!("{label}: throughput"),
+            Unit::Rate("msg"),
+            &rates[0],
+            "Mosquitto, no persistence",
+            &rates[1],
+        ));
+        s.compare(Comparison::new(
+            format!("{label}: throughput"),
+            Unit::Rate("msg"),
+            &rates[0],
+            "Mosquitto, persistence",
+            &rates[2],
+        ));
+        if q == 1 {
+            s.compare(Comparison::new(
+                format!("{label}: p50 publish→ack"),
+                Unit::Ms,
+                &p(0, 0.5),
+                "Mosquitto, no persistence",
+                &p(1, 0.5),
+            ));
+            s.compare(Comparison::new(
+                format!("{label}: p99 publish→ack"),
+                Unit::Ms,
+                &p(0, 0.99),
+                "Mosquitto, no persistence",
+                &p(1, 0.99),
+            ));
+            s.compare(Comparison::new(
+                format!("{label}: p50 publish→ack"),
+                Unit::Ms,
+                &p(0, 0.5),
+                "Mosquitto, persistence",
+                &p(2, 0.5),
+            ));
+        }
+        for (ti, t) in TARGETS.iter().enumerate() {
+            details.push(json!({
+                "qos": q, "payload_bytes": size, "target": t,
+                "msgs_per_s": rates[ti], "p50_ms": p(ti, 0.5), "p99_ms": p(ti, 0.99),
+                "messages": results[ci][ti].iter().map(|o| o.messages).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    s.note(format!(
+        "Agent RSS: {:.1} MiB idle, {:.1} MiB after the runs.",
+        rss_idle as f64 / 1024.0,
+        rss_after as f64 / 1024.0
+    ));
+    s.details = json!({"clients": clients, "messages_per_client": per, "runs": scale.runs, "cases": details,
+        "agent_rss_kib": {"idle": rss_idle, "after": rss_after}});
+    s
+}
