@@ -132,7 +132,9 @@ pub async fn start(
     let uplink_stop = CancellationToken::new();
     let http_stop = CancellationToken::new();
 
-    let segmenter = Segmenter::new(store.clone(), config.segment.clone());
+    // The segmenter wakes the uplink when it cuts a segment.
+    let wake = Arc::new(Notify::new());
+    let segmenter = Segmenter::new(store.clone(), config.segment.clone()).notify_cuts(wake.clone());
     let segmenter_task = tokio::spawn(segmenter.run(segmenter_stop.clone()));
 
     let buffered = Buffered(store.clone());
@@ -144,7 +146,6 @@ pub async fn start(
     }
     let client = HubClient::new(&config.uplink, token, store.agent_id().clone())?;
     let uplink_status = UplinkStatus::default();
-    let wake = Arc::new(Notify::new());
     tracker.spawn(uplink::run(
         config.uplink.clone(),
         client,

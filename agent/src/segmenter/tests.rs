@@ -197,6 +197,33 @@ async fn run_cuts_on_its_own_and_flushes_on_shutdown() {
 }
 
 #[tokio::test]
+async fn a_pass_that_cuts_wakes_the_uplink() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("buffer.db");
+    let clock = ManualClock::new(T0);
+    let store = open(&path, &test_config(), &clock).await;
+    let uplink = Arc::new(Notify::new());
+    let segmenter = Segmenter::new(store.clone(), config(10)).notify_cuts(uplink.clone());
+    let woken = || tokio::time::timeout(Duration::from_millis(200), uplink.notified());
+
+    store
+        .append(vec![reading("m", 1)], Durability::Durable)
+        .await
+        .expect("stored");
+    assert_eq!(segmenter.cut_due().await.expect("cuts").segments, 0);
+    assert!(woken().await.is_err(), "no segment, no wake-up");
+
+    let rows: Vec<Incoming> = (2..12).map(|n| reading("m", n)).collect();
+    store
+        .append(rows, Durability::Durable)
+        .await
+        .expect("stored");
+    assert_eq!(segmenter.cut_due().await.expect("cuts").segments, 1);
+    woken().await.expect("a cut wakes the uplink");
+    store.shutdown().await.expect("shuts down");
+}
+
+#[tokio::test]
 async fn a_clock_stepping_back_does_not_hold_readings_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("buffer.db");

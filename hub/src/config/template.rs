@@ -52,7 +52,11 @@ path = "./ferry-data/tables"
 [tables]
 # How long a table's batcher collects writes before one Delta commit.
 commit_interval = "1s"
-# Commit early once this many rows are queued for a table.
+# A batch of at least this many rows (one full agent segment) takes the
+# writes already queued behind it and commits without waiting for
+# commit_interval; smaller writes wait for company.
+early_commit_rows = 10000
+# The most rows one commit takes; a batch this big commits at once.
 max_commit_rows = 1000000
 # Writes queued per table before writers wait (backpressure).
 queue_depth = 1024

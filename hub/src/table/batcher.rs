@@ -1,6 +1,10 @@
 //! The per-table commit batcher: a task that collects write requests for
-//! `commit_interval` (or until `max_commit_rows`, or a flush) and commits
-//! them as one Delta commit.
+//! `commit_interval` and commits them as one Delta commit. A batch that
+//! reaches `early_commit_rows` stops waiting: it takes what is already
+//! queued (up to `max_commit_rows`) and commits at once, so big writes (an
+//! agent's segments) are not held back a whole interval, while writes that
+//! queue up during a slow commit (S3) still share the next one. A flush
+//! commits at once too.
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -63,6 +67,7 @@ pub(crate) async fn run(
 ) {
     let label = writer.name().to_string();
     let max_rows = config.max_commit_rows.get();
+    let early_rows = config.early_commit_rows.get();
     loop {
         let first = tokio::select! {
             biased;
@@ -74,6 +79,14 @@ pub(crate) async fn run(
         let mut cut = collect.add(first, &label);
         let deadline = Instant::now() + config.commit_interval;
         while !cut && collect.rows < max_rows {
+            if collect.rows >= early_rows {
+                // Big enough: take only what is queued already.
+                match rx.try_recv() {
+                    Ok(c) => cut = collect.add(c, &label),
+                    Err(_) => break,
+                }
+                continue;
+            }
             tokio::select! {
                 biased;
                 command = rx.recv() => match command {

@@ -29,6 +29,7 @@
 //!
 //! [tables]
 //! commit_interval = "1s"
+//! early_commit_rows = 10000
 //! max_commit_rows = 1000000
 //! queue_depth = 1024
 //! ```
@@ -223,7 +224,13 @@ pub struct TableConfig {
     /// How long a table's batcher collects writes before committing them.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
-    /// Commit early once this many rows are queued for a table.
+    /// A batch with this many rows does not wait for `commit_interval`: it
+    /// takes the writes already queued behind it and commits at once. One
+    /// agent segment (`segment.max_rows`, default 10,000) is big enough for
+    /// a good Parquet file, so a draining agent is not held back a whole
+    /// interval per segment; small writes still wait for company.
+    pub early_commit_rows: NonZeroUsize,
+    /// The most rows one commit takes; a batch this big commits at once.
     pub max_commit_rows: NonZeroUsize,
     /// Writes queued per table before `write` waits (backpressure).
     pub queue_depth: NonZeroUsize,
@@ -233,6 +240,7 @@ impl Default for TableConfig {
     fn default() -> Self {
         TableConfig {
             commit_interval: Duration::from_secs(1),
+            early_commit_rows: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
             max_commit_rows: NonZeroUsize::new(1_000_000).unwrap_or(NonZeroUsize::MIN),
             queue_depth: NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN),
         }

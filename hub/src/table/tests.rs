@@ -233,6 +233,52 @@ async fn max_commit_rows_commits_early() {
 }
 
 #[tokio::test]
+async fn a_big_write_commits_at_once_and_takes_the_small_ones_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = StorageConfig::Fs(config::FsConfig {
+        path: dir.path().to_owned(),
+    });
+    let config = TableConfig {
+        commit_interval: Duration::from_secs(3600),
+        early_commit_rows: std::num::NonZeroUsize::new(100).unwrap(),
+        ..TableConfig::default()
+    };
+    let tables = Tables::open(&storage, &config, CancellationToken::new())
+        .await
+        .unwrap();
+    let t = table("db.m");
+    // A small write waits for company (the interval is an hour).
+    let small = tables.write(write(&t, sample_batch("m", "s", T0, 1, 5)));
+    tokio::pin!(small);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut small)
+            .await
+            .is_err(),
+        "a write below early_commit_rows waits for commit_interval"
+    );
+    // A write of early_commit_rows rows does not, and the waiting one joins its commit.
+    let big = tables.write(write(&t, sample_batch("m", "b", T0, 1, 100)));
+    let (small, big) =
+        tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(small, big) })
+            .await
+            .expect("a batch of early_commit_rows commits without waiting for the interval");
+    let (
+        WriteOutcome::Committed {
+            version: a,
+            rows: 5,
+        },
+        WriteOutcome::Committed {
+            version: b,
+            rows: 100,
+        },
+    ) = (small.unwrap(), big.unwrap())
+    else {
+        panic!("both writes commit");
+    };
+    assert_eq!(a, b, "one commit");
+}
+
+#[tokio::test]
 async fn duplicate_segments_commit_once_also_after_reopen() {
     let h = hub(20).await;
     let t = table("db.m");
