@@ -53,6 +53,9 @@ struct Cli {
     /// Where the scenarios keep their data (a temporary directory inside it; default: the system's).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Keep the work directory (the truck lake's Delta tables, the logs) for inspection.
+    #[arg(long)]
+    keep: bool,
 }
 
 fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
@@ -155,6 +158,9 @@ fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     drop(the_lake);
+    if cli.keep {
+        eprintln!("ferry-bench: kept {}", work.keep().display());
+    }
     report.seconds = started.elapsed().as_secs_f64();
     report.write(&cli.out)?;
     eprintln!(

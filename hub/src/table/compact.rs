@@ -43,8 +43,6 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, Remove};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use deltalake::parquet::basic::{Compression, ZstdLevel};
-use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
@@ -53,7 +51,11 @@ use ferry_protocols::name::TIME_COLUMN;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 
-use super::schema::PARTITION_COLUMN;
+use super::schema::{PARTITION_COLUMN, parquet_properties};
+
+/// zstd level of compacted files: compaction runs in the background and its
+/// files stay, so it spends more CPU on them than a commit does.
+const COMPACT_ZSTD_LEVEL: i32 = 3;
 
 /// What decides which files are compacted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,9 +209,7 @@ pub(crate) async fn compact_partition(
     let full_schema: SchemaRef = snapshot.snapshot().arrow_schema();
     let store = table.object_store();
     let day_days = epoch_days(plan.day);
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
+    let properties = parquet_properties(COMPACT_ZSTD_LEVEL);
     let mut writer = RecordBatchWriter::for_table(table)?
         .with_writer_properties(properties)
         .with_target_file_size(policy.target_file_size);

@@ -10,6 +10,12 @@
 //! | field `Float64`/`Int64`/`Boolean`/`Utf8` | same | `double`/`long`/`boolean`/`string` |
 //! | — | `day` `Date32`, `ferry.role = "partition"`, UTC day of `time` | `date` (partition) |
 //!
+//! Data files are zstd Parquet ([`parquet_properties`]): `time` is
+//! delta-encoded (sorted or nearly sorted stamps cost a few bits each
+//! instead of eight bytes), and a column's dictionary stops at 128 KiB, so a
+//! float column of mostly distinct values falls back to plain encoding
+//! early instead of carrying a dictionary as big as its data.
+//!
 //! Every column keeps its `ferry.role` field metadata: Delta stores it in
 //! the column's `metadata` in the table schema (`metaData.schemaString`), so
 //! tag vs field survives in the table log and readers see it.
@@ -29,7 +35,30 @@ use ferry_protocols::batch::{
 use ferry_protocols::name::TIME_COLUMN;
 use ferry_protocols::{FieldKey, FieldType, TagKey};
 
+use deltalake::parquet::basic::{Compression, Encoding, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
+
 use super::error::TableError;
+
+/// The largest dictionary page of a column chunk before it falls back to
+/// plain encoding.
+const DICTIONARY_PAGE_LIMIT: usize = 128 * 1024;
+
+/// How the hub writes Parquet: commits with zstd level 1 (cheap, on the
+/// write path), compaction with a higher level (background work, files that
+/// stay). See the module docs for the encodings.
+pub(crate) fn parquet_properties(zstd_level: i32) -> WriterProperties {
+    let time = ColumnPath::from(TIME_COLUMN);
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(zstd_level).unwrap_or_default(),
+        ))
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
+        .set_column_dictionary_enabled(time.clone(), false)
+        .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED)
+        .build()
+}
 
 /// The partition column: the UTC calendar day of `time`.
 pub const PARTITION_COLUMN: &str = "day";

@@ -649,3 +649,68 @@ async fn write_sample_tables() {
     let seg = segment_request(&t, "gw-1", 1, batch_of(&rows));
     tables.write(seg).await.unwrap();
 }
+
+/// The encodings of the `time` column in every data file under `dir`.
+fn time_encodings(dir: &std::path::Path) -> Vec<Vec<deltalake::parquet::basic::Encoding>> {
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                let reader =
+                    SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+                let meta = reader.metadata();
+                let time = meta
+                    .file_metadata()
+                    .schema_descr()
+                    .columns()
+                    .iter()
+                    .position(|c| c.name() == "time")
+                    .expect("a time column");
+                for rg in meta.row_groups() {
+                    out.push(rg.column(time).encodings().collect());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn commits_and_compaction_delta_encode_time() {
+    use deltalake::parquet::basic::Encoding;
+    let h = hub(20).await;
+    let t = table("db.m");
+    for site in ["a", "b", "c"] {
+        h.tables
+            .write(write(&t, sample_batch("m", site, T0, 1_000_000_000, 500)))
+            .await
+            .unwrap();
+    }
+    let check = |label: &str, files: usize| {
+        let found = time_encodings(h.dir.path());
+        assert_eq!(found.len(), files, "{label}: {found:?}");
+        for e in found {
+            assert!(e.contains(&Encoding::DELTA_BINARY_PACKED), "{label}: {e:?}");
+            assert!(!e.contains(&Encoding::RLE_DICTIONARY), "{label}: {e:?}");
+        }
+    };
+    check("commits", 3);
+    let policy = compact::CompactionPolicy {
+        target_file_size: 64 * 1024 * 1024,
+        min_files: 2,
+        settle: Duration::ZERO,
+    };
+    let report = h
+        .tables
+        .compact(&t, &policy, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!((report.files_removed, report.files_added), (3, 1));
+    // The removed files stay on disk until a vacuum.
+    check("commits and compaction", 4);
+}

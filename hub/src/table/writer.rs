@@ -10,7 +10,6 @@ use deltalake::arrow::datatypes::Schema;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
-use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -23,8 +22,12 @@ use super::error::TableError;
 use super::metrics as m;
 use super::name::{Origin, TableName, WriteOutcome, WriteRequest};
 use super::schema::{
-    PARTITION_COLUMN, batch_bytes, check_u64_range, to_logical, to_storage, to_storage_batch,
+    PARTITION_COLUMN, batch_bytes, check_u64_range, parquet_properties, to_logical, to_storage,
+    to_storage_batch,
 };
+
+/// zstd level of the files a commit writes: cheap, it is on the write path.
+const COMMIT_ZSTD_LEVEL: i32 = 1;
 
 /// A queued request and where its answer goes.
 #[derive(Debug)]
@@ -101,9 +104,7 @@ struct Accepted {
 impl TableWriter {
     pub(crate) fn new(name: TableName, storage: Arc<ResolvedStorage>) -> Self {
         let url = storage.table_url(&name);
-        let writer_properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
+        let writer_properties = parquet_properties(COMMIT_ZSTD_LEVEL);
         TableWriter {
             label: name.to_string(),
             name,
