@@ -310,8 +310,10 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         details.push(d);
     }
     s.note(
-        "\nThe drain rate is about `segment.max_rows` / (hub `commit_interval` + commit time): the uplink keeps one \
-         segment in flight, so at the default 1 s window a gateway drains about 10 K readings/s whatever the hub's capacity.",
+        "\nThe uplink keeps one segment in flight, so the drain rate is `segment.max_rows` / (upload + hub commit time). A \
+         full segment (10,000 rows, `tables.early_commit_rows`) commits without waiting for `commit_interval`. The hub's \
+         CPU time above is mostly its Delta commits, whose cost grows with the active files of the partition (see \
+         docs/benchmarks.md).",
     );
     s.details = json!({"drains": details});
     s

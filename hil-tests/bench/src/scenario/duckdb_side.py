@@ -41,7 +41,11 @@ def norm(v):
 
 def main():
     job = json.load(sys.stdin)
-    con = duckdb.connect()
+    # The answer goes to the real stdout; anything else written to fd 1
+    # (DuckDB's progress bar on a long COPY) goes to stderr instead.
+    answer = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    con = duckdb.connect(config={"enable_progress_bar": False})
     con.execute("SET TimeZone = 'UTC'").fetchall()
     con.execute("CREATE SCHEMA iot").fetchall()
     tables = {}
@@ -98,8 +102,9 @@ def main():
             "tables": tables,
             "results": results,
         },
-        sys.stdout,
+        answer,
     )
+    answer.close()
 
 
 if __name__ == "__main__":
