@@ -45,7 +45,8 @@ def main():
     # (DuckDB's progress bar on a long COPY) goes to stderr instead.
     answer = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    con = duckdb.connect(config={"enable_progress_bar": False})
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false").fetchall()
     con.execute("SET TimeZone = 'UTC'").fetchall()
     con.execute("CREATE SCHEMA iot").fetchall()
     tables = {}
