@@ -145,7 +145,7 @@ impl Trucks {
 
     /// Late points travel in the next chunk (not from the last chunk).
     fn late(&self, kind: Kind, t: usize, k: usize) -> bool {
-        h(t, k, kind.salt() + 2) % 100 == 0 && k / self.chunk_steps + 1 < self.chunks()
+        h(t, k, kind.salt() + 2).is_multiple_of(100) && k / self.chunk_steps + 1 < self.chunks()
     }
 
     fn driving(t: usize, k: usize) -> bool {
@@ -192,7 +192,7 @@ impl Trucks {
     /// `status`: 0, or 1–4 during a breakdown block.
     pub fn status(t: usize, k: usize) -> i64 {
         let b = h(t, k / BLOCK, 16);
-        if b % 40 == 0 {
+        if b.is_multiple_of(40) {
             1 + (b / 40 % 4) as i64
         } else {
             0

@@ -23,7 +23,8 @@
 //! Partitioning by `day` prunes whole days when a query filters on `day`
 //! (`WHERE day = DATE '2026-11-26'` or a range). A filter on `time` alone
 //! does not prune partitions, but still skips files by their `time`
-//! min/max statistics. Data files are Parquet with zstd.
+//! min/max statistics. Data files are Parquet with zstd, `time`
+//! delta-encoded (see `schema.rs`).
 //!
 //! # Commits
 //!
@@ -31,7 +32,8 @@
 //! (`[tables] queue_depth`; a full queue makes [`Tables::write`] wait). It
 //! collects requests for `commit_interval` (default 1 s), or until
 //! `max_commit_rows` rows or a [`Tables::flush`], and makes **one** Delta
-//! commit (one `write` operation, append, schema mode merge) for all of
+//! commit (a batch of `early_commit_rows`, default 10,000, such as one full
+//! agent segment, takes what is already queued and commits at once) (one `write` operation, append, schema mode merge) for all of
 //! them. Every request is answered only after that commit returned, i.e.
 //! after its log entry is durable in the object store; if the commit fails,
 //! every request in it gets the error and nothing of it is visible.

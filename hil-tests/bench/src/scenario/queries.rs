@@ -48,6 +48,9 @@ const CAPACITY: &str =
     "CASE model WHEN 'F-150' THEN 2000.0 WHEN 'G-2000' THEN 5000.0 ELSE 1500.0 END";
 const NOMINAL: &str = "CASE model WHEN 'F-150' THEN 15.0 WHEN 'G-2000' THEN 19.0 ELSE 12.0 END";
 
+/// How one engine picks a column's last value (`last_value` or `arg_max`).
+type Picker<'a> = &'a dyn Fn(&str) -> String;
+
 /// The query set over a data set that ends at `end_ns`.
 pub fn queries(end_ns: i64) -> Vec<Q> {
     let end = rfc3339(end_ns);
@@ -70,7 +73,7 @@ pub fn queries(end_ns: i64) -> Vec<Q> {
     };
     let df_last = |c: &str| format!("last_value({c} ORDER BY time)");
     let duck_last = |c: &str| format!("arg_max({c}, time)");
-    let both = |f: &dyn Fn(&dyn Fn(&str) -> String) -> String| (f(&df_last), f(&duck_last));
+    let both = |f: &dyn Fn(Picker<'_>) -> String| (f(&df_last), f(&duck_last));
     let long_driving = |bucket: &str| {
         format!(
             "SELECT name, driver FROM (SELECT name, driver, {bucket} AS ten_minutes FROM iot.readings \
