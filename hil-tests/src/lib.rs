@@ -222,6 +222,37 @@ pub fn start_hub_at(dir: &Path, addr: SocketAddr) -> HubProcess {
     launch_hub(dir, addr, false)
 }
 
+/// Spawns `ferry-hub serve --config <config>` logging to `log` and waits
+/// until it listens on `addr`. With `read_token`, also reads the bootstrap
+/// admin token a hub prints once, on its first start with auth on.
+pub fn spawn_hub(
+    config: &Path,
+    addr: SocketAddr,
+    log: &Path,
+    read_token: bool,
+) -> (Peer, Option<String>) {
+    let peer = Peer::spawn(
+        "ferry-hub",
+        Command::new(workspace_bin("ferry-hub"))
+            .args(["serve", "--config"])
+            .arg(config),
+        log,
+    );
+    wait_for_port(addr, Duration::from_secs(120));
+    let mut token = None;
+    if read_token {
+        wait_until("the bootstrap admin token", Duration::from_secs(20), || {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            token = text
+                .split_whitespace()
+                .find(|w| w.starts_with("ferry_"))
+                .map(str::to_owned);
+            token.is_some()
+        });
+    }
+    (peer, token)
+}
+
 fn launch_hub(dir: &Path, addr: SocketAddr, auth: bool) -> HubProcess {
     let config = dir.join("hub.toml");
     std::fs::write(
@@ -233,26 +264,7 @@ fn launch_hub(dir: &Path, addr: SocketAddr, auth: bool) -> HubProcess {
         ),
     )
     .expect("write hub.toml");
-    let log = dir.join("hub.log");
-    let peer = Peer::spawn(
-        "ferry-hub",
-        Command::new(workspace_bin("ferry-hub"))
-            .args(["serve", "--config"])
-            .arg(&config),
-        &log,
-    );
-    wait_for_port(addr, Duration::from_secs(60));
-    let mut admin = None;
-    if auth {
-        wait_until("the bootstrap admin token", Duration::from_secs(10), || {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            admin = text
-                .split_whitespace()
-                .find(|w| w.starts_with("ferry_"))
-                .map(str::to_owned);
-            admin.is_some()
-        });
-    }
+    let (peer, admin) = spawn_hub(&config, addr, &dir.join("hub.log"), auth);
     HubProcess { peer, addr, admin }
 }
 

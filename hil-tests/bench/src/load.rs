@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{Client, Connection, Event, MqttOptions, Outgoing, Packet, QoS};
 
 /// Publishes in flight per connection (QoS 1), the same for every broker.
 pub const INFLIGHT: u16 = 100;
@@ -44,144 +44,15 @@ fn options(id: String, port: u16) -> MqttOptions {
     opts
 }
 
-/// `clients` connections each publish `per_client` messages of `size` bytes
-/// at `qos` as fast as the broker acknowledges them (topic
-/// `bench/dev<c>/temperature`). At QoS 0 each connection ends with one QoS 1
-/// publish and waits for its PUBACK, so the clock stops when the broker has
-/// read everything, not when the client has written it.
-pub fn burst(port: u16, clients: usize, per_client: usize, size: usize, qos: QoS) -> Outcome {
-    let body = payload(size);
+/// Runs `one(c)` for each of `clients` connections on its own thread; what
+/// they took together, over the wall time of the slowest.
+fn run_clients(clients: usize, one: impl Fn(usize) -> (u64, Vec<f64>) + Sync) -> Outcome {
     let start = Instant::now();
     let results: Vec<(u64, Vec<f64>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
             .map(|c| {
-                let body = body.clone();
-                s.spawn(move || one_client(port, c, per_client, body, qos))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("client thread"))
-            .collect()
-    });
-    let seconds = start.elapsed().as_secs_f64();
-    Outcome {
-        messages: results.iter().map(|r| r.0).sum(),
-        seconds,
-        latencies_ms: results.into_iter().flat_map(|r| r.1).collect(),
-    }
-}
-
-fn one_client(port: u16, c: usize, per_client: usize, body: Vec<u8>, qos: QoS) -> (u64, Vec<f64>) {
-    let id = format!("bench-{c}-{}", std::process::id());
-    let (client, mut conn) = Client::new(options(id, port), 200);
-    let topic = format!("bench/dev{c}/temperature");
-    let fence = qos == QoS::AtMostOnce;
-    let sender = std::thread::spawn(move || {
-        for _ in 0..per_client {
-            if client.publish(&topic, qos, false, body.clone()).is_err() {
-                break;
-            }
-        }
-        if fence {
-            let _ = client.publish(&topic, QoS::AtLeastOnce, false, body);
-        }
-        client
-    });
-    let mut sent: HashMap<u16, Instant> = HashMap::new();
-    let mut latencies = Vec::with_capacity(per_client);
-    let (mut acked, mut written) = (0usize, 0usize);
-    for event in conn.iter() {
-        match event {
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                written += 1;
-                if qos != QoS::AtMostOnce {
-                    sent.insert(pkid, Instant::now());
-                }
-            }
-            Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                if let Some(t) = sent.remove(&ack.pkid) {
-                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-                }
-                acked += 1;
-                if fence {
-                    break;
-                }
-            }
-            Ok(_) => {}
-            Err(e) => panic!("MQTT client {c} on port {port}: {e}"),
-        }
-        if !fence && acked >= per_client {
-            break;
-        }
-    }
-    let client = sender.join().expect("sender thread");
-    let _ = client.disconnect();
-    let took = if fence {
-        written.saturating_sub(1).min(per_client)
-    } else {
-        acked
-    };
-    (took as u64, latencies)
-}
-
-/// A paced QoS 1 load: `clients` connections together publish `rate`
-/// messages/s of `size` bytes for `seconds`; returns the messages
-/// acknowledged and the latencies. Runs on the calling thread.
-pub fn paced(port: u16, clients: usize, rate: f64, seconds: f64, size: usize) -> Outcome {
-    let per_client_rate = rate / clients as f64;
-    let per_client = (per_client_rate * seconds).round() as usize;
-    let body = payload(size);
-    let start = Instant::now();
-    let results: Vec<(u64, Vec<f64>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|c| {
-                let body = body.clone();
-                s.spawn(move || {
-                    let id = format!("paced-{c}-{}", std::process::id());
-                    let (client, mut conn) = Client::new(options(id, port), 1000);
-                    let topic = format!("bench/pace{c}/temperature");
-                    let sender = std::thread::spawn(move || {
-                        let t0 = Instant::now();
-                        for i in 0..per_client {
-                            let due = Duration::from_secs_f64(i as f64 / per_client_rate);
-                            if let Some(wait) = due.checked_sub(t0.elapsed()) {
-                                std::thread::sleep(wait);
-                            }
-                            if client
-                                .publish(&topic, QoS::AtLeastOnce, false, body.clone())
-                                .is_err()
-                            {
-                                break;
-                            }
-                        }
-                        client
-                    });
-                    let mut sent: HashMap<u16, Instant> = HashMap::new();
-                    let mut latencies = Vec::with_capacity(per_client);
-                    let mut acked = 0usize;
-                    for event in conn.iter() {
-                        match event {
-                            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                                sent.insert(pkid, Instant::now());
-                            }
-                            Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                                if let Some(t) = sent.remove(&ack.pkid) {
-                                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-                                }
-                                acked += 1;
-                            }
-                            Ok(_) => {}
-                            Err(e) => panic!("paced MQTT client {c}: {e}"),
-                        }
-                        if acked >= per_client {
-                            break;
-                        }
-                    }
-                    let client = sender.join().expect("sender thread");
-                    let _ = client.disconnect();
-                    (acked as u64, latencies)
-                })
+                let one = &one;
+                s.spawn(move || one(c))
             })
             .collect();
         handles
@@ -194,4 +65,126 @@ pub fn paced(port: u16, clients: usize, rate: f64, seconds: f64, size: usize) ->
         seconds: start.elapsed().as_secs_f64(),
         latencies_ms: results.into_iter().flat_map(|r| r.1).collect(),
     }
+}
+
+/// What one connection's event loop saw.
+struct Acks {
+    written: usize,
+    acked: usize,
+    latencies_ms: Vec<f64>,
+}
+
+/// Drives `conn` until `per_client` PUBACKs arrived, or with `fence` until
+/// the first one (the closing QoS 1 publish of a QoS 0 burst). With `timed`,
+/// records each publish→PUBACK latency.
+fn drive(conn: &mut Connection, what: &str, per_client: usize, timed: bool, fence: bool) -> Acks {
+    let mut sent: HashMap<u16, Instant> = HashMap::new();
+    let mut acks = Acks {
+        written: 0,
+        acked: 0,
+        latencies_ms: Vec::with_capacity(per_client),
+    };
+    for event in conn.iter() {
+        match event {
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                acks.written += 1;
+                if timed {
+                    sent.insert(pkid, Instant::now());
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                if let Some(t) = sent.remove(&ack.pkid) {
+                    acks.latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                acks.acked += 1;
+                if fence {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{what}: {e}"),
+        }
+        if !fence && acks.acked >= per_client {
+            break;
+        }
+    }
+    acks
+}
+
+/// `clients` connections each publish `per_client` messages of `size` bytes
+/// at `qos` as fast as the broker acknowledges them (topic
+/// `bench/dev<c>/temperature`). At QoS 0 each connection ends with one QoS 1
+/// publish and waits for its PUBACK, so the clock stops when the broker has
+/// read everything, not when the client has written it.
+pub fn burst(port: u16, clients: usize, per_client: usize, size: usize, qos: QoS) -> Outcome {
+    let body = payload(size);
+    run_clients(clients, |c| {
+        let id = format!("bench-{c}-{}", std::process::id());
+        let (client, mut conn) = Client::new(options(id, port), 200);
+        let topic = format!("bench/dev{c}/temperature");
+        let fence = qos == QoS::AtMostOnce;
+        let body = body.clone();
+        let sender = std::thread::spawn(move || {
+            for _ in 0..per_client {
+                if client.publish(&topic, qos, false, body.clone()).is_err() {
+                    break;
+                }
+            }
+            if fence {
+                let _ = client.publish(&topic, QoS::AtLeastOnce, false, body);
+            }
+            client
+        });
+        let what = format!("MQTT client {c} on port {port}");
+        let acks = drive(&mut conn, &what, per_client, !fence, fence);
+        let client = sender.join().expect("sender thread");
+        let _ = client.disconnect();
+        let took = if fence {
+            acks.written.saturating_sub(1).min(per_client)
+        } else {
+            acks.acked
+        };
+        (took as u64, acks.latencies_ms)
+    })
+}
+
+/// A paced QoS 1 load: `clients` connections together publish `rate`
+/// messages/s of `size` bytes for `seconds`; returns the messages
+/// acknowledged and the latencies. Runs on the calling thread.
+pub fn paced(port: u16, clients: usize, rate: f64, seconds: f64, size: usize) -> Outcome {
+    let per_client_rate = rate / clients as f64;
+    let per_client = (per_client_rate * seconds).round() as usize;
+    let body = payload(size);
+    run_clients(clients, |c| {
+        let id = format!("paced-{c}-{}", std::process::id());
+        let (client, mut conn) = Client::new(options(id, port), 1000);
+        let topic = format!("bench/pace{c}/temperature");
+        let body = body.clone();
+        let sender = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            for i in 0..per_client {
+                let due = Duration::from_secs_f64(i as f64 / per_client_rate);
+                if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+                if client
+                    .publish(&topic, QoS::AtLeastOnce, false, body.clone())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            client
+        });
+        let acks = drive(
+            &mut conn,
+            &format!("paced MQTT client {c}"),
+            per_client,
+            true,
+            false,
+        );
+        let client = sender.join().expect("sender thread");
+        let _ = client.disconnect();
+        (acks.acked as u64, acks.latencies_ms)
+    })
 }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ferry_hil_tests::{Answer, Peer, free_port, request, wait_for_port, wait_until, workspace_bin};
+use ferry_hil_tests::{
+    Answer, Peer, free_port, request, spawn_hub, wait_for_port, wait_until, workspace_bin,
+};
 
 /// How long a bench request may wait for its answer (bulk writes, queries
 /// over the whole data set, a compaction run).
@@ -70,26 +72,8 @@ pub fn start_hub(dir: &Path, addr: SocketAddr, o: &HubOptions) -> Hub {
     )
     .expect("write hub.toml");
     let log = dir.join(format!("hub-{}.log", addr.port()));
-    let already = std::fs::read_to_string(&log).unwrap_or_default().len();
-    let peer = Peer::spawn(
-        "ferry-hub",
-        Command::new(workspace_bin("ferry-hub"))
-            .args(["serve", "--config"])
-            .arg(&config),
-        &log,
-    );
-    wait_for_port(addr, Duration::from_secs(120));
-    let mut token = None;
-    if already == 0 {
-        wait_until("the bootstrap admin token", Duration::from_secs(20), || {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            token = text
-                .split_whitespace()
-                .find(|w| w.starts_with("ferry_"))
-                .map(str::to_owned);
-            token.is_some()
-        });
-    }
+    let first_start = std::fs::read_to_string(&log).unwrap_or_default().is_empty();
+    let (peer, token) = spawn_hub(&config, addr, &log, first_start);
     Hub {
         peer,
         addr,
