@@ -23,6 +23,7 @@ use crate::ingest::{Durability, Incoming, RejectReason};
 use crate::route::{Buffer, DeadLetter, Router};
 use crate::segmenter::Segmenter;
 use crate::store::{StoreHandle, SystemClock};
+use crate::supervise::{Lifecycle, Liveness, WORK_ALLOWANCE, in_component, probes};
 use crate::uplink::{self, Backlog, HubClient, PendingSegment, SegmentQueue, UplinkStatus};
 use crate::{broker, http};
 
@@ -91,6 +92,8 @@ pub struct Running {
     pub broker: broker::BrokerHandle,
     pub http_addr: std::net::SocketAddr,
     pub store: StoreHandle,
+    /// Every component's liveness (the supervisor's monitor reads it).
+    pub liveness: Liveness,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -102,11 +105,14 @@ impl Running {
 }
 
 /// Starts the agent; returns once every listener is bound. Cancel `shutdown`
-/// to stop it, then [`Running::wait`].
+/// to stop it, then [`Running::wait`]. `lifecycle`: how earlier runs ended,
+/// shown in `/health` and the status (the binary passes it; see
+/// [`crate::supervise::crash`]).
 pub async fn start(
     config: AgentConfig,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     shutdown: CancellationToken,
+    lifecycle: Option<Arc<Lifecycle>>,
 ) -> anyhow::Result<Running> {
     crate::tls::install_crypto_provider();
     let path = config.buffer_path();
@@ -126,7 +132,9 @@ pub async fn start(
     tracing::info!(path = %path.display(), agent_id = %store.agent_id(), "buffer open");
 
     let tracker = TaskTracker::new();
+    let liveness = Liveness::new();
     // Each stage has its own token so that shutdown is ordered.
+    let probe_stop = CancellationToken::new();
     let broker_stop = CancellationToken::new();
     let segmenter_stop = CancellationToken::new();
     let uplink_stop = CancellationToken::new();
@@ -134,8 +142,13 @@ pub async fn start(
 
     // The segmenter wakes the uplink when it cuts a segment.
     let wake = Arc::new(Notify::new());
-    let segmenter = Segmenter::new(store.clone(), config.segment.clone()).notify_cuts(wake.clone());
-    let segmenter_task = tokio::spawn(segmenter.run(segmenter_stop.clone()));
+    let segmenter = Segmenter::new(store.clone(), config.segment.clone())
+        .notify_cuts(wake.clone())
+        .with_beat(liveness.register("segmenter", WORK_ALLOWANCE, false));
+    let segmenter_task = tokio::spawn(in_component(
+        "segmenter",
+        segmenter.run(segmenter_stop.clone()),
+    ));
 
     let buffered = Buffered(store.clone());
     let token = config.uplink.resolve_token()?;
@@ -146,13 +159,17 @@ pub async fn start(
     }
     let client = HubClient::new(&config.uplink, token, store.agent_id().clone())?;
     let uplink_status = UplinkStatus::default();
-    tracker.spawn(uplink::run(
-        config.uplink.clone(),
-        client,
-        buffered.clone(),
-        wake,
-        uplink_status.clone(),
-        uplink_stop.clone(),
+    tracker.spawn(in_component(
+        "uplink",
+        uplink::run(
+            config.uplink.clone(),
+            client,
+            buffered.clone(),
+            wake,
+            uplink_status.clone(),
+            liveness.register("uplink", WORK_ALLOWANCE, false),
+            uplink_stop.clone(),
+        ),
     ));
 
     if config.routes.is_empty() {
@@ -170,8 +187,23 @@ pub async fn start(
         buffered.clone(),
         broker_stop.clone(),
         &tracker,
+        &liveness,
+    );
+    probes::spawn(
+        &liveness,
+        &config.supervisor,
+        &broker,
+        &store,
+        &tracker,
+        &probe_stop,
     );
 
+    let health = http::Health {
+        liveness: liveness.clone(),
+        lifecycle: lifecycle.clone(),
+        started: std::time::Instant::now(),
+    };
+    let status_health = health.clone();
     let status_store = store.clone();
     let status_broker = broker.clone();
     let status: http::StatusFn = Arc::new(move || {
@@ -179,6 +211,7 @@ pub async fn start(
         let broker = status_broker.clone();
         let uplink = uplink_status.snapshot();
         let serial = serial.snapshot();
+        let health = status_health.document();
         Box::pin(async move {
             let buffer = match store.status().await {
                 Ok(s) => serde_json::to_value(s).unwrap_or_default(),
@@ -191,10 +224,12 @@ pub async fn start(
                 "uplink": uplink,
                 "broker": { "connections": broker.connections() },
                 "serial": serial,
+                "health": health,
             })
         })
     });
-    let (http_addr, server) = http::bind(&config.http, metrics, status, http_stop.clone()).await?;
+    let (http_addr, server) =
+        http::bind(&config.http, metrics, status, health, http_stop.clone()).await?;
     tracing::info!(http = %http_addr, "local http listening");
     tracker.spawn(async move {
         if let Err(e) = server.await {
@@ -204,8 +239,12 @@ pub async fn start(
     tracker.close();
 
     let done_store = store.clone();
+    let done_liveness = liveness.clone();
     let done = tokio::spawn(async move {
         shutdown.cancelled().await;
+        // From here on, parts that end are stopping, not failing.
+        done_liveness.set_stopping();
+        probe_stop.cancel();
         tracing::info!("shutting down: broker");
         broker_stop.cancel();
         tracing::info!("shutting down: segmenter");
@@ -233,6 +272,7 @@ pub async fn start(
         broker,
         http_addr,
         store,
+        liveness,
         done,
     })
 }

@@ -15,6 +15,7 @@
 //! | [`http`] | local health, metrics and status |
 //! | [`route`] | topics → readings: templates, payload formats, dead letters |
 //! | [`serial`] | serial line devices, Modbus RTU and Modbus TCP polling |
+//! | [`supervise`] | crash-only panics, liveness of every part, `/health`, `/ready`, the systemd watchdog |
 
 pub mod app;
 pub mod broker;
@@ -27,5 +28,6 @@ pub mod route;
 pub mod segmenter;
 pub mod serial;
 pub mod store;
+pub mod supervise;
 pub mod tls;
 pub mod uplink;

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ferry_agent::{app, cli, config};
+use std::sync::Arc;
+
+use ferry_agent::{app, cli, config, supervise};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -83,8 +85,22 @@ fn main() -> ExitCode {
                 None => config::AgentConfig::default(),
             };
             cli::init_logging(&config.log);
-            match run(config) {
-                Ok(()) => ExitCode::SUCCESS,
+            // Crash-only: from here on a panic anywhere ends the process,
+            // recorded in the lifecycle file (see supervise::crash).
+            if let Err(e) = std::fs::create_dir_all(&config.agent.data_dir) {
+                eprintln!(
+                    "ferry-agent: cannot create {}: {e}",
+                    config.agent.data_dir.display()
+                );
+                return ExitCode::from(1);
+            }
+            let lifecycle = Arc::new(supervise::Lifecycle::start(&config.agent.data_dir));
+            supervise::install_panic_hook(lifecycle.clone());
+            match run(config, lifecycle.clone()) {
+                Ok(()) => {
+                    lifecycle.clean_stop();
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "ferry-agent failed");
                     eprintln!("ferry-agent: {e:#}");
@@ -95,35 +111,35 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: config::AgentConfig) -> anyhow::Result<()> {
+fn run(config: config::AgentConfig, lifecycle: Arc<supervise::Lifecycle>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ferry-agent")
         .build()?;
     runtime.block_on(async {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+        supervise::publish_lifecycle(&lifecycle.record());
         let shutdown = CancellationToken::new();
-        let running = app::start(config, metrics, shutdown.clone()).await?;
+        let stall_timeout = config.supervisor.stall_timeout;
+        let running =
+            app::start(config, metrics, shutdown.clone(), Some(lifecycle.clone())).await?;
+        // systemd's watchdog is pinged only while every component is
+        // healthy; a component stalled past stall_timeout ends the process.
+        let monitor = supervise::Monitor::spawn(
+            running.liveness.clone(),
+            supervise::MonitorOptions {
+                watchdog: cli::watchdog_interval(),
+                stall_timeout,
+            },
+            Some(lifecycle),
+            cli::notify,
+        )?;
         cli::notify("READY=1");
-        // systemd's watchdog: pinged while the runtime keeps scheduling.
-        let watchdog = cli::watchdog_interval().map(|every| {
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        _ = tick.tick() => cli::notify("WATCHDOG=1"),
-                    }
-                }
-            })
-        });
         cli::wait_for_signal().await;
         cli::notify("STOPPING=1");
         shutdown.cancel();
-        if let Some(task) = watchdog {
-            let _ = task.await;
-        }
-        running.wait().await
+        let result = running.wait().await;
+        monitor.stop();
+        result
     })
 }

@@ -22,6 +22,8 @@ pub(crate) enum AuthOutcome {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Authenticator {
     users: Option<std::collections::HashMap<String, [u8; 32]>>,
+    /// The digest of the self-probe's password (a per-process secret).
+    probe: Option<[u8; 32]>,
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -37,8 +39,11 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 impl Authenticator {
-    pub(crate) fn new(config: Option<&MqttAuthConfig>) -> Self {
+    /// `probe_password`: the self-probe logs in as
+    /// [`PROBE_USER`](super::probe::PROBE_USER) with it.
+    pub(crate) fn new(config: Option<&MqttAuthConfig>, probe_password: Option<&str>) -> Self {
         Authenticator {
+            probe: probe_password.map(|p| digest(p.as_bytes())),
             users: config.map(|c| {
                 c.users
                     .iter()
@@ -56,6 +61,12 @@ impl Authenticator {
             return AuthOutcome::NotAuthorized;
         };
         let given = digest(password);
+        if username == super::probe::PROBE_USER
+            && let Some(probe) = &self.probe
+            && constant_time_eq(&given, probe)
+        {
+            return AuthOutcome::Allowed;
+        }
         let dummy = [0u8; 32];
         let (known, expected) = match users.get(username) {
             Some(d) => (true, d),
@@ -75,12 +86,12 @@ mod tests {
 
     #[test]
     fn checks() {
-        let open = Authenticator::new(None);
+        let open = Authenticator::new(None, None);
         assert_eq!(open.check(None, None), AuthOutcome::Allowed);
         let config = MqttAuthConfig {
             users: [("alice".to_owned(), "secret".to_owned())].into(),
         };
-        let auth = Authenticator::new(Some(&config));
+        let auth = Authenticator::new(Some(&config), Some("probe-secret"));
         assert_eq!(
             auth.check(Some("alice"), Some(b"secret")),
             AuthOutcome::Allowed
@@ -95,5 +106,20 @@ mod tests {
         );
         assert_eq!(auth.check(Some("alice"), None), AuthOutcome::NotAuthorized);
         assert_eq!(auth.check(None, None), AuthOutcome::NotAuthorized);
+        // The self-probe logs in with the per-process secret, and only so.
+        let probe = Some(super::super::probe::PROBE_USER);
+        assert_eq!(
+            auth.check(probe, Some(b"probe-secret")),
+            AuthOutcome::Allowed
+        );
+        assert_eq!(
+            auth.check(probe, Some(b"probe-secreT")),
+            AuthOutcome::BadCredentials
+        );
+        let unprobed = Authenticator::new(Some(&config), None);
+        assert_eq!(
+            unprobed.check(probe, Some(b"probe-secret")),
+            AuthOutcome::BadCredentials
+        );
     }
 }

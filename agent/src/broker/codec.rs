@@ -10,6 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub(crate) const CONNECT: u8 = 1;
+pub(crate) const CONNACK: u8 = 2;
 pub(crate) const PUBLISH: u8 = 3;
 pub(crate) const PUBACK: u8 = 4;
 pub(crate) const PUBREC: u8 = 5;
@@ -256,6 +257,8 @@ pub(crate) struct ConnectInfo {
     pub(crate) client_id: String,
     pub(crate) username: Option<String>,
     pub(crate) password: Option<Bytes>,
+    /// Where the client id (with its length prefix) is in the frame's bytes.
+    pub(crate) client_id_at: std::ops::Range<usize>,
 }
 
 /// Decodes a CONNECT far enough to learn the level, client id and login.
@@ -273,6 +276,7 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
                 client_id: String::new(),
                 username: None,
                 password: None,
+                client_id_at: 0..0,
             });
         }
         ("MQTT", 4) => ProtocolLevel::V4,
@@ -286,6 +290,7 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
             client_id: String::new(),
             username: None,
             password: None,
+            client_id_at: 0..0,
         });
     }
     let flags = read_u8(&mut b)?;
@@ -293,7 +298,10 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
     if level == ProtocolLevel::V5 {
         read_properties(&mut b)?;
     }
+    let total = frame.bytes.len();
+    let id_start = total - b.len();
     let client_id = read_string(&mut b, "client id")?;
+    let client_id_at = id_start..total - b.len();
     if flags & 0x04 != 0 {
         if level == ProtocolLevel::V5 {
             read_properties(&mut b)?;
@@ -316,7 +324,65 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
         client_id,
         username,
         password,
+        client_id_at,
     })
+}
+
+/// The CONNECT `frame` with its client id (at `at`, from [`parse_connect`])
+/// replaced by `client_id`.
+pub(crate) fn with_client_id(
+    frame: &Frame,
+    at: &std::ops::Range<usize>,
+    client_id: &str,
+) -> Result<Bytes, CodecError> {
+    let id_len = u16::try_from(client_id.len()).map_err(|_| CodecError::TooLarge {
+        size: client_id.len(),
+        max: usize::from(u16::MAX),
+    })?;
+    let bytes = &frame.bytes;
+    let (Some(before), Some(after)) = (bytes.get(frame.header_len..at.start), bytes.get(at.end..))
+    else {
+        return Err(CodecError::Truncated);
+    };
+    let mut body = Vec::with_capacity(before.len() + 2 + client_id.len() + after.len());
+    body.extend_from_slice(before);
+    body.extend_from_slice(&id_len.to_be_bytes());
+    body.extend_from_slice(client_id.as_bytes());
+    body.extend_from_slice(after);
+    Ok(encode_frame(bytes.first().copied().unwrap_or(0x10), &body))
+}
+
+/// A control packet: `first` (type and flags), the remaining length, `body`.
+pub(crate) fn encode_frame(first: u8, body: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(body.len() + 5);
+    out.push(first);
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    Bytes::from(out)
+}
+
+/// A frame from complete packet bytes (tests).
+#[cfg(test)]
+pub(crate) fn test_frame(bytes: &[u8]) -> Frame {
+    let (header_len, size) = parse_header(bytes, 1 << 20)
+        .expect("header")
+        .expect("complete");
+    assert_eq!(size, bytes.len());
+    Frame {
+        bytes: Bytes::copy_from_slice(bytes),
+        header_len,
+    }
 }
 
 /// A decoded PUBLISH.
@@ -402,32 +468,11 @@ mod tests {
     use super::*;
 
     fn frame(bytes: &[u8]) -> Frame {
-        let (header_len, size) = parse_header(bytes, 1 << 20)
-            .expect("header")
-            .expect("complete");
-        assert_eq!(size, bytes.len());
-        Frame {
-            bytes: Bytes::copy_from_slice(bytes),
-            header_len,
-        }
+        test_frame(bytes)
     }
 
     fn with_header(first: u8, body: &[u8]) -> Vec<u8> {
-        let mut out = vec![first];
-        let mut len = body.len();
-        loop {
-            let mut byte = (len % 128) as u8;
-            len /= 128;
-            if len > 0 {
-                byte |= 0x80;
-            }
-            out.push(byte);
-            if len == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(body);
-        out
+        encode_frame(first, body).to_vec()
     }
 
     #[test]
@@ -472,6 +517,17 @@ mod tests {
         assert_eq!(info.client_id, "c");
         assert_eq!(info.username.as_deref(), Some("u"));
         assert_eq!(info.password, None);
+
+        // The client id can be replaced; everything around it is kept.
+        let original = frame(&with_header(0x10, &body));
+        let long = "x".repeat(300);
+        let rewritten = with_client_id(&original, &info.client_id_at, &long).expect("rewrite");
+        let again = parse_connect(&frame(&rewritten)).expect("still a CONNECT");
+        assert_eq!(again.client_id, long);
+        assert_eq!(again.username.as_deref(), Some("u"));
+        assert_eq!(again.level, ProtocolLevel::V5);
+        let back = with_client_id(&frame(&rewritten), &again.client_id_at, "c").expect("rewrite");
+        assert_eq!(back, original.bytes);
     }
 
     #[test]

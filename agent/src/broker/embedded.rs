@@ -59,7 +59,10 @@ fn rumqttd_config(config: &MqttConfig, v4: SocketAddr, v5: SocketAddr) -> Config
     Config {
         id: 0,
         router: RouterConfig {
-            max_connections: config.max_connections,
+            // Twice the gate's limit: connections the gate has closed are
+            // still counted until rumqttd notices, and a refusal by the
+            // router leaves state behind (see `client_ids`).
+            max_connections: config.max_connections.saturating_mul(2).saturating_add(64),
             max_outgoing_packet_count: config.max_outgoing_packet_count,
             max_segment_size: usize::try_from(config.max_segment_size.as_u64())
                 .unwrap_or(usize::MAX),

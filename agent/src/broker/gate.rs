@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::auth::{AuthOutcome, Authenticator};
+use super::client_ids::UpstreamIds;
 use super::codec::{self, CodecError, Frame, FrameReader, ProtocolLevel, ReadError, TopicAliases};
 use super::embedded::Embedded;
 use super::metrics as m;
@@ -48,6 +49,8 @@ pub(crate) struct Shared<S> {
     pub(crate) hard_stop: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) connections: Arc<AtomicUsize>,
+    /// The client ids rumqttd sees.
+    pub(crate) ids: UpstreamIds,
     last_warn: AtomicU64,
     started: Instant,
 }
@@ -76,6 +79,7 @@ impl<S> Shared<S> {
             hard_stop,
             tracker,
             connections: Arc::new(AtomicUsize::new(0)),
+            ids: UpstreamIds::default(),
             last_warn: AtomicU64::new(0),
             started: Instant::now(),
         }
@@ -234,10 +238,54 @@ where
     };
     let _ = broker.set_nodelay(true);
     let (broker_r, mut broker_w) = broker.into_split();
-    if broker_w.write_all(&connect.bytes).await.is_err() {
+    let mut broker_r = FrameReader::new(broker_r, usize::MAX);
+    let upstream_id = ctx.ids.upstream(&info.client_id);
+    let connect_bytes = if upstream_id == info.client_id {
+        connect.bytes.clone()
+    } else {
+        match codec::with_client_id(&connect, &info.client_id_at, &upstream_id) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "client id cannot be mapped");
+                refuse("client_id");
+                // 0x02 / 0x85: client identifier not valid.
+                let code = if v5 { 0x85 } else { 0x02 };
+                let _ = client_w.write_all(&codec::connack_refusal(v5, code)).await;
+                return;
+            }
+        }
+    };
+    if broker_w.write_all(&connect_bytes).await.is_err() {
         return;
     }
-    let mut broker_r = FrameReader::new(broker_r, usize::MAX);
+    // rumqttd's CONNACK comes first, and the loopback connection stays open
+    // until it has arrived even if the client has gone: a connection rumqttd
+    // gives up on before its CONNACK is written leaves state behind that
+    // crashes it on the next CONNECT with the same id (see `client_ids`).
+    let connack = tokio::time::timeout(ctx.connect_timeout, broker_r.next()).await;
+    match connack {
+        Ok(Ok(Some(frame))) if frame.packet_type() == codec::CONNACK => {
+            if client_w.write_all(&frame.bytes).await.is_err() || client_w.flush().await.is_err() {
+                return;
+            }
+        }
+        other => {
+            let why = match other {
+                Ok(Ok(Some(frame))) => {
+                    format!("packet type {} instead of CONNACK", frame.packet_type())
+                }
+                Ok(Ok(None)) => "closed without CONNACK".to_owned(),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no CONNACK within {:?}", ctx.connect_timeout),
+            };
+            ctx.ids.retire(&info.client_id);
+            tracing::warn!(%peer, client_id = %info.client_id, %why, "embedded broker did not accept a connection; the client id is retired");
+            refuse("unavailable");
+            let code = if v5 { 0x88 } else { 0x03 };
+            let _ = client_w.write_all(&codec::connack_refusal(v5, code)).await;
+            return;
+        }
+    }
     let conn = Conn {
         peer,
         client_id: info.client_id,
@@ -354,6 +402,7 @@ async fn on_publish<S: IngestSink>(
     conn: &Conn,
     ctx: &Shared<S>,
 ) -> Result<bool, UpEnd> {
+    crate::supervise::fault::point("gate").await;
     let publish = match codec::parse_publish(frame, conn.v5, aliases) {
         Ok(p) => p,
         Err(e) => {
@@ -396,11 +445,12 @@ async fn on_publish<S: IngestSink>(
     };
     let (tx, rx) = oneshot::channel();
     let sink = ctx.sink.clone();
-    ctx.tracker.spawn(async move {
-        let accepted = sink.ingest(message).await;
-        drop(permit);
-        let _ = tx.send(accepted);
-    });
+    ctx.tracker
+        .spawn(crate::supervise::in_component("gate", async move {
+            let accepted = sink.ingest(message).await;
+            drop(permit);
+            let _ = tx.send(accepted);
+        }));
     if publish.qos > 0 {
         conn.slots().0.insert(
             publish.pkid,

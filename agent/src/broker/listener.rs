@@ -27,15 +27,18 @@ fn tls_error(path: &Path, message: impl std::fmt::Display) -> BrokerError {
     }
 }
 
-/// Builds the TLS acceptor from the PEM files in `[mqtt.tls]`.
-pub(crate) fn tls_acceptor(config: &MqttTlsConfig) -> Result<TlsAcceptor, BrokerError> {
+/// Builds the TLS acceptor from the PEM files in `[mqtt.tls]`; also returns
+/// the end-entity certificate (the self-probe pins it).
+pub(crate) fn tls_acceptor(
+    config: &MqttTlsConfig,
+) -> Result<(TlsAcceptor, CertificateDer<'static>), BrokerError> {
     let file = File::open(&config.cert).map_err(|e| tls_error(&config.cert, e))?;
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut BufReader::new(file))
         .collect::<Result<_, _>>()
         .map_err(|e| tls_error(&config.cert, e))?;
-    if certs.is_empty() {
+    let Some(leaf) = certs.first().cloned() else {
         return Err(tls_error(&config.cert, "no certificate in PEM file"));
-    }
+    };
     let file = File::open(&config.key).map_err(|e| tls_error(&config.key, e))?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut BufReader::new(file))
         .map_err(|e| tls_error(&config.key, e))?
@@ -47,7 +50,7 @@ pub(crate) fn tls_acceptor(config: &MqttTlsConfig) -> Result<TlsAcceptor, Broker
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| tls_error(&config.key, e))?;
-    Ok(TlsAcceptor::from(Arc::new(server)))
+    Ok((TlsAcceptor::from(Arc::new(server)), leaf))
 }
 
 pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
@@ -70,6 +73,7 @@ pub(crate) async fn accept_loop<S: IngestSink>(
             _ = ctx.shutdown.cancelled() => break,
             r = listener.accept() => r,
         };
+        crate::supervise::fault::point("broker").await;
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
@@ -88,7 +92,7 @@ pub(crate) async fn accept_loop<S: IngestSink>(
         let ctx = ctx.clone();
         let tls = tls.clone();
         let tracker = ctx.tracker.clone();
-        tracker.spawn(async move {
+        tracker.spawn(crate::supervise::in_component("gate", async move {
             let _permit = permit;
             match tls {
                 None => gate::serve(stream, peer, ctx).await,
@@ -102,7 +106,7 @@ pub(crate) async fn accept_loop<S: IngestSink>(
                     }
                 }
             }
-        });
+        }));
     }
     tracing::debug!(addr = ?listener.local_addr().ok(), "listener stopped");
 }

@@ -93,12 +93,14 @@
 //! debug log, a counter, and at most one warning every 10 s.
 
 mod auth;
+mod client_ids;
 mod codec;
 pub mod config;
 mod embedded;
 mod gate;
 mod listener;
 pub mod metrics;
+pub mod probe;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -138,6 +140,8 @@ pub struct BrokerHandle {
     local_addr: SocketAddr,
     tls_local_addr: Option<SocketAddr>,
     connections: Arc<AtomicUsize>,
+    max_connections: usize,
+    probes: Vec<probe::ProbeTarget>,
 }
 
 impl BrokerHandle {
@@ -154,6 +158,17 @@ impl BrokerHandle {
     /// Client connections currently open through the gate.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Whether the gate is at `mqtt.max_connections` (new clients are
+    /// refused, the self-probe included).
+    pub fn at_connection_limit(&self) -> bool {
+        self.connections() >= self.max_connections
+    }
+
+    /// One self-probe per listener and protocol version (see [`probe`]).
+    pub fn probe_targets(&self) -> &[probe::ProbeTarget] {
+        &self.probes
     }
 }
 
@@ -174,30 +189,37 @@ pub async fn run<S: IngestSink>(
     let tls = config
         .tls
         .as_ref()
-        .map(|t| listener::tls_acceptor(t).map(|acceptor| (acceptor, t.listen)))
+        .map(|t| listener::tls_acceptor(t).map(|(acceptor, leaf)| (acceptor, leaf, t.listen)))
         .transpose()?;
     let plain = listener::bind(config.listen).await?;
     let local_addr = plain.local_addr().map_err(|source| BrokerError::Bind {
         addr: config.listen,
         source,
     })?;
-    let tls = match tls {
-        Some((acceptor, addr)) => {
+    let (tls, tls_leaf) = match tls {
+        Some((acceptor, leaf, addr)) => {
             let l = listener::bind(addr).await?;
             let bound = l
                 .local_addr()
                 .map_err(|source| BrokerError::Bind { addr, source })?;
-            Some((acceptor, l, bound))
+            (Some((acceptor, l, bound)), Some(leaf))
         }
-        None => None,
+        None => (None, None),
     };
+    // The self-probe's login, when clients must log in: a fresh secret per
+    // process, never written anywhere.
+    let probe_secret = config
+        .auth
+        .as_ref()
+        .map(|_| Arc::new(rand::random::<[u8; 32]>()));
+    let probe_password = probe_secret.as_ref().map(|s| probe::hex(s.as_ref()));
     let embedded = embedded::start(&config).await?;
 
     let hard_stop = CancellationToken::new();
     let ctx = Arc::new(gate::Shared::new(
         sink.clone(),
         embedded,
-        auth::Authenticator::new(config.auth.as_ref()),
+        auth::Authenticator::new(config.auth.as_ref(), probe_password.as_deref()),
         usize::try_from(config.max_payload_size.as_u64()).unwrap_or(usize::MAX),
         config.max_inflight,
         config.connect_timeout,
@@ -213,14 +235,15 @@ pub async fn run<S: IngestSink>(
     }
     let tls_local_addr = tls.as_ref().map(|(_, _, addr)| *addr);
     if let Some((acceptor, l, _)) = tls {
-        tracker.spawn(listener::accept_loop(
-            l,
-            Some(acceptor),
-            ctx.clone(),
-            limit.clone(),
+        tracker.spawn(crate::supervise::in_component(
+            "broker",
+            listener::accept_loop(l, Some(acceptor), ctx.clone(), limit.clone()),
         ));
     }
-    tracker.spawn(listener::accept_loop(plain, None, ctx.clone(), limit));
+    tracker.spawn(crate::supervise::in_component(
+        "broker",
+        listener::accept_loop(plain, None, ctx.clone(), limit),
+    ));
 
     // The grace period: once shutdown starts, close whatever is still open
     // after `shutdown_grace` (returns early when every connection is gone).
@@ -236,9 +259,12 @@ pub async fn run<S: IngestSink>(
     });
 
     tracing::info!(%local_addr, tls = ?tls_local_addr, "mqtt broker listening");
+    let probes = probe::targets(local_addr, tls_local_addr.zip(tls_leaf), probe_secret);
     Ok(BrokerHandle {
         local_addr,
         tls_local_addr,
         connections,
+        max_connections: config.max_connections,
+        probes,
     })
 }

@@ -105,9 +105,10 @@ pub fn spawn<S: IngestSink>(
 ) -> Result<(), BrokerError> {
     let transport = tls_transport(&config)?;
     let task_tracker = tracker.clone();
-    tracker.spawn(async move {
-        run(config, transport, sink, shutdown, task_tracker).await;
-    });
+    tracker.spawn(crate::supervise::in_component(
+        "upstream",
+        run(config, transport, sink, shutdown, task_tracker),
+    ));
     Ok(())
 }
 
@@ -187,6 +188,7 @@ async fn session<S: IngestSink>(
             }
             e = eventloop.poll() => e,
         };
+        crate::supervise::fault::point("upstream").await;
         let packet = match event {
             Ok(Event::Incoming(packet)) => packet,
             Ok(Event::Outgoing(_)) => continue,

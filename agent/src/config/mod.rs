@@ -17,6 +17,7 @@ use crate::http::HttpConfig;
 use crate::route::RouteConfig;
 use crate::serial::config::{ModbusTcpConfig, SerialConfig};
 use crate::store::{SegmentConfig, StoreConfig};
+use crate::supervise::SupervisorConfig;
 use crate::uplink::UplinkConfig;
 
 mod template;
@@ -47,6 +48,8 @@ pub struct AgentConfig {
     pub http: HttpConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub supervisor: SupervisorConfig,
 }
 
 /// `[agent]`: who this gateway is and where it keeps its state.
@@ -158,6 +161,7 @@ impl AgentConfig {
         self.segment
             .validate_with_store(&self.store, "segment", &mut errors);
         self.uplink.validate(&mut errors);
+        self.supervisor.validate(&mut errors);
         if self.http.listen == self.mqtt.listen {
             errors.push("http.listen: same address as mqtt.listen".into());
         }

@@ -210,4 +210,17 @@ listen = "127.0.0.1:9180"
 level = "info,rumqttd=off"
 # text | json
 format = "text"
+
+[supervisor]
+# The agent is crash-only: a panic anywhere ends the process (SIGABRT) and
+# systemd (Restart=on-failure) or the container runtime starts it again;
+# nothing acknowledged is lost. Liveness: every MQTT listener is connected
+# to like a client (MQTT 3.1.1 and 5) and the buffer's writer is asked to
+# answer, every probe_interval; each probe may take probe_timeout.
+probe_interval = "5s"
+probe_timeout = "5s"
+# A part stalled (or ended) this long past its deadline makes the agent exit
+# so that it restarts. /health answers 503 and the systemd watchdog is no
+# longer pinged as soon as a part is stalled. "0s": report only.
+stall_timeout = "20s"
 "#;

@@ -51,6 +51,7 @@ use crate::store::metrics as m;
 use crate::store::{
     CutLimits, DeadLetter, LoadedGroup, SegmentConfig, SegmentCut, StoreError, StoreHandle,
 };
+use crate::supervise::{Beat, WORK_ALLOWANCE, fault};
 
 #[cfg(test)]
 mod tests;
@@ -71,6 +72,8 @@ pub struct Segmenter {
     config: SegmentConfig,
     /// Told after every pass that cut a segment (the uplink waits on it).
     cut: Option<Arc<Notify>>,
+    /// Liveness: beats every tick and every cut.
+    beat: Option<Arc<Beat>>,
 }
 
 /// The outcome of encoding a loaded group.
@@ -88,6 +91,19 @@ impl Segmenter {
             store,
             config,
             cut: None,
+            beat: None,
+        }
+    }
+
+    /// Reports progress to the supervisor (every tick, every segment cut).
+    pub fn with_beat(mut self, beat: Beat) -> Self {
+        self.beat = Some(Arc::new(beat));
+        self
+    }
+
+    fn progress(&self, next_within: Duration) {
+        if let Some(beat) = &self.beat {
+            beat.progress(next_within);
         }
     }
 
@@ -122,6 +138,7 @@ impl Segmenter {
         let mut stale = 0;
         let limits = self.limits();
         while let Some(group) = self.store.load_due(limits, force).await? {
+            self.progress(WORK_ALLOWANCE);
             let agent_id = self.store.agent_id().clone();
             let started = Instant::now();
             let plan = tokio::task::spawn_blocking(move || plan(group, &agent_id))
@@ -172,10 +189,13 @@ impl Segmenter {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
+            self.progress(tick + WORK_ALLOWANCE);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = interval.tick() => {}
             }
+            fault::point("segmenter").await;
+            self.progress(WORK_ALLOWANCE);
             match self.cut_due().await {
                 Ok(_) => failing = false,
                 Err(StoreError::Closed) => return Err(StoreError::Closed),

@@ -37,6 +37,7 @@ use self::modbus::{Bus, Timing, wire::Tap};
 use self::status::{PortHandle, SerialStatus};
 use crate::ingest::{Durability, Incoming, RejectReason};
 use crate::route::Buffer;
+use crate::supervise::{Liveness, fault, in_component};
 use crate::uplink::Backoff;
 
 /// Why a session with a port or device ended.
@@ -50,12 +51,17 @@ pub enum Ended {
 
 /// Starts a task per port and per Modbus TCP device. They stop when `stop`
 /// is cancelled, after committing what they have read.
+///
+/// Each source is a component `serial.<name>` in `liveness`: it waits on
+/// its device, so it is idle (it cannot stall), but a task that ends while
+/// the agent runs is reported as exited.
 pub fn start<B: Buffer>(
     serial: &SerialConfig,
     modbus_tcp: &[ModbusTcpConfig],
     buffer: B,
     stop: CancellationToken,
     tracker: &TaskTracker,
+    liveness: &Liveness,
 ) -> SerialStatus {
     let status = SerialStatus::default();
     for port in &serial.ports {
@@ -64,21 +70,23 @@ pub fn start<B: Buffer>(
             PortMode::ModbusRtu => "modbus-rtu",
         };
         let handle = status.port(&port.name, kind, port.path.display().to_string());
-        tracker.spawn(supervise_port(
-            port.clone(),
-            buffer.clone(),
-            handle,
-            stop.clone(),
-        ));
+        let beat = liveness.register(format!("serial.{}", port.name), Duration::ZERO, false);
+        beat.idle();
+        let task = supervise_port(port.clone(), buffer.clone(), handle, stop.clone());
+        tracker.spawn(in_component("serial", async move {
+            task.await;
+            drop(beat);
+        }));
     }
     for device in modbus_tcp {
         let handle = status.port(&device.name, "modbus-tcp", device.address.clone());
-        tracker.spawn(supervise_tcp(
-            device.clone(),
-            buffer.clone(),
-            handle,
-            stop.clone(),
-        ));
+        let beat = liveness.register(format!("serial.{}", device.name), Duration::ZERO, false);
+        beat.idle();
+        let task = supervise_tcp(device.clone(), buffer.clone(), handle, stop.clone());
+        tracker.spawn(in_component("serial", async move {
+            task.await;
+            drop(beat);
+        }));
     }
     status
 }
@@ -89,6 +97,7 @@ pub(crate) async fn store<B: Buffer>(
     readings: Vec<Incoming>,
     port: &PortHandle,
 ) -> Result<(), Ended> {
+    fault::point("serial").await;
     let n = readings.len();
     let last = readings
         .iter()

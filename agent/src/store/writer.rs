@@ -200,6 +200,7 @@ impl Writer {
 
     /// Handles one command.
     fn handle(&mut self, cmd: Command) {
+        crate::supervise::fault::point_blocking("store");
         metrics::counter!(m::QUEUE_POPPED).increment(1);
         if self.shutdown.is_some() {
             return;

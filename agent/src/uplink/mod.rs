@@ -37,6 +37,7 @@ pub use config::UplinkConfig;
 pub use status::{UplinkState, UplinkStatus};
 
 use crate::metrics as m;
+use crate::supervise::{Beat, WORK_ALLOWANCE, fault};
 
 /// The buffer's side of the uplink.
 pub trait SegmentQueue: Clone + Send + Sync + 'static {
@@ -70,6 +71,7 @@ pub async fn run<Q: SegmentQueue>(
     queue: Q,
     wake: Arc<Notify>,
     status: UplinkStatus,
+    beat: Beat,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
@@ -78,9 +80,12 @@ pub async fn run<Q: SegmentQueue>(
         if shutdown.is_cancelled() {
             return;
         }
+        fault::point("uplink").await;
+        beat.progress(WORK_ALLOWANCE);
         let segment = match queue.next_pending().await {
             Ok(Some(segment)) => segment,
             Ok(None) => {
+                beat.progress(IDLE_POLL + WORK_ALLOWANCE);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = wake.notified() => {}
@@ -90,13 +95,17 @@ pub async fn run<Q: SegmentQueue>(
             }
             Err(e) => {
                 tracing::error!(error = %e, "uplink cannot read the buffer");
-                if sleep_or_cancel(backoff.next_delay(), &shutdown).await {
+                let delay = backoff.next_delay();
+                beat.progress(delay + WORK_ALLOWANCE);
+                if sleep_or_cancel(delay, &shutdown).await {
                     return;
                 }
                 continue;
             }
         };
         let started = Instant::now();
+        // The request is bounded by `uplink.timeout`.
+        beat.progress(config.timeout + WORK_ALLOWANCE);
         let backlog = queue.backlog().await;
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -138,6 +147,7 @@ pub async fn run<Q: SegmentQueue>(
                 } else {
                     tracing::debug!(seq = segment.seq, error = %message, retry_in = ?delay, "upload failed again");
                 }
+                beat.progress(delay + WORK_ALLOWANCE);
                 if sleep_or_cancel(delay, &shutdown).await {
                     return;
                 }
@@ -146,10 +156,11 @@ pub async fn run<Q: SegmentQueue>(
         }
         if rate > 0 {
             let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);
-            if let Some(wait) = budget.checked_sub(started.elapsed())
-                && sleep_or_cancel(wait, &shutdown).await
-            {
-                return;
+            if let Some(wait) = budget.checked_sub(started.elapsed()) {
+                beat.progress(wait + WORK_ALLOWANCE);
+                if sleep_or_cancel(wait, &shutdown).await {
+                    return;
+                }
             }
         }
     }
