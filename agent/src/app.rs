@@ -23,7 +23,7 @@ use crate::ingest::{Durability, Incoming, RejectReason};
 use crate::route::{Buffer, DeadLetter, Router};
 use crate::segmenter::Segmenter;
 use crate::store::{StoreHandle, SystemClock};
-use crate::supervise::{Lifecycle, Liveness, WORK_ALLOWANCE, in_component, probes};
+use crate::supervise::{Lifecycle, Liveness, in_component, probes};
 use crate::uplink::{self, Backlog, HubClient, PendingSegment, SegmentQueue, UplinkStatus};
 use crate::{broker, http};
 
@@ -132,7 +132,7 @@ pub async fn start(
     tracing::info!(path = %path.display(), agent_id = %store.agent_id(), "buffer open");
 
     let tracker = TaskTracker::new();
-    let liveness = Liveness::new();
+    let liveness = Liveness::new(config.supervisor.work_timeout);
     // Each stage has its own token so that shutdown is ordered.
     let probe_stop = CancellationToken::new();
     let broker_stop = CancellationToken::new();
@@ -144,7 +144,7 @@ pub async fn start(
     let wake = Arc::new(Notify::new());
     let segmenter = Segmenter::new(store.clone(), config.segment.clone())
         .notify_cuts(wake.clone())
-        .with_beat(liveness.register("segmenter", WORK_ALLOWANCE, false));
+        .with_beat(liveness.register("segmenter", config.supervisor.work_timeout, false));
     let segmenter_task = tokio::spawn(in_component(
         "segmenter",
         segmenter.run(segmenter_stop.clone()),
@@ -167,7 +167,7 @@ pub async fn start(
             buffered.clone(),
             wake,
             uplink_status.clone(),
-            liveness.register("uplink", WORK_ALLOWANCE, false),
+            liveness.register("uplink", config.supervisor.work_timeout, false),
             uplink_stop.clone(),
         ),
     ));

@@ -37,7 +37,8 @@ impl Answer {
     }
 }
 
-/// One HTTP/1.1 request on a new connection (`Connection: close`).
+/// One HTTP/1.1 request on a new connection (`Connection: close`); panics
+/// if the server cannot be reached (see [`try_request`]).
 pub fn request(
     method: &str,
     addr: SocketAddr,
@@ -46,8 +47,21 @@ pub fn request(
     body: &[u8],
     read_timeout: Duration,
 ) -> Answer {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    try_request(method, addr, path, headers, body, read_timeout)
+        .unwrap_or_else(|e| panic!("{method} {addr}{path}: {e}"))
+}
+
+/// One HTTP/1.1 request on a new connection; an error if the server cannot
+/// be reached or the exchange fails (a process that is restarting).
+pub fn try_request(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    read_timeout: Duration,
+) -> std::io::Result<Answer> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     let _ = s.set_nodelay(true);
     let _ = s.set_read_timeout(Some(read_timeout));
     let mut head = format!(
@@ -58,10 +72,10 @@ pub fn request(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes()).expect("write head");
-    s.write_all(body).expect("write body");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
+    s.read_to_end(&mut raw)?;
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -84,11 +98,11 @@ pub fn request(
     {
         body = dechunk(&body);
     }
-    Answer {
+    Ok(Answer {
         status,
         headers,
         body,
-    }
+    })
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {

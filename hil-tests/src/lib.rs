@@ -6,7 +6,8 @@
 //! tools, free ports, child processes that die with the test, and waiting
 //! for a port without sleeping blindly. [`faults`] is the fault-injection
 //! harness and its scenarios (`docs/faults.md`); [`serial`] and
-//! [`lossy_fs`] provide virtual serial lines and a power-cut filesystem.
+//! [`lossy_fs`] provide virtual serial lines and a power-cut filesystem;
+//! [`supervised`] plays systemd (restart on failure, the watchdog socket).
 //!
 //! External tools are installed by `scripts/test.sh`, which also sets
 //! `FERRY_REQUIRE_PEERS=1`: then a missing tool fails the test with a clear
@@ -18,9 +19,10 @@ pub mod faults;
 mod http;
 pub mod lossy_fs;
 pub mod serial;
+pub mod supervised;
 
 pub use args::Args;
-pub use http::{Answer, request};
+pub use http::{Answer, request, try_request};
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -303,4 +305,37 @@ pub fn publish_lines(mosquitto_pub: &Path, port: u16, topic: &str, args: &[&str]
         child.wait().expect("wait").success(),
         "mosquitto_pub failed"
     );
+}
+
+/// Starts Mosquitto on a free loopback port, with persistence (snapshots to
+/// `dir` every second and on changes, its most durable setting) or without.
+/// Panics if `mosquitto` is missing (check with [`require_tool`] first).
+pub fn start_mosquitto(dir: &Path, persistent: bool) -> (Peer, u16) {
+    let mosquitto = find_tool("mosquitto").expect("mosquitto (apt-get install mosquitto)");
+    let port = free_port();
+    let conf = dir.join(format!("mosquitto-{port}.conf"));
+    let mut text = format!(
+        "listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 100\nmax_queued_messages 100000\n"
+    );
+    if persistent {
+        let data = dir.join(format!("mosquitto-{port}"));
+        std::fs::create_dir_all(&data).expect("mosquitto data dir");
+        text.push_str(&format!(
+            "persistence true\npersistence_location {}/\nautosave_on_changes true\nautosave_interval 1\n",
+            data.display()
+        ));
+    } else {
+        text.push_str("persistence false\n");
+    }
+    std::fs::write(&conf, text).expect("mosquitto.conf");
+    let peer = Peer::spawn(
+        "mosquitto",
+        Command::new(mosquitto).arg("-c").arg(&conf),
+        &dir.join(format!("mosquitto-{port}.log")),
+    );
+    wait_for_port(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(10),
+    );
+    (peer, port)
 }

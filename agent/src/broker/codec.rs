@@ -15,6 +15,7 @@ pub(crate) const PUBLISH: u8 = 3;
 pub(crate) const PUBACK: u8 = 4;
 pub(crate) const PUBREC: u8 = 5;
 pub(crate) const PUBREL: u8 = 6;
+pub(crate) const DISCONNECT: u8 = 14;
 
 /// Why bytes could not be understood.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use metrics::{counter, gauge, histogram};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -31,6 +30,7 @@ use super::auth::{AuthOutcome, Authenticator};
 use super::client_ids::UpstreamIds;
 use super::codec::{self, CodecError, Frame, FrameReader, ProtocolLevel, ReadError, TopicAliases};
 use super::embedded::Embedded;
+use super::loopback::{self, OpenError};
 use super::metrics as m;
 use crate::ingest::{Accepted, IngestSink, Message, QoS, RejectReason, Source};
 
@@ -226,65 +226,28 @@ where
             return;
         }
     }
-    let broker = match TcpStream::connect(upstream).await {
-        Ok(s) => s,
+    let link = match loopback::open(upstream, &connect, &info, &ctx.ids, ctx.connect_timeout).await
+    {
+        Ok(link) => link,
         Err(e) => {
-            tracing::error!(%peer, error = %e, "embedded broker unreachable");
-            refuse("unavailable");
-            let code = if v5 { 0x88 } else { 0x03 };
-            let _ = client_w.write_all(&codec::connack_refusal(v5, code)).await;
-            return;
-        }
-    };
-    let _ = broker.set_nodelay(true);
-    let (broker_r, mut broker_w) = broker.into_split();
-    let mut broker_r = FrameReader::new(broker_r, usize::MAX);
-    let upstream_id = ctx.ids.upstream(&info.client_id);
-    let connect_bytes = if upstream_id == info.client_id {
-        connect.bytes.clone()
-    } else {
-        match codec::with_client_id(&connect, &info.client_id_at, &upstream_id) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "client id cannot be mapped");
-                refuse("client_id");
+            let (reason, code) = match &e {
                 // 0x02 / 0x85: client identifier not valid.
-                let code = if v5 { 0x85 } else { 0x02 };
-                let _ = client_w.write_all(&codec::connack_refusal(v5, code)).await;
-                return;
-            }
-        }
-    };
-    if broker_w.write_all(&connect_bytes).await.is_err() {
-        return;
-    }
-    // rumqttd's CONNACK comes first, and the loopback connection stays open
-    // until it has arrived even if the client has gone: a connection rumqttd
-    // gives up on before its CONNACK is written leaves state behind that
-    // crashes it on the next CONNECT with the same id (see `client_ids`).
-    let connack = tokio::time::timeout(ctx.connect_timeout, broker_r.next()).await;
-    match connack {
-        Ok(Ok(Some(frame))) if frame.packet_type() == codec::CONNACK => {
-            if client_w.write_all(&frame.bytes).await.is_err() || client_w.flush().await.is_err() {
-                return;
-            }
-        }
-        other => {
-            let why = match other {
-                Ok(Ok(Some(frame))) => {
-                    format!("packet type {} instead of CONNACK", frame.packet_type())
-                }
-                Ok(Ok(None)) => "closed without CONNACK".to_owned(),
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no CONNACK within {:?}", ctx.connect_timeout),
+                OpenError::ClientId(_) => ("client_id", if v5 { 0x85 } else { 0x02 }),
+                _ => ("unavailable", if v5 { 0x88 } else { 0x03 }),
             };
-            ctx.ids.retire(&info.client_id);
-            tracing::warn!(%peer, client_id = %info.client_id, %why, "embedded broker did not accept a connection; the client id is retired");
-            refuse("unavailable");
-            let code = if v5 { 0x88 } else { 0x03 };
+            tracing::warn!(%peer, client_id = %info.client_id, error = %e, "connection refused");
+            refuse(reason);
             let _ = client_w.write_all(&codec::connack_refusal(v5, code)).await;
             return;
         }
+    };
+    let loopback::Loopback {
+        reader: mut broker_r,
+        writer: mut broker_w,
+        connack,
+    } = link;
+    if client_w.write_all(&connack.bytes).await.is_err() || client_w.flush().await.is_err() {
+        return;
     }
     let conn = Conn {
         peer,
@@ -309,6 +272,14 @@ where
                 },
                 UpEnd::TooLarge => Some(0x95),
                 UpEnd::Closed => None,
+                // rumqttd closes the loopback connection once it has handled
+                // the DISCONNECT; closing it first would race that handling
+                // (see `loopback`): a late "disconnected" event from this
+                // connection can then end another client's connection.
+                UpEnd::Disconnected => {
+                    let _ = tokio::time::timeout(ctx.connect_timeout, &mut down).await;
+                    None
+                }
             },
             end = &mut down => match end {
                 DownEnd::Drained => Some(0x8B),
@@ -333,6 +304,8 @@ where
 enum UpEnd {
     /// Client closed, or a packet could not be decoded.
     Closed,
+    /// The client sent DISCONNECT (forwarded to rumqttd).
+    Disconnected,
     /// A packet exceeded `max_payload_size`.
     TooLarge,
     /// The gate is shutting down: stop reading, let `down` drain.
@@ -390,6 +363,9 @@ where
         }
         if broker.write_all(&frame.bytes).await.is_err() {
             return UpEnd::Closed;
+        }
+        if frame.packet_type() == codec::DISCONNECT {
+            return UpEnd::Disconnected;
         }
     }
 }

@@ -18,6 +18,9 @@ pub const ACK_HOLD_SECONDS: &str = "ferry_broker_ack_hold_seconds";
 pub const ACKS_REJECTED: &str = "ferry_broker_acks_rejected_total";
 /// Counter: connections closed because of a malformed or oversized packet.
 pub const MALFORMED_PACKETS: &str = "ferry_broker_malformed_packets_total";
+/// Counter: loopback connections rumqttd closed before its CONNACK; the
+/// client id was retired and the connection retried (see `client_ids`).
+pub const CLIENT_IDS_RETIRED: &str = "ferry_broker_client_ids_retired_total";
 /// Gauge: upstream subscriptions currently connected; label `upstream`.
 pub const UPSTREAM_CONNECTED: &str = "ferry_upstream_connected";
 /// Counter: messages received from upstream brokers; label `upstream`.

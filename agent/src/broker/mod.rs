@@ -99,6 +99,7 @@ pub mod config;
 mod embedded;
 mod gate;
 mod listener;
+mod loopback;
 pub mod metrics;
 pub mod probe;
 pub mod upstream;

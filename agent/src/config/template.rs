@@ -223,4 +223,7 @@ probe_timeout = "5s"
 # so that it restarts. /health answers 503 and the systemd watchdog is no
 # longer pinged as soon as a part is stalled. "0s": report only.
 stall_timeout = "20s"
+# The longest one internal step of a loop (a buffer query, cutting a
+# segment) may take before the loop counts as stalled.
+work_timeout = "1m"
 "#;

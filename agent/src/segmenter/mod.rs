@@ -51,7 +51,7 @@ use crate::store::metrics as m;
 use crate::store::{
     CutLimits, DeadLetter, LoadedGroup, SegmentConfig, SegmentCut, StoreError, StoreHandle,
 };
-use crate::supervise::{Beat, WORK_ALLOWANCE, fault};
+use crate::supervise::{Beat, fault};
 
 #[cfg(test)]
 mod tests;
@@ -101,9 +101,10 @@ impl Segmenter {
         self
     }
 
-    fn progress(&self, next_within: Duration) {
+    /// Liveness: next, a wait of at most `wait` and then internal work.
+    fn waiting(&self, wait: Duration) {
         if let Some(beat) = &self.beat {
-            beat.progress(next_within);
+            beat.waiting(wait);
         }
     }
 
@@ -138,7 +139,7 @@ impl Segmenter {
         let mut stale = 0;
         let limits = self.limits();
         while let Some(group) = self.store.load_due(limits, force).await? {
-            self.progress(WORK_ALLOWANCE);
+            self.waiting(Duration::ZERO);
             let agent_id = self.store.agent_id().clone();
             let started = Instant::now();
             let plan = tokio::task::spawn_blocking(move || plan(group, &agent_id))
@@ -189,13 +190,13 @@ impl Segmenter {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
-            self.progress(tick + WORK_ALLOWANCE);
+            self.waiting(tick);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = interval.tick() => {}
             }
             fault::point("segmenter").await;
-            self.progress(WORK_ALLOWANCE);
+            self.waiting(Duration::ZERO);
             match self.cut_due().await {
                 Ok(_) => failing = false,
                 Err(StoreError::Closed) => return Err(StoreError::Closed),

@@ -23,6 +23,16 @@ pub struct SupervisorConfig {
     /// (`/health` answers 503, the systemd watchdog is no longer pinged).
     #[serde(default = "default_stall_timeout", with = "humantime_serde")]
     pub stall_timeout: Duration,
+    /// The longest a loop (the uplink, the segmenter) may spend on one
+    /// internal step (a buffer query, cutting a segment) before it counts
+    /// as stalled; added to every wait it declares. Generous: an SD card
+    /// can stall for seconds, and a false stall restarts a working gateway.
+    #[serde(default = "default_work_timeout", with = "humantime_serde")]
+    pub work_timeout: Duration,
+}
+
+fn default_work_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_probe_interval() -> Duration {
@@ -43,6 +53,7 @@ impl Default for SupervisorConfig {
             probe_interval: default_probe_interval(),
             probe_timeout: default_probe_timeout(),
             stall_timeout: default_stall_timeout(),
+            work_timeout: default_work_timeout(),
         }
     }
 }
@@ -55,6 +66,9 @@ impl SupervisorConfig {
         }
         if self.probe_timeout < Duration::from_millis(100) {
             errors.push("supervisor.probe_timeout: must be at least 100ms".into());
+        }
+        if self.work_timeout < Duration::from_secs(1) {
+            errors.push("supervisor.work_timeout: must be at least 1s".into());
         }
         if self.probe_interval > Duration::from_secs(3600) {
             errors.push("supervisor.probe_interval: must be at most 1h".into());

@@ -63,6 +63,8 @@ struct Slot {
 #[derive(Debug)]
 struct Inner {
     epoch: Instant,
+    /// Added to every declared wait: the internal work around it.
+    work: Duration,
     slots: Mutex<Vec<Arc<Slot>>>,
     stopping: AtomicBool,
 }
@@ -75,7 +77,7 @@ pub struct Liveness {
 
 impl Default for Liveness {
     fn default() -> Self {
-        Liveness::new()
+        Liveness::new(Duration::from_secs(60))
     }
 }
 
@@ -84,10 +86,14 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Liveness {
-    pub fn new() -> Self {
+    /// `work`: how long a part may spend on internal work (a buffer query,
+    /// cutting a segment) between two beats, on top of the waits it
+    /// declares (`supervisor.work_timeout`).
+    pub fn new(work: Duration) -> Self {
         Liveness {
             inner: Arc::new(Inner {
                 epoch: Instant::now(),
+                work,
                 slots: Mutex::new(Vec::new()),
                 stopping: AtomicBool::new(false),
             }),
@@ -224,6 +230,16 @@ impl Beat {
         self.slot.progressed.store(true, Ordering::SeqCst);
     }
 
+    /// Progress now; next, internal work (at most `work_timeout`).
+    pub fn working(&self) {
+        self.progress(self.registry.inner.work);
+    }
+
+    /// Progress now; next, a wait of at most `wait` and internal work.
+    pub fn waiting(&self, wait: Duration) {
+        self.progress(wait.saturating_add(self.registry.inner.work));
+    }
+
     /// Progress now; next, a wait for the outside world with no deadline.
     pub fn idle(&self) {
         let now = self.registry.now_ms(Instant::now());
@@ -305,7 +321,7 @@ mod tests {
 
     #[test]
     fn deadlines_idle_and_exit() {
-        let live = Liveness::new();
+        let live = Liveness::new(Duration::from_secs(60));
         let t0 = Instant::now();
         let uplink = live.register("uplink", Duration::from_secs(5), false);
         let serial = live.register("serial", Duration::from_secs(5), false);
@@ -317,6 +333,18 @@ mod tests {
         serial.idle();
         let r = live.report_at(t0 + Duration::from_secs(8));
         assert_eq!(state(&r, "uplink"), State::Ok);
+        // A declared wait gets the work allowance on top.
+        let cutter = live.register("segmenter", Duration::from_secs(5), false);
+        cutter.waiting(Duration::from_secs(1));
+        assert_eq!(
+            state(&live.report_at(t0 + Duration::from_secs(60)), "segmenter"),
+            State::Ok
+        );
+        assert_eq!(
+            state(&live.report_at(t0 + Duration::from_secs(62)), "segmenter"),
+            State::Stalled
+        );
+        drop(cutter);
         assert_eq!(state(&r, "serial"), State::Idle);
         assert!(r.healthy && r.ready);
 
@@ -345,7 +373,7 @@ mod tests {
 
     #[test]
     fn readiness_follows_gating_components() {
-        let live = Liveness::new();
+        let live = Liveness::new(Duration::from_secs(60));
         let t0 = Instant::now();
         let listener = live.register("broker.v4", Duration::from_secs(5), true);
         let _other = live.register("uplink", Duration::from_secs(5), false);

@@ -39,18 +39,10 @@ pub mod metrics;
 pub mod monitor;
 pub mod probes;
 
-use std::time::Duration;
-
 pub use config::SupervisorConfig;
 pub use crash::{Lifecycle, LifecycleRecord, in_component, install_panic_hook};
 pub use liveness::{Beat, Liveness, Report, State};
 pub use monitor::{Monitor, MonitorOptions};
-
-/// The time a loop may spend on internal work between two beats (a buffer
-/// query, cutting a segment) on top of the waits it declares. Generous: a
-/// gateway's SD card can stall for seconds, and a false stall restarts a
-/// working gateway.
-pub const WORK_ALLOWANCE: Duration = Duration::from_secs(60);
 
 /// Publishes the lifecycle record's counters as metrics.
 pub fn publish_lifecycle(record: &LifecycleRecord) {

@@ -97,15 +97,27 @@ fn run(
                     State::Exited => "ended",
                     _ => "stalled",
                 };
+                // A part waiting on a stalled one stalls too: name them all.
+                let others: Vec<&str> = report
+                    .components
+                    .iter()
+                    .filter(|c| c.state.is_fault() && c.name != worst.name)
+                    .map(|c| c.name.as_str())
+                    .collect();
                 let message = format!(
-                    "{} {what} {:.1}s ago{}",
+                    "{} {what} {:.1}s ago{}{}",
                     worst.name,
                     overdue.as_secs_f64(),
                     worst
                         .note
                         .as_deref()
                         .map(|n| format!(" ({n})"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; also faulty: {}", others.join(", "))
+                    }
                 );
                 tracing::error!(
                     component = %worst.name,

@@ -37,7 +37,7 @@ pub use config::UplinkConfig;
 pub use status::{UplinkState, UplinkStatus};
 
 use crate::metrics as m;
-use crate::supervise::{Beat, WORK_ALLOWANCE, fault};
+use crate::supervise::{Beat, fault};
 
 /// The buffer's side of the uplink.
 pub trait SegmentQueue: Clone + Send + Sync + 'static {
@@ -81,11 +81,11 @@ pub async fn run<Q: SegmentQueue>(
             return;
         }
         fault::point("uplink").await;
-        beat.progress(WORK_ALLOWANCE);
+        beat.working();
         let segment = match queue.next_pending().await {
             Ok(Some(segment)) => segment,
             Ok(None) => {
-                beat.progress(IDLE_POLL + WORK_ALLOWANCE);
+                beat.waiting(IDLE_POLL);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = wake.notified() => {}
@@ -96,7 +96,7 @@ pub async fn run<Q: SegmentQueue>(
             Err(e) => {
                 tracing::error!(error = %e, "uplink cannot read the buffer");
                 let delay = backoff.next_delay();
-                beat.progress(delay + WORK_ALLOWANCE);
+                beat.waiting(delay);
                 if sleep_or_cancel(delay, &shutdown).await {
                     return;
                 }
@@ -105,7 +105,7 @@ pub async fn run<Q: SegmentQueue>(
         };
         let started = Instant::now();
         // The request is bounded by `uplink.timeout`.
-        beat.progress(config.timeout + WORK_ALLOWANCE);
+        beat.waiting(config.timeout);
         let backlog = queue.backlog().await;
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -147,7 +147,7 @@ pub async fn run<Q: SegmentQueue>(
                 } else {
                     tracing::debug!(seq = segment.seq, error = %message, retry_in = ?delay, "upload failed again");
                 }
-                beat.progress(delay + WORK_ALLOWANCE);
+                beat.waiting(delay);
                 if sleep_or_cancel(delay, &shutdown).await {
                     return;
                 }
@@ -157,7 +157,7 @@ pub async fn run<Q: SegmentQueue>(
         if rate > 0 {
             let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);
             if let Some(wait) = budget.checked_sub(started.elapsed()) {
-                beat.progress(wait + WORK_ALLOWANCE);
+                beat.waiting(wait);
                 if sleep_or_cancel(wait, &shutdown).await {
                     return;
                 }

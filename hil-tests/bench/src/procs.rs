@@ -247,35 +247,7 @@ pub fn start_agent(
 
 // ------------------------------------------------------------------ mosquitto
 
-/// Starts Mosquitto on a free port, with persistence (snapshots to `dir`
-/// every second and on changes, its most durable setting) or without.
-pub fn start_mosquitto(dir: &Path, persistent: bool) -> (Peer, u16) {
-    let mosquitto =
-        ferry_hil_tests::find_tool("mosquitto").expect("mosquitto (apt-get install mosquitto)");
-    let port = free_port();
-    let conf = dir.join(format!("mosquitto-{port}.conf"));
-    let mut text = format!(
-        "listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 100\nmax_queued_messages 100000\n"
-    );
-    if persistent {
-        let data = dir.join(format!("mosquitto-{port}"));
-        std::fs::create_dir_all(&data).expect("mosquitto data dir");
-        text.push_str(&format!(
-            "persistence true\npersistence_location {}/\nautosave_on_changes true\nautosave_interval 1\n",
-            data.display()
-        ));
-    } else {
-        text.push_str("persistence false\n");
-    }
-    std::fs::write(&conf, text).expect("mosquitto.conf");
-    let peer = Peer::spawn(
-        "mosquitto",
-        Command::new(mosquitto).arg("-c").arg(&conf),
-        &dir.join(format!("mosquitto-{port}.log")),
-    );
-    wait_for_port(local(port), Duration::from_secs(10));
-    (peer, port)
-}
+pub use ferry_hil_tests::start_mosquitto;
 
 // ------------------------------------------------------------------ /proc
 
