@@ -17,6 +17,7 @@
 //! | [`fleet`] | what the hub knows about its agents |
 //! | [`server`] | the HTTP server: router, health, errors, logging, ordered shutdown |
 //! | [`metrics`] | every Prometheus metric name |
+//! | [`supervise`] | background tasks that panic are contained, answered and counted |
 //!
 //! The binary (`main.rs`) only parses the command line and calls
 //! [`server::Hub`], [`config::check_file`] and [`config::TEMPLATE`].
@@ -30,4 +31,5 @@ pub mod meta;
 pub mod metrics;
 pub mod query;
 pub mod server;
+pub mod supervise;
 pub mod table;

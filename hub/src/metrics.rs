@@ -8,6 +8,9 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+/// Counter: internal faults (panics) contained to one task, label `task`
+/// (`batcher`, `compaction`, `retention`, `http`); see `supervise`.
+pub const TASK_PANICS: &str = "ferry_hub_task_panics_total";
 /// Counter: HTTP requests answered, labels `route` (the matched route
 /// template, e.g. `/api/v1/query`) and `status` (the numeric status).
 pub const HTTP_REQUESTS: &str = "ferry_hub_http_requests_total";

@@ -10,7 +10,7 @@
 //! can leave shared state half updated (a poisoned lock, a dead task others
 //! wait on), and the embedded broker's threads cannot be restarted in
 //! place at all; a fresh process rebuilds every invariant from the buffer.
-//! See `docs/decisions/0007-crash-only-agent.md`.
+//! See `docs/decisions/0004-crash-only-agent.md`.
 //!
 //! # Liveness
 //!

@@ -141,7 +141,10 @@ impl Maintenance {
             .and_then(|g| g.clone())
     }
 
-    /// Starts the scheduled tasks on `tracker`; they end when `stop` is cancelled.
+    /// Starts the scheduled tasks on `tracker`; they end when `stop` is
+    /// cancelled. Each pass runs as a task of its own: a pass that panics
+    /// is logged, counted (`ferry_hub_task_panics_total`) and recorded as
+    /// a failed pass, and the schedule goes on (see `crate::supervise`).
     pub fn spawn(&self, tracker: &TaskTracker, stop: CancellationToken) {
         if self.inner.compaction.enabled {
             let this = self.clone();
@@ -149,9 +152,13 @@ impl Maintenance {
             let every = self.inner.compaction.interval;
             tracker.spawn(async move {
                 while sleep_or_stop(every, &stop).await {
-                    let run = this.compact_all(&stop).await;
-                    if !run.errors.is_empty() {
-                        warn!(errors = ?run.errors, "compaction run had errors");
+                    let (pass, until) = (this.clone(), stop.clone());
+                    match tokio::spawn(async move { pass.compact_all(&until).await }).await {
+                        Ok(run) if !run.errors.is_empty() => {
+                            warn!(errors = ?run.errors, "compaction run had errors");
+                        }
+                        Ok(_) => {}
+                        Err(e) => this.compaction_panicked(e),
                     }
                 }
             });
@@ -160,20 +167,52 @@ impl Maintenance {
         let every = self.inner.retention.interval;
         tracker.spawn(async move {
             while sleep_or_stop(every, &stop).await {
-                match this.enforce_retention(false, &stop).await {
-                    Ok(run) if !run.errors.is_empty() => {
+                let (pass, until) = (this.clone(), stop.clone());
+                match tokio::spawn(async move { pass.enforce_retention(false, &until).await }).await
+                {
+                    Ok(Ok(run)) if !run.errors.is_empty() => {
                         warn!(errors = ?run.errors, "retention run had errors");
                     }
-                    Ok(_) => {}
-                    Err(e) => warn!(error = %e, "retention run failed"),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => warn!(error = %e, "retention run failed"),
+                    Err(e) => this.retention_panicked(e),
                 }
             }
         });
     }
 
+    fn compaction_panicked(&self, e: tokio::task::JoinError) {
+        metrics::gauge!(COMPACTION_RUNNING).set(0.0);
+        let message = panic_message(e);
+        crate::supervise::record("compaction", "every table", &message);
+        if let Ok(mut last) = self.inner.last_compaction.lock() {
+            *last = Some(CompactionRun {
+                errors: vec![format!("internal fault: {message}")],
+                finished_at: now_rfc3339(),
+                ..CompactionRun::default()
+            });
+        }
+    }
+
+    fn retention_panicked(&self, e: tokio::task::JoinError) {
+        let message = panic_message(e);
+        crate::supervise::record("retention", "every table", &message);
+        if let Ok(mut last) = self.inner.last_retention.lock() {
+            *last = Some(RetentionRun {
+                errors: vec![format!("internal fault: {message}")],
+                finished_at: now_rfc3339(),
+                ..RetentionRun::default()
+            });
+        }
+    }
+
     /// Compacts every table, one after the other.
     pub async fn compact_all(&self, stop: &CancellationToken) -> CompactionRun {
         let _guard = self.inner.lock.lock().await;
+        #[cfg(test)]
+        if test_faults::take() {
+            panic!("test fault: a compaction pass panics");
+        }
         metrics::gauge!(COMPACTION_RUNNING).set(1.0);
         let policy = self.inner.compaction.policy();
         let mut run = CompactionRun::default();
@@ -315,5 +354,75 @@ mod tests {
             keep_from(today, 1),
             NaiveDate::from_ymd_opt(2026, 11, 25).unwrap()
         );
+    }
+
+    /// A compaction pass that panics is recorded as failed; the schedule
+    /// goes on and the next pass runs.
+    #[tokio::test]
+    async fn a_panicking_pass_does_not_stop_the_schedule() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = crate::table::StorageConfig::Fs(crate::table::config::FsConfig {
+            path: dir.path().join("tables"),
+        });
+        let stop = CancellationToken::new();
+        let tables = Tables::open(
+            &storage,
+            &crate::table::TableConfig::default(),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        let meta = Meta::open(&dir.path().join("hub.db")).await.unwrap();
+        let compaction = CompactionConfig {
+            interval: std::time::Duration::from_millis(50),
+            ..CompactionConfig::default()
+        };
+        let maintenance = Maintenance::new(tables, meta, compaction, RetentionConfig::default());
+        test_faults::arm();
+        let tracker = TaskTracker::new();
+        maintenance.spawn(&tracker, stop.clone());
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut saw_fault = false;
+        loop {
+            if let Some(run) = maintenance.last_compaction() {
+                if run.errors.iter().any(|e| e.contains("internal fault")) {
+                    saw_fault = true;
+                } else if saw_fault {
+                    break; // a clean pass after the panicking one
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no pass after the panic"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => crate::supervise::panic_text(payload.as_ref()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Tests only: make the next compaction pass panic.
+#[cfg(test)]
+pub(crate) mod test_faults {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static ARMED: AtomicBool = AtomicBool::new(false);
+
+    pub(crate) fn arm() {
+        ARMED.store(true, Ordering::SeqCst);
+    }
+
+    pub(super) fn take() -> bool {
+        ARMED.swap(false, Ordering::SeqCst)
     }
 }

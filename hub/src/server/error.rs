@@ -96,6 +96,7 @@ impl From<TableError> for ApiError {
                 Self::new(ErrorCode::SchemaConflict, e.to_string())
             }
             TableError::ShuttingDown => Self::unavailable("the hub is shutting down; retry"),
+            TableError::WriterFailed { .. } => Self::unavailable(e.to_string()),
             _ if e.is_client_error() => Self::bad_request(e.to_string()),
             _ => {
                 tracing::warn!(error = %e, "table write failed");

@@ -13,7 +13,8 @@
 //!
 //! Layers: the body limit (`server.max_body`, answered 413 with an error
 //! body by the extractors), request metrics by matched route and status,
-//! and authentication on every route but the public ones.
+//! a handler that panics answered 500 (the others carry on), and
+//! authentication on every route but the public ones.
 
 use std::time::Instant;
 
@@ -67,8 +68,22 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .fallback(not_found)
         .layer(middleware::from_fn(track))
+        // A handler that panics answers 500 to its own request only.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            handler_panicked,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// The answer to a request whose handler panicked (see `crate::supervise`).
+fn handler_panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = crate::supervise::panic_text(payload.as_ref());
+    crate::supervise::record("http", "handler", &message);
+    axum::response::IntoResponse::into_response(crate::server::ApiError::internal(
+        "request handler",
+        "an internal fault (a panic) while answering this request; it was logged",
+    ))
 }
 
 /// Counts every answer by route template and status, and its duration.

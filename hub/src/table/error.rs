@@ -40,6 +40,15 @@ pub enum TableError {
     /// The hub is stopping; the write was not taken. HTTP 503.
     #[error("the hub is shutting down")]
     ShuttingDown,
+    /// The table's batcher failed (a panic, an internal fault) while it held
+    /// the write. The write may or may not have been committed; retry
+    /// (segments are deduplicated). The next write starts a new batcher.
+    /// HTTP 503.
+    #[error(
+        "table {table}: its writer failed while holding this write (an internal fault); \
+         it may or may not have been committed; retry"
+    )]
+    WriterFailed { table: String },
 }
 
 impl TableError {

@@ -92,14 +92,32 @@ impl Tables {
         }
         let (tx, rx) = mpsc::channel(inner.config.queue_depth.get());
         let writer = TableWriter::new(table.clone(), inner.storage.clone());
-        inner.tracker.spawn(batcher::run(
-            writer,
-            rx,
-            inner.config.clone(),
-            inner.shutdown.clone(),
-        ));
+        let run = batcher::run(writer, rx, inner.config.clone(), inner.shutdown.clone());
+        let label = table.to_string();
+        // Supervised: a panic ends this table's batcher only. Its queue is
+        // dropped, so every write it held or had queued is answered at once
+        // (`WriterFailed`, 503) instead of hanging, and the next write to
+        // the table starts a new batcher (the closed sender is replaced).
+        inner.tracker.spawn(async move {
+            if let Err(e) = tokio::spawn(run).await
+                && e.is_panic()
+            {
+                crate::supervise::panicked("batcher", &label, e);
+            }
+        });
         batchers.insert(table.clone(), tx.clone());
         Ok(tx)
+    }
+
+    /// The error for a write whose batcher went away.
+    fn gone(&self, table: &TableName) -> TableError {
+        if self.inner.shutdown.is_cancelled() {
+            TableError::ShuttingDown
+        } else {
+            TableError::WriterFailed {
+                table: table.to_string(),
+            }
+        }
     }
 
     /// Queues rows for `request.table`. Resolves once the commit holding them
@@ -110,14 +128,15 @@ impl Tables {
             return Err(TableError::ShuttingDown);
         }
         let label = request.table.to_string();
+        let table = request.table.clone();
         let tx = self.sender(&request.table)?;
         let (reply, answer) = oneshot::channel();
         tx.send(Command::Write(Pending { request, reply }))
             .await
-            .map_err(|_| TableError::ShuttingDown)?;
+            .map_err(|_| self.gone(&table))?;
         self.inner.pushed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::QUEUE_PUSHED, "table" => label).increment(1);
-        answer.await.map_err(|_| TableError::ShuttingDown)?
+        answer.await.map_err(|_| self.gone(&table))?
     }
 
     /// Requests handed to a batcher so far (for tests that must not race shutdown).

@@ -6,7 +6,7 @@ use deltalake::arrow::array::{AsArray, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Int64Type};
 use deltalake::datafusion::prelude::SessionContext;
 use ferry_protocols::batch::ROLE_KEY;
-use ferry_protocols::{FieldKey, FieldValue, Measurement, Reading, TagKey};
+use ferry_protocols::{DatabaseName, FieldKey, FieldValue, Measurement, Reading, TagKey};
 use tokio_util::sync::CancellationToken;
 
 use super::conformance::{batch_of, query_i64, sample_batch, segment_request};
@@ -713,4 +713,70 @@ async fn commits_and_compaction_delta_encode_time() {
     assert_eq!((report.files_removed, report.files_added), (3, 1));
     // The removed files stay on disk until a vacuum.
     check("commits and compaction", 4);
+}
+
+/// A batcher that panics fails the writes it held and had queued at once
+/// (503 `WriterFailed`, never a hang); the next write starts a new batcher,
+/// and other tables never notice.
+#[tokio::test]
+async fn a_panicking_batcher_answers_its_writes_and_is_replaced() {
+    let hub = hub(200).await;
+    let victim = TableName::new(
+        DatabaseName::new("faults").unwrap(),
+        Measurement::new("panic_batcher").unwrap(),
+    );
+    let other = TableName::new(
+        DatabaseName::new("faults").unwrap(),
+        Measurement::new("bystander").unwrap(),
+    );
+    batcher::test_faults::arm(&victim.to_string());
+    let writes: Vec<_> = (0..3)
+        .map(|i| {
+            let tables = hub.tables.clone();
+            let request = segment_request(
+                &victim,
+                &format!("gw-{i}"),
+                1,
+                sample_batch("panic_batcher", "a", T0 + i, 1, 2),
+            );
+            tokio::spawn(async move { tables.write(request).await })
+        })
+        .collect();
+    let bystander = hub.tables.write(segment_request(
+        &other,
+        "gw-x",
+        1,
+        sample_batch("bystander", "a", T0, 1, 2),
+    ));
+    let (bystander, answers) = tokio::join!(bystander, async {
+        let mut out = Vec::new();
+        for w in writes {
+            out.push(tokio::time::timeout(Duration::from_secs(10), w).await);
+        }
+        out
+    });
+    assert!(
+        bystander.is_ok(),
+        "another table is unaffected: {bystander:?}"
+    );
+    for answer in answers {
+        let answer = answer.expect("answered, not left waiting").expect("joined");
+        assert!(
+            matches!(answer, Err(TableError::WriterFailed { .. })),
+            "{answer:?}"
+        );
+    }
+    // A new batcher takes the next write.
+    let again = hub
+        .tables
+        .write(segment_request(
+            &victim,
+            "gw-0",
+            1,
+            sample_batch("panic_batcher", "a", T0, 1, 2),
+        ))
+        .await;
+    assert!(again.is_ok(), "{again:?}");
+    hub.shutdown.cancel();
+    hub.tables.wait_stopped().await;
 }
