@@ -33,6 +33,11 @@ for target in "${CROSS_TARGETS[@]}"; do
   fi
   bins[$target]=$bin
   built=$(( $(date +%s) - start ))
+  # Test-only fault injection (agent/src/supervise/fault.rs) is never shipped.
+  if grep -aq -e "/debug/fault/" -e "injected fault in" "$bin"; then
+    summary+=("cross: $target: the shipped binary contains the test-only fault injection")
+    status=1
+  fi
   start=$(date +%s)
   if line=$(cross/smoke.sh "$target" "$bin"); then
     summary+=("cross: $target: $(stat -c %s "$bin") bytes ($profile), built in ${built} s; smoke test in $(( $(date +%s) - start )) s: ${line#cross smoke "$target": }")

@@ -125,6 +125,15 @@ fn render_status(doc: &serde_json::Value) -> String {
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<28}{v}\n"));
     line("agent", get(&["agent_id"]));
     line("version", get(&["version"]));
+    line("health", render_health(&doc["health"]));
+    let exit = &doc["health"]["last_exit"];
+    if !exit.is_null() {
+        let parts: Vec<String> = ["kind", "component", "at", "message", "location"]
+            .iter()
+            .filter_map(|k| exit[*k].as_str().map(str::to_owned))
+            .collect();
+        line("previous run ended", parts.join(", "));
+    }
     line("broker connections", get(&["broker", "connections"]));
     line("backlog readings", get(&["buffer", "backlog_readings"]));
     line("backlog bytes", get(&["buffer", "backlog_bytes"]));
@@ -149,6 +158,40 @@ fn render_status(doc: &serde_json::Value) -> String {
         }
     }
     out
+}
+
+/// `ok`, or `UNHEALTHY` with each faulty part; and the restart counters.
+fn render_health(health: &serde_json::Value) -> String {
+    if health.is_null() {
+        return "-".into();
+    }
+    let faulty: Vec<String> = health["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["state"] == "stalled" || c["state"] == "exited")
+        .map(|c| {
+            let note = c["note"]
+                .as_str()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default();
+            format!(
+                "{} {}{note}",
+                c["name"].as_str().unwrap_or("?"),
+                c["state"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let r = &health["restarts"];
+    let counts = format!(
+        "(starts {}, unclean exits {}, panics {}, stalls {})",
+        r["starts"], r["unclean_exits"], r["panics"], r["stalls"]
+    );
+    if faulty.is_empty() {
+        format!("ok {counts}")
+    } else {
+        format!("UNHEALTHY: {} {counts}", faulty.join("; "))
+    }
 }
 
 /// One serial port or Modbus TCP device, and its slaves.
@@ -241,5 +284,30 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("meters\n  last error"), "{text}");
+    }
+
+    #[test]
+    fn status_shows_faulty_parts_and_how_the_last_run_ended() {
+        let doc = serde_json::json!({
+            "agent_id": "gw",
+            "health": {
+                "status": "unhealthy",
+                "components": [
+                    { "name": "store", "state": "ok" },
+                    { "name": "broker.mqtt-v5", "state": "stalled", "note": "no answer within 5s" }
+                ],
+                "restarts": { "starts": 3, "unclean_exits": 2, "panics": 1, "stalls": 1 },
+                "last_exit": { "kind": "panic", "component": "uplink", "at": "2026-12-03T10:00:00Z" }
+            }
+        });
+        let text = render_status(&doc);
+        assert!(
+            text.contains("health                      UNHEALTHY: broker.mqtt-v5 stalled: no answer within 5s (starts 3, unclean exits 2, panics 1, stalls 1)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("previous run ended          panic, uplink, 2026-12-03T10:00:00Z"),
+            "{text}"
+        );
     }
 }

@@ -31,6 +31,7 @@ enum Scenario {
     Drain,
     Storage,
     Queries,
+    Recovery,
     All,
 }
 
@@ -38,7 +39,7 @@ enum Scenario {
 #[derive(Debug, Parser)]
 #[command(name = "ferry-bench", version)]
 struct Cli {
-    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries, or all.
+    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery, or all.
     #[arg(value_enum, required = true)]
     scenarios: Vec<Scenario>,
     /// Small counts, one run each: every scenario end to end in under 3 minutes (CI).
@@ -77,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Drain,
             Scenario::Storage,
             Scenario::Queries,
+            Scenario::Recovery,
         ]
     } else {
         cli.scenarios.clone()
@@ -140,6 +142,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Queries => {
                 scenario::queries::run(&scale, the_lake.as_ref().expect("the lake"))
             }
+            Scenario::Recovery => scenario::recovery::run(&scale, &dir),
             Scenario::All => unreachable!("expanded above"),
         }));
         let mut section = match result {

@@ -9,6 +9,7 @@ pub mod hub_ingest;
 pub mod lake;
 pub mod mqtt;
 pub mod queries;
+pub mod recovery;
 pub mod storage;
 pub mod store;
 
