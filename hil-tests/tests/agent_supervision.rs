@@ -194,8 +194,8 @@ probe_interval = "500ms"
     .expect("agent.toml");
     let log = dir.path().join("agent.log");
     let agent = start_agent(&config, &log, None);
-    wait_until("the agent is ready", Duration::from_secs(30), || {
-        get(http_addr, "/ready").0 == 200
+    wait_until("the agent is up", Duration::from_secs(30), || {
+        get(http_addr, "/health").0 == 200
     });
 
     let ours = storm(&python, mqtt, 15, 30);
