@@ -334,17 +334,12 @@ mod tests {
         let r = live.report_at(t0 + Duration::from_secs(8));
         assert_eq!(state(&r, "uplink"), State::Ok);
         // A declared wait gets the work allowance on top.
-        let cutter = live.register("segmenter", Duration::from_secs(5), false);
+        let other = Liveness::new(Duration::from_secs(60));
+        let cutter = other.register("segmenter", Duration::from_secs(5), false);
         cutter.waiting(Duration::from_secs(1));
-        assert_eq!(
-            state(&live.report_at(t0 + Duration::from_secs(60)), "segmenter"),
-            State::Ok
-        );
-        assert_eq!(
-            state(&live.report_at(t0 + Duration::from_secs(62)), "segmenter"),
-            State::Stalled
-        );
-        drop(cutter);
+        let at = |s: u64| state(&other.report_at(t0 + Duration::from_secs(s)), "segmenter");
+        assert_eq!(at(60), State::Ok);
+        assert_eq!(at(62), State::Stalled);
         assert_eq!(state(&r, "serial"), State::Idle);
         assert!(r.healthy && r.ready);
 
