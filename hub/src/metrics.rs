@@ -11,6 +11,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 /// Counter: internal faults (panics) contained to one task, label `task`
 /// (`batcher`, `compaction`, `retention`, `http`); see `supervise`.
 pub const TASK_PANICS: &str = "ferry_hub_task_panics_total";
+/// Counter: TLS certificate reloads, label `result` (`ok`, `failed`).
+pub const TLS_RELOADS: &str = "ferry_hub_tls_reloads_total";
+/// Counter: TLS handshakes that failed or timed out.
+pub const TLS_HANDSHAKE_FAILURES: &str = "ferry_hub_tls_handshake_failures_total";
 /// Counter: HTTP requests answered, labels `route` (the matched route
 /// template, e.g. `/api/v1/query`) and `status` (the numeric status).
 pub const HTTP_REQUESTS: &str = "ferry_hub_http_requests_total";
@@ -30,6 +34,13 @@ pub const SEGMENTS: &str = "ferry_hub_segments_total";
 /// Histogram: query latency in seconds (planning to last row), label
 /// `outcome` (`ok`, `error`, `timeout`).
 pub const QUERY_SECONDS: &str = "ferry_hub_query_duration_seconds";
+/// Gauge: queries running on the query runtime.
+pub const QUERIES_RUNNING: &str = "ferry_hub_queries_running";
+/// Gauge: queries waiting for a slot.
+pub const QUERIES_WAITING: &str = "ferry_hub_queries_waiting";
+/// Counter: queries refused by admission, label `reason` (`queue_full`,
+/// `queue_timeout`, `per_token`).
+pub const QUERIES_REFUSED: &str = "ferry_hub_queries_refused_total";
 /// Counter: rows returned by queries.
 pub const QUERY_ROWS: &str = "ferry_hub_query_rows_total";
 /// Counter: authentication failures, label `reason` (`missing`, `invalid`,

@@ -17,5 +17,7 @@ mod maintenance;
 mod query;
 #[path = "api_tests/restart.rs"]
 mod restart;
+#[path = "api_tests/shared_service.rs"]
+mod shared_service;
 #[path = "api_tests/support.rs"]
 mod support;

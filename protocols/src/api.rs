@@ -85,12 +85,18 @@ pub enum ErrorCode {
     NotFound,
     /// 409: a field's type conflicts with the table's schema.
     SchemaConflict,
+    /// 409: a segment's sequence is too far beyond its agent's last one
+    /// (`ingest.max_sequence_gap`); nothing was written. Retried by agents:
+    /// an operator can raise the limit or bind the agent's token.
+    SequenceGap,
     /// 413: the body is over the configured limit.
     PayloadTooLarge,
     /// 415: unsupported content type or encoding.
     UnsupportedMediaType,
     /// 422: the SQL is not allowed (writes, DDL, file access).
     QueryRejected,
+    /// 422: the query needs more memory than the hub grants it.
+    ResourcesExhausted,
     /// 429: slow down.
     TooManyRequests,
     /// 500: a bug or an unexpected failure.
@@ -109,7 +115,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::SchemaConflict => 409,
+            ErrorCode::SchemaConflict | ErrorCode::SequenceGap => 409,
+            ErrorCode::ResourcesExhausted => 422,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::QueryRejected => 422,

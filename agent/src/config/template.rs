@@ -186,6 +186,9 @@ queue_capacity = 1024
 max_rows = 10000
 max_bytes = "4.0 MiB"
 max_age = "5s"
+# Most columns (time, tags, fields) in a segment, as the hub's
+# tables.max_columns; a reading with more becomes a dead letter.
+max_columns = 1024
 
 [uplink]
 hub_url = "http://127.0.0.1:8000"

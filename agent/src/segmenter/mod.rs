@@ -142,7 +142,8 @@ impl Segmenter {
             self.waiting(Duration::ZERO);
             let agent_id = self.store.agent_id().clone();
             let started = Instant::now();
-            let plan = tokio::task::spawn_blocking(move || plan(group, &agent_id))
+            let max_columns = self.config.max_columns.max(2);
+            let plan = tokio::task::spawn_blocking(move || plan(group, &agent_id, max_columns))
                 .await
                 .map_err(|e| StoreError::Io {
                     path: "segmenter".into(),
@@ -213,7 +214,7 @@ impl Segmenter {
 }
 
 /// Builds the segment for the longest prefix of `group` that one batch accepts.
-fn plan(group: LoadedGroup, agent_id: &AgentId) -> Result<Plan, StoreError> {
+fn plan(group: LoadedGroup, agent_id: &AgentId, max_columns: usize) -> Result<Plan, StoreError> {
     let LoadedGroup {
         seq,
         grp,
@@ -221,7 +222,7 @@ fn plan(group: LoadedGroup, agent_id: &AgentId) -> Result<Plan, StoreError> {
         measurement,
         rows,
     } = group;
-    let mut batch = ReadingBatch::new(measurement.clone());
+    let mut batch = ReadingBatch::with_max_columns(measurement.clone(), max_columns);
     let (mut first_id, mut last_id, mut oldest) = (None, 0, i64::MAX);
     for row in &rows {
         let pushed = decode_body(measurement.clone(), row.time_ns, &row.body)

@@ -16,6 +16,7 @@ fn config(max_rows: usize) -> SegmentConfig {
         max_rows,
         max_bytes: ByteSize::mib(4),
         max_age: Duration::from_secs(5),
+        ..SegmentConfig::default()
     }
 }
 
@@ -133,6 +134,36 @@ async fn an_unsegmentable_reading_becomes_a_dead_letter() {
 }
 
 #[tokio::test]
+async fn a_reading_wider_than_max_columns_becomes_a_dead_letter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("buffer.db");
+    let clock = ManualClock::new(T0);
+    let store = open(&path, &test_config(), &clock).await;
+    let mut cfg = config(1000);
+    cfg.max_columns = 16;
+    let segmenter = Segmenter::new(store.clone(), cfg);
+    let mut wide = reading("m", 3);
+    for i in 0..2_000 {
+        wide.reading = wide.reading.with_field(
+            ferry_protocols::FieldKey::new(format!("f{i}")).expect("valid"),
+            ferry_protocols::FieldValue::F64(1.0),
+        );
+    }
+    store
+        .append(
+            vec![reading("m", 1), wide, reading("m", 2)],
+            Durability::Durable,
+        )
+        .await
+        .expect("stored");
+    let report = segmenter.flush().await.expect("cuts");
+    assert_eq!((report.rows, report.unsegmentable), (2, 1));
+    let status = store.status().await.expect("status");
+    assert_eq!(status.drops.get("unsegmentable"), Some(&1));
+    store.shutdown().await.expect("shuts down");
+}
+
+#[tokio::test]
 async fn a_large_backlog_is_cut_one_bounded_segment_at_a_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("buffer.db");
@@ -144,6 +175,7 @@ async fn a_large_backlog_is_cut_one_bounded_segment_at_a_time() {
             max_rows: 10_000,
             max_bytes: ByteSize::kib(8),
             max_age: Duration::from_secs(5),
+            ..SegmentConfig::default()
         },
     );
     for chunk in 0..5u64 {

@@ -82,6 +82,16 @@ pub struct SegmentConfig {
     /// A group is cut once its oldest reading was received this long ago.
     #[serde(default = "default_segment_max_age", with = "humantime_serde")]
     pub max_age: Duration,
+    /// Most columns (time, tags and fields) in one segment, as the hub's
+    /// `tables.max_columns`. A reading that would add one more starts the
+    /// next segment; one that alone has more becomes a dead letter
+    /// (`unsegmentable`, naming the table and column).
+    #[serde(default = "default_segment_max_columns")]
+    pub max_columns: usize,
+}
+
+fn default_segment_max_columns() -> usize {
+    ferry_protocols::batch::DEFAULT_MAX_COLUMNS
 }
 
 fn default_max_bytes() -> ByteSize {
@@ -134,6 +144,7 @@ impl Default for SegmentConfig {
             max_rows: default_segment_max_rows(),
             max_bytes: default_segment_max_bytes(),
             max_age: default_segment_max_age(),
+            max_columns: default_segment_max_columns(),
         }
     }
 }
@@ -197,6 +208,11 @@ impl SegmentConfig {
         }
         if self.max_age < Duration::from_millis(10) {
             errors.push(format!("{prefix}.max_age: must be at least 10ms"));
+        }
+        if !(2..=100_000).contains(&self.max_columns) {
+            errors.push(format!(
+                "{prefix}.max_columns: must be between 2 and 100000"
+            ));
         }
     }
 
@@ -269,6 +285,7 @@ mod tests {
             max_rows: 0,
             max_bytes: ByteSize::b(10),
             max_age: Duration::ZERO,
+            ..SegmentConfig::default()
         };
         let mut errors = Vec::new();
         store.validate("store", &mut errors);

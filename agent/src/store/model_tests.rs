@@ -130,6 +130,7 @@ async fn run(ops: Vec<Op>, when_full: WhenFull) -> Result<(), TestCaseError> {
         max_rows: 50,
         max_bytes: ByteSize::kib(4),
         max_age: Duration::from_secs(5),
+        ..SegmentConfig::default()
     };
     let mut store = open(&path, &config, &clock).await;
     let mut model = Model::default();

@@ -17,6 +17,7 @@ pub async fn ensure_admin_token(meta: &Meta) -> Result<Option<String>, MetaError
             name: BOOTSTRAP_TOKEN_NAME.to_owned(),
             role: Role::Admin,
             hash: token::hash(&secret),
+            agents: None,
         })
         .await?;
     Ok(created.map(|record| {

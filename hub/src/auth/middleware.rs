@@ -39,6 +39,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 token_id: Some(record.id),
                 name: record.name,
                 role: record.role,
+                agents: record.agents,
             });
             next.run(req).await
         }

@@ -31,6 +31,10 @@
 //! `write` does not imply `read` on purpose: write tokens live on gateways
 //! in the field, and a stolen gateway must not be able to read the lake.
 //!
+//! A write token can also be bound to one gateway or a pattern of gateway
+//! ids ([`binding`]): it then uploads segments for those agents only (403
+//! otherwise), so a stolen gateway cannot speak for the others.
+//!
 //! # Bootstrap
 //!
 //! On a start with no token at all, [`bootstrap::ensure_admin_token`]
@@ -38,6 +42,7 @@
 //! logged and cannot be shown again; lose it and create another with it
 //! before it is lost, or delete the metadata file to start over.
 
+pub mod binding;
 pub mod bootstrap;
 pub mod credentials;
 pub mod middleware;
@@ -53,6 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::server::ApiError;
 
+pub use binding::AgentPattern;
 pub use token::TokenHash;
 
 /// A token's role.
@@ -131,6 +137,8 @@ pub struct Principal {
     pub token_id: Option<i64>,
     pub name: String,
     pub role: Role,
+    /// The agents this token may upload segments for; `None`: any.
+    pub agents: Option<AgentPattern>,
 }
 
 impl Principal {
@@ -140,6 +148,32 @@ impl Principal {
             token_id: None,
             name: "anonymous (auth disabled)".to_owned(),
             role: Role::Admin,
+            agents: None,
+        }
+    }
+
+    /// `Ok` if this principal may upload segments for `agent` (its token is
+    /// unbound, or bound to a pattern `agent` matches), else a 403.
+    pub fn require_agent(&self, agent: &ferry_protocols::AgentId) -> Result<(), ApiError> {
+        match &self.agents {
+            Some(pattern) if !pattern.matches(agent) => {
+                metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "agent_binding")
+                    .increment(1);
+                Err(ApiError::forbidden(format!(
+                    "token {:?} is bound to agents {pattern:?}; it cannot upload segments for agent {:?}",
+                    self.name,
+                    agent.as_str()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A key for per-token limits: the token id, or the name without auth.
+    pub fn key(&self) -> String {
+        match self.token_id {
+            Some(id) => format!("token:{id}"),
+            None => self.name.clone(),
         }
     }
 

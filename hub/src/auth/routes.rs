@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{Permission, Principal, Role, token};
+use super::{AgentPattern, Permission, Principal, Role, token};
 use crate::meta::{NewToken, TokenRecord};
 use crate::server::{ApiError, ApiResult, AppState, JsonBody};
 
@@ -26,6 +26,10 @@ pub struct TokenList {
 pub struct CreateToken {
     pub name: String,
     pub role: Role,
+    /// Write tokens only: the agent id (or pattern with `*`) this token may
+    /// upload segments for. Give every gateway a bound token.
+    #[serde(default)]
+    pub agents: Option<AgentPattern>,
 }
 
 /// `POST` answer: the only time the secret is shown.
@@ -58,6 +62,11 @@ pub async fn create(
             "token name must be 1..={MAX_NAME_LEN} bytes without control characters"
         )));
     }
+    if body.agents.is_some() && body.role != Role::Write {
+        return Err(ApiError::bad_request(
+            "only write tokens can be bound to agents (\"agents\"): a read or admin token does not upload segments",
+        ));
+    }
     let secret = token::generate();
     let record = state
         .meta
@@ -65,6 +74,7 @@ pub async fn create(
             name: name.to_owned(),
             role: body.role,
             hash: token::hash(&secret),
+            agents: body.agents,
         })
         .await?;
     tracing::info!(
@@ -72,6 +82,7 @@ pub async fn create(
         token_id = record.id,
         name = %record.name,
         role = %record.role,
+        agents = record.agents.as_ref().map(AgentPattern::as_str).unwrap_or("*"),
         "token created"
     );
     Ok((

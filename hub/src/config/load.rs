@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "server",
     "storage",
     "tables",
@@ -16,6 +16,7 @@ const SECTIONS: [&str; 9] = [
     "retention",
     "metadata",
     "query",
+    "ingest",
     "auth",
     "log",
 ];
@@ -105,6 +106,9 @@ pub fn parse(text: &str) -> Result<HubConfig, ConfigErrors> {
     }
     if let Some(v) = section(&document, "query", &mut errors) {
         config.query = v;
+    }
+    if let Some(v) = section(&document, "ingest", &mut errors) {
+        config.ingest = v;
     }
     if let Some(v) = section(&document, "auth", &mut errors) {
         config.auth = v;

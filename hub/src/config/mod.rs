@@ -17,14 +17,15 @@ mod load;
 mod template;
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+use crate::ingest::IngestConfig;
 use crate::maintenance::{CompactionConfig, RetentionConfig};
+pub use crate::query::QueryConfig;
 use crate::table::{StorageConfig, TableConfig};
 
 pub use load::{ConfigErrors, check_file, load, load_file, parse};
@@ -44,6 +45,7 @@ pub struct HubConfig {
     pub retention: RetentionConfig,
     pub metadata: MetadataConfig,
     pub query: QueryConfig,
+    pub ingest: IngestConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
 }
@@ -57,6 +59,8 @@ pub struct ServerConfig {
     /// Largest request body, as received and (for gzip / zstd bodies) after
     /// decompression. Larger bodies get 413 `payload_too_large`.
     pub max_body: ByteSize,
+    /// HTTPS on `listen` (see `server::tls`); without it, plain HTTP.
+    pub tls: Option<crate::server::tls::ServerTlsConfig>,
     /// How long a graceful shutdown waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -67,6 +71,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
             max_body: ByteSize::mib(64),
+            tls: None,
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -90,26 +95,6 @@ impl Default for MetadataConfig {
     fn default() -> Self {
         MetadataConfig {
             path: PathBuf::from("./ferry-data/hub.db"),
-        }
-    }
-}
-
-/// `[query]`: limits on SQL queries.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QueryConfig {
-    /// A query running longer is cancelled and answered 504 `timeout`.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Most rows in one answer; more are cut and the answer says `truncated`.
-    pub max_rows: NonZeroUsize,
-}
-
-impl Default for QueryConfig {
-    fn default() -> Self {
-        QueryConfig {
-            timeout: Duration::from_secs(30),
-            max_rows: NonZeroUsize::new(100_000).expect("100000 is not zero"),
         }
     }
 }
@@ -177,9 +162,7 @@ impl HubConfig {
         }
         self.compaction.validate(errors);
         self.retention.validate(errors);
-        if self.query.timeout.is_zero() {
-            errors.push("query.timeout: must be greater than 0".to_owned());
-        }
+        self.query.validate(errors);
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             errors.push(format!(
                 "log.level: {:?} is not a valid filter: {e}",

@@ -19,6 +19,13 @@ max_body = "64MiB"
 # How long a graceful stop (SIGTERM, SIGINT) waits for in-flight requests
 # before the tables are flushed and the hub exits.
 shutdown_timeout = "30s"
+# HTTPS (rustls) on listen. Anything that crosses a network must use it:
+# every request carries a token. The certificate is reloaded on SIGHUP and
+# when either file changes; agents trust a private CA with uplink.ca_file.
+# [server.tls]
+# cert = "/etc/ferry/tls/hub.crt"   # PEM chain, leaf first
+# key = "/etc/ferry/tls/hub.key"    # PEM private key
+# reload_interval = "10s"           # how often the files are checked
 
 [storage]
 # Where the Delta tables live: "fs" (a local directory, the default), "s3"
@@ -60,6 +67,11 @@ early_commit_rows = 10000
 max_commit_rows = 1000000
 # Writes queued per table before writers wait (backpressure).
 queue_depth = 1024
+# Most columns (time, tags and fields) one table may have; a line or record
+# that would add one more is rejected (400, naming the table and column).
+max_columns = 1024
+# Most new columns one write may add to an existing table.
+max_new_columns = 256
 
 [compaction]
 # Merge the small files of each day partition into files of about
@@ -98,12 +110,45 @@ vacuum_grace = "24h"
 path = "./ferry-data/hub.db"
 
 [query]
-# A query running longer is cancelled and answered 504 timeout.
+# Queries run on their own threads, apart from ingest, health and metrics.
+# A query running longer (waiting for a slot included) is cancelled and
+# answered 504 timeout; its threads and memory are given back.
 timeout = "30s"
 # Most rows in one answer. Longer results are cut to this many rows and the
 # JSON answer carries "truncated": true (CSV and Arrow: header
 # x-ferry-truncated: true).
 max_rows = 100000
+# Most bytes of result data in one answer; cut and flagged the same way.
+max_result_bytes = "64MiB"
+# Memory all running queries may reserve together, shared fairly. Sorts and
+# aggregations spill to spill_dir beyond their share; a query that cannot
+# fit is answered 422 resources_exhausted.
+memory_limit = "1GiB"
+# Where queries spill (default: query-spill next to metadata.path), and
+# how much all spill files may take together.
+# spill_dir = "/var/lib/ferry-hub/query-spill"
+spill_max = "10GiB"
+# Threads of the query runtime (default: one per core).
+# threads = 2
+# Queries running at once; up to max_queued more wait, each at most
+# queue_timeout (then 503 with Retry-After); beyond, 429 with Retry-After.
+max_concurrent = 4
+max_queued = 32
+queue_timeout = "10s"
+# Queries one token may run or queue at once (429 beyond).
+max_per_token = 4
+# Longest value repeat(), lpad(), rpad(), array_repeat(), range() and
+# generate_series() may build; longer fails the query (400).
+max_string_bytes = "1MiB"
+
+[ingest]
+# A segment whose sequence is more than this beyond the last one committed
+# for its agent is refused (409 sequence_gap) and writes nothing, so that no
+# client can make an agent's later segments look like duplicates. For an
+# agent not seen yet the gap counts from 0, unless the token is bound to
+# that agent. 0 turns the check off (e.g. to move long-lived gateways to a
+# new hub with unbound tokens).
+max_sequence_gap = 1000000
 
 [auth]
 # Require a token (Authorization: Bearer <token>) on every route except
@@ -138,6 +183,7 @@ mod tests {
             "[storage]",
             "[tables]",
             "[compaction]",
+            "[ingest]",
             "[retention]",
             "[metadata]",
             "[query]",

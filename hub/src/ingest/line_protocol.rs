@@ -68,6 +68,7 @@ async fn handle(
     let database = params::database(source, &params, &headers)?;
     let precision = params.precision()?;
     let max = state.config.server.max_body_bytes();
+    let max_columns = state.config.tables.max_columns.get();
     let received = body.len();
     let now = now_ns();
 
@@ -91,7 +92,7 @@ async fn handle(
                 ),
             }
         }
-        prepared.group(readings);
+        prepared.group(readings, max_columns);
         Ok::<_, ApiError>((prepared, text))
     })
     .await

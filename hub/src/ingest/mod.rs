@@ -21,11 +21,14 @@
 //! * A bad line or record never takes its body down: the good ones are
 //!   committed and the bad ones reported ([`write`]).
 
+mod config;
 pub mod line_protocol;
 pub mod msgpack;
 mod params;
 pub mod segments;
 mod write;
+
+pub use config::IngestConfig;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -31,6 +31,7 @@ pub async fn write(
     let params = WriteParams::from_uri(&uri)?;
     let database = params::database(DatabaseSource::Ferry, &params, &headers)?;
     let max = state.config.server.max_body_bytes();
+    let max_columns = state.config.tables.max_columns.get();
     let received = body.len();
     let now = now_ns();
 
@@ -44,7 +45,10 @@ pub async fn write(
         }
         // Errors past the kept ones are only counted.
         prepared.rejected_count += out.error_count.saturating_sub(out.errors.len());
-        prepared.group(out.readings.into_iter().map(|r| (Locator::Unknown, r)));
+        prepared.group(
+            out.readings.into_iter().map(|r| (Locator::Unknown, r)),
+            max_columns,
+        );
         Ok::<_, ApiError>(prepared)
     })
     .await

@@ -94,6 +94,8 @@ pub async fn upload(
     let header_agent = required_header(&headers_map, headers::AGENT_ID)?;
     let agent = AgentId::new(header_agent)
         .map_err(|e| ApiError::bad_request(format!("header {}: {e}", headers::AGENT_ID)))?;
+    // Before reading the body: a token bound to other agents gets nothing.
+    principal.require_agent(&agent)?;
     let header_seq = optional_u64(&headers_map, headers::SEGMENT_SEQ)?;
     let received = body.len();
 
@@ -128,6 +130,7 @@ pub async fn upload(
             ),
         ));
     }
+    check_sequence_gap(&state, &principal, &agent, seq.0).await?;
     let table = TableName {
         database: meta.header.database.clone(),
         measurement: meta.header.measurement.clone(),
@@ -207,6 +210,53 @@ pub async fn upload(
         "segment acknowledged"
     );
     Ok(Json(ack))
+}
+
+/// Refuses (409 `sequence_gap`) a segment whose sequence lies more than
+/// `ingest.max_sequence_gap` beyond the last one committed for its agent (0
+/// for an agent not seen yet, unless the token is bound to it): nothing is
+/// written, so no `txn` version can be pushed far ahead of the agent's real
+/// segments.
+async fn check_sequence_gap(
+    state: &AppState,
+    principal: &Principal,
+    agent: &AgentId,
+    seq: u64,
+) -> ApiResult<()> {
+    let gap = state.config.ingest.max_sequence_gap;
+    if gap == 0 {
+        return Ok(());
+    }
+    let last = state
+        .meta
+        .agent_last_sequence(agent)
+        .await
+        .map_err(|e| ApiError::internal("agent lookup failed", e))?;
+    let base = match last {
+        Some(last) => last,
+        // A token bound to this agent was issued for this gateway: trust
+        // where its sequence stands when the hub first sees it.
+        None if principal.agents.as_ref().is_some_and(|p| p.matches(agent)) => return Ok(()),
+        None => 0,
+    };
+    if seq <= base.saturating_add(gap) {
+        return Ok(());
+    }
+    metrics::counter!(m::SEGMENTS, "status" => "sequence_gap").increment(1);
+    tracing::warn!(agent = %agent, seq, last = ?last, gap, by = %principal.name, "segment refused: sequence gap");
+    Err(ApiError::new(
+        ErrorCode::SequenceGap,
+        format!(
+            "segment {seq} of agent {:?} is more than ingest.max_sequence_gap ({gap}) beyond {}; \
+             nothing was written. A gateway moved from another hub: upload with a token bound to it, \
+             or raise ingest.max_sequence_gap",
+            agent.as_str(),
+            match last {
+                Some(l) => format!("its last committed segment ({l})"),
+                None => "0 (the hub has not seen this agent)".to_owned(),
+            }
+        ),
+    ))
 }
 
 /// Records the agent's report; a failure is logged, not answered: the

@@ -14,9 +14,11 @@
 //!   committed, so this is not a partial write).
 //! * A field whose type conflicts with its table rejects that table's lines;
 //!   when it is the only problem, the answer is `409` `schema_conflict`.
-//! * A storage failure on any table is `503` `unavailable`; tables written
-//!   before it stay committed (writes carry no idempotency key, so a client
-//!   retry can duplicate them; segments do not have this problem).
+//! * The tables of one body commit concurrently (one commit window for the
+//!   whole body, however many measurements it holds).
+//! * A storage failure on any table is `503` `unavailable`; the other tables
+//!   stay committed (writes carry no idempotency key, so a client retry can
+//!   duplicate them; segments do not have this problem).
 
 use std::collections::BTreeMap;
 
@@ -81,13 +83,25 @@ impl Prepared {
     }
 
     /// Groups readings by measurement; a reading that conflicts with its
-    /// batch (the first type seen wins) is rejected.
-    pub(crate) fn group(&mut self, readings: impl IntoIterator<Item = (Locator, Reading)>) {
+    /// batch (the first type seen wins) or would take it past `max_columns`
+    /// columns is rejected before anything is allocated for it.
+    pub(crate) fn group(
+        &mut self,
+        readings: impl IntoIterator<Item = (Locator, Reading)>,
+        max_columns: usize,
+    ) {
         let mut groups: BTreeMap<Measurement, (ReadingBatch, Vec<Locator>)> = BTreeMap::new();
         for (at, reading) in readings {
-            let (batch, locators) = groups
-                .entry(reading.measurement.clone())
-                .or_insert_with(|| (ReadingBatch::new(reading.measurement.clone()), Vec::new()));
+            let (batch, locators) =
+                groups
+                    .entry(reading.measurement.clone())
+                    .or_insert_with(|| {
+                        let batch = ReadingBatch::with_max_columns(
+                            reading.measurement.clone(),
+                            max_columns,
+                        );
+                        (batch, Vec::new())
+                    });
             match batch.push(&reading) {
                 Ok(()) => locators.push(at),
                 Err(e) => self.reject(at, e.to_string()),
@@ -122,9 +136,12 @@ pub(crate) struct Committed {
     pub schema_conflict: bool,
 }
 
-/// Commits every table of `prepared` into `database`. Rows of a table that
-/// rejects them as client errors become rejections; a storage error stops
-/// here with 503.
+/// Commits every table of `prepared` into `database`, all at once: each
+/// table's batcher takes its rows into its next commit, so a body that
+/// touches many tables waits for about one commit window, not one per
+/// table. Rows of a table that rejects them as client errors become
+/// rejections; a storage error on any table is answered 503 (tables that
+/// committed stay committed, and the message says how many rows).
 pub(crate) async fn commit(
     tables: &Tables,
     database: &DatabaseName,
@@ -132,39 +149,45 @@ pub(crate) async fn commit(
 ) -> ApiResult<Committed> {
     let mut done = Committed::default();
     let pending = std::mem::take(&mut prepared.tables);
-    for t in pending {
-        let name = TableName {
-            database: database.clone(),
-            measurement: t.measurement.clone(),
-        };
-        let request = WriteRequest {
-            table: name.clone(),
-            batches: vec![t.batch],
+    let writes = pending.iter().map(|t| {
+        tables.write(WriteRequest {
+            table: TableName {
+                database: database.clone(),
+                measurement: t.measurement.clone(),
+            },
+            batches: vec![t.batch.clone()],
             origin: Origin::Write,
-        };
-        match tables.write(request).await {
+        })
+    });
+    let results = futures_util::future::join_all(writes).await;
+    let mut failure: Option<TableError> = None;
+    for (t, result) in pending.into_iter().zip(results) {
+        match result {
             Ok(WriteOutcome::Committed { rows, .. }) => done.rows += rows,
             Ok(WriteOutcome::Duplicate { .. }) => {}
             Err(e) if e.is_client_error() => {
                 if matches!(e, TableError::SchemaConflict { .. }) {
                     done.schema_conflict = true;
                 }
-                let msg = format!("table {name}: {e}");
+                let msg = format!("table {}.{}: {e}", database, t.measurement);
                 for at in t.locators {
                     prepared.reject(at, msg.clone());
                 }
             }
             Err(e) => {
-                let mut err = ApiError::from(e);
-                if done.rows > 0 {
-                    err.body.message = format!(
-                        "{} ({} rows of other tables were committed before the failure)",
-                        err.body.message, done.rows
-                    );
-                }
-                return Err(err);
+                failure.get_or_insert(e);
             }
         }
+    }
+    if let Some(e) = failure {
+        let mut err = ApiError::from(e);
+        if done.rows > 0 {
+            err.body.message = format!(
+                "{} ({} rows of other tables were committed)",
+                err.body.message, done.rows
+            );
+        }
+        return Err(err);
     }
     Ok(done)
 }

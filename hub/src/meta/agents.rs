@@ -5,7 +5,7 @@
 //! the truth for what was received.
 
 use ferry_protocols::AgentId;
-use rusqlite::{Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{Meta, MetaError, Result, format_ms, now_ms};
@@ -111,6 +111,23 @@ impl Meta {
                 ],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    /// The last sequence committed (or answered duplicate) for `agent`;
+    /// `None` if the hub has not seen it.
+    pub async fn agent_last_sequence(&self, agent: &AgentId) -> Result<Option<u64>> {
+        let id = agent.as_str().to_owned();
+        self.call(move |c| {
+            let seq: Option<Option<i64>> = c
+                .query_row(
+                    "SELECT last_sequence FROM agents WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(to_u64(seq.flatten()))
         })
         .await
     }

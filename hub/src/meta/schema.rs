@@ -18,6 +18,12 @@
 //! |---|---|
 //! | `retention` | `database`, `measurement` (`''` = the whole database), `days` (> 0), `updated_at_ms`; key (`database`, `measurement`) |
 //!
+//! ## Version 3
+//!
+//! | table | columns |
+//! |---|---|
+//! | `tokens` | + `agents`: the agent id pattern a write token is bound to (`NULL`: unbound) |
+//!
 //! Times are milliseconds since the Unix epoch (UTC).
 
 use rusqlite::Connection;
@@ -25,10 +31,10 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 2;
+pub(super) const CURRENT_VERSION: i64 = 3;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -62,6 +68,9 @@ CREATE TABLE retention (
     updated_at_ms INTEGER NOT NULL,
     PRIMARY KEY (database, measurement)
 );
+"#,
+    r#"
+ALTER TABLE tokens ADD COLUMN agents TEXT;
 "#,
 ];
 

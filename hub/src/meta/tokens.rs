@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{Meta, MetaError, Result, format_ms, now_ms};
-use crate::auth::{Role, TokenHash};
+use crate::auth::{AgentPattern, Role, TokenHash};
 
 /// A stored token, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -13,6 +13,9 @@ pub struct TokenRecord {
     pub id: i64,
     pub name: String,
     pub role: Role,
+    /// The agents a write token may upload segments for; `None`: any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agents: Option<AgentPattern>,
     /// RFC 3339.
     pub created_at: String,
 }
@@ -23,22 +26,36 @@ pub struct NewToken {
     pub name: String,
     pub role: Role,
     pub hash: TokenHash,
+    pub agents: Option<AgentPattern>,
 }
 
-const COLUMNS: &str = "id, name, role, created_at_ms";
+const COLUMNS: &str = "id, name, role, created_at_ms, agents";
 
-fn record(row: &Row<'_>) -> rusqlite::Result<(i64, String, String, i64)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+type RawToken = (i64, String, String, i64, Option<String>);
+
+fn record(row: &Row<'_>) -> rusqlite::Result<RawToken> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
 }
 
-fn to_record((id, name, role, created): (i64, String, String, i64)) -> Result<TokenRecord> {
+fn to_record((id, name, role, created, agents): RawToken) -> Result<TokenRecord> {
     let role = role
         .parse::<Role>()
+        .map_err(|e| MetaError::Corrupt(format!("token {id}: {e}")))?;
+    let agents = agents
+        .map(|a| AgentPattern::new(&a))
+        .transpose()
         .map_err(|e| MetaError::Corrupt(format!("token {id}: {e}")))?;
     Ok(TokenRecord {
         id,
         name,
         role,
+        agents,
         created_at: format_ms(created),
     })
 }
@@ -46,13 +63,20 @@ fn to_record((id, name, role, created): (i64, String, String, i64)) -> Result<To
 fn insert(tx: &rusqlite::Connection, token: &NewToken) -> Result<TokenRecord> {
     let now = now_ms();
     tx.execute(
-        "INSERT INTO tokens (name, role, hash, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![token.name, token.role.as_str(), &token.hash.0[..], now],
+        "INSERT INTO tokens (name, role, hash, created_at_ms, agents) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            token.name,
+            token.role.as_str(),
+            &token.hash.0[..],
+            now,
+            token.agents.as_ref().map(AgentPattern::as_str)
+        ],
     )?;
     Ok(TokenRecord {
         id: tx.last_insert_rowid(),
         name: token.name.clone(),
         role: token.role,
+        agents: token.agents.clone(),
         created_at: format_ms(now),
     })
 }
@@ -130,6 +154,7 @@ mod tests {
                 name: "admin".into(),
                 role: Role::Admin,
                 hash: token::hash(&secret),
+                agents: None,
             })
             .await
             .unwrap()
@@ -139,6 +164,7 @@ mod tests {
                 name: "admin2".into(),
                 role: Role::Admin,
                 hash: token::hash(&token::generate()),
+                agents: None,
             })
             .await
             .unwrap();

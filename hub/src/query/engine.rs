@@ -20,22 +20,27 @@
 //!
 //! # Limits
 //!
-//! Planning and execution run under `query.timeout` (504 `timeout`; the
-//! running plan is dropped, which cancels its tasks). At most
-//! `query.max_rows` rows are collected; the stream is dropped after that
-//! and the output is marked truncated.
+//! Queries run on the [`executor`](super::executor) (own runtime, memory
+//! pool, admission, `query.timeout`). At most `query.max_rows` rows and
+//! `query.max_result_bytes` bytes are collected; the stream is dropped
+//! after that and the output is marked truncated. Functions that build
+//! values of a size given by an argument are capped ([`super::limits`]).
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::context::SQLOptions;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnv;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use ferry_protocols::DatabaseName;
 use ferry_protocols::api::ErrorCode;
 use futures_util::StreamExt;
 
+use super::coop::YieldEverywhere;
+use super::limits::limited_functions;
 use crate::server::ApiError;
 use crate::table::Tables;
 
@@ -48,39 +53,62 @@ pub struct QueryOutput {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
     pub row_count: usize,
-    /// True if rows past `max_rows` were dropped.
+    /// True if rows past `max_rows` (or bytes past `max_result_bytes`)
+    /// were dropped.
     pub truncated: bool,
+    /// Arrow memory of the kept batches.
+    pub bytes: usize,
 }
 
 impl QueryOutput {
-    /// Wraps already computed batches, cutting them at `max_rows`.
-    pub fn from_batches(schema: SchemaRef, batches: Vec<RecordBatch>, max_rows: usize) -> Self {
-        let mut out = QueryOutput {
+    /// No rows yet.
+    fn empty(schema: SchemaRef) -> Self {
+        QueryOutput {
             schema,
             batches: Vec::new(),
             row_count: 0,
             truncated: false,
-        };
+            bytes: 0,
+        }
+    }
+
+    /// Wraps already computed batches, cutting them at `max_rows`.
+    pub fn from_batches(schema: SchemaRef, batches: Vec<RecordBatch>, max_rows: usize) -> Self {
+        let mut out = QueryOutput::empty(schema);
         for b in batches {
-            if !out.push(b, max_rows) {
+            if !out.push(b, max_rows, usize::MAX) {
                 break;
             }
         }
         out
     }
 
-    /// Adds `batch`, cut at `max_rows`; false once the limit is reached.
-    fn push(&mut self, batch: RecordBatch, max_rows: usize) -> bool {
-        let room = max_rows - self.row_count;
-        if batch.num_rows() > room {
-            if room > 0 {
-                self.batches.push(batch.slice(0, room));
+    /// Adds `batch`, cut at `max_rows` rows and `max_bytes` bytes (Arrow
+    /// memory, prorated per row); false once a limit is reached.
+    fn push(&mut self, batch: RecordBatch, max_rows: usize, max_bytes: usize) -> bool {
+        let rows = batch.num_rows();
+        let size = batch.get_array_memory_size();
+        let room_rows = max_rows.saturating_sub(self.row_count);
+        let room_bytes = max_bytes.saturating_sub(self.bytes);
+        let fit = if size <= room_bytes || rows == 0 {
+            rows
+        } else {
+            let per_row = size.div_ceil(rows).max(1);
+            room_bytes / per_row
+        };
+        let keep = fit.min(room_rows);
+        if keep < rows {
+            if keep > 0 {
+                let part = batch.slice(0, keep);
+                self.bytes += part.get_array_memory_size();
+                self.batches.push(part);
             }
-            self.row_count = max_rows;
+            self.row_count += keep;
             self.truncated = true;
             return false;
         }
-        self.row_count += batch.num_rows();
+        self.row_count += rows;
+        self.bytes += size;
         self.batches.push(batch);
         true
     }
@@ -94,70 +122,77 @@ pub fn sql_options() -> SQLOptions {
         .with_allow_statements(false)
 }
 
-/// A session with every table registered; `database` becomes the default
-/// schema, so its measurements can be named without a prefix.
+/// What one query may produce and build.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_rows: usize,
+    pub max_result_bytes: usize,
+    pub max_string_bytes: u64,
+}
+
+/// A session with every table registered, on the shared runtime env (the
+/// memory pool and the spill directory), with the size-capped functions
+/// and an operator that yields between batches everywhere; `database`
+/// becomes the default schema, so its measurements can be named without a
+/// prefix.
 pub async fn session(
     tables: &Tables,
     database: Option<&DatabaseName>,
+    env: Arc<RuntimeEnv>,
+    max_string_bytes: u64,
 ) -> Result<SessionContext, ApiError> {
     let mut config = SessionConfig::new().with_information_schema(true);
     if let Some(db) = database {
         config = config.with_default_catalog_and_schema(CATALOG, db.as_str());
     }
     // Not `enable_url_table()`: URL tables would read local files.
-    let ctx = SessionContext::new_with_config(config);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(env)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    for f in limited_functions(max_string_bytes) {
+        ctx.register_udf(f);
+    }
     tables.register_all(&ctx).await.map_err(ApiError::from)?;
     Ok(ctx)
 }
 
-/// Plans, checks and runs `sql` within `timeout`, keeping `max_rows` rows.
+/// Plans, checks and runs `sql`, keeping at most `limits.max_rows` rows
+/// and `limits.max_result_bytes` bytes. Runs on the query runtime, under
+/// the executor's timeout.
 pub async fn run(
     tables: &Tables,
     sql: &str,
     database: Option<&DatabaseName>,
-    timeout: Duration,
-    max_rows: usize,
+    env: Arc<RuntimeEnv>,
+    limits: Limits,
 ) -> Result<QueryOutput, ApiError> {
-    let work = async {
-        let ctx = session(tables, database).await?;
-        let plan = ctx
-            .state()
-            .create_logical_plan(sql)
-            .await
-            .map_err(|e| plan_error(&e))?;
-        sql_options()
-            .verify_plan(&plan)
-            .map_err(|e| ApiError::new(ErrorCode::QueryRejected, rejected_message(&e)))?;
-        let df = ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(|e| execution_error(&e))?;
-        let schema = SchemaRef::new(df.schema().as_arrow().clone());
-        let mut stream = df.execute_stream().await.map_err(|e| execution_error(&e))?;
-        let mut out = QueryOutput {
-            schema,
-            batches: Vec::new(),
-            row_count: 0,
-            truncated: false,
-        };
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| execution_error(&e))?;
-            if !out.push(batch, max_rows) {
-                break;
-            }
+    let ctx = session(tables, database, env, limits.max_string_bytes).await?;
+    let plan = ctx
+        .state()
+        .create_logical_plan(sql)
+        .await
+        .map_err(|e| plan_error(&e))?;
+    sql_options()
+        .verify_plan(&plan)
+        .map_err(|e| ApiError::new(ErrorCode::QueryRejected, rejected_message(&e)))?;
+    let df = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(|e| execution_error(&e))?;
+    let schema = SchemaRef::new(df.schema().as_arrow().clone());
+    let mut stream = df.execute_stream().await.map_err(|e| execution_error(&e))?;
+    let mut out = QueryOutput::empty(schema);
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| execution_error(&e))?;
+        if !out.push(batch, limits.max_rows, limits.max_result_bytes) {
+            break;
         }
-        Ok(out)
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(result) => result,
-        Err(_) => Err(ApiError::new(
-            ErrorCode::Timeout,
-            format!(
-                "the query ran longer than query.timeout ({})",
-                humantime::format_duration(timeout)
-            ),
-        )),
     }
+    Ok(out)
 }
 
 fn rejected_message(e: &DataFusionError) -> String {
@@ -178,9 +213,13 @@ fn execution_error(e: &DataFusionError) -> ApiError {
         DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) => {
             ApiError::unavailable(format!("storage error while querying: {e}"))
         }
-        DataFusionError::ResourcesExhausted(_) => {
-            ApiError::unavailable(format!("query resources exhausted: {e}"))
-        }
+        DataFusionError::ResourcesExhausted(_) => ApiError::new(
+            ErrorCode::ResourcesExhausted,
+            format!(
+                "the query needs more memory than query.memory_limit leaves it (sorts and \
+                 aggregations spill; joins and large groups cannot): {e}"
+            ),
+        ),
         _ => ApiError::bad_request(e.message().into_owned()),
     }
 }

@@ -19,13 +19,19 @@
 //! | 503 `unavailable` | the object store failed |
 //! | 504 `timeout` | longer than `query.timeout` |
 
+mod config;
+mod coop;
 pub mod encode;
 pub mod engine;
+pub mod executor;
+mod limits;
 pub mod show;
+
+pub use config::QueryConfig;
+pub use executor::QueryExecutor;
 
 use std::time::Instant;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -79,6 +85,48 @@ impl Format {
     }
 }
 
+/// An encoded answer.
+#[derive(Debug)]
+pub struct Encoded {
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    pub truncated: bool,
+    pub row_count: usize,
+}
+
+/// Encodes `output` in `format` (on the query runtime: a big answer does
+/// not hold up the threads that serve ingest).
+pub fn encode_answer(
+    output: &engine::QueryOutput,
+    format: Format,
+    started: Instant,
+) -> Result<Encoded, ApiError> {
+    let encode_error =
+        |e: &dyn std::fmt::Display| ApiError::internal("encoding the query result", e);
+    let (body, content_type) = match format {
+        Format::Json => {
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let answer = encode::to_json(output, ms).map_err(|e| encode_error(&e))?;
+            let body = serde_json::to_vec(&answer).map_err(|e| encode_error(&e))?;
+            (body, "application/json")
+        }
+        Format::Csv => (
+            encode::to_csv(output).map_err(|e| encode_error(&e))?,
+            "text/csv; charset=utf-8",
+        ),
+        Format::Arrow => (
+            encode::to_arrow(output).map_err(|e| encode_error(&e))?,
+            ARROW_STREAM,
+        ),
+    };
+    Ok(Encoded {
+        body,
+        content_type,
+        truncated: output.truncated,
+        row_count: output.row_count,
+    })
+}
+
 /// `POST /api/v1/query`.
 pub async fn query(
     principal: Principal,
@@ -91,65 +139,62 @@ pub async fn query(
     let database = database(&request, &headers_map, &uri)?;
     let format = Format::from_headers(&headers_map);
     let started = Instant::now();
-    let max_rows = state.config.query.max_rows.get();
+    let config = &state.config.query;
+    let limits = engine::Limits {
+        max_rows: config.max_rows.get(),
+        max_result_bytes: usize::try_from(config.max_result_bytes.as_u64()).unwrap_or(usize::MAX),
+        max_string_bytes: config.max_string_bytes.as_u64(),
+    };
 
     let result = match show::parse(&request.sql) {
-        Some(s) => show::run(&state.tables, s, database.as_ref(), max_rows).await,
-        None => {
-            engine::run(
-                &state.tables,
-                &request.sql,
-                database.as_ref(),
-                state.config.query.timeout,
-                max_rows,
-            )
+        Some(s) => show::run(&state.tables, s, database.as_ref(), limits.max_rows)
             .await
+            .and_then(|output| encode_answer(&output, format, started)),
+        None => {
+            let tables = state.tables.clone();
+            let env = state.query.env();
+            let sql = request.sql;
+            state
+                .query
+                .run(&principal.key(), async move {
+                    let output = engine::run(&tables, &sql, database.as_ref(), env, limits).await?;
+                    encode_answer(&output, format, started)
+                })
+                .await
         }
     };
     let elapsed = started.elapsed();
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) if e.code() == ferry_protocols::api::ErrorCode::Timeout => "timeout",
+        Err(e) if e.code() == ferry_protocols::api::ErrorCode::TooManyRequests => "refused",
         Err(_) => "error",
     };
     metrics::histogram!(m::QUERY_SECONDS, "outcome" => outcome).record(elapsed.as_secs_f64());
-    let output = result?;
-    metrics::counter!(m::QUERY_ROWS).increment(output.row_count as u64);
+    let answer = result?;
+    metrics::counter!(m::QUERY_ROWS).increment(answer.row_count as u64);
     tracing::debug!(
         principal = %principal.name,
-        rows = output.row_count,
-        truncated = output.truncated,
+        rows = answer.row_count,
+        truncated = answer.truncated,
         ms = elapsed.as_millis() as u64,
         "query"
     );
-
-    let encode_error = |e| ApiError::internal("encoding the query result", e);
-    match format {
-        Format::Json => {
-            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-            let answer = encode::to_json(&output, ms).map_err(encode_error)?;
-            Ok(Json(answer).into_response())
-        }
-        Format::Csv => {
-            let body = encode::to_csv(&output).map_err(encode_error)?;
-            Ok(with_meta(body, "text/csv; charset=utf-8", &output))
-        }
-        Format::Arrow => {
-            let body = encode::to_arrow(&output).map_err(encode_error)?;
-            Ok(with_meta(body, ARROW_STREAM, &output))
-        }
-    }
+    Ok(with_meta(answer))
 }
 
-fn with_meta(body: Vec<u8>, content_type: &'static str, output: &engine::QueryOutput) -> Response {
-    let mut response = body.into_response();
+fn with_meta(answer: Encoded) -> Response {
+    let mut response = answer.body.into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(answer.content_type),
+    );
     h.insert(
         TRUNCATED_HEADER,
-        HeaderValue::from_static(if output.truncated { "true" } else { "false" }),
+        HeaderValue::from_static(if answer.truncated { "true" } else { "false" }),
     );
-    h.insert(ROW_COUNT_HEADER, HeaderValue::from(output.row_count as u64));
+    h.insert(ROW_COUNT_HEADER, HeaderValue::from(answer.row_count as u64));
     response
 }
 

@@ -15,6 +15,8 @@ use crate::table::TableError;
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub body: ErrorBody,
+    /// Seconds for a `Retry-After` header (429 and 503 answers of limits).
+    pub retry_after: Option<u64>,
 }
 
 /// `Result` of handlers.
@@ -24,7 +26,19 @@ impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             body: ErrorBody::new(code, message),
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After: <seconds>`.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// 429: a limit of this client was reached; retry after `seconds`.
+    pub fn too_many_requests(message: impl Into<String>, seconds: u64) -> Self {
+        Self::new(ErrorCode::TooManyRequests, message).with_retry_after(seconds)
     }
 
     pub fn with_details(mut self, details: Vec<ErrorDetail>) -> Self {
@@ -78,7 +92,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = self.retry_after;
         let mut response = (status, Json(self.body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

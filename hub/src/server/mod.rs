@@ -20,6 +20,7 @@ mod health;
 pub mod logging;
 mod router;
 mod state;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +58,10 @@ pub enum ServerError {
     },
     #[error("http server: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("{0}")]
+    Query(#[from] crate::query::executor::ExecutorError),
+    #[error("server.tls: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Starts hubs.
@@ -109,23 +114,36 @@ impl Hub {
             source,
         })?;
 
-        let state = AppState::new(Arc::clone(&config), tables, meta);
+        let spill = config.query.spill_dir_for(&config.metadata.path);
+        let query =
+            crate::query::QueryExecutor::new(&config.query, &spill).map_err(ServerError::Query)?;
+        let state = AppState::new(Arc::clone(&config), tables, meta, Arc::new(query));
         let app = router(state.clone());
         let http_shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let stop = http_shutdown.clone();
-        let server = tracker.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        });
+        let server = match &config.server.tls {
+            None => tracker.spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            }),
+            Some(tls) => {
+                let listener = tls::listen(listener, tls, &tracker, http_shutdown.clone())?;
+                tracker.spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await
+                })
+            }
+        };
         let maintenance_shutdown = CancellationToken::new();
         let maintenance_tracker = TaskTracker::new();
         state
             .maintenance
             .spawn(&maintenance_tracker, maintenance_shutdown.clone());
         state.ready.store(true, Ordering::SeqCst);
-        tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "ferry-hub listening");
+        tracing::info!(%addr, tls = config.server.tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ferry-hub listening");
         crate::ingest::segments::warn_if_failpoint();
         Ok(RunningHub {
             addr,
@@ -184,6 +202,7 @@ impl RunningHub {
                 Ok(())
             }
         };
+        state.query.shutdown();
         tracing::info!("stopping maintenance");
         maintenance_shutdown.cancel();
         maintenance_tracker.close();

@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::config::HubConfig;
 use crate::maintenance::Maintenance;
 use crate::meta::Meta;
+use crate::query::QueryExecutor;
 use crate::table::Tables;
 
 /// The state behind every route; cheap to clone.
@@ -21,10 +22,17 @@ pub struct AppState {
     /// listener is bound; false again during shutdown.
     pub ready: Arc<AtomicBool>,
     pub metrics: Option<PrometheusHandle>,
+    /// Where queries run (own runtime, memory pool, admission).
+    pub query: Arc<QueryExecutor>,
 }
 
 impl AppState {
-    pub fn new(config: Arc<HubConfig>, tables: Tables, meta: Meta) -> Self {
+    pub fn new(
+        config: Arc<HubConfig>,
+        tables: Tables,
+        meta: Meta,
+        query: Arc<QueryExecutor>,
+    ) -> Self {
         let maintenance = Maintenance::new(
             tables.clone(),
             meta.clone(),
@@ -38,6 +46,7 @@ impl AppState {
             meta,
             ready: Arc::new(AtomicBool::new(false)),
             metrics: crate::metrics::install(),
+            query,
         }
     }
 }

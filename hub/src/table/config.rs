@@ -234,6 +234,21 @@ pub struct TableConfig {
     pub max_commit_rows: NonZeroUsize,
     /// Writes queued per table before `write` waits (backpressure).
     pub queue_depth: NonZeroUsize,
+    /// Most columns (time, tags and fields) a table may have. A line or
+    /// record that would add one more is rejected (400, naming the table
+    /// and column) before any batch is built for it.
+    pub max_columns: NonZeroUsize,
+    /// Most new columns one write may add to an existing table.
+    pub max_new_columns: NonZeroUsize,
+}
+
+impl TableConfig {
+    pub(crate) fn column_limits(&self) -> super::writer::ColumnLimits {
+        super::writer::ColumnLimits {
+            max_columns: self.max_columns.get(),
+            max_new_columns: self.max_new_columns.get(),
+        }
+    }
 }
 
 impl Default for TableConfig {
@@ -243,6 +258,9 @@ impl Default for TableConfig {
             early_commit_rows: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
             max_commit_rows: NonZeroUsize::new(1_000_000).unwrap_or(NonZeroUsize::MIN),
             queue_depth: NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN),
+            max_columns: NonZeroUsize::new(ferry_protocols::batch::DEFAULT_MAX_COLUMNS)
+                .unwrap_or(NonZeroUsize::MIN),
+            max_new_columns: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
         }
     }
 }
@@ -502,6 +520,28 @@ fn resolve_azure(az: &AzureConfig) -> Result<ResolvedStorage, TableError> {
 /// Bytes kept as they are in directory names; everything else is `+HH`.
 fn plain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+/// The longest directory name a database or measurement may become: the
+/// common filesystem limit (ext4, xfs, btrfs: 255 bytes per name).
+pub(crate) const MAX_ENCODED_NAME: usize = 255;
+
+/// `Ok` if both parts of `table` fit one directory name each once encoded;
+/// else why not (a name of 43 Cyrillic letters encodes to 258 bytes).
+pub(crate) fn check_storage_form(table: &TableName) -> Result<(), String> {
+    for (what, name) in [
+        ("database", table.database.as_str()),
+        ("measurement", table.measurement.as_str()),
+    ] {
+        let encoded = encode_segment(name).len();
+        if encoded > MAX_ENCODED_NAME {
+            return Err(format!(
+                "{what} {name:?} needs {encoded} bytes as a directory name in the store, \
+                 over the limit of {MAX_ENCODED_NAME}; use a shorter name (non-ASCII letters take 6 bytes each)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A database or measurement as one directory name: ASCII letters, digits,

@@ -91,7 +91,11 @@ impl Tables {
             return Err(TableError::ShuttingDown);
         }
         let (tx, rx) = mpsc::channel(inner.config.queue_depth.get());
-        let writer = TableWriter::new(table.clone(), inner.storage.clone());
+        let writer = TableWriter::new(
+            table.clone(),
+            inner.storage.clone(),
+            inner.config.column_limits(),
+        );
         let run = batcher::run(writer, rx, inner.config.clone(), inner.shutdown.clone());
         let label = table.to_string();
         // Supervised: a panic ends this table's batcher only. Its queue is
@@ -127,6 +131,7 @@ impl Tables {
         if self.inner.shutdown.is_cancelled() {
             return Err(TableError::ShuttingDown);
         }
+        super::config::check_storage_form(&request.table).map_err(TableError::InvalidData)?;
         let label = request.table.to_string();
         let table = request.table.clone();
         let tx = self.sender(&request.table)?;

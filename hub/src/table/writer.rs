@@ -93,6 +93,14 @@ pub(crate) struct TableWriter {
     /// to) the table log at the loaded version.
     txns: HashMap<String, i64>,
     writer_properties: WriterProperties,
+    limits: ColumnLimits,
+}
+
+/// The column limits of `[tables]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ColumnLimits {
+    pub(crate) max_columns: usize,
+    pub(crate) max_new_columns: usize,
 }
 
 /// A request that passed every check, converted later.
@@ -102,7 +110,11 @@ struct Accepted {
 }
 
 impl TableWriter {
-    pub(crate) fn new(name: TableName, storage: Arc<ResolvedStorage>) -> Self {
+    pub(crate) fn new(
+        name: TableName,
+        storage: Arc<ResolvedStorage>,
+        limits: ColumnLimits,
+    ) -> Self {
         let url = storage.table_url(&name);
         let writer_properties = parquet_properties(COMMIT_ZSTD_LEVEL);
         TableWriter {
@@ -114,6 +126,7 @@ impl TableWriter {
             exists: false,
             txns: HashMap::new(),
             writer_properties,
+            limits,
         }
     }
 
@@ -221,7 +234,44 @@ impl TableWriter {
                 })?,
             });
         }
+        self.check_columns(working.as_ref(), grown.as_ref())?;
         *working = grown;
+        Ok(())
+    }
+
+    /// `tables.max_columns` and `tables.max_new_columns`: a request may not
+    /// grow the table past either (checked before anything is written).
+    fn check_columns(
+        &self,
+        before: Option<&Schema>,
+        after: Option<&Schema>,
+    ) -> Result<(), TableError> {
+        let Some(after) = after else { return Ok(()) };
+        let known = |name: &str| before.is_some_and(|b| b.field_with_name(name).is_ok());
+        let added: Vec<&str> = after
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|n| !known(n))
+            .collect();
+        if before.is_some() && added.len() > self.limits.max_new_columns {
+            return Err(TableError::InvalidData(format!(
+                "table {}: the write adds {} new columns (first {:?}); at most tables.max_new_columns ({}) per write",
+                self.label,
+                added.len(),
+                added[0],
+                self.limits.max_new_columns
+            )));
+        }
+        if after.fields().len() > self.limits.max_columns {
+            let column = added.last().copied().unwrap_or("?");
+            return Err(TableError::InvalidData(format!(
+                "table {}: column {column:?} would make {} columns; tables.max_columns is {}",
+                self.label,
+                after.fields().len(),
+                self.limits.max_columns
+            )));
+        }
         Ok(())
     }
 

@@ -8,6 +8,9 @@ use ferry_hub::config::HubConfig;
 use ferry_hub::server::{Hub, RunningHub};
 use ferry_hub::table::StorageConfig;
 use ferry_hub::table::config::FsConfig;
+use ferry_protocols::batch::ReadingBatch;
+use ferry_protocols::segment::{SegmentHeader, SegmentSeq, write_segment};
+use ferry_protocols::{AgentId, DatabaseName, FieldKey, FieldValue, Measurement, Reading, TagKey};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -172,4 +175,53 @@ pub(crate) async fn error(r: Response, status: StatusCode, code: &str) -> Value 
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"], code, "{v}");
     v
+}
+
+/// A segment of `rows` readings of `plant.boiler` from `agent`.
+pub(crate) fn segment(agent: &str, seq: u64, rows: usize) -> Vec<u8> {
+    let m = Measurement::new("boiler").unwrap();
+    let readings: Vec<Reading> = (0..rows)
+        .map(|i| {
+            Reading::new(
+                m.clone(),
+                1_700_000_000_000_000_000 + i as i64 * 1_000_000_000,
+            )
+            .with_tag(TagKey::new("site").unwrap(), "north")
+            .with_field(
+                FieldKey::new("temp").unwrap(),
+                FieldValue::F64(20.0 + i as f64),
+            )
+        })
+        .collect();
+    let batch = ReadingBatch::from_readings(m.clone(), &readings)
+        .unwrap()
+        .to_record_batch()
+        .unwrap();
+    let header = SegmentHeader {
+        agent_id: AgentId::new(agent).unwrap(),
+        sequence: SegmentSeq(seq),
+        first_reading_id: seq.saturating_mul(100),
+        last_reading_id: seq.saturating_mul(100).saturating_add(rows as u64),
+        database: DatabaseName::new("plant").unwrap(),
+        measurement: m,
+    };
+    write_segment(&header, &batch).unwrap()
+}
+
+/// `POST /api/v1/segments` as `agent` with `token`.
+pub(crate) async fn upload(
+    hub: &TestHub,
+    token: &str,
+    agent: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    hub.post("/api/v1/segments", token)
+        .header("x-ferry-agent-id", agent)
+        .header("x-ferry-backlog-readings", "42")
+        .header("x-ferry-agent-version", "0.1.0")
+        .header("content-type", "application/vnd.ferry.segment+parquet")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }

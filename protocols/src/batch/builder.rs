@@ -144,18 +144,35 @@ pub struct ReadingBatch {
     tags: BTreeMap<TagKey, TagColumn>,
     fields: BTreeMap<FieldKey, FieldColumn>,
     byte_size: usize,
+    /// Most columns (time, tags and fields) the batch may hold.
+    max_columns: usize,
 }
 
 impl ReadingBatch {
-    /// An empty batch for `measurement`.
+    /// An empty batch for `measurement`, holding at most
+    /// [`DEFAULT_MAX_COLUMNS`](super::DEFAULT_MAX_COLUMNS) columns.
     pub fn new(measurement: Measurement) -> Self {
+        ReadingBatch::with_max_columns(measurement, super::DEFAULT_MAX_COLUMNS)
+    }
+
+    /// An empty batch that refuses a reading which would take it past
+    /// `max_columns` columns (time, tags and fields), before allocating
+    /// anything for it: a reading that adds a column back-fills it for
+    /// every earlier row, so the cap bounds rows × columns.
+    pub fn with_max_columns(measurement: Measurement, max_columns: usize) -> Self {
         ReadingBatch {
             measurement,
             time: Vec::new(),
             tags: BTreeMap::new(),
             fields: BTreeMap::new(),
             byte_size: 0,
+            max_columns,
         }
+    }
+
+    /// Columns (time, tags and fields) so far.
+    pub fn columns(&self) -> usize {
+        1 + self.tags.len() + self.fields.len()
     }
 
     /// A batch holding `readings`, or the first error.
@@ -207,6 +224,29 @@ impl ReadingBatch {
         }
         if reading.fields.is_empty() {
             return Err(BatchError::NoFields);
+        }
+        let mut new_columns = reading
+            .tags
+            .keys()
+            .map(TagKey::as_str)
+            .filter(|k| !self.tags.contains_key(*k))
+            .chain(
+                reading
+                    .fields
+                    .keys()
+                    .map(FieldKey::as_str)
+                    .filter(|k| !self.fields.contains_key(*k)),
+            );
+        let mut columns = self.columns();
+        for column in new_columns.by_ref() {
+            columns += 1;
+            if columns > self.max_columns {
+                return Err(BatchError::TooManyColumns {
+                    measurement: self.measurement.clone(),
+                    column: column.to_owned(),
+                    limit: self.max_columns,
+                });
+            }
         }
         for key in reading.tags.keys() {
             if self.fields.contains_key(key.as_str()) || reading.fields.contains_key(key.as_str()) {

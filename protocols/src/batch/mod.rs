@@ -68,6 +68,11 @@ use arrow_schema::ArrowError;
 use crate::name::{FieldKey, Measurement};
 use crate::reading::FieldType;
 
+/// The most columns (time, tags and fields) a batch holds unless told
+/// otherwise; the hub's `tables.max_columns` and the agent's
+/// `segment.max_columns` default to it.
+pub const DEFAULT_MAX_COLUMNS: usize = 1024;
+
 /// Why a reading or a record batch was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
@@ -90,6 +95,14 @@ pub enum BatchError {
     },
     #[error("a tag has more distinct values than an Int32 dictionary can index")]
     TooManyTagValues,
+    #[error(
+        "measurement {measurement}: column {column:?} would be one more than the limit of {limit} columns (time, tags and fields)"
+    )]
+    TooManyColumns {
+        measurement: Measurement,
+        column: String,
+        limit: usize,
+    },
     #[error(transparent)]
     Schema(#[from] SchemaError),
     #[error("column {column:?} does not have the type its schema declares")]

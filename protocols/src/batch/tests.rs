@@ -396,3 +396,45 @@ fn byte_size_grows() {
     .unwrap();
     assert_eq!(b.byte_size(), one * 2 - 3);
 }
+
+#[test]
+fn columns_are_capped_before_anything_is_allocated() {
+    // One reading with more fields than the cap: refused, batch unchanged.
+    let mut wide = reading(1);
+    for i in 0..20_000 {
+        wide = wide.with_field(fk(&format!("f{i}")), FieldValue::F64(1.0));
+    }
+    let mut b = ReadingBatch::with_max_columns(m("cpu"), 1024);
+    let err = b.push(&wide).unwrap_err();
+    assert!(
+        matches!(&err, BatchError::TooManyColumns { limit: 1024, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cpu"), "{err}");
+    assert_eq!((b.len(), b.columns()), (0, 1));
+
+    // Readings that each add a column: the one past the cap is refused and
+    // names its column; the others stay.
+    let mut b = ReadingBatch::with_max_columns(m("cpu"), 4);
+    for i in 0..3 {
+        b.push(&reading(i).with_field(fk(&format!("f{i}")), FieldValue::F64(1.0)))
+            .unwrap();
+    }
+    assert_eq!(b.columns(), 4);
+    let err = b
+        .push(
+            &reading(9)
+                .with_tag(tk("host"), "a")
+                .with_field(fk("f0"), FieldValue::F64(2.0)),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, BatchError::TooManyColumns { column, .. } if column == "host"),
+        "{err}"
+    );
+    // Existing columns only: still fine.
+    b.push(&reading(10).with_field(fk("f1"), FieldValue::F64(2.0)))
+        .unwrap();
+    assert_eq!((b.len(), b.columns()), (4, 4));
+    assert_eq!(ReadingBatch::new(m("cpu")).columns(), 1);
+}

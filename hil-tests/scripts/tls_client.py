@@ -1,0 +1,71 @@
+"""Talks to a Ferry hub over HTTPS with the clients users run.
+
+tls_client.py write URL TOKEN CA       writes 3 lines with the unchanged
+                                      InfluxDB 2.x client (ssl_ca_cert=CA)
+tls_client.py query URL TOKEN CA SQL  runs SQL; prints the JSON answer
+tls_client.py fingerprint HOST PORT CA
+                                      prints the SHA-256 of the certificate
+                                      the server presents (verified by CA)
+tls_client.py plain HOST PORT         sends plain HTTP to the port; prints
+                                      "refused" if no HTTP answer comes back
+"""
+import hashlib
+import json
+import socket
+import ssl
+import sys
+import urllib.request
+
+
+def write(url, token, ca):
+    from influxdb_client import InfluxDBClient, Point
+    from influxdb_client.client.write_api import SYNCHRONOUS
+
+    with InfluxDBClient(url=url, token=token, org="ferry", ssl_ca_cert=ca) as client:
+        api = client.write_api(write_options=SYNCHRONOUS)
+        for i in range(3):
+            api.write(bucket="tls", record=Point("over_tls").field("n", i).time(1764158400 + i, "s"))
+    print("ok")
+
+
+def query(url, token, ca, sql):
+    context = ssl.create_default_context(cafile=ca)
+    request = urllib.request.Request(
+        url + "/api/v1/query",
+        data=json.dumps({"sql": sql}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+        print(answer.read().decode())
+
+
+def fingerprint(host, port, ca):
+    context = ssl.create_default_context(cafile=ca)
+    context.check_hostname = False
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        with context.wrap_socket(sock, server_hostname=host) as tls:
+            print(hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest())
+
+
+def plain(host, port):
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        sock.settimeout(10)
+        try:
+            data = sock.recv(64)
+        except (socket.timeout, ConnectionResetError):
+            data = b""
+    print("answered" if data.startswith(b"HTTP/") else "refused")
+
+
+command = sys.argv[1]
+if command == "write":
+    write(*sys.argv[2:5])
+elif command == "query":
+    query(*sys.argv[2:6])
+elif command == "fingerprint":
+    fingerprint(*sys.argv[2:5])
+elif command == "plain":
+    plain(*sys.argv[2:4])
+else:
+    raise SystemExit(f"unknown command {command}")

@@ -1,0 +1,24 @@
+//! `[ingest]`: what the write endpoints accept from one client.
+
+use serde::Deserialize;
+
+/// `[ingest]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// A segment whose sequence lies further than this beyond the last one
+    /// committed for its agent is refused with 409 `sequence_gap` and writes
+    /// nothing: a client that claims a far-future sequence would otherwise
+    /// make every later real segment of that agent a "duplicate". For an
+    /// agent the hub has not seen, the gap counts from 0 unless the token is
+    /// bound to that agent. 0 turns the check off.
+    pub max_sequence_gap: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_sequence_gap: 1_000_000,
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! `[query]`: what one query may use, and how many run at once.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+/// `[query]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// A query running longer is cancelled and answered 504 `timeout`
+    /// (the time waiting for a slot counts too).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Most rows in one answer; more are cut and the answer says `truncated`.
+    pub max_rows: NonZeroUsize,
+    /// Most bytes of result data (Arrow, before encoding) in one answer;
+    /// more are cut and the answer says `truncated`.
+    pub max_result_bytes: ByteSize,
+    /// Memory all running queries may reserve together (hash tables, sorts,
+    /// join buffers), shared fairly between them. Sorts and aggregations
+    /// spill to `spill_dir` beyond their share; a query that cannot fit is
+    /// answered 422 `resources_exhausted` (503 while others hold memory).
+    pub memory_limit: ByteSize,
+    /// Where queries spill; default: `query-spill` next to `metadata.path`.
+    pub spill_dir: Option<PathBuf>,
+    /// Most bytes all spill files may take together.
+    pub spill_max: ByteSize,
+    /// Threads of the query runtime (apart from ingest, health and
+    /// metrics, which keep their own); default: one per core.
+    pub threads: Option<NonZeroUsize>,
+    /// Queries running at once; later ones wait in a queue.
+    pub max_concurrent: NonZeroUsize,
+    /// Queries waiting for a slot; beyond, 429 with `Retry-After`.
+    pub max_queued: usize,
+    /// How long a query waits for a slot before 503 with `Retry-After`.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// Queries one token may run or queue at once; beyond, 429.
+    pub max_per_token: NonZeroUsize,
+    /// Longest string one expression may build (`repeat`, `lpad`, `rpad`,
+    /// `array_repeat`); a longer one fails the query (400).
+    pub max_string_bytes: ByteSize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            timeout: Duration::from_secs(30),
+            max_rows: NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN),
+            max_result_bytes: ByteSize::mib(64),
+            memory_limit: ByteSize::gib(1),
+            spill_dir: None,
+            spill_max: ByteSize::gib(10),
+            threads: None,
+            max_concurrent: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
+            max_queued: 32,
+            queue_timeout: Duration::from_secs(10),
+            max_per_token: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
+            max_string_bytes: ByteSize::mib(1),
+        }
+    }
+}
+
+impl QueryConfig {
+    /// Every problem, each with its key path.
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        if self.timeout.is_zero() {
+            errors.push("query.timeout: must be greater than 0".to_owned());
+        }
+        if self.memory_limit.as_u64() < 16 * 1024 * 1024 {
+            errors.push("query.memory_limit: must be at least 16 MiB".to_owned());
+        }
+        if self.max_result_bytes.as_u64() == 0 {
+            errors.push("query.max_result_bytes: must be greater than 0".to_owned());
+        }
+        if self.max_string_bytes.as_u64() == 0 {
+            errors.push("query.max_string_bytes: must be greater than 0".to_owned());
+        }
+        if self.queue_timeout.is_zero() {
+            errors.push("query.queue_timeout: must be greater than 0".to_owned());
+        }
+    }
+
+    /// `spill_dir`, or `query-spill` beside the metadata file.
+    pub fn spill_dir_for(&self, metadata: &Path) -> PathBuf {
+        self.spill_dir.clone().unwrap_or_else(|| {
+            metadata
+                .parent()
+                .map_or_else(|| PathBuf::from("query-spill"), |d| d.join("query-spill"))
+        })
+    }
+
+    /// Query runtime threads: `threads`, or one per core.
+    pub fn thread_count(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(2, NonZeroUsize::get),
+            NonZeroUsize::get,
+        )
+    }
+}
