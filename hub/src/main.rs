@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ferry_hub::{config, server};
 
+/// mimalloc gives freed pages back to the operating system shortly after a
+/// query ends (glibc's malloc keeps them), so the hub's RSS follows the
+/// memory its queries hold, not the peak of the largest one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ferry-hub",

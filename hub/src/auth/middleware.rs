@@ -15,7 +15,14 @@ const QUERY_AUTH_PATHS: [&str; 1] = ["/write"];
 /// extensions, or answers 401.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if !state.config.auth.enabled {
-        req.extensions_mut().insert(Principal::anonymous_admin());
+        // Without tokens, per-client limits (query.max_per_token) key on the
+        // peer address, so one client still cannot take every query slot.
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<crate::server::PeerAddr>>()
+            .map(|c| c.0.0.ip());
+        req.extensions_mut()
+            .insert(Principal::anonymous_admin(peer));
         return next.run(req).await;
     }
     let query_allowed = QUERY_AUTH_PATHS.contains(&req.uri().path());

@@ -143,10 +143,14 @@ pub struct Principal {
 
 impl Principal {
     /// The principal of every request when `auth.enabled = false`.
-    pub fn anonymous_admin() -> Self {
+    pub fn anonymous_admin(peer: Option<std::net::IpAddr>) -> Self {
+        let name = match peer {
+            Some(ip) => format!("anonymous@{ip} (auth disabled)"),
+            None => "anonymous (auth disabled)".to_owned(),
+        };
         Principal {
             token_id: None,
-            name: "anonymous (auth disabled)".to_owned(),
+            name,
             role: Role::Admin,
             agents: None,
         }

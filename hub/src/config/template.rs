@@ -128,15 +128,20 @@ memory_limit = "1GiB"
 # how much all spill files may take together.
 # spill_dir = "/var/lib/ferry-hub/query-spill"
 spill_max = "10GiB"
-# Threads of the query runtime (default: one per core).
+# Threads of the query runtime (default: the larger of one per core and
+# two per max_concurrent, so that a long operator of one query does not hold
+# up another's).
 # threads = 2
 # Queries running at once; up to max_queued more wait, each at most
 # queue_timeout (then 503 with Retry-After); beyond, 429 with Retry-After.
 max_concurrent = 4
 max_queued = 32
 queue_timeout = "10s"
-# Queries one token may run or queue at once (429 beyond).
-max_per_token = 4
+# Queries one token (with auth off, one client address) may run at once;
+# fewer than max_concurrent, so no client takes every slot. Its next
+# max_queued_per_token wait; beyond, 429 with Retry-After.
+max_per_token = 2
+max_queued_per_token = 8
 # Longest value repeat(), lpad(), rpad(), array_repeat(), range() and
 # generate_series() may build; longer fails the query (400).
 max_string_bytes = "1MiB"

@@ -30,7 +30,8 @@ pub struct QueryConfig {
     /// Most bytes all spill files may take together.
     pub spill_max: ByteSize,
     /// Threads of the query runtime (apart from ingest, health and
-    /// metrics, which keep their own); default: one per core.
+    /// metrics, which keep their own); default: the larger of one per core
+    /// and two per `max_concurrent`.
     pub threads: Option<NonZeroUsize>,
     /// Queries running at once; later ones wait in a queue.
     pub max_concurrent: NonZeroUsize,
@@ -39,8 +40,11 @@ pub struct QueryConfig {
     /// How long a query waits for a slot before 503 with `Retry-After`.
     #[serde(with = "humantime_serde")]
     pub queue_timeout: Duration,
-    /// Queries one token may run or queue at once; beyond, 429.
+    /// Queries one token (with auth off: one client address) may run at
+    /// once; its later ones wait in the queue.
     pub max_per_token: NonZeroUsize,
+    /// Queries one token may have waiting; beyond, 429.
+    pub max_queued_per_token: usize,
     /// Longest string one expression may build (`repeat`, `lpad`, `rpad`,
     /// `array_repeat`); a longer one fails the query (400).
     pub max_string_bytes: ByteSize,
@@ -59,7 +63,8 @@ impl Default for QueryConfig {
             max_concurrent: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
             max_queued: 32,
             queue_timeout: Duration::from_secs(10),
-            max_per_token: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
+            max_per_token: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+            max_queued_per_token: 8,
             max_string_bytes: ByteSize::mib(1),
         }
     }
@@ -80,6 +85,9 @@ impl QueryConfig {
         if self.max_string_bytes.as_u64() == 0 {
             errors.push("query.max_string_bytes: must be greater than 0".to_owned());
         }
+        if self.max_per_token > self.max_concurrent {
+            errors.push("query.max_per_token: must not exceed query.max_concurrent".to_owned());
+        }
         if self.queue_timeout.is_zero() {
             errors.push("query.queue_timeout: must be greater than 0".to_owned());
         }
@@ -94,10 +102,17 @@ impl QueryConfig {
         })
     }
 
-    /// Query runtime threads: `threads`, or one per core.
+    /// Query runtime threads: `threads`, or the larger of one per core and
+    /// two per query slot. More threads than cores is deliberate: an
+    /// operator that runs long without yielding (sorting a spill-sized run)
+    /// holds its thread, and the operating system, not that operator,
+    /// then decides when another query's work gets a core.
     pub fn thread_count(&self) -> usize {
         self.threads.map_or_else(
-            || std::thread::available_parallelism().map_or(2, NonZeroUsize::get),
+            || {
+                let cores = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
+                cores.max(2 * self.max_concurrent.get())
+            },
             NonZeroUsize::get,
         )
     }

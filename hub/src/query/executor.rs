@@ -12,8 +12,11 @@
 //!   `resources_exhausted` instead of growing the heap.
 //! * **Admission.** At most `query.max_concurrent` queries run; up to
 //!   `query.max_queued` more wait (each at most `query.queue_timeout`, then
-//!   503 with `Retry-After`); beyond, 429 with `Retry-After`. One token runs
-//!   or queues at most `query.max_per_token` queries (429 beyond).
+//!   503 with `Retry-After`); beyond, 429 with `Retry-After`. One token (or,
+//!   with auth off, one client address) runs at most `query.max_per_token`
+//!   queries, fewer than `max_concurrent` by default, so that it cannot take
+//!   every slot; its next `query.max_queued_per_token` wait, and beyond
+//!   that it is answered 429.
 //! * **Time.** `query.timeout` counts from admission to the last row: the
 //!   client has its 504 then, because the request waits on the query task
 //!   from the other runtime, and the task is aborted. Every operator of the
@@ -60,22 +63,33 @@ pub struct QueryExecutor {
     running: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
-    per_token: Arc<Mutex<HashMap<String, usize>>>,
+    per_token: TokenMap,
     config: QueryConfig,
 }
 
+/// One token's queries in the system: a semaphore of `max_per_token`
+/// running slots and the count of its queries running or waiting.
+#[derive(Debug)]
+struct TokenState {
+    running: Arc<Semaphore>,
+    present: usize,
+}
+
+type TokenMap = Arc<Mutex<HashMap<String, TokenState>>>;
+
 /// Counts a token's queries down again however the request ends.
 struct TokenSlot {
-    map: Arc<Mutex<HashMap<String, usize>>>,
+    map: TokenMap,
     who: String,
+    running: Arc<Semaphore>,
 }
 
 impl Drop for TokenSlot {
     fn drop(&mut self) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.who) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(state) = map.get_mut(&self.who) {
+            state.present = state.present.saturating_sub(1);
+            if state.present == 0 {
                 map.remove(&self.who);
             }
         }
@@ -160,23 +174,43 @@ impl QueryExecutor {
                 1,
             ));
         };
-        let _token = self.token_slot(who)?;
+        let token = self.token_slot(who)?;
         let started = tokio::time::Instant::now();
         let deadline = started + self.config.timeout;
         self.waiting.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!(m::QUERIES_WAITING).increment(1.0);
         let wait = self.config.queue_timeout.min(self.config.timeout);
-        let permit = tokio::time::timeout(wait, self.running.clone().acquire_owned()).await;
+        // A token's own slot first, then a shared one: a token that already
+        // runs max_per_token queries waits without holding a shared slot, so
+        // one client never takes every slot from the others.
+        let mut waited_for_own = true;
+        let permit = tokio::time::timeout(wait, async {
+            let own = token.running.clone().acquire_owned().await?;
+            waited_for_own = false;
+            let shared = self.running.clone().acquire_owned().await?;
+            Ok::<_, tokio::sync::AcquireError>((own, shared))
+        })
+        .await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!(m::QUERIES_WAITING).decrement(1.0);
-        let _permit = match permit {
+        let _permits = match permit {
             Ok(Ok(p)) => p,
             _ => {
                 metrics::counter!(m::QUERIES_REFUSED, "reason" => "queue_timeout").increment(1);
+                let busy = if waited_for_own {
+                    format!(
+                        "this token already runs {} queries (query.max_per_token)",
+                        self.config.max_per_token
+                    )
+                } else {
+                    format!(
+                        "{} queries are running (query.max_concurrent)",
+                        self.config.max_concurrent
+                    )
+                };
                 return Err(ApiError::unavailable(format!(
-                    "no query slot within {} (query.queue_timeout): {} queries are running; retry shortly",
+                    "no query slot within {}: {busy}; retry shortly",
                     humantime::format_duration(wait),
-                    self.config.max_concurrent
                 ))
                 .with_retry_after(2));
             }
@@ -217,20 +251,27 @@ impl QueryExecutor {
 
     fn token_slot(&self, who: &str) -> Result<TokenSlot, ApiError> {
         let mut map = self.per_token.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(who.to_owned()).or_insert(0);
-        if *n >= self.config.max_per_token.get() {
+        let running = self.config.max_per_token.get();
+        let state = map.entry(who.to_owned()).or_insert_with(|| TokenState {
+            running: Arc::new(Semaphore::new(running)),
+            present: 0,
+        });
+        let most = running + self.config.max_queued_per_token;
+        if state.present >= most {
             metrics::counter!(m::QUERIES_REFUSED, "reason" => "per_token").increment(1);
             return Err(ApiError::too_many_requests(
                 format!(
-                    "this token already runs {n} queries (query.max_per_token); retry when one has finished"
+                    "this token already has {} queries running or waiting (query.max_per_token + query.max_queued_per_token); retry when one has finished",
+                    state.present
                 ),
                 1,
             ));
         }
-        *n += 1;
+        state.present += 1;
         Ok(TokenSlot {
             map: self.per_token.clone(),
             who: who.to_owned(),
+            running: state.running.clone(),
         })
     }
 

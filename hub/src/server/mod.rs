@@ -68,6 +68,27 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct Hub;
 
+/// The client address of a connection, plain or TLS (`ConnectInfo<PeerAddr>`
+/// in a request's extensions).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
 /// A started hub.
 #[derive(Debug)]
 pub struct RunningHub {
@@ -118,7 +139,7 @@ impl Hub {
         let query =
             crate::query::QueryExecutor::new(&config.query, &spill).map_err(ServerError::Query)?;
         let state = AppState::new(Arc::clone(&config), tables, meta, Arc::new(query));
-        let app = router(state.clone());
+        let app = router(state.clone()).into_make_service_with_connect_info::<PeerAddr>();
         let http_shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let stop = http_shutdown.clone();
