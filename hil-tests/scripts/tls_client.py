@@ -3,6 +3,10 @@
 tls_client.py write URL TOKEN CA       writes 3 lines with the unchanged
                                       InfluxDB 2.x client (ssl_ca_cert=CA)
 tls_client.py query URL TOKEN CA SQL  runs SQL; prints the JSON answer
+tls_client.py post URL TOKEN CA PATH BODY
+                                      POSTs BODY (with the token as a bearer
+                                      header unless TOKEN is -); prints the
+                                      status, a space and the answer
 tls_client.py fingerprint HOST PORT CA
                                       prints the SHA-256 of the certificate
                                       the server presents (verified by CA)
@@ -14,6 +18,7 @@ import json
 import socket
 import ssl
 import sys
+import urllib.error
 import urllib.request
 
 
@@ -37,6 +42,22 @@ def query(url, token, ca, sql):
     )
     with urllib.request.urlopen(request, context=context, timeout=30) as answer:
         print(answer.read().decode())
+
+
+def post(url, token, ca, path, body):
+    context = ssl.create_default_context(cafile=ca)
+    request = urllib.request.Request(
+        url + path,
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    if token != "-":
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+            print(answer.status, answer.read().decode())
+    except urllib.error.HTTPError as e:
+        print(e.code, e.read().decode())
 
 
 def fingerprint(host, port, ca):
@@ -63,6 +84,8 @@ if command == "write":
     write(*sys.argv[2:5])
 elif command == "query":
     query(*sys.argv[2:6])
+elif command == "post":
+    post(*sys.argv[2:7])
 elif command == "fingerprint":
     fingerprint(*sys.argv[2:5])
 elif command == "plain":
