@@ -41,6 +41,12 @@ pub const QUERIES_WAITING: &str = "ferry_hub_queries_waiting";
 /// Counter: queries refused by admission, label `reason` (`queue_full`,
 /// `queue_timeout`, `per_token`).
 pub const QUERIES_REFUSED: &str = "ferry_hub_queries_refused_total";
+/// Gauge: bytes of write bodies the hub holds now
+/// (`ingest.max_inflight_bytes`).
+pub const INGEST_INFLIGHT_BYTES: &str = "ferry_hub_ingest_inflight_bytes";
+/// Counter: writes refused before they were read, label `reason`
+/// (`inflight_bytes`).
+pub const INGEST_REFUSED: &str = "ferry_hub_ingest_refused_total";
 /// Counter: rows returned by queries.
 pub const QUERY_ROWS: &str = "ferry_hub_query_rows_total";
 /// Counter: authentication failures, label `reason` (`missing`, `invalid`,

@@ -162,6 +162,18 @@ impl HubConfig {
         }
         self.compaction.validate(errors);
         self.retention.validate(errors);
+        if let StorageConfig::S3(s3) = &self.storage
+            && s3.conditional_put == crate::table::config::ConditionalPut::Disabled
+            && (self.compaction.enabled || self.retention.enabled)
+        {
+            errors.push(
+                "storage.conditional_put = \"disabled\": compaction and retention commit beside \
+                 the table writers, and without a conditional put two commits could take the same \
+                 version; set compaction.enabled = false and retention.enabled = false on this \
+                 store, or use a store with an atomic conditional put"
+                    .to_owned(),
+            );
+        }
         self.query.validate(errors);
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             errors.push(format!(

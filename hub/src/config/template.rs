@@ -42,7 +42,9 @@ path = "./ferry-data/tables"
 # secret_access_key = "..."
 # allow_http = false
 # addressing = "path"              # "path" | "virtual_hosted"
-# conditional_put = "etag"         # "etag" (default) | "disabled"
+# conditional_put = "etag"         # "etag" (default) | "disabled" (then set
+#                                  # compaction.enabled and retention.enabled
+#                                  # to false: maintenance needs it)
 # multi_writer = false             # only on stores with an atomic conditional put
 # request_timeout = "30s"          # per store request; a stalled one is retried
 #
@@ -72,6 +74,9 @@ queue_depth = 1024
 max_columns = 1024
 # Most new columns one write may add to an existing table.
 max_new_columns = 256
+# Most tables (measurements) in one database; a write that would create one
+# more is rejected (400, naming the database).
+max_per_database = 10000
 
 [compaction]
 # Merge the small files of each day partition into files of about
@@ -92,6 +97,8 @@ min_files = 16
 settle = "1h"
 
 [retention]
+# Run retention and vacuum (off is required with conditional_put = "disabled").
+enabled = true
 # Time between two retention runs: expire old day partitions by policy, then
 # vacuum every table. Policies are set per database or measurement through
 # /api/v1/retention; POST /api/v1/retention/dry-run shows what would go.
@@ -154,6 +161,11 @@ max_string_bytes = "1MiB"
 # that agent. 0 turns the check off (e.g. to move long-lived gateways to a
 # new hub with unbound tokens).
 max_sequence_gap = 1000000
+# Bytes of write bodies (segments, line protocol, MessagePack) held at once
+# over all clients; a write that does not fit is answered 503 with
+# Retry-After before its body is read (a chunked body counts as
+# server.max_body).
+max_inflight_bytes = "256MiB"
 
 [auth]
 # Require a token (Authorization: Bearer <token>) on every route except

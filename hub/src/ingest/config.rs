@@ -1,5 +1,6 @@
 //! `[ingest]`: what the write endpoints accept from one client.
 
+use bytesize::ByteSize;
 use serde::Deserialize;
 
 /// `[ingest]`.
@@ -13,12 +14,17 @@ pub struct IngestConfig {
     /// agent the hub has not seen, the gap counts from 0 unless the token is
     /// bound to that agent. 0 turns the check off.
     pub max_sequence_gap: u64,
+    /// Bytes of write bodies (segments, line protocol, MessagePack) the hub
+    /// holds at once, summed over all clients; a write that does not fit is
+    /// answered 503 with `Retry-After` before its body is read.
+    pub max_inflight_bytes: ByteSize,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             max_sequence_gap: 1_000_000,
+            max_inflight_bytes: ByteSize::mib(256),
         }
     }
 }

@@ -21,6 +21,7 @@
 //! * A bad line or record never takes its body down: the good ones are
 //!   committed and the bad ones reported ([`write`]).
 
+pub mod budget;
 mod config;
 pub mod line_protocol;
 pub mod msgpack;

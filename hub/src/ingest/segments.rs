@@ -28,8 +28,8 @@
 //! before its acknowledgement is sent: the crash window that the Delta `txn`
 //! check must make harmless (`hil-tests/tests/hub_crash_exactly_once.rs`).
 //! The variable is read once; [`warn_if_failpoint`] logs an ERROR at start
-//! when it is set. Never set it in production: it kills the hub on the
-//! first segment it commits.
+//! when it is set. It exists in debug builds only: a release build treats
+//! every value as unknown (ignored, with an ERROR).
 
 use std::sync::LazyLock;
 
@@ -55,6 +55,7 @@ pub const FAILPOINT_ENV: &str = "FERRY_HUB_FAILPOINT";
 enum Failpoint {
     Off,
     /// Abort the process after a segment commit, before its answer.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     AbortAfterCommit,
     /// Set to something this hub does not know: ignored, with an ERROR.
     Unknown(String),
@@ -63,6 +64,9 @@ enum Failpoint {
 static FAILPOINT: LazyLock<Failpoint> =
     LazyLock::new(|| match std::env::var(FAILPOINT_ENV).as_deref() {
         Err(_) | Ok("") => Failpoint::Off,
+        // Compiled into debug builds only: a release hub cannot be made to
+        // abort by its environment.
+        #[cfg(debug_assertions)]
         Ok("abort_after_commit") => Failpoint::AbortAfterCommit,
         Ok(other) => Failpoint::Unknown(other.to_owned()),
     });

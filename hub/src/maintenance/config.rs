@@ -67,6 +67,8 @@ impl CompactionConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
+    /// Run retention and vacuum (on schedule and through the API).
+    pub enabled: bool,
     /// Time between two runs (expire by policy, then vacuum every table).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -82,6 +84,7 @@ pub struct RetentionConfig {
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
+            enabled: true,
             interval: Duration::from_secs(3600),
             default_days: 0,
             vacuum_grace: Duration::from_secs(24 * 3600),

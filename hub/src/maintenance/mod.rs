@@ -163,6 +163,9 @@ impl Maintenance {
                 }
             });
         }
+        if !self.inner.retention.enabled {
+            return;
+        }
         let this = self.clone();
         let every = self.inner.retention.interval;
         tracker.spawn(async move {

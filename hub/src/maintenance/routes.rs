@@ -20,6 +20,7 @@ use super::{CompactionRun, MAX_RETENTION_DAYS, RetentionRun};
 use crate::auth::{Permission, Principal};
 use crate::meta::RetentionPolicy;
 use crate::server::{ApiError, ApiResult, AppState, JsonBody};
+use ferry_protocols::api::ErrorCode;
 
 /// `GET /api/v1/retention`.
 #[derive(Debug, Serialize)]
@@ -148,6 +149,12 @@ async fn retention(
     dry_run: bool,
 ) -> ApiResult<Json<RetentionRun>> {
     principal.require(Permission::Admin)?;
+    if !dry_run && !state.maintenance.retention_config().enabled {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "retention is off on this hub (retention.enabled = false)",
+        ));
+    }
     let run = state
         .maintenance
         .enforce_retention(dry_run, &CancellationToken::new())
@@ -190,6 +197,12 @@ pub async fn run_compaction(
     State(state): State<AppState>,
 ) -> ApiResult<Json<CompactionRun>> {
     principal.require(Permission::Admin)?;
+    if !state.maintenance.compaction_config().enabled {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "compaction is off on this hub (compaction.enabled = false)",
+        ));
+    }
     Ok(Json(
         state
             .maintenance

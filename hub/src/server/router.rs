@@ -33,7 +33,9 @@ use crate::{fleet, metrics as m, query};
 /// The hub's router.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.server.max_body_bytes();
-    let protected = Router::new()
+    // Every write takes its bytes from ingest.max_inflight_bytes (after
+    // authentication, which wraps it below).
+    let writes = Router::new()
         .route(ferry_protocols::api::SEGMENTS_PATH, post(segments::upload))
         .route("/write", post(line_protocol::write_v1))
         .route("/api/v2/write", post(line_protocol::write_v2))
@@ -42,6 +44,12 @@ pub fn router(state: AppState) -> Router {
             post(line_protocol::write_ferry),
         )
         .route("/api/v1/write/msgpack", post(msgpack::write))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::ingest::budget::limit,
+        ));
+    let protected = Router::new()
+        .merge(writes)
         .route("/api/v1/query", post(query::query))
         .route("/api/v1/agents", get(fleet::list))
         .route(

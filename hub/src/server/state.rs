@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Where queries run (own runtime, memory pool, admission).
     pub query: Arc<QueryExecutor>,
+    /// Write bytes in flight (`ingest.max_inflight_bytes`).
+    pub ingest_budget: crate::ingest::budget::IngestBudget,
 }
 
 impl AppState {
@@ -40,6 +42,9 @@ impl AppState {
             config.retention.clone(),
         );
         AppState {
+            ingest_budget: crate::ingest::budget::IngestBudget::new(
+                config.ingest.max_inflight_bytes.as_u64(),
+            ),
             maintenance,
             config,
             tables,

@@ -240,6 +240,9 @@ pub struct TableConfig {
     pub max_columns: NonZeroUsize,
     /// Most new columns one write may add to an existing table.
     pub max_new_columns: NonZeroUsize,
+    /// Most tables (measurements) one database may hold; a write that would
+    /// create one more is rejected (400, naming the database).
+    pub max_per_database: NonZeroUsize,
 }
 
 impl TableConfig {
@@ -261,6 +264,7 @@ impl Default for TableConfig {
             max_columns: NonZeroUsize::new(ferry_protocols::batch::DEFAULT_MAX_COLUMNS)
                 .unwrap_or(NonZeroUsize::MIN),
             max_new_columns: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
+            max_per_database: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
         }
     }
 }

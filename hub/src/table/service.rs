@@ -113,6 +113,46 @@ impl Tables {
         Ok(tx)
     }
 
+    fn has_batcher(&self, table: &TableName) -> bool {
+        self.inner
+            .batchers
+            .lock()
+            .is_ok_and(|b| b.get(table).is_some_and(|tx| !tx.is_closed()))
+    }
+
+    /// `tables.max_per_database`: a write to a table this hub has not
+    /// written since it started looks at its database's directory once (one
+    /// listing of that database, not of the lake); a new table beyond the
+    /// limit is refused before anything is created.
+    async fn check_table_count(&self, table: &TableName) -> Result<(), TableError> {
+        let storage = &self.inner.storage;
+        let store = open_table(storage, &storage.root)
+            .map_err(|e| TableError::storage("<root>", e))?
+            .object_store();
+        let db = super::config::encode_segment(table.database.as_str());
+        let own = super::config::encode_segment(table.measurement.as_str());
+        let prefix = object_store::path::Path::from(db.as_str());
+        let listed = store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|e| TableError::storage(table, deltalake::DeltaTableError::from(e)))?;
+        let names: Vec<&str> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename())
+            .collect();
+        let limit = self.inner.config.max_per_database.get();
+        if !names.contains(&own.as_str()) && names.len() >= limit {
+            return Err(TableError::InvalidData(format!(
+                "database {:?} already holds {} tables; tables.max_per_database is {limit}, so table {:?} is not created",
+                table.database.as_str(),
+                names.len(),
+                table.measurement.as_str()
+            )));
+        }
+        Ok(())
+    }
+
     /// The error for a write whose batcher went away.
     fn gone(&self, table: &TableName) -> TableError {
         if self.inner.shutdown.is_cancelled() {
@@ -134,6 +174,9 @@ impl Tables {
         super::config::check_storage_form(&request.table).map_err(TableError::InvalidData)?;
         let label = request.table.to_string();
         let table = request.table.clone();
+        if !self.has_batcher(&request.table) {
+            self.check_table_count(&request.table).await?;
+        }
         let tx = self.sender(&request.table)?;
         let (reply, answer) = oneshot::channel();
         tx.send(Command::Write(Pending { request, reply }))

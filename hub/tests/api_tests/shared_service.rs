@@ -183,3 +183,100 @@ async fn names_that_do_not_fit_the_store_are_refused_up_front() {
     );
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_holds_at_most_max_per_database_tables() {
+    let hub = start_with(|c| {
+        c.tables.max_per_database = std::num::NonZeroUsize::new(3).unwrap();
+    })
+    .await;
+    let r = hub.write_lp("capped", "a v=1\nb v=1\nc v=1").await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = hub.write_lp("capped", "d v=1").await;
+    let v = error(r, StatusCode::BAD_REQUEST, "bad_request").await;
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("capped") && message.contains("tables.max_per_database"),
+        "{v}"
+    );
+    // Existing tables take writes; another database has its own count.
+    let r = hub.write_lp("capped", "a v=2").await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = hub.write_lp("other", "d v=1").await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(hub.count("capped.a").await, 2);
+    let (status, _) = hub.sql("SELECT * FROM capped.d").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no table d was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_beyond_the_inflight_byte_budget_are_told_to_retry() {
+    let hub = start_with(|c| {
+        c.ingest.max_inflight_bytes = bytesize::ByteSize::kib(64);
+    })
+    .await;
+    // A body larger than the whole budget still gets through alone (it is
+    // counted as the whole budget)...
+    let big: String = (0..4000)
+        .map(|i| format!("big,site=s{i} v={i} {}\n", 1_700_000_000_000_000_000u64 + i))
+        .collect();
+    assert!(big.len() > 64 * 1024);
+    let r = hub.write_lp("plant", &big).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // ...but not beside another: many at once, the ones that do not fit are
+    // answered 503 with Retry-After at once, and every one acknowledged is
+    // in the table.
+    let sends = (0..8).map(|_| hub.write_lp("plant", &big));
+    let answers = futures_util::future::join_all(sends).await;
+    let mut ok = 0;
+    let mut refused = 0;
+    for r in answers {
+        match r.status() {
+            StatusCode::NO_CONTENT => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(r.headers().get("retry-after").is_some());
+                let v: Value = r.json().await.unwrap();
+                assert!(
+                    v["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("ingest.max_inflight_bytes"),
+                    "{v}"
+                );
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(ok >= 1 && refused >= 1, "ok {ok}, refused {refused}");
+    assert_eq!(hub.count("plant.big").await, 4000 * (1 + ok));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_is_refused_on_a_store_without_conditional_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[storage]\nbackend = \"s3\"\nbucket = \"lake\"\nconditional_put = \"disabled\"\n";
+    let path = dir.path().join("hub.toml");
+    std::fs::write(&path, text).unwrap();
+    let errors = ferry_hub::config::load_file(&path)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        errors.contains("storage.conditional_put") && errors.contains("retention.enabled"),
+        "{errors}"
+    );
+    let ok = format!("{text}[compaction]\nenabled = false\n[retention]\nenabled = false\n");
+    std::fs::write(&path, ok).unwrap();
+    ferry_hub::config::load_file(&path).expect("maintenance off is accepted");
+
+    let hub = start_with(|c| {
+        c.compaction.enabled = false;
+        c.retention.enabled = false;
+    })
+    .await;
+    for path in ["/api/v1/compaction/run", "/api/v1/retention/run"] {
+        let r = hub.post(path, &hub.admin).send().await.unwrap();
+        error(r, StatusCode::BAD_REQUEST, "bad_request").await;
+    }
+}
