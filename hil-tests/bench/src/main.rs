@@ -32,6 +32,7 @@ enum Scenario {
     Storage,
     Queries,
     Recovery,
+    NoisyNeighbour,
     All,
 }
 
@@ -39,7 +40,7 @@ enum Scenario {
 #[derive(Debug, Parser)]
 #[command(name = "ferry-bench", version)]
 struct Cli {
-    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery, or all.
+    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour, or all.
     #[arg(value_enum, required = true)]
     scenarios: Vec<Scenario>,
     /// Small counts, one run each: every scenario end to end in under 3 minutes (CI).
@@ -79,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Storage,
             Scenario::Queries,
             Scenario::Recovery,
+            Scenario::NoisyNeighbour,
         ]
     } else {
         cli.scenarios.clone()
@@ -143,6 +145,7 @@ fn main() -> anyhow::Result<()> {
                 scenario::queries::run(&scale, the_lake.as_ref().expect("the lake"))
             }
             Scenario::Recovery => scenario::recovery::run(&scale, &dir),
+            Scenario::NoisyNeighbour => scenario::noisy::run(&scale, &dir),
             Scenario::All => unreachable!("expanded above"),
         }));
         let mut section = match result {

@@ -42,6 +42,8 @@ pub struct HubOptions {
     pub commit_interval: String,
     /// Background compaction (the bench runs it on demand instead).
     pub compaction: bool,
+    /// `query.timeout`.
+    pub query_timeout: String,
 }
 
 impl Default for HubOptions {
@@ -49,6 +51,7 @@ impl Default for HubOptions {
         HubOptions {
             commit_interval: "1s".to_owned(),
             compaction: false,
+            query_timeout: "600s".to_owned(),
         }
     }
 }
@@ -63,11 +66,12 @@ pub fn start_hub(dir: &Path, addr: SocketAddr, o: &HubOptions) -> Hub {
         format!(
             "[server]\nlisten = \"{addr}\"\nmax_body = \"256MiB\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
              [tables]\ncommit_interval = \"{}\"\n[compaction]\nenabled = {}\n[metadata]\npath = \"{}\"\n\
-             [query]\ntimeout = \"600s\"\n[auth]\nenabled = true\n[log]\nlevel = \"warn\"\n",
+             [query]\ntimeout = \"{}\"\n[auth]\nenabled = true\n[log]\nlevel = \"warn\"\n",
             dir.join("tables").display(),
             o.commit_interval,
             o.compaction,
             dir.join("hub.db").display(),
+            o.query_timeout,
         ),
     )
     .expect("write hub.toml");
@@ -158,7 +162,12 @@ impl Hub {
 
     /// A new token with role `write`.
     pub fn write_token(&self, name: &str) -> String {
-        let body = serde_json::json!({"name": name, "role": "write"}).to_string();
+        self.new_token(name, "write")
+    }
+
+    /// A new token with `role`.
+    pub fn new_token(&self, name: &str, role: &str) -> String {
+        let body = serde_json::json!({"name": name, "role": role}).to_string();
         let a = self.call(
             "POST",
             "/api/v1/auth/tokens",

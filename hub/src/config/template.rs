@@ -141,7 +141,7 @@ spill_max = "10GiB"
 # threads = 2
 # Queries running at once; up to max_queued more wait, each at most
 # queue_timeout (then 503 with Retry-After); beyond, 429 with Retry-After.
-max_concurrent = 4
+max_concurrent = 8
 max_queued = 32
 queue_timeout = "10s"
 # Queries one token (with auth off, one client address) may run at once;

@@ -60,7 +60,7 @@ impl Default for QueryConfig {
             spill_dir: None,
             spill_max: ByteSize::gib(10),
             threads: None,
-            max_concurrent: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
+            max_concurrent: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
             max_queued: 32,
             queue_timeout: Duration::from_secs(10),
             max_per_token: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),

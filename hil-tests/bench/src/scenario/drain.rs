@@ -137,6 +137,7 @@ fn drain_once(
     let options = HubOptions {
         commit_interval: interval.to_owned(),
         compaction: false,
+        ..HubOptions::default()
     };
     let hub_addr = fresh_addr();
     let mut hub = start_hub(dir, hub_addr, &options);

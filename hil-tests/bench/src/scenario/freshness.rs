@@ -114,6 +114,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
             &HubOptions {
                 commit_interval: interval.to_owned(),
                 compaction: false,
+                ..HubOptions::default()
             },
         );
         let token = hub.write_token("gw-fresh");

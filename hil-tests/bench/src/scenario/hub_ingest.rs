@@ -193,6 +193,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
                 &HubOptions {
                     commit_interval: interval.to_owned(),
                     compaction: false,
+                    ..HubOptions::default()
                 },
             );
             let mut all_segments = Vec::new();

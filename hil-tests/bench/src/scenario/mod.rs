@@ -8,6 +8,7 @@ pub mod freshness;
 pub mod hub_ingest;
 pub mod lake;
 pub mod mqtt;
+pub mod noisy;
 pub mod queries;
 pub mod recovery;
 pub mod storage;
