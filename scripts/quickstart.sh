@@ -43,10 +43,10 @@ token=$(grep -o 'ferry_[0-9a-f]*' "$data/hub.out" | head -1 || true)
 if [ -n "$token" ]; then echo "$token" > "$data/admin.token"; chmod 600 "$data/admin.token"; fi
 admin=$(cat "$data/admin.token")
 
-# The agent: a write token of its own, the default route sensors/{device}/{measurement}.
+# The agent: a write token bound to its id (ferry-agent), the default route sensors/{device}/{measurement}.
 if [ ! -f "$data/agent.toml" ]; then
   agent_token=$(curl -sf -X POST localhost:8000/api/v1/auth/tokens -H "Authorization: Bearer $admin" \
-    -H 'Content-Type: application/json' -d '{"name": "quickstart-gateway", "role": "write"}' \
+    -H 'Content-Type: application/json' -d '{"name": "quickstart-gateway", "role": "write", "agents": "ferry-agent"}' \
     | sed 's/.*"token":"\([^"]*\)".*/\1/')
   "$bin/ferry-agent" generate-config > "$data/agent.toml"
   sed -i "s|^data_dir = .*|data_dir = \"$data/agent\"|; s|^# token = \"ferry_...\"|token = \"$agent_token\"|; s|^max_age = \"5s\"|max_age = \"1s\"|" "$data/agent.toml"
