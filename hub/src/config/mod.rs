@@ -162,8 +162,7 @@ impl HubConfig {
         }
         self.compaction.validate(errors);
         self.retention.validate(errors);
-        if let StorageConfig::S3(s3) = &self.storage
-            && s3.conditional_put == crate::table::config::ConditionalPut::Disabled
+        if self.storage.lacks_conditional_put()
             && (self.compaction.enabled || self.retention.enabled)
         {
             errors.push(

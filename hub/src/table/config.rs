@@ -79,6 +79,14 @@ pub enum StorageConfig {
     Azure(AzureConfig),
 }
 
+impl StorageConfig {
+    /// An S3-compatible store configured without conditional put
+    /// (`conditional_put = "disabled"`).
+    pub fn lacks_conditional_put(&self) -> bool {
+        matches!(self, StorageConfig::S3(s3) if s3.conditional_put == ConditionalPut::Disabled)
+    }
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig::Fs(FsConfig::default())

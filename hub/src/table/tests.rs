@@ -570,6 +570,9 @@ request_timeout = "2s""#,
     )
     .unwrap();
     assert!(unsafe_multi.resolve().is_err());
+    assert!(unsafe_multi.lacks_conditional_put());
+    assert!(!s3.lacks_conditional_put());
+    assert!(!StorageConfig::default().lacks_conditional_put());
     let az: StorageConfig = toml::from_str(
         "backend = \"azure\"\ncontainer = \"c\"\nconnection_string = \"AccountName=acc;AccountKey=a2V5;EndpointSuffix=core.windows.net\"",
     )
