@@ -1,6 +1,8 @@
 //! Finding the token in a request (see the forms in [`crate::auth`]).
 
+use axum::extract::Query;
 use axum::http::{HeaderMap, Uri, header};
+use serde::Deserialize;
 
 /// Where a token was presented, or why none could be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,71 +56,28 @@ fn from_authorization(value: &str) -> Credential {
     Credential::Malformed("expected Authorization: Bearer <token>, Token <token> or Basic")
 }
 
+/// InfluxDB 1.x's `?p=` (and `u=`) parameters, decoded by the same parser
+/// as every other query string of the hub (axum's `Query`).
+#[derive(Debug, Deserialize)]
+struct V1Credentials {
+    p: Option<String>,
+}
+
 fn query_password(uri: &Uri) -> Option<String> {
-    let query = uri.query()?;
-    for pair in query.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == "p" && !v.is_empty() {
-            return Some(percent_decode(v));
-        }
-    }
-    None
+    let Query(params) = Query::<V1Credentials>::try_from_uri(uri).ok()?;
+    params.p.filter(|p| !p.is_empty())
 }
 
-/// Decodes `%XX` and `+` in a query value. Invalid escapes stay literal.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| {
-                std::str::from_utf8(h)
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            });
-            if let Some(v) = hex {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b == b'+' { b' ' } else { b });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Standard base64 (RFC 4648 §4), padding optional.
+/// Standard base64 (RFC 4648 §4), padding optional, as Basic credentials
+/// arrive from InfluxDB 1.x clients.
 fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some(u32::from(c - b'A')),
-            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0_u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        acc = (acc << 6) | value(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-        }
-    }
-    // A single leftover character (6 bits) cannot come from a valid encoding.
-    if bits >= 6 {
-        return None;
-    }
-    Some(out)
+    use base64::Engine;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const STANDARD_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    STANDARD_ANY_PAD.decode(s).ok()
 }
 
 #[cfg(test)]

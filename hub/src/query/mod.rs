@@ -199,6 +199,12 @@ fn with_meta(answer: Encoded) -> Response {
 }
 
 /// The query's default database: the body, then the headers, then `?db=`.
+/// `?db=`, decoded like every query string of the hub.
+#[derive(Debug, serde::Deserialize)]
+struct DbParam {
+    db: Option<String>,
+}
+
 fn database(
     request: &QueryRequest,
     h: &HeaderMap,
@@ -208,11 +214,9 @@ fn database(
         .iter()
         .find_map(|name| h.get(*name).and_then(|v| v.to_str().ok()))
         .map(str::to_owned);
-    let from_query = uri.query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("db="))
-            .map(str::to_owned)
-    });
+    let from_query = axum::extract::Query::<DbParam>::try_from_uri(uri)
+        .ok()
+        .and_then(|q| q.0.db);
     match request
         .database
         .clone()
