@@ -174,6 +174,14 @@ impl HubConfig {
             );
         }
         self.query.validate(errors);
+        if self.tables.idle_timeout < self.tables.commit_interval {
+            errors.push(format!(
+                "tables.idle_timeout: {} is shorter than tables.commit_interval ({}); a table's \
+                 writer would be released between its own commits",
+                humantime::format_duration(self.tables.idle_timeout),
+                humantime::format_duration(self.tables.commit_interval)
+            ));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             errors.push(format!(
                 "log.level: {:?} is not a valid filter: {e}",

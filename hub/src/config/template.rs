@@ -77,6 +77,9 @@ max_new_columns = 256
 # Most tables (measurements) in one database; a write that would create one
 # more is rejected (400, naming the database).
 max_per_database = 10000
+# A table's writer and cached query state unused this long are released
+# (memory stays bounded by the tables in use, not the tables in the lake).
+idle_timeout = "10m"
 
 [compaction]
 # Merge the small files of each day partition into files of about

@@ -5,6 +5,12 @@
 //! agent's segments) are not held back a whole interval, while writes that
 //! queue up during a slow commit (S3) still share the next one. A flush
 //! commits at once too.
+//!
+//! A batcher that receives nothing for `tables.idle_timeout` closes its
+//! queue, commits whatever was already queued, and ends, giving back its
+//! table writer (and the table state it holds). The next write to the table
+//! starts a new batcher, which waits on the table's writer lock until the
+//! old one has finished: there is never more than one writer per table.
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -58,13 +64,17 @@ impl Collect {
     }
 }
 
-/// Runs one table's batcher until `shutdown`, then commits what is queued and returns.
+/// Runs one table's batcher until `shutdown` or `tables.idle_timeout`
+/// without a command, then commits what is queued and returns. Holds
+/// `writer_lock` (the table's one-writer lock) from its start to its end.
 pub(crate) async fn run(
     mut writer: TableWriter,
     mut rx: mpsc::Receiver<Command>,
     config: TableConfig,
     shutdown: CancellationToken,
+    writer_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 ) {
+    let _only_writer = writer_lock.lock_owned().await;
     let label = writer.name().to_string();
     let max_rows = config.max_commit_rows.get();
     let early_rows = config.early_commit_rows.get();
@@ -73,6 +83,10 @@ pub(crate) async fn run(
             biased;
             _ = shutdown.cancelled() => None,
             command = rx.recv() => command,
+            () = tokio::time::sleep(config.idle_timeout) => {
+                debug!(table = %label, "table batcher idle, releasing it");
+                None
+            }
         };
         let Some(first) = first else { break };
         let mut collect = Collect::default();
@@ -102,7 +116,7 @@ pub(crate) async fn run(
         test_faults::check(&label);
         collect.commit(&mut writer).await;
     }
-    // Shutdown: take nothing new, commit everything already queued.
+    // Shutdown or idle: take nothing new, commit everything already queued.
     rx.close();
     let mut collect = Collect::default();
     while let Ok(command) = rx.try_recv() {

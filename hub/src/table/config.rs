@@ -251,6 +251,10 @@ pub struct TableConfig {
     /// Most tables (measurements) one database may hold; a write that would
     /// create one more is rejected (400, naming the database).
     pub max_per_database: NonZeroUsize,
+    /// A table's writer (and its cached query state) not used this long is
+    /// released; the next write or query loads it again.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl TableConfig {
@@ -273,6 +277,7 @@ impl Default for TableConfig {
                 .unwrap_or(NonZeroUsize::MIN),
             max_new_columns: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
             max_per_database: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
+            idle_timeout: Duration::from_secs(600),
         }
     }
 }

@@ -104,6 +104,8 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_idle;
 
 pub use compact::{CompactionPolicy, CompactionReport};
 pub use config::{

@@ -35,11 +35,22 @@ struct Inner {
     config: TableConfig,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    batchers: Mutex<HashMap<TableName, mpsc::Sender<Command>>>,
-    /// Loaded tables for queries, brought up to date before each registration.
-    readers: tokio::sync::Mutex<HashMap<TableName, DeltaTable>>,
+    /// Each table's queue and its one-writer lock (held by its batcher for
+    /// the batcher's whole life). Entries of idle tables are pruned.
+    batchers: Mutex<HashMap<TableName, Batcher>>,
+    /// Loaded tables for queries, brought up to date before each
+    /// registration, with when each was last used; entries unused for
+    /// `tables.idle_timeout` are dropped.
+    readers: tokio::sync::Mutex<HashMap<TableName, (DeltaTable, std::time::Instant)>>,
     /// Requests handed to a batcher queue so far.
     pushed: AtomicU64,
+}
+
+/// A table's queue and its writer lock.
+#[derive(Debug)]
+struct Batcher {
+    tx: mpsc::Sender<Command>,
+    writer_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Tables {
@@ -84,19 +95,35 @@ impl Tables {
             .batchers
             .lock()
             .map_err(|_| TableError::ShuttingDown)?;
-        if let Some(tx) = batchers.get(table).filter(|tx| !tx.is_closed()) {
-            return Ok(tx.clone());
+        if let Some(b) = batchers.get(table).filter(|b| !b.tx.is_closed()) {
+            return Ok(b.tx.clone());
         }
         if inner.shutdown.is_cancelled() {
             return Err(TableError::ShuttingDown);
         }
+        // Tables whose batcher has ended and released its lock are
+        // forgotten; a batcher still draining keeps its entry (and its lock,
+        // which the replacement below waits on).
+        batchers.retain(|name, b| {
+            name == table || !b.tx.is_closed() || b.writer_lock.try_lock().is_err()
+        });
+        let writer_lock = batchers
+            .get(table)
+            .map(|b| b.writer_lock.clone())
+            .unwrap_or_default();
         let (tx, rx) = mpsc::channel(inner.config.queue_depth.get());
         let writer = TableWriter::new(
             table.clone(),
             inner.storage.clone(),
             inner.config.column_limits(),
         );
-        let run = batcher::run(writer, rx, inner.config.clone(), inner.shutdown.clone());
+        let run = batcher::run(
+            writer,
+            rx,
+            inner.config.clone(),
+            inner.shutdown.clone(),
+            writer_lock.clone(),
+        );
         let label = table.to_string();
         // Supervised: a panic ends this table's batcher only. Its queue is
         // dropped, so every write it held or had queued is answered at once
@@ -109,7 +136,13 @@ impl Tables {
                 crate::supervise::panicked("batcher", &label, e);
             }
         });
-        batchers.insert(table.clone(), tx.clone());
+        batchers.insert(
+            table.clone(),
+            Batcher {
+                tx: tx.clone(),
+                writer_lock,
+            },
+        );
         Ok(tx)
     }
 
@@ -117,7 +150,7 @@ impl Tables {
         self.inner
             .batchers
             .lock()
-            .is_ok_and(|b| b.get(table).is_some_and(|tx| !tx.is_closed()))
+            .is_ok_and(|b| b.get(table).is_some_and(|b| !b.tx.is_closed()))
     }
 
     /// `tables.max_per_database`: a write to a table this hub has not
@@ -177,11 +210,19 @@ impl Tables {
         if !self.has_batcher(&request.table) {
             self.check_table_count(&request.table).await?;
         }
-        let tx = self.sender(&request.table)?;
         let (reply, answer) = oneshot::channel();
-        tx.send(Command::Write(Pending { request, reply }))
-            .await
-            .map_err(|_| self.gone(&table))?;
+        let mut command = Command::Write(Pending { request, reply });
+        // A batcher that went idle closes its queue; the write then goes to
+        // the new batcher the next `sender` starts (once, a second closed
+        // queue means the batcher failed).
+        for attempt in 0..2 {
+            let tx = self.sender(&table)?;
+            match tx.send(command).await {
+                Ok(()) => break,
+                Err(mpsc::error::SendError(back)) if attempt == 0 => command = back,
+                Err(_) => return Err(self.gone(&table)),
+            }
+        }
         self.inner.pushed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::QUEUE_PUSHED, "table" => label).increment(1);
         answer.await.map_err(|_| self.gone(&table))?
@@ -196,7 +237,7 @@ impl Tables {
     /// Commits everything queued so far, in every table, and waits for it.
     pub async fn flush(&self) {
         let senders: Vec<mpsc::Sender<Command>> = match self.inner.batchers.lock() {
-            Ok(b) => b.values().cloned().collect(),
+            Ok(b) => b.values().map(|b| b.tx.clone()).collect(),
             Err(_) => return,
         };
         let mut waits = Vec::with_capacity(senders.len());
@@ -316,10 +357,27 @@ impl Tables {
             .map_err(|e| TableError::storage(name, e))
     }
 
+    /// How many tables hold a live batcher and how many a cached reader.
+    #[cfg(test)]
+    pub(crate) async fn held(&self) -> (usize, usize) {
+        let batchers = self
+            .inner
+            .batchers
+            .lock()
+            .map_or(0, |b| b.values().filter(|b| !b.tx.is_closed()).count());
+        (batchers, self.inner.readers.lock().await.len())
+    }
+
     /// The table at its latest version, from the reader cache brought up to date.
     async fn latest(&self, name: &TableName) -> Result<Option<DeltaTable>, TableError> {
         let label = name.to_string();
-        let cached = self.inner.readers.lock().await.get(name).cloned();
+        let cached = self
+            .inner
+            .readers
+            .lock()
+            .await
+            .get(name)
+            .map(|(t, _)| t.clone());
         let table = match cached {
             Some(mut table) => {
                 table
@@ -339,11 +397,11 @@ impl Tables {
                 }
             }
         };
-        self.inner
-            .readers
-            .lock()
-            .await
-            .insert(name.clone(), table.clone());
+        let now = std::time::Instant::now();
+        let idle = self.inner.config.idle_timeout;
+        let mut readers = self.inner.readers.lock().await;
+        readers.retain(|_, (_, used)| now.duration_since(*used) < idle);
+        readers.insert(name.clone(), (table.clone(), now));
         Ok(Some(table))
     }
 }
