@@ -80,6 +80,10 @@ max_per_database = 10000
 # A table's writer and cached query state unused this long are released
 # (memory stays bounded by the tables in use, not the tables in the lake).
 idle_timeout = "10m"
+# Arrow bytes of writes one table holds queued or committing; beyond it a
+# write is answered 503 with Retry-After (a write to an empty queue is
+# always taken). ingest.max_inflight_bytes bounds the sum over all tables.
+max_queued_bytes = "64MiB"
 
 [compaction]
 # Merge the small files of each day partition into files of about

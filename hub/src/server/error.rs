@@ -117,6 +117,7 @@ impl From<TableError> for ApiError {
             }
             TableError::ShuttingDown => Self::unavailable("the hub is shutting down; retry"),
             TableError::WriterFailed { .. } => Self::unavailable(e.to_string()),
+            TableError::QueueFull { .. } => Self::unavailable(e.to_string()).with_retry_after(1),
             _ if e.is_client_error() => Self::bad_request(e.to_string()),
             _ => {
                 tracing::warn!(error = %e, "table write failed");

@@ -255,6 +255,12 @@ pub struct TableConfig {
     /// released; the next write or query loads it again.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Arrow bytes of writes one table holds queued or committing; a write
+    /// beyond it is answered 503 with `Retry-After` (a write alone in an
+    /// empty queue is always taken, so a big body still lands). Bounds
+    /// what one busy table holds; `ingest.max_inflight_bytes` bounds the
+    /// sum over all.
+    pub max_queued_bytes: bytesize::ByteSize,
 }
 
 impl TableConfig {
@@ -278,6 +284,7 @@ impl Default for TableConfig {
             max_new_columns: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
             max_per_database: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
             idle_timeout: Duration::from_secs(600),
+            max_queued_bytes: bytesize::ByteSize::mib(64),
         }
     }
 }

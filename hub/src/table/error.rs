@@ -49,6 +49,18 @@ pub enum TableError {
          it may or may not have been committed; retry"
     )]
     WriterFailed { table: String },
+    /// The table already holds `tables.max_queued_bytes` of writes queued
+    /// or committing. Nothing was taken; retry shortly. HTTP 503 with
+    /// `Retry-After`.
+    #[error(
+        "table {table} holds {queued} of writes waiting to commit, tables.max_queued_bytes is \
+         {limit}; retry shortly"
+    )]
+    QueueFull {
+        table: String,
+        queued: bytesize::ByteSize,
+        limit: bytesize::ByteSize,
+    },
 }
 
 impl TableError {

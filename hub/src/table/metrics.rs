@@ -22,6 +22,8 @@ pub const INVALID_REQUESTS: &str = "ferry_table_invalid_requests_total";
 pub const QUEUE_PUSHED: &str = "ferry_table_queue_pushed_total";
 /// Counter: write requests taken from a table's queue by its batcher.
 pub const QUEUE_POPPED: &str = "ferry_table_queue_popped_total";
+/// Counter: writes refused because the table held `tables.max_queued_bytes`.
+pub const QUEUE_REFUSED: &str = "ferry_table_queue_refused_total";
 /// Gauge: requests in the table's queue right now (sampled by the batcher).
 pub const QUEUE_DEPTH: &str = "ferry_table_queue_depth";
 /// Histogram, seconds: compacting one partition, read to commit.

@@ -105,7 +105,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_idle;
+mod tests_bounds;
 
 pub use compact::{CompactionPolicy, CompactionReport};
 pub use config::{

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
+use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::{DeltaTable, ObjectStore};
@@ -46,11 +47,39 @@ struct Inner {
     pushed: AtomicU64,
 }
 
-/// A table's queue and its writer lock.
+/// A table's queue, its writer lock and the Arrow bytes of the writes it
+/// holds (queued or committing; both outlive one batcher).
 #[derive(Debug)]
 struct Batcher {
     tx: mpsc::Sender<Command>,
     writer_lock: Arc<tokio::sync::Mutex<()>>,
+    queued: Arc<AtomicU64>,
+}
+
+/// Bytes a write holds against its table's `tables.max_queued_bytes`,
+/// given back when the write is answered or abandoned.
+struct QueuedBytes {
+    counter: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl QueuedBytes {
+    /// Takes `bytes` unless the table already holds some and would then
+    /// hold more than `limit`.
+    fn take(counter: Arc<AtomicU64>, bytes: u64, limit: u64) -> Result<Self, u64> {
+        let before = counter.fetch_add(bytes, Ordering::AcqRel);
+        if before > 0 && before.saturating_add(bytes) > limit {
+            counter.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(before);
+        }
+        Ok(QueuedBytes { counter, bytes })
+    }
+}
+
+impl Drop for QueuedBytes {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 impl Tables {
@@ -89,14 +118,17 @@ impl Tables {
         Ok(tables)
     }
 
-    fn sender(&self, table: &TableName) -> Result<mpsc::Sender<Command>, TableError> {
+    fn sender(
+        &self,
+        table: &TableName,
+    ) -> Result<(mpsc::Sender<Command>, Arc<AtomicU64>), TableError> {
         let inner = &self.inner;
         let mut batchers = inner
             .batchers
             .lock()
             .map_err(|_| TableError::ShuttingDown)?;
         if let Some(b) = batchers.get(table).filter(|b| !b.tx.is_closed()) {
-            return Ok(b.tx.clone());
+            return Ok((b.tx.clone(), b.queued.clone()));
         }
         if inner.shutdown.is_cancelled() {
             return Err(TableError::ShuttingDown);
@@ -105,11 +137,14 @@ impl Tables {
         // forgotten; a batcher still draining keeps its entry (and its lock,
         // which the replacement below waits on).
         batchers.retain(|name, b| {
-            name == table || !b.tx.is_closed() || b.writer_lock.try_lock().is_err()
+            name == table
+                || !b.tx.is_closed()
+                || b.writer_lock.try_lock().is_err()
+                || b.queued.load(Ordering::Acquire) > 0
         });
-        let writer_lock = batchers
+        let (writer_lock, queued) = batchers
             .get(table)
-            .map(|b| b.writer_lock.clone())
+            .map(|b| (b.writer_lock.clone(), b.queued.clone()))
             .unwrap_or_default();
         let (tx, rx) = mpsc::channel(inner.config.queue_depth.get());
         let writer = TableWriter::new(
@@ -141,9 +176,10 @@ impl Tables {
             Batcher {
                 tx: tx.clone(),
                 writer_lock,
+                queued: queued.clone(),
             },
         );
-        Ok(tx)
+        Ok((tx, queued))
     }
 
     fn has_batcher(&self, table: &TableName) -> bool {
@@ -210,13 +246,31 @@ impl Tables {
         if !self.has_batcher(&request.table) {
             self.check_table_count(&request.table).await?;
         }
+        let bytes: usize = request
+            .batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        let limit = self.inner.config.max_queued_bytes.as_u64();
         let (reply, answer) = oneshot::channel();
         let mut command = Command::Write(Pending { request, reply });
+        let mut held_bytes = None;
         // A batcher that went idle closes its queue; the write then goes to
         // the new batcher the next `sender` starts (once, a second closed
         // queue means the batcher failed).
         for attempt in 0..2 {
-            let tx = self.sender(&table)?;
+            let (tx, queued) = self.sender(&table)?;
+            if held_bytes.is_none() {
+                let held = QueuedBytes::take(queued, bytes as u64, limit).map_err(|queued| {
+                    metrics::counter!(m::QUEUE_REFUSED, "table" => label.clone()).increment(1);
+                    TableError::QueueFull {
+                        table: label.clone(),
+                        queued: bytesize::ByteSize::b(queued),
+                        limit: self.inner.config.max_queued_bytes,
+                    }
+                })?;
+                held_bytes = Some(held);
+            }
             match tx.send(command).await {
                 Ok(()) => break,
                 Err(mpsc::error::SendError(back)) if attempt == 0 => command = back,
@@ -225,7 +279,9 @@ impl Tables {
         }
         self.inner.pushed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::QUEUE_PUSHED, "table" => label).increment(1);
-        answer.await.map_err(|_| self.gone(&table))?
+        let outcome = answer.await.map_err(|_| self.gone(&table));
+        drop(held_bytes);
+        outcome?
     }
 
     /// Requests handed to a batcher so far (for tests that must not race shutdown).

@@ -252,6 +252,45 @@ async fn writes_beyond_the_inflight_byte_budget_are_told_to_retry() {
     assert_eq!(hub.count("plant.big").await, 4000 * (1 + ok));
 }
 
+/// `tables.max_queued_bytes`: one busy table holds at most that much in
+/// writes waiting to commit; the rest are told to retry, and another
+/// table's writes are not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_table_refuses_writes_beyond_its_queued_bytes() {
+    let hub = start_with(|c| {
+        c.tables.max_queued_bytes = bytesize::ByteSize::kib(16);
+        c.tables.commit_interval = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let body: String = (0..2000)
+        .map(|i| format!("hot,site=s{i} v={i} {}\n", 1_700_000_000_000_000_000u64 + i))
+        .collect();
+    let sends = (0..6).map(|_| hub.write_lp("plant", &body));
+    let (answers, calm) = tokio::join!(
+        futures_util::future::join_all(sends),
+        hub.write_lp("plant", "calm v=1")
+    );
+    assert_eq!(calm.status(), StatusCode::NO_CONTENT);
+    let mut ok = 0;
+    let mut refused = 0;
+    for r in answers {
+        match r.status() {
+            StatusCode::NO_CONTENT => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(r.headers().get("retry-after").is_some());
+                let v: Value = r.json().await.unwrap();
+                let message = v["message"].as_str().unwrap();
+                assert!(message.contains("tables.max_queued_bytes"), "{v}");
+                assert!(message.contains("plant.hot"), "{v}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(ok >= 1 && refused >= 1, "ok {ok}, refused {refused}");
+    assert_eq!(hub.count("plant.hot").await, 2000 * ok);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_is_refused_on_a_store_without_conditional_put() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
-//! `tables.idle_timeout`: idle tables give back their writer and reader, and
-//! writes around the moment a batcher goes idle are neither lost nor
-//! committed twice.
+//! Bounds on what tables hold: `tables.idle_timeout` (idle tables give back
+//! their writer and reader; writes around the moment a batcher goes idle are
+//! neither lost nor committed twice) and `tables.max_queued_bytes`.
 
 use std::time::Duration;
 
@@ -121,6 +121,76 @@ async fn writes_at_the_idle_boundary_all_land_once() {
         query_i64(&tables, "SELECT count(*) FROM idle.edge").await,
         Ok(rows)
     );
+    shutdown.cancel();
+    tables.wait_stopped().await;
+}
+
+/// `tables.max_queued_bytes`: a table holding its limit in queued writes
+/// answers more writes `QueueFull` (nothing taken), other tables are not
+/// affected, and once the queue drains the table takes writes again.
+#[tokio::test]
+async fn a_full_table_queue_refuses_by_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = StorageConfig::Fs(config::FsConfig {
+        path: dir.path().join("tables"),
+    });
+    let config = TableConfig {
+        // Writes wait here long enough to pile up.
+        commit_interval: Duration::from_millis(1500),
+        max_queued_bytes: bytesize::ByteSize::kib(64),
+        ..TableConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let tables = Tables::open(&storage, &config, shutdown.clone())
+        .await
+        .unwrap();
+    let busy = name("busy");
+    let batch = sample_batch("busy", "s", T0, 1, 1_000);
+    assert!(
+        batch.get_array_memory_size() > 8 * 1024,
+        "a batch of some KiB"
+    );
+    let mut waiting = Vec::new();
+    let mut refused = None;
+    for seq in 1..=64u64 {
+        let tables = tables.clone();
+        let request = segment_request(&busy, "gw", seq, batch.clone());
+        let w = tokio::spawn(async move { tables.write(request).await });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if w.is_finished() {
+            refused = Some((seq, w.await.unwrap()));
+            break;
+        }
+        waiting.push(w);
+    }
+    let (seq, refused) = refused.expect("a write beyond 64 KiB queued is refused");
+    assert!(seq > 1, "the first write is always taken");
+    match refused {
+        Err(e @ TableError::QueueFull { .. }) => {
+            assert!(e.to_string().contains("tables.max_queued_bytes"), "{e}");
+        }
+        other => panic!("expected QueueFull, got {other:?}"),
+    }
+    // Another table is not affected.
+    let other = tables
+        .write(segment_request(
+            &name("calm"),
+            "gw",
+            1,
+            sample_batch("calm", "s", T0, 1, 10),
+        ))
+        .await;
+    assert!(other.is_ok(), "{other:?}");
+    // Every queued write commits; then the table takes writes again.
+    for w in waiting {
+        let out = w.await.unwrap().unwrap();
+        assert!(matches!(out, WriteOutcome::Committed { .. }), "{out:?}");
+    }
+    let again = tables
+        .write(segment_request(&busy, "gw", seq, batch.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(again, WriteOutcome::Committed { .. }), "{again:?}");
     shutdown.cancel();
     tables.wait_stopped().await;
 }
