@@ -59,7 +59,9 @@ path = "./ferry-data/tables"
 # request_timeout = "30s"
 
 [tables]
-# How long a table's batcher collects writes before one Delta commit.
+# At most one Delta commit per table per commit_interval. A write to a
+# table that has not committed for this long commits at once; writes that
+# arrive sooner wait for the rest of the interval and share one commit.
 commit_interval = "1s"
 # A batch of at least this many rows (one full agent segment) takes the
 # writes already queued behind it and commits without waiting for

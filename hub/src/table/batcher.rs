@@ -1,5 +1,10 @@
-//! The per-table commit batcher: a task that collects write requests for
-//! `commit_interval` and commits them as one Delta commit. A batch that
+//! The per-table commit batcher: a task that collects write requests and
+//! commits them as one Delta commit, at most one commit per
+//! `commit_interval`. A write to a table that has not committed for a
+//! whole interval commits at once (with whatever is already queued beside
+//! it), so a small write to an idle hub is not held back; writes that
+//! arrive sooner after a commit wait for the rest of the interval and share
+//! the next one, so the commit rate under load does not rise. A batch that
 //! reaches `early_commit_rows` stops waiting: it takes what is already
 //! queued (up to `max_commit_rows`) and commits at once, so big writes (an
 //! agent's segments) are not held back a whole interval, while writes that
@@ -78,6 +83,8 @@ pub(crate) async fn run(
     let label = writer.name().to_string();
     let max_rows = config.max_commit_rows.get();
     let early_rows = config.early_commit_rows.get();
+    // The earliest moment the next commit may start.
+    let mut next_commit = Instant::now();
     loop {
         let first = tokio::select! {
             biased;
@@ -91,7 +98,7 @@ pub(crate) async fn run(
         let Some(first) = first else { break };
         let mut collect = Collect::default();
         let mut cut = collect.add(first, &label);
-        let deadline = Instant::now() + config.commit_interval;
+        let deadline = next_commit;
         while !cut && collect.rows < max_rows {
             if collect.rows >= early_rows {
                 // Big enough: take only what is queued already.
@@ -114,6 +121,7 @@ pub(crate) async fn run(
         metrics::gauge!(m::QUEUE_DEPTH, "table" => label.clone()).set(rx.len() as f64);
         #[cfg(test)]
         test_faults::check(&label);
+        next_commit = Instant::now() + config.commit_interval;
         collect.commit(&mut writer).await;
     }
     // Shutdown or idle: take nothing new, commit everything already queued.

@@ -229,7 +229,9 @@ pub struct AzureConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TableConfig {
-    /// How long a table's batcher collects writes before committing them.
+    /// At most one commit per table per interval: a write to a table that
+    /// has not committed for this long commits at once; writes arriving
+    /// sooner wait for the rest of the interval and share one commit.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
     /// A batch with this many rows does not wait for `commit_interval`: it

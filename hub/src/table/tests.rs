@@ -233,7 +233,7 @@ async fn max_commit_rows_commits_early() {
 }
 
 #[tokio::test]
-async fn a_big_write_commits_at_once_and_takes_the_small_ones_waiting() {
+async fn idle_and_big_writes_commit_at_once_and_small_ones_wait() {
     let dir = tempfile::tempdir().unwrap();
     let storage = StorageConfig::Fs(config::FsConfig {
         path: dir.path().to_owned(),
@@ -247,7 +247,16 @@ async fn a_big_write_commits_at_once_and_takes_the_small_ones_waiting() {
         .await
         .unwrap();
     let t = table("db.m");
-    // A small write waits for company (the interval is an hour).
+    // A table that has not committed for an interval commits a small
+    // write at once...
+    let first = tokio::time::timeout(
+        Duration::from_secs(60),
+        tables.write(write(&t, sample_batch("m", "f", T0, 1, 5))),
+    )
+    .await
+    .expect("a write to an idle table does not wait for commit_interval");
+    assert!(matches!(first, Ok(WriteOutcome::Committed { rows: 5, .. })));
+    // ...the next small write waits for company (the interval is an hour).
     let small = tables.write(write(&t, sample_batch("m", "s", T0, 1, 5)));
     tokio::pin!(small);
     assert!(
