@@ -22,6 +22,11 @@ use super::types::DropReason;
 pub(crate) const ROW_OVERHEAD: u64 = 48;
 /// Accounted bytes per segment on top of its file.
 pub(crate) const SEGMENT_OVERHEAD: u64 = 160;
+/// What a small segment file costs beyond the readings it holds (its
+/// Parquet footer, schema and Ferry metadata: about 1.5 KiB measured on
+/// segments of 1 to 50 rows), kept free per buffered group by durable
+/// appends so that cutting stays within `store.max_bytes`.
+pub(crate) const CUT_RESERVE: u64 = 2048;
 /// Accounted bytes per dead letter on top of its payload and strings.
 pub(crate) const DEAD_LETTER_OVERHEAD: u64 = 48;
 
@@ -62,6 +67,15 @@ impl Mem {
             + self.pending_segment_bytes
             + self.quarantined_bytes
             + self.dead_letter_bytes
+    }
+
+    /// Room kept free for cutting the buffered readings into segments: a
+    /// segment file is larger than the readings it replaces by about its
+    /// Parquet metadata, so each group holding readings (and the one an
+    /// append may start) keeps [`CUT_RESERVE`].
+    pub(crate) fn cut_reserve(&self) -> u64 {
+        let groups = self.groups.values().filter(|g| g.rows > 0).count() as u64;
+        (groups + 1) * CUT_RESERVE
     }
 
     pub(crate) fn drop_rows(&mut self, reason: DropReason, n: u64) {

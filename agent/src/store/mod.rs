@@ -13,9 +13,14 @@
 //!   hub, or it was dropped and counted. Cutting a segment inserts the
 //!   segment and deletes its readings in one transaction.
 //! - **Bounded disk.** The accounted size (see below) never exceeds
-//!   `store.max_bytes` after a commit, except that under `reject_new` a cut
-//!   segment may overshoot by what its file is larger than its readings
-//!   (Parquet with zstd is almost always smaller). SQLite's
+//!   `store.max_bytes` after a commit. A segment of many rows is smaller
+//!   than its readings (Parquet with zstd), but a small one is larger by
+//!   its file's metadata (about 1.5 KiB), so readings are only taken while
+//!   2 KiB per group of buffered readings stay free for cutting them
+//!   (`Mem::cut_reserve`); under `reject_new` a cut that still does not
+//!   fit (a group cut into several small segments) may overshoot by the
+//!   rest. A model test (`model_tests.rs`, seeds in
+//!   `agent/proptest-regressions/`) checks `max_bytes + 4 KiB`. SQLite's
 //!   `max_page_count` is a hard cap at `2 × max_bytes + 64 MiB` in case the
 //!   estimate is wrong; hitting it is a storage error, not a crash.
 //! - **Every drop is counted**, by [`DropReason`], in the

@@ -226,7 +226,13 @@ pub(crate) fn make_room(
         return Ok(false);
     }
     loop {
-        let used = mem.used();
+        // Readings also leave room for cutting what is buffered.
+        let reserve = if matches!(claim, Claim::Durable | Claim::BestEffort) {
+            mem.cut_reserve().min(limits.max_bytes - need)
+        } else {
+            0
+        };
+        let used = mem.used() + reserve;
         if used + need <= limits.max_bytes {
             return Ok(true);
         }
