@@ -33,6 +33,7 @@ enum Scenario {
     Queries,
     Recovery,
     NoisyNeighbour,
+    Catalog,
     All,
 }
 
@@ -40,7 +41,7 @@ enum Scenario {
 #[derive(Debug, Parser)]
 #[command(name = "ferry-bench", version)]
 struct Cli {
-    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour, or all.
+    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog, or all.
     #[arg(value_enum, required = true)]
     scenarios: Vec<Scenario>,
     /// Small counts, one run each: every scenario end to end in under 3 minutes (CI).
@@ -81,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Queries,
             Scenario::Recovery,
             Scenario::NoisyNeighbour,
+            Scenario::Catalog,
         ]
     } else {
         cli.scenarios.clone()
@@ -146,6 +148,7 @@ fn main() -> anyhow::Result<()> {
             }
             Scenario::Recovery => scenario::recovery::run(&scale, &dir),
             Scenario::NoisyNeighbour => scenario::noisy::run(&scale, &dir),
+            Scenario::Catalog => scenario::catalog::run(&scale, &dir),
             Scenario::All => unreachable!("expanded above"),
         }));
         let mut section = match result {

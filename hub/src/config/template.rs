@@ -86,6 +86,10 @@ idle_timeout = "10m"
 # write is answered 503 with Retry-After (a write to an empty queue is
 # always taken). ingest.max_inflight_bytes bounds the sum over all tables.
 max_queued_bytes = "64MiB"
+# Only with multi_writer (other hubs write the same store): how old the
+# hub's list of tables may be when SHOW or information_schema lists them. A
+# query that names a table always finds it.
+listing_staleness = "2s"
 
 [compaction]
 # Merge the small files of each day partition into files of about

@@ -1,8 +1,9 @@
 //! Running one read-only SQL statement over the tables.
 //!
-//! Each query gets a fresh DataFusion [`SessionContext`] into which
-//! [`Tables::register_all`] registers every table at its latest version,
-//! so what a write acknowledged is visible to the next query.
+//! Each query gets a fresh DataFusion [`SessionContext`] whose default
+//! catalog is [`Tables::register_catalog`]'s: the tables the statement
+//! names are loaded at their latest version while it is planned (and no
+//! other), so what a write acknowledged is visible to the next query.
 //!
 //! # Read-only and sandboxed
 //!
@@ -130,7 +131,7 @@ pub struct Limits {
     pub max_string_bytes: u64,
 }
 
-/// A session with every table registered, on the shared runtime env (the
+/// A session whose default catalog is the lake, on the shared runtime env (the
 /// memory pool and the spill directory), with the size-capped functions
 /// and an operator that yields between batches everywhere; `database`
 /// becomes the default schema, so its measurements can be named without a
@@ -156,7 +157,10 @@ pub async fn session(
     for f in limited_functions(max_string_bytes) {
         ctx.register_udf(f);
     }
-    tables.register_all(&ctx).await.map_err(ApiError::from)?;
+    tables
+        .register_catalog(&ctx)
+        .await
+        .map_err(ApiError::from)?;
     Ok(ctx)
 }
 
@@ -202,8 +206,14 @@ fn rejected_message(e: &DataFusionError) -> String {
     )
 }
 
-/// A planning failure: the SQL is wrong, or names a missing table.
+/// A planning failure: the SQL is wrong, or names a missing table, or a
+/// table it names could not be loaded (the table's own error: storage is 503).
 fn plan_error(e: &DataFusionError) -> ApiError {
+    if let DataFusionError::External(inner) = e.find_root()
+        && let Some(table) = inner.downcast_ref::<crate::table::TableError>()
+    {
+        return ApiError::from(table.clone());
+    }
     ApiError::bad_request(e.message().into_owned())
 }
 

@@ -57,7 +57,7 @@ pub async fn run(
     database: Option<&DatabaseName>,
     max_rows: usize,
 ) -> Result<QueryOutput, ApiError> {
-    let names = tables.list().await.map_err(ApiError::from)?;
+    let names = tables.known().await.map_err(ApiError::from)?;
     match show {
         Show::Databases => {
             let dbs: BTreeSet<&str> = names.iter().map(|n| n.database.as_str()).collect();

@@ -263,6 +263,12 @@ pub struct TableConfig {
     /// what one busy table holds; `ingest.max_inflight_bytes` bounds the
     /// sum over all.
     pub max_queued_bytes: bytesize::ByteSize,
+    /// With `multi_writer` (other hubs write the same store), how old the
+    /// hub's list of tables may be when `SHOW` or `information_schema`
+    /// lists them. A query that names a table always finds it; a
+    /// single-writer hub keeps the list true by itself.
+    #[serde(with = "humantime_serde")]
+    pub listing_staleness: Duration,
 }
 
 impl TableConfig {
@@ -287,6 +293,7 @@ impl Default for TableConfig {
             max_per_database: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
             idle_timeout: Duration::from_secs(600),
             max_queued_bytes: bytesize::ByteSize::mib(64),
+            listing_staleness: Duration::from_secs(2),
         }
     }
 }

@@ -81,9 +81,9 @@ pub fn segment_request(
 pub async fn query_i64(tables: &Tables, sql: &str) -> Result<i64, String> {
     let ctx = SessionContext::new();
     tables
-        .register_all(&ctx)
+        .register_catalog(&ctx)
         .await
-        .map_err(|e| format!("register_all: {e}"))?;
+        .map_err(|e| format!("register_catalog: {e}"))?;
     let batches = ctx
         .sql(sql)
         .await

@@ -73,9 +73,14 @@
 //!
 //! # Reads
 //!
-//! [`Tables::register_all`] loads each table's latest version and
-//! registers it as `database.measurement` in a DataFusion session, so what
-//! [`Tables::write`] acknowledged is visible to the next query.
+//! [`Tables::register_catalog`] makes the tables a query's default
+//! DataFusion catalog (`database.measurement`). A table is loaded, at its
+//! latest version, only when the statement names it (`catalog.rs`), so what
+//! [`Tables::write`] acknowledged is visible to the next query and a query
+//! costs the same however many tables the lake holds. The list of tables
+//! (`SHOW`, `information_schema`) is the hub's memory of the store
+//! (`listing.rs`), listed at start and by maintenance, and kept true by the
+//! hub's own commits.
 //!
 //! # Maintenance
 //!
@@ -83,17 +88,15 @@
 //! `retention.rs` (delete old day partitions, vacuum) and `maintain.rs`
 //! (their entry points on [`Tables`]); the schedule and the API are in
 //! [`crate::maintenance`].
-//!
-//! # Not done here
-//!
-//! A catalog: tables are found by listing the store.
 
 pub(crate) mod batcher;
+mod catalog;
 mod compact;
 pub mod config;
 #[doc(hidden)]
 pub mod conformance;
 mod error;
+mod listing;
 mod maintain;
 pub mod metrics;
 mod name;

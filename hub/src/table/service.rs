@@ -2,47 +2,48 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, RwLock};
 
+use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
-use deltalake::datafusion::prelude::SessionContext;
-use deltalake::{DeltaTable, ObjectStore};
-use ferry_protocols::{DatabaseName, Measurement};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::info;
 
 use super::batcher::{self, Command};
-use super::config::{ResolvedStorage, StorageConfig, TableConfig, decode_segment, redacted};
+use super::config::{ResolvedStorage, StorageConfig, TableConfig, redacted};
 use super::error::TableError;
+use super::listing::Known;
 use super::metrics as m;
 use super::name::{TableName, WriteOutcome, WriteRequest};
-use super::writer::{Pending, TableWriter, load_latest, open_table};
+use super::writer::{Pending, TableWriter};
 
 static REGISTER_HANDLERS: Once = Once::new();
 
 /// Every Ferry table in one store: writes go through per-table commit
-/// batchers, reads through [`Tables::register_all`]. Cheap to clone.
+/// batchers, reads through the catalog of [`Tables::register_catalog`].
+/// Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Tables {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    storage: Arc<ResolvedStorage>,
-    config: TableConfig,
+pub(super) struct Inner {
+    pub(super) storage: Arc<ResolvedStorage>,
+    pub(super) config: TableConfig,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     /// Each table's queue and its one-writer lock (held by its batcher for
     /// the batcher's whole life). Entries of idle tables are pruned.
     batchers: Mutex<HashMap<TableName, Batcher>>,
-    /// Loaded tables for queries, brought up to date before each
-    /// registration, with when each was last used; entries unused for
+    /// Loaded tables for queries, brought up to date when a query names
+    /// them, with when each was last used; entries unused for
     /// `tables.idle_timeout` are dropped.
-    readers: tokio::sync::Mutex<HashMap<TableName, (DeltaTable, std::time::Instant)>>,
+    pub(super) readers: tokio::sync::Mutex<HashMap<TableName, (DeltaTable, std::time::Instant)>>,
+    /// The tables that exist, as far as this hub knows (`listing.rs`).
+    pub(super) known: RwLock<Known>,
     /// Requests handed to a batcher queue so far.
     pushed: AtomicU64,
 }
@@ -110,6 +111,7 @@ impl Tables {
                 tracker: TaskTracker::new(),
                 batchers: Mutex::new(HashMap::new()),
                 readers: tokio::sync::Mutex::new(HashMap::new()),
+                known: RwLock::new(Known::default()),
                 pushed: AtomicU64::new(0),
             }),
         };
@@ -189,39 +191,6 @@ impl Tables {
             .is_ok_and(|b| b.get(table).is_some_and(|b| !b.tx.is_closed()))
     }
 
-    /// `tables.max_per_database`: a write to a table this hub has not
-    /// written since it started looks at its database's directory once (one
-    /// listing of that database, not of the lake); a new table beyond the
-    /// limit is refused before anything is created.
-    async fn check_table_count(&self, table: &TableName) -> Result<(), TableError> {
-        let storage = &self.inner.storage;
-        let store = open_table(storage, &storage.root)
-            .map_err(|e| TableError::storage("<root>", e))?
-            .object_store();
-        let db = super::config::encode_segment(table.database.as_str());
-        let own = super::config::encode_segment(table.measurement.as_str());
-        let prefix = object_store::path::Path::from(db.as_str());
-        let listed = store
-            .list_with_delimiter(Some(&prefix))
-            .await
-            .map_err(|e| TableError::storage(table, deltalake::DeltaTableError::from(e)))?;
-        let names: Vec<&str> = listed
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename())
-            .collect();
-        let limit = self.inner.config.max_per_database.get();
-        if !names.contains(&own.as_str()) && names.len() >= limit {
-            return Err(TableError::InvalidData(format!(
-                "database {:?} already holds {} tables; tables.max_per_database is {limit}, so table {:?} is not created",
-                table.database.as_str(),
-                names.len(),
-                table.measurement.as_str()
-            )));
-        }
-        Ok(())
-    }
-
     /// The error for a write whose batcher went away.
     fn gone(&self, table: &TableName) -> TableError {
         if self.inner.shutdown.is_cancelled() {
@@ -281,7 +250,9 @@ impl Tables {
         metrics::counter!(m::QUEUE_PUSHED, "table" => label).increment(1);
         let outcome = answer.await.map_err(|_| self.gone(&table));
         drop(held_bytes);
-        outcome?
+        let outcome = outcome??;
+        self.remember(&table);
+        Ok(outcome)
     }
 
     /// Requests handed to a batcher so far (for tests that must not race shutdown).
@@ -315,104 +286,6 @@ impl Tables {
         self.inner.tracker.wait().await;
     }
 
-    /// Every table in the store: `<root>/<database>/<measurement>/_delta_log`.
-    pub async fn list(&self) -> Result<Vec<TableName>, TableError> {
-        let storage = &self.inner.storage;
-        let root = &storage.root;
-        let store = open_table(storage, root)
-            .map_err(|e| TableError::storage("<root>", e))?
-            .object_store();
-        let storage_err = |e: deltalake::ObjectStoreError| {
-            TableError::storage("<root>", deltalake::DeltaTableError::from(e))
-        };
-        let mut out = Vec::new();
-        let databases = store.list_with_delimiter(None).await.map_err(storage_err)?;
-        for db_path in databases.common_prefixes {
-            let Some(database) = db_path
-                .filename()
-                .and_then(decode_segment)
-                .and_then(|s| DatabaseName::new(s).ok())
-            else {
-                continue;
-            };
-            let measurements = store
-                .list_with_delimiter(Some(&db_path))
-                .await
-                .map_err(storage_err)?;
-            for m_path in measurements.common_prefixes {
-                let Some(measurement) = m_path
-                    .filename()
-                    .and_then(decode_segment)
-                    .and_then(|s| Measurement::new(s).ok())
-                else {
-                    continue;
-                };
-                let inside = store
-                    .list_with_delimiter(Some(&m_path))
-                    .await
-                    .map_err(storage_err)?;
-                if inside
-                    .common_prefixes
-                    .iter()
-                    .any(|p| p.filename() == Some("_delta_log"))
-                {
-                    out.push(TableName::new(database.clone(), measurement));
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    /// Registers every table at its latest version in `ctx`: schema
-    /// `database`, table `measurement` of the default catalog. Replaces
-    /// earlier registrations of the same names.
-    pub async fn register_all(&self, ctx: &SessionContext) -> Result<(), TableError> {
-        let catalog_name = ctx
-            .state()
-            .config()
-            .options()
-            .catalog
-            .default_catalog
-            .clone();
-        let catalog = ctx.catalog(&catalog_name).ok_or_else(|| {
-            TableError::Config(format!("the session has no catalog {catalog_name:?}"))
-        })?;
-        for name in self.list().await? {
-            let Some(table) = self.latest(&name).await? else {
-                continue;
-            };
-            let label = name.to_string();
-            table
-                .update_datafusion_session(&ctx.state())
-                .map_err(|e| TableError::storage(&label, e))?;
-            let provider = table.table_provider().await?;
-            let db = name.database.as_str();
-            let schema = match catalog.schema(db) {
-                Some(s) => s,
-                None => {
-                    let s: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
-                    catalog.register_schema(db, s.clone())?;
-                    s
-                }
-            };
-            let measurement = name.measurement.as_str();
-            schema.deregister_table(measurement)?;
-            schema.register_table(measurement.to_owned(), provider)?;
-            debug!(table = %label, version = ?table.version(), "registered");
-        }
-        Ok(())
-    }
-
-    /// A fresh load of the table's latest version (not the reader cache);
-    /// `None` if it has no log yet.
-    pub(crate) async fn load(&self, name: &TableName) -> Result<Option<DeltaTable>, TableError> {
-        let url = self.inner.storage.table_url(name);
-        load_latest(&self.inner.storage, &url)
-            .await
-            .map_err(|e| TableError::storage(name, e))
-    }
-
     /// How many tables hold a live batcher and how many a cached reader.
     #[cfg(test)]
     pub(crate) async fn held(&self) -> (usize, usize) {
@@ -422,42 +295,5 @@ impl Tables {
             .lock()
             .map_or(0, |b| b.values().filter(|b| !b.tx.is_closed()).count());
         (batchers, self.inner.readers.lock().await.len())
-    }
-
-    /// The table at its latest version, from the reader cache brought up to date.
-    async fn latest(&self, name: &TableName) -> Result<Option<DeltaTable>, TableError> {
-        let label = name.to_string();
-        let cached = self
-            .inner
-            .readers
-            .lock()
-            .await
-            .get(name)
-            .map(|(t, _)| t.clone());
-        let table = match cached {
-            Some(mut table) => {
-                table
-                    .update_incremental(None)
-                    .await
-                    .map_err(|e| TableError::storage(&label, e))?;
-                table
-            }
-            None => {
-                let url = self.inner.storage.table_url(name);
-                match load_latest(&self.inner.storage, &url)
-                    .await
-                    .map_err(|e| TableError::storage(&label, e))?
-                {
-                    Some(t) => t,
-                    None => return Ok(None),
-                }
-            }
-        };
-        let now = std::time::Instant::now();
-        let idle = self.inner.config.idle_timeout;
-        let mut readers = self.inner.readers.lock().await;
-        readers.retain(|_, (_, used)| now.duration_since(*used) < idle);
-        readers.insert(name.clone(), (table.clone(), now));
-        Ok(Some(table))
     }
 }

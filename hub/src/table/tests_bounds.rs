@@ -1,6 +1,7 @@
 //! Bounds on what tables hold: `tables.idle_timeout` (idle tables give back
 //! their writer and reader; writes around the moment a batcher goes idle are
-//! neither lost nor committed twice) and `tables.max_queued_bytes`.
+//! neither lost nor committed twice), `tables.max_queued_bytes`, and a
+//! catalog that loads only the tables a query names.
 
 use std::time::Duration;
 
@@ -54,6 +55,19 @@ async fn idle_tables_release_their_writer_and_reader() {
         query_i64(&tables, "SELECT count(*) FROM idle.a").await,
         Ok(5)
     );
+    assert_eq!(
+        tables.held().await,
+        (3, 1),
+        "a query loads only what it names"
+    );
+    assert_eq!(
+        query_i64(
+            &tables,
+            "SELECT (SELECT count(*) FROM idle.b) + (SELECT count(*) FROM idle.c)"
+        )
+        .await,
+        Ok(10)
+    );
     assert_eq!(tables.held().await, (3, 3));
 
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -85,12 +99,12 @@ async fn idle_tables_release_their_writer_and_reader() {
         "{next:?}"
     );
     // ... and a query after the idle period drops the stale readers before
-    // loading the tables again.
+    // loading what it names again.
     assert_eq!(
         query_i64(&tables, "SELECT count(*) FROM idle.a").await,
         Ok(10)
     );
-    assert_eq!(tables.held().await.1, 3);
+    assert_eq!(tables.held().await.1, 1);
     shutdown.cancel();
     tables.wait_stopped().await;
 }
@@ -193,4 +207,62 @@ async fn a_full_table_queue_refuses_by_bytes() {
     assert!(matches!(again, WriteOutcome::Committed { .. }), "{again:?}");
     shutdown.cancel();
     tables.wait_stopped().await;
+}
+
+/// A query loads only the tables it names; a table another writer made is
+/// found by name at once and listed after the next listing of the store;
+/// the hub's own commits are listed at once; a missing table is an error
+/// naming it.
+#[tokio::test]
+async fn the_catalog_resolves_what_a_query_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tables, shutdown) = open(dir.path(), 60_000).await;
+    for m in ["a", "b", "c"] {
+        tables
+            .write(segment_request(
+                &name(m),
+                "gw",
+                1,
+                sample_batch(m, "s", T0, 1, 5),
+            ))
+            .await
+            .unwrap();
+    }
+    let known = tables.known().await.unwrap();
+    assert_eq!(known, vec![name("a"), name("b"), name("c")], "own commits");
+
+    // Another writer on the same store (another program, another hub).
+    let (other, other_shutdown) = open(dir.path(), 60_000).await;
+    assert_eq!(
+        query_i64(&other, "SELECT count(*) FROM idle.b").await,
+        Ok(5)
+    );
+    assert_eq!(other.held().await, (0, 1), "only idle.b was loaded");
+    other
+        .write(segment_request(
+            &name("d"),
+            "gw",
+            1,
+            sample_batch("d", "s", T0, 1, 7),
+        ))
+        .await
+        .unwrap();
+    assert!(other.known().await.unwrap().contains(&name("d")));
+    assert_eq!(
+        query_i64(&tables, "SELECT count(*) FROM idle.d").await,
+        Ok(7),
+        "found by name before any listing"
+    );
+    assert!(!tables.known().await.unwrap().contains(&name("d")));
+    tables.list().await.unwrap();
+    assert!(tables.known().await.unwrap().contains(&name("d")));
+
+    let missing = query_i64(&tables, "SELECT count(*) FROM idle.nope")
+        .await
+        .unwrap_err();
+    assert!(missing.contains("nope"), "{missing}");
+    for (t, s) in [(&tables, &shutdown), (&other, &other_shutdown)] {
+        s.cancel();
+        t.wait_stopped().await;
+    }
 }

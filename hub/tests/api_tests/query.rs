@@ -100,6 +100,46 @@ async fn show_databases_and_measurements() {
     let (_, v) = hub.sql("SHOW MEASUREMENTS FROM plant").await;
     assert_eq!(v["data"], json!([["plant", "boiler"]]));
     assert_eq!(v["row_count"], 1);
+    // DataFusion's own listings see the same tables.
+    let (status, v) = hub
+        .sql(
+            "SELECT table_schema, table_name FROM information_schema.tables \
+             WHERE table_schema <> 'information_schema' ORDER BY 1, 2",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["data"], json!([["lab", "probe"], ["plant", "boiler"]]));
+    let (status, v) = hub
+        .sql(
+            "SELECT column_name FROM information_schema.columns \
+             WHERE table_schema = 'plant' AND table_name = 'boiler' ORDER BY 1",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["data"],
+        json!([["day"], ["ok"], ["site"], ["temp"], ["time"]])
+    );
+    // A table just created is listed at once.
+    let r = hub
+        .write_lp("lab", "fresh v=1i 1700000000000000000\n")
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (_, v) = hub.sql("SHOW MEASUREMENTS FROM lab").await;
+    assert_eq!(v["data"], json!([["lab", "fresh"], ["lab", "probe"]]));
+    // Names that are not table names are not found, never paths.
+    for sql in [
+        "SELECT * FROM \"..\".\"..\"",
+        "SELECT * FROM plant.\"../lab/probe\"",
+        "SELECT * FROM \"plant/../lab\".probe",
+    ] {
+        let (status, v) = hub.sql(sql).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{sql}: {v}");
+        assert!(
+            v["message"].as_str().unwrap_or("").contains("not found"),
+            "{sql}: {v}"
+        );
+    }
     hub.stop().await;
 }
 

@@ -2,6 +2,7 @@
 //! directory, measures Ferry and its baseline in the same run, and returns
 //! a report [`Section`](crate::report::Section).
 
+pub mod catalog;
 pub mod drain;
 pub mod footprint;
 pub mod freshness;

@@ -1,0 +1,176 @@
+//! What queries see: a DataFusion catalog that resolves only the tables a
+//! query names, and the cache of loaded tables behind it.
+//!
+//! The catalog is DataFusion's default one (`datafusion`), one schema per
+//! database and one table per measurement. DataFusion asks it for each
+//! table a statement references while planning; only those tables are
+//! loaded (from the reader cache, brought up to date with one read of the
+//! log's new entries), so the cost of a query does not grow with the tables
+//! in the lake. Listing every table (`SHOW TABLES`, `information_schema`)
+//! uses the hub's list of known tables ([`listing`](super::listing)), not
+//! the store.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deltalake::DeltaTable;
+use deltalake::datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::SessionState;
+use deltalake::datafusion::prelude::SessionContext;
+use ferry_protocols::{DatabaseName, Measurement};
+use tracing::debug;
+
+use super::config::check_storage_form;
+use super::error::TableError;
+use super::name::TableName;
+use super::service::Tables;
+use super::writer::load_latest;
+
+impl Tables {
+    /// Makes the tables the default catalog of `ctx`: schema `database`,
+    /// table `measurement`, each loaded at its latest version when a
+    /// statement names it. The list of databases and tables (for `SHOW` and
+    /// `information_schema`) is taken now.
+    pub async fn register_catalog(&self, ctx: &SessionContext) -> Result<(), TableError> {
+        let state = ctx.state();
+        let catalog_name = state.config().options().catalog.default_catalog.clone();
+        let known = Arc::new(self.known().await?);
+        let catalog = LakeCatalog {
+            tables: self.clone(),
+            known,
+            state: Arc::new(state),
+        };
+        ctx.register_catalog(catalog_name, Arc::new(catalog));
+        Ok(())
+    }
+
+    /// A fresh load of the table's latest version (not the reader cache);
+    /// `None` if it has no log yet.
+    pub(crate) async fn load(&self, name: &TableName) -> Result<Option<DeltaTable>, TableError> {
+        let url = self.inner.storage.table_url(name);
+        load_latest(&self.inner.storage, &url)
+            .await
+            .map_err(|e| TableError::storage(name, e))
+    }
+
+    /// The table at its latest version, from the reader cache brought up to
+    /// date; `None` if it has no log. Cached tables unused for
+    /// `tables.idle_timeout` are dropped.
+    pub(crate) async fn latest(&self, name: &TableName) -> Result<Option<DeltaTable>, TableError> {
+        let label = name.to_string();
+        let cached = self
+            .inner
+            .readers
+            .lock()
+            .await
+            .get(name)
+            .map(|(t, _)| t.clone());
+        let table = match cached {
+            Some(mut table) => {
+                table
+                    .update_incremental(None)
+                    .await
+                    .map_err(|e| TableError::storage(&label, e))?;
+                table
+            }
+            None => match self.load(name).await? {
+                Some(t) => t,
+                None => return Ok(None),
+            },
+        };
+        let now = std::time::Instant::now();
+        let idle = self.inner.config.idle_timeout;
+        let mut readers = self.inner.readers.lock().await;
+        readers.retain(|_, (_, used)| now.duration_since(*used) < idle);
+        readers.insert(name.clone(), (table.clone(), now));
+        Ok(Some(table))
+    }
+}
+
+/// The default catalog of a query's session.
+#[derive(Debug)]
+struct LakeCatalog {
+    tables: Tables,
+    /// The known tables when the session was made, sorted.
+    known: Arc<Vec<TableName>>,
+    /// The session (its runtime env gets each table's object store).
+    state: Arc<SessionState>,
+}
+
+impl CatalogProvider for LakeCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .known
+            .iter()
+            .map(|t| t.database.as_str().to_owned())
+            .collect();
+        names.dedup();
+        names
+    }
+
+    /// Every valid database name has a schema, known or not: a table it
+    /// names is looked up in the store.
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let database = DatabaseName::new(name).ok()?;
+        Some(Arc::new(LakeSchema {
+            tables: self.tables.clone(),
+            known: self.known.clone(),
+            database,
+            state: self.state.clone(),
+        }))
+    }
+}
+
+/// One database of a query's session.
+#[derive(Debug)]
+struct LakeSchema {
+    tables: Tables,
+    known: Arc<Vec<TableName>>,
+    database: DatabaseName,
+    state: Arc<SessionState>,
+}
+
+impl LakeSchema {
+    /// The table `measurement` names here, if it is a name the hub could
+    /// have written (anything else is "not found", never a path).
+    fn name(&self, measurement: &str) -> Option<TableName> {
+        Measurement::new(measurement)
+            .ok()
+            .map(|m| TableName::new(self.database.clone(), m))
+            .filter(|t| check_storage_form(t).is_ok())
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for LakeSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.known
+            .iter()
+            .filter(|t| t.database == self.database)
+            .map(|t| t.measurement.as_str().to_owned())
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let Some(name) = self.name(name) else {
+            return Ok(None);
+        };
+        let external = |e: TableError| DataFusionError::External(Box::new(e));
+        let Some(table) = self.tables.latest(&name).await.map_err(external)? else {
+            return Ok(None);
+        };
+        let label = name.to_string();
+        table
+            .update_datafusion_session(self.state.as_ref())
+            .map_err(|e| external(TableError::storage(&label, e)))?;
+        let provider = table.table_provider().await?;
+        debug!(table = %label, version = ?table.version(), "resolved");
+        Ok(Some(provider))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.name(name)
+            .is_some_and(|t| self.known.binary_search(&t).is_ok())
+    }
+}
