@@ -35,7 +35,9 @@ fn name(m: &str) -> TableName {
 #[tokio::test]
 async fn idle_tables_release_their_writer_and_reader() {
     let dir = tempfile::tempdir().unwrap();
-    let (tables, shutdown) = open(dir.path(), 200).await;
+    // Long enough that the writes and queries before the pause all fall
+    // inside one idle period on a loaded CI machine.
+    let (tables, shutdown) = open(dir.path(), 2_000).await;
     for m in ["a", "b", "c"] {
         let out = tables
             .write(segment_request(
@@ -70,7 +72,7 @@ async fn idle_tables_release_their_writer_and_reader() {
     );
     assert_eq!(tables.held().await, (3, 3));
 
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
     assert_eq!(tables.held().await.0, 0, "idle batchers have ended");
 
     // The next write starts a new batcher that still knows the segment
