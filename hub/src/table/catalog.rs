@@ -31,14 +31,13 @@ impl Tables {
     /// Makes the tables the default catalog of `ctx`: schema `database`,
     /// table `measurement`, each loaded at its latest version when a
     /// statement names it. The list of databases and tables (for `SHOW` and
-    /// `information_schema`) is taken now.
+    /// `information_schema`) is read only when the statement asks for it.
     pub async fn register_catalog(&self, ctx: &SessionContext) -> Result<(), TableError> {
+        self.refresh_known().await?;
         let state = ctx.state();
         let catalog_name = state.config().options().catalog.default_catalog.clone();
-        let known = Arc::new(self.known().await?);
         let catalog = LakeCatalog {
             tables: self.clone(),
-            known,
             state: Arc::new(state),
         };
         ctx.register_catalog(catalog_name, Arc::new(catalog));
@@ -92,21 +91,17 @@ impl Tables {
 #[derive(Debug)]
 struct LakeCatalog {
     tables: Tables,
-    /// The known tables when the session was made, sorted.
-    known: Arc<Vec<TableName>>,
     /// The session (its runtime env gets each table's object store).
     state: Arc<SessionState>,
 }
 
 impl CatalogProvider for LakeCatalog {
     fn schema_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .known
+        self.tables
+            .known_databases()
             .iter()
-            .map(|t| t.database.as_str().to_owned())
-            .collect();
-        names.dedup();
-        names
+            .map(|d| d.as_str().to_owned())
+            .collect()
     }
 
     /// Every valid database name has a schema, known or not: a table it
@@ -115,7 +110,6 @@ impl CatalogProvider for LakeCatalog {
         let database = DatabaseName::new(name).ok()?;
         Some(Arc::new(LakeSchema {
             tables: self.tables.clone(),
-            known: self.known.clone(),
             database,
             state: self.state.clone(),
         }))
@@ -126,7 +120,6 @@ impl CatalogProvider for LakeCatalog {
 #[derive(Debug)]
 struct LakeSchema {
     tables: Tables,
-    known: Arc<Vec<TableName>>,
     database: DatabaseName,
     state: Arc<SessionState>,
 }
@@ -145,9 +138,9 @@ impl LakeSchema {
 #[async_trait]
 impl SchemaProvider for LakeSchema {
     fn table_names(&self) -> Vec<String> {
-        self.known
+        self.tables
+            .known_where(|t| t.database == self.database)
             .iter()
-            .filter(|t| t.database == self.database)
             .map(|t| t.measurement.as_str().to_owned())
             .collect()
     }
@@ -170,7 +163,6 @@ impl SchemaProvider for LakeSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.name(name)
-            .is_some_and(|t| self.known.binary_search(&t).is_ok())
+        self.name(name).is_some_and(|t| self.tables.is_known(&t))
     }
 }

@@ -38,6 +38,16 @@ impl Default for Known {
     }
 }
 
+/// The name a store directory stands for, if it is one Ferry writes.
+fn decoded<T, E>(
+    dir: &object_store::path::Path,
+    new: impl Fn(String) -> Result<T, E>,
+) -> Option<T> {
+    dir.filename()
+        .and_then(decode_segment)
+        .and_then(|s| new(s).ok())
+}
+
 impl Tables {
     /// Every table in the store: `<root>/<database>/<measurement>/_delta_log`.
     /// Lists the store (one request per database and per table) and
@@ -55,11 +65,7 @@ impl Tables {
         let mut out = Vec::new();
         let databases = store.list_with_delimiter(None).await.map_err(storage_err)?;
         for db_path in databases.common_prefixes {
-            let Some(database) = db_path
-                .filename()
-                .and_then(decode_segment)
-                .and_then(|s| DatabaseName::new(s).ok())
-            else {
+            let Some(database) = decoded(&db_path, DatabaseName::new) else {
                 continue;
             };
             let measurements = store
@@ -67,11 +73,7 @@ impl Tables {
                 .await
                 .map_err(storage_err)?;
             for m_path in measurements.common_prefixes {
-                let Some(measurement) = m_path
-                    .filename()
-                    .and_then(decode_segment)
-                    .and_then(|s| Measurement::new(s).ok())
-                else {
+                let Some(measurement) = decoded(&m_path, Measurement::new) else {
                     continue;
                 };
                 let inside = store
@@ -101,29 +103,55 @@ impl Tables {
     /// `multi_writer`, a list older than `tables.listing_staleness` is
     /// listed again first (other hubs create tables too).
     pub async fn known(&self) -> Result<Vec<TableName>, TableError> {
+        self.refresh_known().await?;
+        Ok(self.known_where(|_| true))
+    }
+
+    /// With `multi_writer`, lists the store again if the known tables are
+    /// older than `tables.listing_staleness`; otherwise nothing.
+    pub(super) async fn refresh_known(&self) -> Result<(), TableError> {
         let stale = self.inner.storage.multi_writer
             && self.inner.known.read().map_or(true, |k| {
                 k.listed.elapsed() > self.inner.config.listing_staleness
             });
         if stale {
-            return self.list().await;
+            self.list().await?;
         }
-        Ok(self
-            .inner
+        Ok(())
+    }
+
+    /// The known tables that `keep` accepts, sorted (no store access).
+    pub(super) fn known_where(&self, keep: impl Fn(&TableName) -> bool) -> Vec<TableName> {
+        self.inner
             .known
             .read()
-            .map(|k| k.names.iter().cloned().collect())
-            .unwrap_or_default())
+            .map(|k| k.names.iter().filter(|t| keep(t)).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The known databases, sorted (no store access).
+    pub(super) fn known_databases(&self) -> Vec<DatabaseName> {
+        let Ok(known) = self.inner.known.read() else {
+            return Vec::new();
+        };
+        let mut out: Vec<DatabaseName> = known.names.iter().map(|t| t.database.clone()).collect();
+        out.dedup();
+        out
+    }
+
+    /// Whether `table` is known (no store access).
+    pub(super) fn is_known(&self, table: &TableName) -> bool {
+        self.inner
+            .known
+            .read()
+            .is_ok_and(|k| k.names.contains(table))
     }
 
     /// Notes that `table` exists (a commit to it succeeded).
     pub(super) fn remember(&self, table: &TableName) {
-        let held = self
-            .inner
-            .known
-            .read()
-            .is_ok_and(|k| k.names.contains(table));
-        if !held && let Ok(mut known) = self.inner.known.write() {
+        if !self.is_known(table)
+            && let Ok(mut known) = self.inner.known.write()
+        {
             known.names.insert(table.clone());
         }
     }

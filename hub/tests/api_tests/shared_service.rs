@@ -228,26 +228,7 @@ async fn writes_beyond_the_inflight_byte_budget_are_told_to_retry() {
     // in the table.
     let sends = (0..8).map(|_| hub.write_lp("plant", &big));
     let answers = futures_util::future::join_all(sends).await;
-    let mut ok = 0;
-    let mut refused = 0;
-    for r in answers {
-        match r.status() {
-            StatusCode::NO_CONTENT => ok += 1,
-            StatusCode::SERVICE_UNAVAILABLE => {
-                assert!(r.headers().get("retry-after").is_some());
-                let v: Value = r.json().await.unwrap();
-                assert!(
-                    v["message"]
-                        .as_str()
-                        .unwrap()
-                        .contains("ingest.max_inflight_bytes"),
-                    "{v}"
-                );
-                refused += 1;
-            }
-            other => panic!("unexpected {other}"),
-        }
-    }
+    let (ok, refused) = accepted_and_retried(answers, &["ingest.max_inflight_bytes"]).await;
     assert!(ok >= 1 && refused >= 1, "ok {ok}, refused {refused}");
     assert_eq!(hub.count("plant.big").await, 4000 * (1 + ok));
 }
@@ -271,22 +252,8 @@ async fn a_busy_table_refuses_writes_beyond_its_queued_bytes() {
         hub.write_lp("plant", "calm v=1")
     );
     assert_eq!(calm.status(), StatusCode::NO_CONTENT);
-    let mut ok = 0;
-    let mut refused = 0;
-    for r in answers {
-        match r.status() {
-            StatusCode::NO_CONTENT => ok += 1,
-            StatusCode::SERVICE_UNAVAILABLE => {
-                assert!(r.headers().get("retry-after").is_some());
-                let v: Value = r.json().await.unwrap();
-                let message = v["message"].as_str().unwrap();
-                assert!(message.contains("tables.max_queued_bytes"), "{v}");
-                assert!(message.contains("plant.hot"), "{v}");
-                refused += 1;
-            }
-            other => panic!("unexpected {other}"),
-        }
-    }
+    let (ok, refused) =
+        accepted_and_retried(answers, &["tables.max_queued_bytes", "plant.hot"]).await;
     assert!(ok >= 1 && refused >= 1, "ok {ok}, refused {refused}");
     assert_eq!(hub.count("plant.hot").await, 2000 * ok);
 }
@@ -308,4 +275,26 @@ async fn maintenance_is_refused_on_a_store_without_conditional_put() {
     let ok = format!("{text}[compaction]\nenabled = false\n[retention]\nenabled = false\n");
     std::fs::write(&path, ok).unwrap();
     ferry_hub::config::load_file(&path).expect("maintenance off is accepted");
+}
+
+/// Counts writes answered 204 and 503; every 503 must carry `Retry-After`
+/// and a message naming each of `reasons`; any other status fails.
+async fn accepted_and_retried(answers: Vec<reqwest::Response>, reasons: &[&str]) -> (i64, i64) {
+    let (mut ok, mut refused) = (0, 0);
+    for r in answers {
+        match r.status() {
+            StatusCode::NO_CONTENT => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(r.headers().get("retry-after").is_some());
+                let v: Value = r.json().await.unwrap();
+                let message = v["message"].as_str().unwrap();
+                for reason in reasons {
+                    assert!(message.contains(reason), "{v}");
+                }
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    (ok, refused)
 }
