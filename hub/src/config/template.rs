@@ -108,6 +108,9 @@ min_files = 16
 # A day partition counts as settled this long after its UTC day ends; a
 # settled partition is compacted as soon as it has two small files.
 settle = "1h"
+# A table whose writer has added this many files since it last asked is
+# compacted at once, between scheduled runs (0: only on schedule).
+trigger_files = 200
 
 [retention]
 # Run retention and vacuum (off is required with conditional_put = "disabled").

@@ -27,6 +27,10 @@ pub struct CompactionConfig {
     /// settled partition is compacted as soon as it has two small files.
     #[serde(with = "humantime_serde")]
     pub settle: Duration,
+    /// A table whose writer has added this many files since it last asked
+    /// is compacted at once, between scheduled runs (0: only on schedule).
+    /// Keeps the files of a table written many times a second bounded.
+    pub trigger_files: u64,
 }
 
 impl Default for CompactionConfig {
@@ -37,6 +41,7 @@ impl Default for CompactionConfig {
             target_file_size: ByteSize::mib(64),
             min_files: 16,
             settle: Duration::from_secs(3600),
+            trigger_files: 200,
         }
     }
 }
@@ -59,6 +64,12 @@ impl CompactionConfig {
         }
         if self.min_files < 2 {
             errors.push("compaction.min_files: must be at least 2".to_owned());
+        }
+        if self.trigger_files != 0 && self.trigger_files < self.min_files as u64 {
+            errors.push(format!(
+                "compaction.trigger_files: must be 0 (off) or at least min_files ({})",
+                self.min_files
+            ));
         }
     }
 }

@@ -104,6 +104,12 @@ impl Maintenance {
         compaction: CompactionConfig,
         retention: RetentionConfig,
     ) -> Self {
+        let trigger = if compaction.enabled {
+            compaction.trigger_files
+        } else {
+            0
+        };
+        tables.requests().set_compact_after(trigger);
         Maintenance {
             inner: Arc::new(Inner {
                 tables,
@@ -146,6 +152,25 @@ impl Maintenance {
     /// is logged, counted (`ferry_hub_task_panics_total`) and recorded as
     /// a failed pass, and the schedule goes on (see `crate::supervise`).
     pub fn spawn(&self, tracker: &TaskTracker, stop: CancellationToken) {
+        let this = self.clone();
+        let until = stop.clone();
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = until.cancelled() => break,
+                    () = this.inner.tables.requests().asked() => {}
+                }
+                let (pass, stop) = (this.clone(), until.clone());
+                if let Err(e) = tokio::spawn(async move { pass.answer_requests(&stop).await }).await
+                {
+                    crate::supervise::record(
+                        "maintenance requests",
+                        "asked tables",
+                        &panic_message(e),
+                    );
+                }
+            }
+        });
         if self.inner.compaction.enabled {
             let this = self.clone();
             let stop = stop.clone();
@@ -206,6 +231,32 @@ impl Maintenance {
                 finished_at: now_rfc3339(),
                 ..RetentionRun::default()
             });
+        }
+    }
+
+    /// Does what table writers asked for since the last time: compacts the
+    /// tables that gathered `trigger_files` new files (under the
+    /// maintenance lock, so never beside a scheduled run), and writes the
+    /// checkpoints their logs are due.
+    pub async fn answer_requests(&self, stop: &CancellationToken) {
+        let policy = self.inner.compaction.policy();
+        for (name, wanted) in self.inner.tables.requests().take() {
+            if stop.is_cancelled() {
+                break;
+            }
+            if wanted.compact {
+                let _guard = self.inner.lock.lock().await;
+                if let Err(e) = self.inner.tables.compact(&name, &policy, Utc::now()).await {
+                    metrics::counter!(MAINTENANCE_ERRORS, "task" => "compaction").increment(1);
+                    warn!(table = %name, error = %e, "compaction asked by the writer failed");
+                }
+            }
+            if wanted.checkpoint
+                && let Err(e) = self.inner.tables.checkpoint(&name).await
+            {
+                metrics::counter!(MAINTENANCE_ERRORS, "task" => "checkpoint").increment(1);
+                warn!(table = %name, error = %e, "checkpoint failed");
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use tracing::{debug, info, warn};
 
+use super::append::Log;
 use super::compact::{self, CompactionPolicy, CompactionReport};
 use super::error::TableError;
 use super::metrics as m;
@@ -105,6 +106,28 @@ impl Tables {
             "expired old partitions"
         );
         Ok(plan)
+    }
+
+    /// Writes a checkpoint of `name` at its latest version and deletes the
+    /// log files older than the table's log retention that it makes
+    /// unnecessary. Appends do not write checkpoints inline (their cost
+    /// would grow with the table's files); their writer asks for one here.
+    pub async fn checkpoint(&self, name: &TableName) -> Result<(), TableError> {
+        let label = name.to_string();
+        let url = self.inner.storage.table_url(name);
+        let storage_err = |e| TableError::storage(&label, e);
+        let store = super::writer::open_table(&self.inner.storage, &url)
+            .map_err(storage_err)?
+            .log_store();
+        let Some(log) = Log::load(&store).await.map_err(storage_err)? else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let cleaned = log.checkpoint(&store).await.map_err(storage_err)?;
+        metrics::histogram!(m::CHECKPOINT_SECONDS, "table" => label.clone())
+            .record(started.elapsed().as_secs_f64());
+        debug!(table = %label, version = log.version(), cleaned, "checkpoint written");
+        Ok(())
     }
 
     /// Vacuums `name`: deletes files unreferenced for longer than `grace`.

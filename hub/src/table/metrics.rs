@@ -6,6 +6,10 @@
 pub const COMMITS: &str = "ferry_table_commits_total";
 /// Counter: commits that failed (every request in them got the error).
 pub const COMMIT_FAILURES: &str = "ferry_table_commit_failures_total";
+/// Counter: appends tried again because another writer took the version.
+pub const COMMIT_RETRIES: &str = "ferry_table_commit_retries_total";
+/// Histogram, seconds: writing a checkpoint (asked by the table's writer).
+pub const CHECKPOINT_SECONDS: &str = "ferry_table_checkpoint_seconds";
 /// Histogram, seconds: from starting a commit to the object store confirming it.
 pub const COMMIT_SECONDS: &str = "ferry_table_commit_seconds";
 /// Counter: rows committed.

@@ -89,6 +89,7 @@
 //! (their entry points on [`Tables`]); the schedule and the API are in
 //! [`crate::maintenance`].
 
+mod append;
 pub(crate) mod batcher;
 mod catalog;
 mod compact;
@@ -100,6 +101,7 @@ mod listing;
 mod maintain;
 pub mod metrics;
 mod name;
+mod requests;
 mod retention;
 mod schema;
 mod service;
@@ -107,6 +109,8 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_append;
 #[cfg(test)]
 mod tests_bounds;
 
@@ -116,6 +120,7 @@ pub use config::{
 };
 pub use error::TableError;
 pub use name::{Origin, TableName, WriteOutcome, WriteRequest};
+pub use requests::{Requests, Wanted};
 pub use retention::RetentionPlan;
 pub use schema::{PARTITION_COLUMN, PARTITION_ROLE, TYPE_KEY, TYPE_U64, storage_time_type};
 pub use service::Tables;

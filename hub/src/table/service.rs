@@ -17,6 +17,7 @@ use super::error::TableError;
 use super::listing::Known;
 use super::metrics as m;
 use super::name::{TableName, WriteOutcome, WriteRequest};
+use super::requests::Requests;
 use super::writer::{Pending, TableWriter};
 
 static REGISTER_HANDLERS: Once = Once::new();
@@ -46,6 +47,8 @@ pub(super) struct Inner {
     pub(super) known: RwLock<Known>,
     /// Requests handed to a batcher queue so far.
     pushed: AtomicU64,
+    /// What writers ask of maintenance (checkpoints, compactions).
+    pub(super) requests: Requests,
 }
 
 /// A table's queue, its writer lock and the Arrow bytes of the writes it
@@ -113,11 +116,17 @@ impl Tables {
                 readers: tokio::sync::Mutex::new(HashMap::new()),
                 known: RwLock::new(Known::default()),
                 pushed: AtomicU64::new(0),
+                requests: Requests::default(),
             }),
         };
         let existing = tables.list().await?;
         info!(tables = existing.len(), "tables opened");
         Ok(tables)
+    }
+
+    /// What the tables' writers ask of maintenance.
+    pub fn requests(&self) -> &Requests {
+        &self.inner.requests
     }
 
     fn sender(
@@ -153,6 +162,7 @@ impl Tables {
             table.clone(),
             inner.storage.clone(),
             inner.config.column_limits(),
+            inner.requests.clone(),
         );
         let run = batcher::run(
             writer,

@@ -1,29 +1,28 @@
 //! One table's commit logic: deduplicate, validate, evolve the schema, and
 //! make one Delta commit for a batch of write requests.
 
+mod commit;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::Schema;
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::operations::write::SchemaMode;
+use deltalake::logstore::LogStoreRef;
 use deltalake::parquet::file::properties::WriterProperties;
-use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{BlindDeltaTable, DeltaTable, DeltaTableBuilder, DeltaTableError};
 use ferry_protocols::batch::{merge_schema, validate_schema};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use super::append::Log;
 use super::config::ResolvedStorage;
 use super::error::TableError;
 use super::metrics as m;
 use super::name::{Origin, TableName, WriteOutcome, WriteRequest};
+use super::requests::Requests;
 use super::schema::{
-    PARTITION_COLUMN, batch_bytes, check_u64_range, parquet_properties, to_logical, to_storage,
-    to_storage_batch,
+    PARTITION_COLUMN, check_u64_range, parquet_properties, to_logical, to_storage, to_storage_batch,
 };
 
 /// zstd level of the files a commit writes: cheap, it is on the write path.
@@ -85,15 +84,23 @@ pub(crate) struct TableWriter {
     label: String,
     url: String,
     storage: Arc<ResolvedStorage>,
-    /// `None`: not loaded (or dropped after a failed commit).
-    table: Option<DeltaTable>,
-    /// Whether the table has a log (`table` is loaded).
-    exists: bool,
+    /// The table's log store, opened once.
+    log_store: Option<LogStoreRef>,
+    /// The log-only snapshot appends commit on. `None`: not loaded, no
+    /// table yet, or dropped after a failed commit or a schema change.
+    log: Option<Log>,
+    /// Builds the data files of appends (`RecordBatchWriter`), at the
+    /// schema of `log`; dropped when the schema changes.
+    files: Option<BlindDeltaTable>,
+    /// Asks maintenance for checkpoints and compactions.
+    requests: Requests,
     /// Last committed segment sequence per agent, as read from (or written
     /// to) the table log at the loaded version.
     txns: HashMap<String, i64>,
     writer_properties: WriterProperties,
     limits: ColumnLimits,
+    /// Files added since the last ask for a compaction.
+    files_since_ask: u64,
 }
 
 /// The column limits of `[tables]`.
@@ -114,6 +121,7 @@ impl TableWriter {
         name: TableName,
         storage: Arc<ResolvedStorage>,
         limits: ColumnLimits,
+        requests: Requests,
     ) -> Self {
         let url = storage.table_url(&name);
         let writer_properties = parquet_properties(COMMIT_ZSTD_LEVEL);
@@ -122,11 +130,14 @@ impl TableWriter {
             name,
             url,
             storage,
-            table: None,
-            exists: false,
+            log_store: None,
+            log: None,
+            files: None,
+            requests,
             txns: HashMap::new(),
             writer_properties,
             limits,
+            files_since_ask: 0,
         }
     }
 
@@ -134,30 +145,33 @@ impl TableWriter {
         TableError::storage(&self.label, e)
     }
 
-    /// Makes `self.table` the version to commit on top of.
+    fn log_store(&mut self) -> Result<LogStoreRef, DeltaTableError> {
+        if let Some(store) = &self.log_store {
+            return Ok(store.clone());
+        }
+        let store = open_table(&self.storage, &self.url)?.log_store();
+        self.log_store = Some(store.clone());
+        Ok(store)
+    }
+
+    /// Makes `self.log` the version to commit on top of: as it is for a
+    /// single writer (the hub's own commits keep it true), advanced to the
+    /// latest version when other hubs write the table.
     async fn refresh(&mut self) -> Result<(), DeltaTableError> {
-        match &mut self.table {
-            Some(_) if self.exists && !self.storage.multi_writer => Ok(()),
-            Some(table) if self.exists => {
-                let before = table.version();
-                table.update_incremental(None).await?;
-                if table.version() != before {
+        match &mut self.log {
+            Some(_) if !self.storage.multi_writer => Ok(()),
+            Some(log) => {
+                let before = log.version();
+                log.advance().await?;
+                if log.version() != before {
                     self.txns.clear();
                 }
                 Ok(())
             }
-            _ => {
+            None => {
                 self.txns.clear();
-                match load_latest(&self.storage, &self.url).await? {
-                    Some(table) => {
-                        self.table = Some(table);
-                        self.exists = true;
-                    }
-                    None => {
-                        self.table = Some(open_table(&self.storage, &self.url)?);
-                        self.exists = false;
-                    }
-                }
+                let store = self.log_store()?;
+                self.log = Log::load(&store).await?;
                 Ok(())
             }
         }
@@ -168,13 +182,10 @@ impl TableWriter {
         if let Some(v) = self.txns.get(agent) {
             return Ok(Some(*v));
         }
-        let Some(table) = self.table.as_ref().filter(|_| self.exists) else {
+        let Some(log) = &self.log else {
             return Ok(None);
         };
-        let version = table
-            .snapshot()?
-            .transaction_version(table.log_store().as_ref(), agent)
-            .await?;
+        let version = log.app_version(agent).await?;
         if let Some(v) = version {
             self.txns.insert(agent.to_owned(), v);
         }
@@ -182,11 +193,10 @@ impl TableWriter {
     }
 
     fn current_schema(&self) -> Result<Option<Schema>, TableError> {
-        match self.table.as_ref().filter(|_| self.exists) {
+        match &self.log {
             None => Ok(None),
-            Some(table) => {
-                let state = table.snapshot().map_err(|e| self.storage_error(e))?;
-                let arrow = state.snapshot().arrow_schema();
+            Some(log) => {
+                let arrow = log.arrow_schema().map_err(|e| self.storage_error(e))?;
                 to_logical(&arrow, &self.label).map(Some)
             }
         }
@@ -278,7 +288,7 @@ impl TableWriter {
     /// Commits a batch of requests as one Delta commit and answers each one.
     pub(crate) async fn commit(&mut self, batch: Vec<Pending>) {
         if let Err(e) = self.refresh().await {
-            self.table = None;
+            self.log = None;
             let error = self.storage_error(e);
             warn!(table = %self.label, error = %error, "cannot load table");
             for p in batch {
@@ -286,7 +296,7 @@ impl TableWriter {
             }
             return;
         }
-        let mut working = match self.current_schema() {
+        let before = match self.current_schema() {
             Ok(s) => s,
             Err(error) => {
                 for p in batch {
@@ -295,6 +305,7 @@ impl TableWriter {
                 return;
             }
         };
+        let mut working = before.clone();
 
         let mut accepted: Vec<Accepted> = Vec::with_capacity(batch.len());
         let mut in_batch: HashSet<(String, i64)> = HashSet::new();
@@ -371,97 +382,9 @@ impl TableWriter {
         if ready.is_empty() {
             return;
         }
-        self.write(ready, same_batch_duplicates, batches).await;
-    }
-
-    async fn write(
-        &mut self,
-        ready: Vec<Accepted>,
-        duplicates: Vec<Pending>,
-        batches: Vec<RecordBatch>,
-    ) {
-        let mut txns: HashMap<String, i64> = HashMap::new();
-        for (agent, seq) in ready.iter().filter_map(|a| a.segment.clone()) {
-            let e = txns.entry(agent).or_insert(seq);
-            *e = (*e).max(seq);
-        }
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let bytes = batch_bytes(&batches);
-        let Some(table) = self.table.clone() else {
-            return;
-        };
-        let properties = CommitProperties::default()
-            .with_application_transactions(
-                txns.iter()
-                    .map(|(agent, seq)| Transaction::new(agent, *seq))
-                    .collect(),
-            )
-            .with_metadata([
-                ("ferry.requests".to_owned(), serde_json::json!(ready.len())),
-                ("ferry.rows".to_owned(), serde_json::json!(rows)),
-            ]);
-        let mut builder = table
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .with_schema_mode(SchemaMode::Merge)
-            .with_writer_properties(self.writer_properties.clone())
-            .with_commit_properties(properties);
-        if !self.exists {
-            builder = builder
-                .with_partition_columns([PARTITION_COLUMN])
-                .with_table_name(self.label.clone());
-        }
-
-        let started = Instant::now();
-        let result = builder.await;
-        metrics::histogram!(m::COMMIT_SECONDS, "table" => self.label.clone())
-            .record(started.elapsed().as_secs_f64());
-        let result = result.and_then(|t| {
-            let v = t.version().ok_or_else(|| {
-                DeltaTableError::Generic("the write returned a table without a version".into())
-            })?;
-            let v = i64::try_from(v)
-                .map_err(|_| DeltaTableError::Generic(format!("table version {v} overflows")))?;
-            Ok((t, v))
-        });
-        match result {
-            Ok((table, version)) => {
-                self.table = Some(table);
-                self.exists = true;
-                self.txns.extend(txns);
-                let label = self.label.clone();
-                metrics::counter!(m::COMMITS, "table" => label.clone()).increment(1);
-                metrics::counter!(m::ROWS_COMMITTED, "table" => label.clone())
-                    .increment(u64::try_from(rows).unwrap_or(u64::MAX));
-                metrics::counter!(m::BYTES_COMMITTED, "table" => label.clone()).increment(bytes);
-                debug!(table = %label, version, rows, requests = ready.len(), "committed");
-                for a in ready {
-                    let rows = u64::try_from(a.pending.request.rows()).unwrap_or(u64::MAX);
-                    a.pending
-                        .answer(Ok(WriteOutcome::Committed { version, rows }));
-                }
-                if !duplicates.is_empty() {
-                    metrics::counter!(m::DUPLICATES, "table" => label)
-                        .increment(u64::try_from(duplicates.len()).unwrap_or(u64::MAX));
-                }
-                for d in duplicates {
-                    d.answer(Ok(WriteOutcome::Duplicate {
-                        version: Some(version),
-                    }));
-                }
-            }
-            Err(e) => {
-                // Reload before the next commit: another writer may have won.
-                self.table = None;
-                self.exists = false;
-                metrics::counter!(m::COMMIT_FAILURES, "table" => self.label.clone()).increment(1);
-                let error = self.storage_error(e);
-                warn!(table = %self.label, error = %error, requests = ready.len(), "commit failed");
-                for p in ready.into_iter().map(|a| a.pending).chain(duplicates) {
-                    p.answer(Err(error.clone()));
-                }
-            }
-        }
+        let evolves = before.as_ref() != Some(&working);
+        self.write(ready, same_batch_duplicates, batches, evolves)
+            .await;
     }
 
     pub(crate) fn name(&self) -> &TableName {
