@@ -185,7 +185,7 @@ queue_capacity = 1024
 # 8 or more segments wait for the hub, only full segments are cut.
 max_rows = 10000
 max_bytes = "4.0 MiB"
-max_age = "5s"
+max_age = "500ms"
 # Most columns (time, tags, fields) in a segment, as the hub's
 # tables.max_columns; a reading with more becomes a dead letter.
 max_columns = 1024

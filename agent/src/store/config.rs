@@ -119,7 +119,7 @@ fn default_segment_max_bytes() -> ByteSize {
     ByteSize::mib(4)
 }
 fn default_segment_max_age() -> Duration {
-    Duration::from_secs(5)
+    Duration::from_millis(500)
 }
 
 impl Default for StoreConfig {

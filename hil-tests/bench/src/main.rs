@@ -34,6 +34,7 @@ enum Scenario {
     Recovery,
     NoisyNeighbour,
     Catalog,
+    CommitGrowth,
     All,
 }
 
@@ -41,7 +42,7 @@ enum Scenario {
 #[derive(Debug, Parser)]
 #[command(name = "ferry-bench", version)]
 struct Cli {
-    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog, or all.
+    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog commit-growth, or all.
     #[arg(value_enum, required = true)]
     scenarios: Vec<Scenario>,
     /// Small counts, one run each: every scenario end to end in under 3 minutes (CI).
@@ -83,6 +84,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Recovery,
             Scenario::NoisyNeighbour,
             Scenario::Catalog,
+            Scenario::CommitGrowth,
         ]
     } else {
         cli.scenarios.clone()
@@ -149,6 +151,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Recovery => scenario::recovery::run(&scale, &dir),
             Scenario::NoisyNeighbour => scenario::noisy::run(&scale, &dir),
             Scenario::Catalog => scenario::catalog::run(&scale, &dir),
+            Scenario::CommitGrowth => scenario::commit_growth::run(&scale, &dir),
             Scenario::All => unreachable!("expanded above"),
         }));
         let mut section = match result {

@@ -49,7 +49,7 @@ pub struct HubOptions {
 impl Default for HubOptions {
     fn default() -> Self {
         HubOptions {
-            commit_interval: "1s".to_owned(),
+            commit_interval: "0s".to_owned(),
             compaction: false,
             query_timeout: "600s".to_owned(),
         }

@@ -76,7 +76,7 @@ impl Scale {
                 ingest_rows_default_commit: 100_000,
                 ingest_rows_fast_commit: 500_000,
                 ingest_devices: 1_000,
-                ingest_lp_lines: 5_000,
+                ingest_lp_lines: 2_000,
                 ingest_segment_rows: 10_000,
                 trucks: 200,
                 hours: 72,

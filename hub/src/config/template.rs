@@ -59,10 +59,11 @@ path = "./ferry-data/tables"
 # request_timeout = "30s"
 
 [tables]
-# At most one Delta commit per table per commit_interval. A write to a
-# table that has not committed for this long commits at once; writes that
-# arrive sooner wait for the rest of the interval and share one commit.
-commit_interval = "1s"
+# The least time between two Delta commits of one table. "0s" is group
+# commit: a write commits as soon as the table's previous commit has
+# finished, with every write that arrived meanwhile. Above 0, writes that
+# arrive sooner than this after a commit wait and share the next one.
+commit_interval = "0s"
 # A batch of at least this many rows (one full agent segment) takes the
 # writes already queued behind it and commits without waiting for
 # commit_interval; smaller writes wait for company.

@@ -1,10 +1,13 @@
 //! The per-table commit batcher: a task that collects write requests and
 //! commits them as one Delta commit, at most one commit per
-//! `commit_interval`. A write to a table that has not committed for a
+//! `commit_interval`. With the default of 0 this is group commit: a write
+//! commits as soon as the previous commit of its table has finished,
+//! together with everything queued meanwhile, so a write to an idle table
+//! is never held and batches grow by themselves while commits are busy.
+//! With an interval, a write to a table that has not committed for a
 //! whole interval commits at once (with whatever is already queued beside
-//! it), so a small write to an idle hub is not held back; writes that
-//! arrive sooner after a commit wait for the rest of the interval and share
-//! the next one, so the commit rate under load does not rise. A batch that
+//! it); writes that arrive sooner after a commit wait for the rest of the
+//! interval and share the next one. A batch that
 //! reaches `early_commit_rows` stops waiting: it takes what is already
 //! queued (up to `max_commit_rows`) and commits at once, so big writes (an
 //! agent's segments) are not held back a whole interval, while writes that

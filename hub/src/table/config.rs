@@ -28,7 +28,7 @@
 //! # multi_writer = false
 //!
 //! [tables]
-//! commit_interval = "1s"
+//! commit_interval = "0s"
 //! early_commit_rows = 10000
 //! max_commit_rows = 1000000
 //! queue_depth = 1024
@@ -229,9 +229,13 @@ pub struct AzureConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TableConfig {
-    /// At most one commit per table per interval: a write to a table that
-    /// has not committed for this long commits at once; writes arriving
-    /// sooner wait for the rest of the interval and share one commit.
+    /// The least time between two commits of one table. 0 (the default) is
+    /// group commit: a write commits as soon as the table's previous commit
+    /// has finished, together with every write that arrived meanwhile, so
+    /// a write to an idle table is never held and commits grow with the
+    /// load. Above 0, a write to a table that has not committed for this
+    /// long commits at once and writes arriving sooner wait for the rest of
+    /// the interval and share one commit (fewer, bigger commits).
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
     /// A batch with this many rows does not wait for `commit_interval`: it
@@ -283,7 +287,7 @@ impl TableConfig {
 impl Default for TableConfig {
     fn default() -> Self {
         TableConfig {
-            commit_interval: Duration::from_secs(1),
+            commit_interval: Duration::ZERO,
             early_commit_rows: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
             max_commit_rows: NonZeroUsize::new(1_000_000).unwrap_or(NonZeroUsize::MIN),
             queue_depth: NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN),

@@ -30,11 +30,13 @@
 //!
 //! Each table has one batcher task (`batcher.rs`) with a bounded queue
 //! (`[tables] queue_depth`; a full queue makes [`Tables::write`] wait). It
-//! collects requests for `commit_interval` (default 1 s), or until
-//! `max_commit_rows` rows or a [`Tables::flush`], and makes **one** Delta
-//! commit (a batch of `early_commit_rows`, default 10,000, such as one full
-//! agent segment, takes what is already queued and commits at once) (one `write` operation, append, schema mode merge) for all of
-//! them. Every request is answered only after that commit returned, i.e.
+//! collects requests while the previous commit runs (group commit; or for
+//! `commit_interval` when set), up to `max_commit_rows` rows or a
+//! [`Tables::flush`], and makes **one** Delta commit for all of them: an
+//! append through delta-kernel on a log-only snapshot (`append.rs`; its
+//! cost does not grow with the table's files), or, for the first commit of
+//! a table and one that adds columns, deltalake's `write` (append, schema
+//! mode merge). Every request is answered only after that commit returned, i.e.
 //! after its log entry is durable in the object store; if the commit fails,
 //! every request in it gets the error and nothing of it is visible.
 //!

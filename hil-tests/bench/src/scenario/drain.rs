@@ -253,7 +253,8 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
          its commits cost what the drain's did and the ratio isolates the agent's own cost (reading and deleting segments \
          in SQLite, its HTTP client). The same posts into a fresh table, and by four writers (an upper bound that an \
          in-order uplink cannot reach by design), show what the hub does on a small table. Two hub settings: the default \
-         `commit_interval = 1s` with the full backlog ({} readings) and `50ms` with {} readings. One run each (a backlog \
+         `commit_interval = 0s` (the default: group commit) with the full backlog ({} readings) and `1s` (the default \
+         before group commit) with {} readings. One run each (a backlog \
          is expensive to build); the baselines post the first {} readings.",
         scale.drain_lines_per_message,
         scale.drain_readings,
@@ -262,8 +263,8 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     );
     let mut details = Vec::new();
     for (interval, readings) in [
-        ("1s", scale.drain_readings),
-        ("50ms", scale.drain_fast_commit_readings),
+        ("0s", scale.drain_readings),
+        ("1s", scale.drain_fast_commit_readings),
     ] {
         let rdir = dir.join(format!("drain-{interval}"));
         std::fs::create_dir_all(&rdir).expect("drain dir");

@@ -3,6 +3,7 @@
 //! a report [`Section`](crate::report::Section).
 
 pub mod catalog;
+pub mod commit_growth;
 pub mod drain;
 pub mod footprint;
 pub mod freshness;
