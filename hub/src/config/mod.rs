@@ -162,14 +162,13 @@ impl HubConfig {
         }
         self.compaction.validate(errors);
         self.retention.validate(errors);
-        if self.storage.lacks_conditional_put()
-            && (self.compaction.enabled || self.retention.enabled)
-        {
+        if self.storage.lacks_conditional_put() {
             errors.push(
-                "storage.conditional_put = \"disabled\": compaction and retention commit beside \
-                 the table writers, and without a conditional put two commits could take the same \
-                 version; set compaction.enabled = false and retention.enabled = false on this \
-                 store, or use a store with an atomic conditional put"
+                "storage.conditional_put = \"disabled\" is not supported: every Delta commit \
+                 (the hub's appends, deltalake's writer, compaction and retention) is written with \
+                 a conditional put (If-None-Match), which such a store refuses, so no write could \
+                 ever commit; use a store with conditional put (AWS S3, MinIO, Ceph RGW, Azure \
+                 Blob, local disk)"
                     .to_owned(),
             );
         }

@@ -42,9 +42,8 @@ path = "./ferry-data/tables"
 # secret_access_key = "..."
 # allow_http = false
 # addressing = "path"              # "path" | "virtual_hosted"
-# conditional_put = "etag"         # "etag" (default) | "disabled" (then set
-#                                  # compaction.enabled and retention.enabled
-#                                  # to false: maintenance needs it)
+# conditional_put = "etag"         # required: every Delta commit is a
+#                                  # conditional put ("disabled" is refused)
 # multi_writer = false             # only on stores with an atomic conditional put
 # request_timeout = "30s"          # per store request; a stalled one is retried
 #
@@ -114,7 +113,7 @@ settle = "1h"
 trigger_files = 200
 
 [retention]
-# Run retention and vacuum (off is required with conditional_put = "disabled").
+# Run retention and vacuum.
 enabled = true
 # Time between two retention runs: expire old day partitions by policy, then
 # vacuum every table. Policies are set per database or measurement through

@@ -20,7 +20,6 @@ use super::{CompactionRun, MAX_RETENTION_DAYS, RetentionRun};
 use crate::auth::{Permission, Principal};
 use crate::meta::RetentionPolicy;
 use crate::server::{ApiError, ApiResult, AppState, JsonBody};
-use ferry_protocols::api::ErrorCode;
 
 /// `GET /api/v1/retention`.
 #[derive(Debug, Serialize)]
@@ -149,27 +148,11 @@ async fn retention(
     dry_run: bool,
 ) -> ApiResult<Json<RetentionRun>> {
     principal.require(Permission::Admin)?;
-    if !dry_run {
-        refuse_without_conditional_put(state)?;
-    }
     let run = state
         .maintenance
         .enforce_retention(dry_run, &CancellationToken::new())
         .await?;
     Ok(Json(run))
-}
-
-/// Compaction and retention commit beside the table writers; only a
-/// conditional put keeps two commits from taking the same version, so on a
-/// store without one they do not run (see `HubConfig::validate`).
-fn refuse_without_conditional_put(state: &AppState) -> Result<(), ApiError> {
-    if state.config.storage.lacks_conditional_put() {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "maintenance does not run on this store: storage.conditional_put = \"disabled\"",
-        ));
-    }
-    Ok(())
 }
 
 pub async fn dry_run(
@@ -207,7 +190,6 @@ pub async fn run_compaction(
     State(state): State<AppState>,
 ) -> ApiResult<Json<CompactionRun>> {
     principal.require(Permission::Admin)?;
-    refuse_without_conditional_put(&state)?;
     Ok(Json(
         state
             .maintenance

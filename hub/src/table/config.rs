@@ -50,9 +50,11 @@
 //!   conflict detection. Requires `conditional_put = "etag"` and a store whose
 //!   conditional put is atomic (AWS S3, Azure, local fs). Nothing can check
 //!   atomicity from the client side; choosing the store is the operator's job.
-//! - `conditional_put = "disabled"` is for S3-compatible servers that reject
-//!   `If-None-Match`; commits then use an unsafe copy-based rename
-//!   (`aws_s3_allow_unsafe_rename`) and `multi_writer` must stay false.
+//! - `conditional_put = "disabled"` (S3-compatible servers that reject
+//!   `If-None-Match`) is refused by the hub's config check: deltalake 1.1
+//!   and the kernel commit every version with a put-if-absent, which such a
+//!   store cannot do (object_store: "PutMode::Create when conditional put
+//!   is disabled not yet implemented").
 
 use std::collections::HashMap;
 use std::collections::HashSet;
