@@ -6,6 +6,7 @@
 //! cargo run --release --locked -p ferry-bench -- all                 # default scale, < 20 min on 2 cores
 //! cargo run --locked -p ferry-bench -- all --quick --out /tmp/fb    # CI: debug build, < 3 min
 //! cargo run --release -p ferry-bench -- mqtt queries                 # some scenarios
+//! cargo run --release -p ferry-bench -- ingest-long                  # the hour-long ingest run
 //! ```
 //!
 //! Writes `bench-report.md` and `bench-report.json` into `--out`
@@ -35,6 +36,7 @@ enum Scenario {
     NoisyNeighbour,
     Catalog,
     CommitGrowth,
+    IngestLong,
     All,
 }
 
@@ -42,7 +44,7 @@ enum Scenario {
 #[derive(Debug, Parser)]
 #[command(name = "ferry-bench", version)]
 struct Cli {
-    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog commit-growth, or all.
+    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog commit-growth ingest-long, or all (ingest-long only with --long or --quick).
     #[arg(value_enum, required = true)]
     scenarios: Vec<Scenario>,
     /// Small counts, one run each: every scenario end to end in under 3 minutes (CI).
@@ -60,6 +62,9 @@ struct Cli {
     /// Keep the work directory (the truck lake's Delta tables, the logs) for inspection.
     #[arg(long)]
     keep: bool,
+    /// With `all`, also `ingest-long` (an hour at default scale).
+    #[arg(long)]
+    long: bool,
 }
 
 fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
@@ -86,6 +91,9 @@ fn main() -> anyhow::Result<()> {
             Scenario::Catalog,
             Scenario::CommitGrowth,
         ]
+        .into_iter()
+        .chain((cli.long || cli.quick).then_some(Scenario::IngestLong))
+        .collect()
     } else {
         cli.scenarios.clone()
     };
@@ -152,6 +160,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::NoisyNeighbour => scenario::noisy::run(&scale, &dir),
             Scenario::Catalog => scenario::catalog::run(&scale, &dir),
             Scenario::CommitGrowth => scenario::commit_growth::run(&scale, &dir),
+            Scenario::IngestLong => scenario::ingest_long::run(&scale, &dir),
             Scenario::All => unreachable!("expanded above"),
         }));
         let mut section = match result {

@@ -28,7 +28,12 @@ pub struct Scale {
     pub ingest_rows_fast_commit: u64,
     pub ingest_devices: usize,
     pub ingest_lp_lines: usize,
+    /// The large line-protocol bodies (4 writers, default `commit_interval`).
+    pub ingest_lp_lines_large: usize,
     pub ingest_segment_rows: usize,
+    // ingest-long: the whole run and the window each rate is taken over
+    pub long_seconds: u64,
+    pub long_window_seconds: u64,
     // queries and storage (the truck data set)
     pub trucks: usize,
     pub hours: usize,
@@ -55,7 +60,10 @@ impl Scale {
                 ingest_rows_fast_commit: 10_000,
                 ingest_devices: 100,
                 ingest_lp_lines: 1_000,
+                ingest_lp_lines_large: 2_000,
                 ingest_segment_rows: 1_000,
+                long_seconds: 20,
+                long_window_seconds: 5,
                 trucks: 10,
                 hours: 24,
                 query_segment_rows: 10_000,
@@ -77,7 +85,10 @@ impl Scale {
                 ingest_rows_fast_commit: 500_000,
                 ingest_devices: 1_000,
                 ingest_lp_lines: 2_000,
+                ingest_lp_lines_large: 10_000,
                 ingest_segment_rows: 10_000,
+                long_seconds: 3_600,
+                long_window_seconds: 60,
                 trucks: 200,
                 hours: 72,
                 query_segment_rows: 100_000,
@@ -100,6 +111,8 @@ impl Scale {
             "footprint_seconds": self.footprint_seconds,
             "ingest_rows_default_commit": self.ingest_rows_default_commit,
             "ingest_rows_fast_commit": self.ingest_rows_fast_commit,
+            "ingest_lp_lines": self.ingest_lp_lines, "ingest_lp_lines_large": self.ingest_lp_lines_large,
+            "long_seconds": self.long_seconds, "long_window_seconds": self.long_window_seconds,
             "trucks": self.trucks, "hours": self.hours,
             "freshness_seconds": self.freshness_seconds,
         })

@@ -8,6 +8,7 @@ pub mod drain;
 pub mod footprint;
 pub mod freshness;
 pub mod hub_ingest;
+pub mod ingest_long;
 pub mod lake;
 pub mod mqtt;
 pub mod noisy;
