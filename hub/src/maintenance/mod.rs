@@ -34,7 +34,7 @@ pub use config::{CompactionConfig, RetentionConfig};
 
 use crate::meta::Meta;
 use crate::meta::retention::days_for;
-use crate::table::{CompactionReport, RetentionPlan, TableError, TableName, Tables};
+use crate::table::{Ask, CompactionReport, RetentionPlan, TableError, TableName, Tables};
 
 /// The longest accepted retention, in days (100 years).
 pub const MAX_RETENTION_DAYS: u32 = 36_500;
@@ -152,25 +152,30 @@ impl Maintenance {
     /// is logged, counted (`ferry_hub_task_panics_total`) and recorded as
     /// a failed pass, and the schedule goes on (see `crate::supervise`).
     pub fn spawn(&self, tracker: &TaskTracker, stop: CancellationToken) {
-        let this = self.clone();
-        let until = stop.clone();
-        tracker.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = until.cancelled() => break,
-                    () = this.inner.tables.requests().asked() => {}
+        // Checkpoints and compactions asked by writers, each kind in its
+        // own worker: a long compaction never holds up a checkpoint.
+        for kind in [Ask::Checkpoint, Ask::Compact] {
+            let this = self.clone();
+            let until = stop.clone();
+            tracker.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = until.cancelled() => break,
+                        () = this.inner.tables.requests().asked(kind) => {}
+                    }
+                    let (pass, stop) = (this.clone(), until.clone());
+                    if let Err(e) =
+                        tokio::spawn(async move { pass.answer_requests(kind, &stop).await }).await
+                    {
+                        crate::supervise::record(
+                            "maintenance requests",
+                            "asked tables",
+                            &panic_message(e),
+                        );
+                    }
                 }
-                let (pass, stop) = (this.clone(), until.clone());
-                if let Err(e) = tokio::spawn(async move { pass.answer_requests(&stop).await }).await
-                {
-                    crate::supervise::record(
-                        "maintenance requests",
-                        "asked tables",
-                        &panic_message(e),
-                    );
-                }
-            }
-        });
+            });
+        }
         if self.inner.compaction.enabled {
             let this = self.clone();
             let stop = stop.clone();
@@ -234,28 +239,30 @@ impl Maintenance {
         }
     }
 
-    /// Does what table writers asked for since the last time: compacts the
-    /// tables that gathered `trigger_files` new files (under the
-    /// maintenance lock, so never beside a scheduled run), and writes the
-    /// checkpoints their logs are due.
-    pub async fn answer_requests(&self, stop: &CancellationToken) {
+    /// Does what table writers asked of `kind` since the last time:
+    /// compacts the tables that gathered `trigger_files` new files (under
+    /// the maintenance lock, so never beside a scheduled run), or writes
+    /// the checkpoints their logs are due (never behind a compaction).
+    pub async fn answer_requests(&self, kind: Ask, stop: &CancellationToken) {
         let policy = self.inner.compaction.policy();
-        for (name, wanted) in self.inner.tables.requests().take() {
+        for name in self.inner.tables.requests().take_kind(kind) {
             if stop.is_cancelled() {
                 break;
             }
-            if wanted.compact {
-                let _guard = self.inner.lock.lock().await;
-                if let Err(e) = self.inner.tables.compact(&name, &policy, Utc::now()).await {
-                    metrics::counter!(MAINTENANCE_ERRORS, "task" => "compaction").increment(1);
-                    warn!(table = %name, error = %e, "compaction asked by the writer failed");
+            match kind {
+                Ask::Compact => {
+                    let _guard = self.inner.lock.lock().await;
+                    if let Err(e) = self.inner.tables.compact(&name, &policy, Utc::now()).await {
+                        metrics::counter!(MAINTENANCE_ERRORS, "task" => "compaction").increment(1);
+                        warn!(table = %name, error = %e, "compaction asked by the writer failed");
+                    }
                 }
-            }
-            if wanted.checkpoint
-                && let Err(e) = self.inner.tables.checkpoint(&name).await
-            {
-                metrics::counter!(MAINTENANCE_ERRORS, "task" => "checkpoint").increment(1);
-                warn!(table = %name, error = %e, "checkpoint failed");
+                Ask::Checkpoint => {
+                    if let Err(e) = self.inner.tables.checkpoint(&name).await {
+                        metrics::counter!(MAINTENANCE_ERRORS, "task" => "checkpoint").increment(1);
+                        warn!(table = %name, error = %e, "checkpoint failed");
+                    }
+                }
             }
         }
     }

@@ -147,14 +147,16 @@ impl Log {
         blocking(move || Ok(snapshot.get_app_id_version(&app, engine.as_ref())?)).await
     }
 
-    /// Whether the commit of `version` should be followed by a checkpoint.
-    pub(crate) fn checkpoint_due(&self, version: u64) -> bool {
+    /// Whether the commit of `version`, by a writer that was at `before`,
+    /// should be followed by a checkpoint: it crossed a multiple of the
+    /// interval (even when another writer took the multiple itself).
+    pub(crate) fn checkpoint_due(&self, before: u64, version: u64) -> bool {
         let every = self
             .snapshot
             .table_properties()
             .checkpoint_interval
             .map_or(DEFAULT_CHECKPOINT_INTERVAL, |n| n.get());
-        version > 0 && version.is_multiple_of(every)
+        version / every > before / every
     }
 
     /// Writes a checkpoint at this version, then deletes the log files

@@ -23,14 +23,19 @@
 //! One Delta commit per partition holds the `remove`s of the old files and
 //! the `add`s of the new ones, all with `dataChange = false`, and operation
 //! `OPTIMIZE`: a reader sees either the old files or the new ones, never
-//! both and never neither. The commit does not take the batcher's place in
-//! line: if an ingest commit lands first, Delta's conflict check lets both
-//! through (an append and a rewrite of other files do not conflict) and the
-//! compaction commit retries on the next version. A commit that loses for
-//! real (the files it replaces were removed, e.g. by retention) is dropped;
-//! the files it wrote are unreferenced and vacuum deletes them.
+//! both and never neither. Ingest goes on while the files are rewritten;
+//! for the commit itself the compaction takes the table's commit gate (this
+//! hub's writer holds it around each append), brings its snapshot to the
+//! latest version and commits on top, so a table committed many times a
+//! second cannot keep it from landing. Another hub's commit may still land
+//! first: Delta's conflict check lets both through (an append and a
+//! rewrite of other files do not conflict) and the compaction commit
+//! retries on the next version. A commit that loses for real (the files it
+//! replaces were removed, e.g. by retention) is dropped; the files it wrote
+//! are unreferenced and vacuum deletes them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -204,6 +209,7 @@ pub(crate) async fn compact_partition(
     table: &DeltaTable,
     plan: &PartitionPlan,
     policy: &CompactionPolicy,
+    gate: Option<Arc<tokio::sync::Mutex<()>>>,
 ) -> Result<CompactionReport, DeltaTableError> {
     let snapshot = table.snapshot()?;
     let full_schema: SchemaRef = snapshot.snapshot().arrow_schema();
@@ -266,9 +272,39 @@ pub(crate) async fn compact_partition(
         predicate: Some(format!("{PARTITION_COLUMN} = '{}'", plan.day)),
         target_size: i64::try_from(policy.target_file_size).unwrap_or(i64::MAX),
     };
+    // A table written many times a second moves on by hundreds of versions
+    // while its files are rewritten, and deltalake's commit checks every
+    // one of them for conflicts on each try, longer than the writer takes
+    // to commit the next: the compaction never lands (seen in
+    // `ferry-bench ingest-long`). Under the gate this hub's writer of the
+    // table does not commit; the snapshot is brought to the latest version
+    // and the commit goes on top of it.
+    let _gate = match gate {
+        Some(g) => Some(g.lock_owned().await),
+        None => None,
+    };
+    let mut fresh = table.clone();
+    fresh.update_incremental(None).await?;
+    let active: HashSet<String> = fresh
+        .snapshot()?
+        .log_data()
+        .iter()
+        .map(|v| v.object_store_path().to_string())
+        .collect();
+    if let Some(gone) = plan
+        .bins
+        .iter()
+        .flatten()
+        .find(|c| !active.contains(c.location.as_ref()))
+    {
+        return Err(DeltaTableError::Generic(format!(
+            "compaction of day={}: {} was removed by another commit meanwhile; nothing committed",
+            plan.day, gone.location
+        )));
+    }
     CommitBuilder::default()
         .with_actions(actions)
-        .build(Some(snapshot), table.log_store(), operation)
+        .build(Some(fresh.snapshot()?), fresh.log_store(), operation)
         .await?;
     Ok(report)
 }

@@ -31,7 +31,8 @@ impl Tables {
             compact::plan(&table, policy, now).map_err(|e| TableError::storage(&label, e))?;
         for plan in plans {
             let started = std::time::Instant::now();
-            match compact::compact_partition(&table, &plan, policy).await {
+            let gate = self.commit_gate(name);
+            match compact::compact_partition(&table, &plan, policy, gate).await {
                 Ok(done) => {
                     metrics::histogram!(m::COMPACTION_SECONDS, "table" => label.clone())
                         .record(started.elapsed().as_secs_f64());

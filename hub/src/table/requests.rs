@@ -7,7 +7,10 @@
 //! `compaction.trigger_files` files since its last ask, it asks for the
 //! table to be compacted now. Asks are kept per table (a table asked for
 //! twice is worked on once), so what waits is bounded by the number of
-//! tables; maintenance takes them all when it wakes (`Maintenance::spawn`).
+//! tables. Maintenance answers the two kinds in two workers
+//! (`Maintenance::spawn`): a compaction of a hot table can take minutes,
+//! and the checkpoints that bound every reader's log replay must not wait
+//! behind it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,10 +33,18 @@ pub struct Requests {
     inner: Arc<Inner>,
 }
 
+/// One kind of ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    Checkpoint,
+    Compact,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     wanted: Mutex<BTreeMap<TableName, Wanted>>,
-    notify: Notify,
+    checkpoint_asked: Notify,
+    compact_asked: Notify,
     /// Files a writer adds before it asks for a compaction; 0: never.
     compact_after: AtomicU64,
 }
@@ -44,16 +55,27 @@ impl Requests {
         self.inner.compact_after.store(files, Ordering::Relaxed);
     }
 
-    fn ask(&self, name: &TableName, f: impl FnOnce(&mut Wanted)) {
+    fn notify(&self, kind: Ask) -> &Notify {
+        match kind {
+            Ask::Checkpoint => &self.inner.checkpoint_asked,
+            Ask::Compact => &self.inner.compact_asked,
+        }
+    }
+
+    fn ask(&self, name: &TableName, kind: Ask) {
         let mut wanted = self.inner.wanted.lock().unwrap_or_else(|e| e.into_inner());
-        f(wanted.entry(name.clone()).or_default());
+        let w = wanted.entry(name.clone()).or_default();
+        match kind {
+            Ask::Checkpoint => w.checkpoint = true,
+            Ask::Compact => w.compact = true,
+        }
         drop(wanted);
-        self.inner.notify.notify_one();
+        self.notify(kind).notify_one();
     }
 
     /// Asks for a checkpoint of `name`.
     pub(crate) fn checkpoint(&self, name: &TableName) {
-        self.ask(name, |w| w.checkpoint = true);
+        self.ask(name, Ask::Checkpoint);
     }
 
     /// Counts `added` files into the writer's `since_ask`; asks for a
@@ -63,7 +85,7 @@ impl Requests {
         *since_ask = since_ask.saturating_add(added);
         if after > 0 && *since_ask >= after {
             *since_ask = 0;
-            self.ask(name, |w| w.compact = true);
+            self.ask(name, Ask::Compact);
         }
     }
 
@@ -73,8 +95,26 @@ impl Requests {
         std::mem::take(&mut *wanted).into_iter().collect()
     }
 
-    /// Waits until something is asked (or was asked since the last wait).
-    pub async fn asked(&self) {
-        self.inner.notify.notified().await;
+    /// The tables asked for `kind` so far; their asks of that kind are
+    /// taken, asks of the other kind stay.
+    pub fn take_kind(&self, kind: Ask) -> Vec<TableName> {
+        let mut wanted = self.inner.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken = Vec::new();
+        wanted.retain(|name, w| {
+            let flag = match kind {
+                Ask::Checkpoint => &mut w.checkpoint,
+                Ask::Compact => &mut w.compact,
+            };
+            if std::mem::take(flag) {
+                taken.push(name.clone());
+            }
+            w.checkpoint || w.compact
+        });
+        taken
+    }
+
+    /// Waits until `kind` is asked (or was asked since the last wait).
+    pub async fn asked(&self, kind: Ask) {
+        self.notify(kind).notified().await;
     }
 }

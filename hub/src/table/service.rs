@@ -57,6 +57,9 @@ pub(super) struct Inner {
 struct Batcher {
     tx: mpsc::Sender<Command>,
     writer_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Held by the writer around each append and by a compaction around
+    /// its commit (see `compact.rs`).
+    commit_gate: Arc<tokio::sync::Mutex<()>>,
     queued: Arc<AtomicU64>,
 }
 
@@ -153,9 +156,15 @@ impl Tables {
                 || b.writer_lock.try_lock().is_err()
                 || b.queued.load(Ordering::Acquire) > 0
         });
-        let (writer_lock, queued) = batchers
+        let (writer_lock, commit_gate, queued) = batchers
             .get(table)
-            .map(|b| (b.writer_lock.clone(), b.queued.clone()))
+            .map(|b| {
+                (
+                    b.writer_lock.clone(),
+                    b.commit_gate.clone(),
+                    b.queued.clone(),
+                )
+            })
             .unwrap_or_default();
         let (tx, rx) = mpsc::channel(inner.config.queue_depth.get());
         let writer = TableWriter::new(
@@ -163,6 +172,7 @@ impl Tables {
             inner.storage.clone(),
             inner.config.column_limits(),
             inner.requests.clone(),
+            commit_gate.clone(),
         );
         let run = batcher::run(
             writer,
@@ -188,10 +198,21 @@ impl Tables {
             Batcher {
                 tx: tx.clone(),
                 writer_lock,
+                commit_gate,
                 queued: queued.clone(),
             },
         );
         Ok((tx, queued))
+    }
+
+    /// The commit gate of `table`'s writer on this hub, when it has one.
+    pub(super) fn commit_gate(&self, table: &TableName) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        self.inner
+            .batchers
+            .lock()
+            .ok()?
+            .get(table)
+            .map(|b| b.commit_gate.clone())
     }
 
     fn has_batcher(&self, table: &TableName) -> bool {

@@ -132,13 +132,17 @@ async fn writers_ask_maintenance_for_checkpoints_and_compactions() {
             Ok(WriteOutcome::Committed { version: v, .. }) => version = v,
             other => panic!("{other:?}"),
         }
+        // The two kinds are taken apart: taking the compaction asks
+        // leaves the checkpoint ask for its own worker.
+        for name in tables.requests().take_kind(Ask::Compact) {
+            assert_eq!(name, t);
+            compactions += 1;
+        }
         for (name, wanted) in tables.requests().take() {
             assert_eq!(name, t);
-            compactions += usize::from(wanted.compact);
-            if wanted.checkpoint {
-                assert_eq!(version, 100, "a checkpoint is asked at the interval");
-            }
-            assert_eq!(wanted.checkpoint, version == 100, "{wanted:?} at {version}");
+            assert!(!wanted.compact, "{wanted:?}");
+            assert!(wanted.checkpoint, "{wanted:?}");
+            assert_eq!(version, 100, "a checkpoint is asked at the interval");
         }
     }
     assert_eq!(version, 100);
@@ -201,5 +205,106 @@ async fn an_append_that_loses_its_version_tries_again_and_stays_exactly_once() {
     assert_eq!(
         query_i64(&a, "SELECT count(*) FROM db.race").await.unwrap(),
         1 + 2 + 4 + 8 + 16
+    );
+}
+
+#[tokio::test]
+async fn a_checkpoint_is_asked_when_another_writer_took_the_multiple() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _storage, _stop_a) = open(dir.path()).await;
+    let (b, _, _stop_b) = open(dir.path()).await;
+    let t: TableName = "db.crossed".parse().unwrap();
+    let seg = |agent: &str, seq: u64| {
+        segment_request(&t, agent, seq, sample_batch("crossed", agent, T0, 1_000, 1))
+    };
+    let committed = |r: Result<WriteOutcome, TableError>| match r {
+        Ok(WriteOutcome::Committed { version, .. }) => version,
+        other => panic!("{other:?}"),
+    };
+    for seq in 1..=100 {
+        committed(a.write(seg("gw-a", seq)).await);
+    }
+    assert!(a.requests().take_kind(Ask::Checkpoint).is_empty());
+    // b takes version 100, the multiple of the interval.
+    assert_eq!(committed(b.write(seg("gw-b", 1)).await), 100);
+    // a loses 100, commits 101, and still asks: it crossed the multiple.
+    assert_eq!(committed(a.write(seg("gw-a", 101)).await), 101);
+    assert_eq!(a.requests().take_kind(Ask::Checkpoint), vec![t.clone()]);
+}
+
+#[tokio::test]
+async fn the_writer_waits_while_a_compaction_holds_the_commit_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tables, _storage, _stop) = open(dir.path()).await;
+    let t: TableName = "db.gated".parse().unwrap();
+    let seg = |seq: u64| {
+        let batch = sample_batch("gated", "gw", T0 + seq as i64 * 1_000_000, 1_000, 2);
+        segment_request(&t, "gw", seq, batch)
+    };
+    tables.write(seg(1)).await.unwrap();
+    let gate = tables.commit_gate(&t).expect("the table has a writer");
+    let held = gate.lock().await;
+    let write = tokio::spawn({
+        let (tables, request) = (tables.clone(), seg(2));
+        async move { tables.write(request).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!write.is_finished(), "the append waits for the gate");
+    drop(held);
+    assert!(matches!(
+        write.await.unwrap().unwrap(),
+        WriteOutcome::Committed { version: 1, .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_compaction_lands_on_a_table_written_without_a_pause() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let (tables, _storage, _stop) = open(dir.path()).await;
+    let t: TableName = "db.hot".parse().unwrap();
+    let seg = move |seq: u64| {
+        let batch = sample_batch("hot", "gw", T0 + seq as i64 * 1_000_000, 1_000, 2);
+        segment_request(&t, "gw", seq, batch)
+    };
+    for seq in 1..=8 {
+        tables.write(seg(seq)).await.unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (tables, stop) = (tables.clone(), stop.clone());
+        async move {
+            let mut seq = 9;
+            while !stop.load(Ordering::Relaxed) {
+                match tables.write(seg(seq)).await {
+                    Ok(WriteOutcome::Committed { .. }) => seq += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+            seq - 1
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let policy = compact::CompactionPolicy {
+        target_file_size: 64 << 20,
+        min_files: 2,
+        settle: Duration::from_secs(3600),
+    };
+    let t: TableName = "db.hot".parse().unwrap();
+    let report = tables
+        .compact(&t, &policy, chrono::Utc::now())
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let last = writer.await.unwrap();
+    assert!(last > 8, "the writer kept committing");
+    assert_eq!(report.partitions, 1, "{report:?}");
+    assert!(report.files_removed >= 8, "{report:?}");
+    assert_eq!(
+        query_i64(&tables, "SELECT count(*) FROM db.hot")
+            .await
+            .unwrap(),
+        i64::try_from(last * 2).unwrap()
     );
 }

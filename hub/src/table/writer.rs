@@ -101,6 +101,9 @@ pub(crate) struct TableWriter {
     limits: ColumnLimits,
     /// Files added since the last ask for a compaction.
     files_since_ask: u64,
+    /// Held around each append; a compaction of the table takes it for
+    /// its commit, so the two do not race for versions on this hub.
+    commit_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The column limits of `[tables]`.
@@ -122,6 +125,7 @@ impl TableWriter {
         storage: Arc<ResolvedStorage>,
         limits: ColumnLimits,
         requests: Requests,
+        commit_gate: Arc<tokio::sync::Mutex<()>>,
     ) -> Self {
         let url = storage.table_url(&name);
         let writer_properties = parquet_properties(COMMIT_ZSTD_LEVEL);
@@ -138,6 +142,7 @@ impl TableWriter {
             writer_properties,
             limits,
             files_since_ask: 0,
+            commit_gate,
         }
     }
 

@@ -17,7 +17,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{BlindDeltaTable, DeltaTableError};
 use tracing::{debug, warn};
 
-use super::super::append::Appended;
+use super::super::append::{Appended, Log};
 use super::super::metrics as m;
 use super::super::name::WriteOutcome;
 use super::super::schema::{PARTITION_COLUMN, batch_bytes};
@@ -129,7 +129,10 @@ impl TableWriter {
         }
         let adds = writer.flush().await?;
         let added = u64::try_from(adds.len()).unwrap_or(u64::MAX);
+        let gate = self.commit_gate.clone();
+        let _gate = gate.lock().await;
         let mut tries = 0;
+        let before = self.log.as_ref().map_or(0, Log::version);
         loop {
             let Some(log) = self.log.as_mut() else {
                 return Err(DeltaTableError::Generic(
@@ -171,7 +174,7 @@ impl TableWriter {
                     continue;
                 }
             };
-            let checkpoint = log.checkpoint_due(version);
+            let checkpoint = log.checkpoint_due(before, version);
             self.requests
                 .files_added(&self.name, &mut self.files_since_ask, added);
             if checkpoint {
