@@ -49,16 +49,15 @@ impl SegmentQueue for Buffered {
     type Error = crate::store::StoreError;
 
     async fn next_pending(&self) -> Result<Option<PendingSegment>, Self::Error> {
+        Ok(self.0.next_pending_segment().await?.map(pending))
+    }
+
+    async fn next_pending_after(&self, seq: u64) -> Result<Option<PendingSegment>, Self::Error> {
         Ok(self
             .0
-            .next_pending_segment()
+            .next_pending_segment_after(ferry_protocols::segment::SegmentSeq(seq))
             .await?
-            .map(|s| PendingSegment {
-                seq: s.seq.0,
-                table: format!("{}.{}", s.database, s.measurement),
-                rows: s.rows,
-                file: s.file,
-            }))
+            .map(pending))
     }
 
     async fn ack(&self, seq: u64) -> Result<(), Self::Error> {
@@ -83,6 +82,15 @@ impl SegmentQueue for Buffered {
             },
             Err(_) => Backlog::default(),
         }
+    }
+}
+
+fn pending(s: crate::store::PendingSegment) -> PendingSegment {
+    PendingSegment {
+        seq: s.seq.0,
+        table: format!("{}.{}", s.database, s.measurement),
+        rows: s.rows,
+        file: s.file,
     }
 }
 

@@ -31,6 +31,9 @@ pub const ROWS_REJECTED: &str = "ferry_hub_rows_rejected_total";
 /// Counter: segments answered, label `status` (`committed`, `duplicate`,
 /// `rejected`, `failed`).
 pub const SEGMENTS: &str = "ferry_hub_segments_total";
+/// Counter: segment batch uploads, label `status` (`accepted`, `refused`:
+/// bad framing, order or more than `ingest.max_batch_segments`).
+pub const SEGMENT_BATCHES: &str = "ferry_hub_segment_batches_total";
 /// Histogram: query latency in seconds (planning to last row), label
 /// `outcome` (`ok`, `error`, `timeout`).
 pub const QUERY_SECONDS: &str = "ferry_hub_query_duration_seconds";

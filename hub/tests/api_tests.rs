@@ -17,6 +17,8 @@ mod maintenance;
 mod query;
 #[path = "api_tests/restart.rs"]
 mod restart;
+#[path = "api_tests/segment_batch.rs"]
+mod segment_batch;
 #[path = "api_tests/shared_service.rs"]
 mod shared_service;
 #[path = "api_tests/support.rs"]

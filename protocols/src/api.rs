@@ -19,6 +19,21 @@
 //! status [`AckStatus::Duplicate`]: the agent treats both the same way and
 //! deletes the readings. Any other answer carries an [`ErrorBody`]; see
 //! [`ErrorCode::is_permanent`] for what the agent retries.
+//!
+//! ## Segment batch upload
+//!
+//! `POST /api/v1/segments/batch` with several segments of one agent in one
+//! body ([`crate::segment::encode_batch`]), `Content-Type:
+//! application/vnd.ferry.segment-batch`, the same headers except
+//! `x-ferry-segment-seq`. The segments must be in strictly increasing
+//! sequence order. The hub commits each table's segments of the batch in
+//! one commit (all or none of them, except a segment rejected on its own)
+//! and answers `200` with a [`SegmentBatchAck`]: one [`SegmentOutcome`] per
+//! segment, in the body's order, each an acknowledgement or a rejection
+//! with the status and [`ErrorBody`] a single upload of that segment would
+//! have had. A problem with the whole request (auth, headers, framing, too
+//! many segments, order) is an ordinary error answer. A hub without this
+//! route answers 404; the agent then uploads one segment at a time.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +43,10 @@ use crate::name::AgentId;
 pub const SEGMENTS_PATH: &str = "/api/v1/segments";
 /// The segment body's content type.
 pub const SEGMENT_CONTENT_TYPE: &str = "application/vnd.ferry.segment+parquet";
+/// The segment batch upload route.
+pub const SEGMENT_BATCH_PATH: &str = "/api/v1/segments/batch";
+/// The segment batch body's content type.
+pub const SEGMENT_BATCH_CONTENT_TYPE: &str = "application/vnd.ferry.segment-batch";
 
 /// Header names used between agents, clients and the hub.
 pub mod headers {
@@ -65,6 +84,35 @@ pub struct SegmentAck {
     /// The table version that holds the segment, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_version: Option<i64>,
+}
+
+/// The hub's answer to a segment batch: one outcome per segment, in the
+/// body's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentBatchAck {
+    pub agent_id: AgentId,
+    pub results: Vec<SegmentOutcome>,
+}
+
+/// What became of one segment of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentOutcome {
+    /// Committed or a duplicate, as for a single upload.
+    Ack(SegmentAck),
+    /// Not committed: what a single upload of it would have been answered.
+    Rejected(SegmentRejection),
+}
+
+/// A segment of a batch that was not committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRejection {
+    /// The segment's sequence, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    /// The HTTP status a single upload would have had.
+    pub status: u16,
+    pub error: ErrorBody,
 }
 
 /// A machine-readable error class, shared by every hub endpoint.

@@ -53,3 +53,8 @@ fn segment_corpus() {
 fn serial_line_corpus() {
     replay("serial_line", fuzz_checks::serial_line::check);
 }
+
+#[test]
+fn segment_batch_corpus() {
+    replay("segment_batch", fuzz_checks::segment_batch::check);
+}

@@ -202,6 +202,12 @@ backoff_initial = "500ms"
 backoff_max = "1m"
 # Average upload cap in bytes per second for metered links; 0 = no cap.
 max_bytes_per_second = "0 B"
+# While a backlog drains, up to batch_segments segments (at most
+# batch_max_bytes together) go in one request and one commit per table;
+# 1 = one segment per request. Keep batch_max_bytes below the hub's
+# server.max_body.
+batch_segments = 16
+batch_max_bytes = "16.0 MiB"
 
 [http]
 # Local health, metrics and status. No authentication: keep it on loopback.

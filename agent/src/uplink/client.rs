@@ -5,6 +5,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferry_protocols::AgentId;
 use ferry_protocols::api::{self, ErrorBody, SegmentAck, headers};
+use ferry_protocols::segment::encode_batch;
+
+use super::batch::BatchRefused;
 
 use super::config::UplinkConfig;
 
@@ -50,6 +53,8 @@ pub enum ClientError {
 pub struct HubClient {
     http: reqwest::Client,
     url: String,
+    /// `POST /api/v1/segments/batch`.
+    batch_url: String,
     token: Option<String>,
     agent_id: AgentId,
 }
@@ -72,13 +77,11 @@ impl HubClient {
                 .map_err(|e| ClientError::Ca(e.to_string()))?;
             builder = builder.tls_certs_only(certs);
         }
+        let base = config.hub_url.trim_end_matches('/');
         Ok(HubClient {
             http: builder.build()?,
-            url: format!(
-                "{}{}",
-                config.hub_url.trim_end_matches('/'),
-                api::SEGMENTS_PATH
-            ),
+            url: format!("{base}{}", api::SEGMENTS_PATH),
+            batch_url: format!("{base}{}", api::SEGMENT_BATCH_PATH),
             token,
             agent_id,
         })
@@ -90,29 +93,57 @@ impl HubClient {
         segment: &PendingSegment,
         backlog: Backlog,
     ) -> Result<SegmentAck, UploadError> {
+        let request = self
+            .request(&self.url, api::SEGMENT_CONTENT_TYPE, backlog)
+            .header(headers::SEGMENT_SEQ, segment.seq.to_string())
+            .body(segment.file.clone());
+        let (status, body) = send(request).await?;
+        classify(status, &body, &self.agent_id, segment.seq)
+    }
+
+    /// Uploads several segments in one request (see
+    /// [`ferry_protocols::api`]): one answer per segment, in order.
+    pub async fn upload_batch(
+        &self,
+        segments: &[PendingSegment],
+        backlog: Backlog,
+    ) -> Result<Vec<Result<SegmentAck, UploadError>>, BatchRefused> {
+        let body = encode_batch(segments.iter().map(|s| s.file.as_ref()));
+        let request = self
+            .request(&self.batch_url, api::SEGMENT_BATCH_CONTENT_TYPE, backlog)
+            .body(body);
+        let (status, body) = send(request).await.map_err(BatchRefused::Failed)?;
+        super::batch::classify_batch(status, &body, &self.agent_id, segments)
+    }
+
+    /// A POST with the agent's headers and token.
+    fn request(&self, url: &str, content_type: &str, backlog: Backlog) -> reqwest::RequestBuilder {
         let mut request = self
             .http
-            .post(&self.url)
-            .header(reqwest::header::CONTENT_TYPE, api::SEGMENT_CONTENT_TYPE)
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
             .header(headers::AGENT_ID, self.agent_id.as_str())
-            .header(headers::SEGMENT_SEQ, segment.seq.to_string())
             .header(headers::BACKLOG_READINGS, backlog.readings.to_string())
             .header(headers::BACKLOG_BYTES, backlog.bytes.to_string())
-            .header(headers::AGENT_VERSION, env!("CARGO_PKG_VERSION"))
-            .body(segment.file.clone());
+            .header(headers::AGENT_VERSION, env!("CARGO_PKG_VERSION"));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| UploadError::Transient(describe(&e)))?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| {
-            UploadError::Transient(format!("reading the hub's answer: {}", describe(&e)))
-        })?;
-        classify(status, &body, &self.agent_id, segment.seq)
+        request
     }
+}
+
+/// Sends a request; the status and body of the answer.
+async fn send(request: reqwest::RequestBuilder) -> Result<(u16, Bytes), UploadError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| UploadError::Transient(describe(&e)))?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.map_err(|e| {
+        UploadError::Transient(format!("reading the hub's answer: {}", describe(&e)))
+    })?;
+    Ok((status, body))
 }
 
 /// Turns the hub's answer into an acknowledgement or an error.
@@ -134,7 +165,16 @@ pub(crate) fn classify(
         }
         return Ok(ack);
     }
-    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    Err(classify_error(
+        status,
+        serde_json::from_slice(body).ok(),
+        body,
+    ))
+}
+
+/// The error for a non-200 answer: `parsed` is its Ferry error body, if it
+/// has one, `body` the raw bytes.
+pub(crate) fn classify_error(status: u16, parsed: Option<ErrorBody>, body: &[u8]) -> UploadError {
     let message = match &parsed {
         Some(e) => format!("{:?}: {}", e.error, e.message),
         None => String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
@@ -146,11 +186,9 @@ pub(crate) fn classify(
         None => matches!(status, 400 | 413 | 415 | 422),
     };
     if permanent {
-        Err(UploadError::Permanent { status, message })
+        UploadError::Permanent { status, message }
     } else {
-        Err(UploadError::Transient(format!(
-            "hub answered {status}: {message}"
-        )))
+        UploadError::Transient(format!("hub answered {status}: {message}"))
     }
 }
 

@@ -36,6 +36,15 @@ pub struct UplinkConfig {
     /// cellular links; 0 means no cap.
     #[serde(default)]
     pub max_bytes_per_second: bytesize::ByteSize,
+    /// Most segments in one upload while a backlog drains (one request and
+    /// one commit per table for all of them); 1 sends one segment per
+    /// request. A hub without batch uploads gets one at a time.
+    #[serde(default = "default_batch_segments")]
+    pub batch_segments: usize,
+    /// Most bytes of segments in one batch upload (a bigger segment goes
+    /// alone); keep it below the hub's `server.max_body`.
+    #[serde(default = "default_batch_max_bytes")]
+    pub batch_max_bytes: bytesize::ByteSize,
 }
 
 fn default_hub_url() -> String {
@@ -50,6 +59,12 @@ fn default_backoff_initial() -> Duration {
 fn default_backoff_max() -> Duration {
     Duration::from_secs(60)
 }
+fn default_batch_segments() -> usize {
+    16
+}
+fn default_batch_max_bytes() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(16)
+}
 
 impl Default for UplinkConfig {
     fn default() -> Self {
@@ -62,6 +77,8 @@ impl Default for UplinkConfig {
             backoff_initial: default_backoff_initial(),
             backoff_max: default_backoff_max(),
             max_bytes_per_second: bytesize::ByteSize(0),
+            batch_segments: default_batch_segments(),
+            batch_max_bytes: default_batch_max_bytes(),
         }
     }
 }
@@ -99,6 +116,9 @@ impl UplinkConfig {
         }
         if self.backoff_max < self.backoff_initial {
             errors.push("uplink.backoff_max: must be at least backoff_initial".into());
+        }
+        if self.batch_segments == 0 {
+            errors.push("uplink.batch_segments: must be at least 1".into());
         }
     }
 

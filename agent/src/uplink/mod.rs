@@ -6,8 +6,12 @@
 //!   agent and sequence). The hub acknowledges only once the commit holding it
 //!   is durable, and answers a replay with `duplicate`; so transfer is
 //!   at-least-once and the lake is exactly-once.
-//! - Segments go out one at a time, lowest sequence first; a segment is never
-//!   skipped except by quarantine.
+//! - Segments go out lowest sequence first; a segment is never skipped
+//!   except by quarantine. While a backlog waits, up to
+//!   `uplink.batch_segments` go in one request ([`batch`]): the hub commits
+//!   each table's segments of it together and answers each segment, and
+//!   the agent acknowledges, quarantines or retries each as it would a
+//!   single upload. One request is in flight at a time.
 //! - A segment the hub rejects as malformed (a permanent 4xx, see
 //!   [`ErrorCode::is_permanent`](ferry_protocols::api::ErrorCode::is_permanent))
 //!   is quarantined: kept on disk, counted, shown in status, never retried;
@@ -20,6 +24,7 @@
 //!   still goes out at line rate; keep `segment.max_bytes` small on slow links.
 
 mod backoff;
+mod batch;
 mod client;
 mod config;
 mod status;
@@ -32,6 +37,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
+pub use batch::BatchRefused;
 pub use client::{Backlog, ClientError, HubClient, PendingSegment, UploadError};
 pub use config::UplinkConfig;
 pub use status::{UplinkState, UplinkStatus};
@@ -46,6 +52,11 @@ pub trait SegmentQueue: Clone + Send + Sync + 'static {
     /// The pending segment with the lowest sequence, if any.
     fn next_pending(
         &self,
+    ) -> impl Future<Output = Result<Option<PendingSegment>, Self::Error>> + Send;
+    /// The pending segment with the lowest sequence above `seq`, if any.
+    fn next_pending_after(
+        &self,
+        seq: u64,
     ) -> impl Future<Output = Result<Option<PendingSegment>, Self::Error>> + Send;
     /// The hub acknowledged `seq`: delete it.
     fn ack(&self, seq: u64) -> impl Future<Output = Result<(), Self::Error>> + Send;
@@ -76,6 +87,8 @@ pub async fn run<Q: SegmentQueue>(
 ) {
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
     let rate = config.max_bytes_per_second.as_u64();
+    // Until then, one segment per request (the hub refused a batch).
+    let mut single_until: Option<Instant> = None;
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -103,57 +116,87 @@ pub async fn run<Q: SegmentQueue>(
                 continue;
             }
         };
+        let batching =
+            config.batch_segments > 1 && single_until.is_none_or(|t| Instant::now() >= t);
+        let segments = if batching {
+            batch::gather(&queue, segment, &config).await
+        } else {
+            vec![segment]
+        };
         let started = Instant::now();
         // The request is bounded by `uplink.timeout`.
         beat.waiting(config.timeout);
         let backlog = queue.backlog().await;
-        let result = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = client.upload(&segment, backlog) => r,
+        let results = if let [one] = segments.as_slice() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = client.upload(one, backlog) => vec![r],
+            }
+        } else {
+            let answer = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = client.upload_batch(&segments, backlog) => r,
+            };
+            match answer {
+                Ok(results) => results,
+                Err(BatchRefused::Unsupported { status, message }) => {
+                    tracing::warn!(status, %message, single_for = ?batch::SINGLE_FOR, "hub refused a batch upload; sending one segment per request");
+                    single_until = Some(Instant::now() + batch::SINGLE_FOR);
+                    continue;
+                }
+                Err(BatchRefused::Failed(e)) => vec![Err(e); segments.len()],
+            }
         };
-        let bytes = segment.file.len() as u64;
-        match result {
-            Ok(ack) => {
-                if let Err(e) = queue.ack(segment.seq).await {
-                    // The hub has it; a replay after restart is deduplicated.
-                    tracing::error!(seq = segment.seq, error = %e, "cannot delete an acknowledged segment");
+        let bytes: u64 = segments.iter().map(|s| s.file.len() as u64).sum();
+        let mut retry: Option<String> = None;
+        for (segment, result) in segments.iter().zip(results) {
+            match result {
+                Ok(ack) => {
+                    if let Err(e) = queue.ack(segment.seq).await {
+                        // The hub has it; a replay after restart is deduplicated.
+                        tracing::error!(seq = segment.seq, error = %e, "cannot delete an acknowledged segment");
+                    }
+                    metrics::counter!(m::UPLINK_SEGMENTS_TOTAL, "result" => ack_label(&ack))
+                        .increment(1);
+                    metrics::counter!(m::UPLINK_BYTES_TOTAL).increment(segment.file.len() as u64);
+                    metrics::counter!(m::UPLINK_ROWS_TOTAL).increment(segment.rows);
+                    status.record_success(segment.seq);
+                    tracing::debug!(seq = segment.seq, table = %segment.table, rows = segment.rows, status = ?ack.status, "segment acknowledged");
                 }
-                backoff.reset();
-                metrics::counter!(m::UPLINK_SEGMENTS_TOTAL, "result" => ack_label(&ack))
-                    .increment(1);
-                metrics::counter!(m::UPLINK_BYTES_TOTAL).increment(bytes);
-                metrics::counter!(m::UPLINK_ROWS_TOTAL).increment(segment.rows);
-                metrics::histogram!(m::UPLINK_SECONDS).record(started.elapsed().as_secs_f64());
-                status.record_success(segment.seq);
-                tracing::debug!(seq = segment.seq, table = %segment.table, rows = segment.rows, status = ?ack.status, "segment acknowledged");
-            }
-            Err(UploadError::Permanent {
-                status: code,
-                message,
-            }) => {
-                tracing::error!(seq = segment.seq, table = %segment.table, status = code, %message, "hub rejected a segment; quarantined");
-                metrics::counter!(m::UPLINK_SEGMENTS_TOTAL, "result" => "quarantined").increment(1);
-                if let Err(e) = queue.quarantine(segment.seq, message.clone()).await {
-                    tracing::error!(seq = segment.seq, error = %e, "cannot quarantine a segment");
+                Err(UploadError::Permanent {
+                    status: code,
+                    message,
+                }) => {
+                    tracing::error!(seq = segment.seq, table = %segment.table, status = code, %message, "hub rejected a segment; quarantined");
+                    metrics::counter!(m::UPLINK_SEGMENTS_TOTAL, "result" => "quarantined")
+                        .increment(1);
+                    if let Err(e) = queue.quarantine(segment.seq, message.clone()).await {
+                        tracing::error!(seq = segment.seq, error = %e, "cannot quarantine a segment");
+                    }
+                    status.record_quarantine(segment.seq, message);
                 }
-                status.record_quarantine(segment.seq, message);
-                backoff.reset();
-            }
-            Err(UploadError::Transient(message)) => {
-                metrics::counter!(m::UPLINK_RETRIES_TOTAL).increment(1);
-                let delay = backoff.next_delay();
-                if status.record_failure(message.clone()) {
-                    tracing::warn!(seq = segment.seq, error = %message, retry_in = ?delay, "upload failed; retrying");
-                } else {
-                    tracing::debug!(seq = segment.seq, error = %message, retry_in = ?delay, "upload failed again");
+                Err(UploadError::Transient(message)) => {
+                    retry.get_or_insert(message);
                 }
-                beat.waiting(delay);
-                if sleep_or_cancel(delay, &shutdown).await {
-                    return;
-                }
-                continue;
             }
         }
+        metrics::histogram!(m::UPLINK_SECONDS).record(started.elapsed().as_secs_f64());
+        if let Some(message) = retry {
+            metrics::counter!(m::UPLINK_RETRIES_TOTAL).increment(1);
+            let delay = backoff.next_delay();
+            let first = segments.first().map_or(0, |s| s.seq);
+            if status.record_failure(message.clone()) {
+                tracing::warn!(seq = first, error = %message, retry_in = ?delay, "upload failed; retrying");
+            } else {
+                tracing::debug!(seq = first, error = %message, retry_in = ?delay, "upload failed again");
+            }
+            beat.waiting(delay);
+            if sleep_or_cancel(delay, &shutdown).await {
+                return;
+            }
+            continue;
+        }
+        backoff.reset();
         if rate > 0 {
             let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);
             if let Some(wait) = budget.checked_sub(started.elapsed()) {

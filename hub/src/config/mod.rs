@@ -173,6 +173,9 @@ impl HubConfig {
             );
         }
         self.query.validate(errors);
+        if self.ingest.max_batch_segments == 0 {
+            errors.push("ingest.max_batch_segments: must be at least 1".to_owned());
+        }
         if self.tables.idle_timeout < self.tables.commit_interval {
             errors.push(format!(
                 "tables.idle_timeout: {} is shorter than tables.commit_interval ({}); a table's \

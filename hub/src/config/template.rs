@@ -182,6 +182,10 @@ max_sequence_gap = 1000000
 # Retry-After before its body is read (a chunked body counts as
 # server.max_body).
 max_inflight_bytes = "256MiB"
+# Segments one batch upload (POST /api/v1/segments/batch, what an agent
+# sends while it drains a backlog) may carry; more is answered 413 and
+# nothing of it is written. The body also stays within server.max_body.
+max_batch_segments = 64
 
 [auth]
 # Require a token (Authorization: Bearer <token>) on every route except

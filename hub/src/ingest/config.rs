@@ -18,6 +18,9 @@ pub struct IngestConfig {
     /// holds at once, summed over all clients; a write that does not fit is
     /// answered 503 with `Retry-After` before its body is read.
     pub max_inflight_bytes: ByteSize,
+    /// Segments one `POST /api/v1/segments/batch` may carry; more is
+    /// answered 413 and nothing of it is written. At least 1.
+    pub max_batch_segments: usize,
 }
 
 impl Default for IngestConfig {
@@ -25,6 +28,7 @@ impl Default for IngestConfig {
         IngestConfig {
             max_sequence_gap: 1_000_000,
             max_inflight_bytes: ByteSize::mib(256),
+            max_batch_segments: 64,
         }
     }
 }

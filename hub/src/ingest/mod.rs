@@ -3,6 +3,7 @@
 //! | route | module | body |
 //! |---|---|---|
 //! | `POST /api/v1/segments` | [`segments`] | a segment file from an agent |
+//! | `POST /api/v1/segments/batch` | [`segment_batch`] | several segments of one agent |
 //! | `POST /write`, `/api/v2/write`, `/api/v1/write/line-protocol` | [`line_protocol`] | InfluxDB line protocol |
 //! | `POST /api/v1/write/msgpack` | [`msgpack`] | Arc MessagePack |
 //!
@@ -26,6 +27,7 @@ mod config;
 pub mod line_protocol;
 pub mod msgpack;
 mod params;
+pub mod segment_batch;
 pub mod segments;
 mod write;
 

@@ -45,7 +45,7 @@ use crate::auth::{Permission, Principal};
 use crate::meta::AgentReport;
 use crate::metrics as m;
 use crate::server::{ApiError, ApiResult, AppState, Body};
-use crate::table::{Origin, TableName, WriteOutcome, WriteRequest};
+use crate::table::{Origin, TableError, TableName, WriteOutcome, WriteRequest};
 
 /// The environment variable that arms the test-only failpoint.
 pub const FAILPOINT_ENV: &str = "FERRY_HUB_FAILPOINT";
@@ -134,7 +134,9 @@ pub async fn upload(
             ),
         ));
     }
-    check_sequence_gap(&state, &principal, &agent, seq.0).await?;
+    SequenceGate::load(&state, &principal, &agent)
+        .await?
+        .check(&agent, seq.0, &principal)?;
     let table = TableName {
         database: meta.header.database.clone(),
         measurement: meta.header.measurement.clone(),
@@ -149,46 +151,74 @@ pub async fn upload(
         },
     };
     let outcome = state.tables.write(request).await;
+    abort_if_failpoint(&agent, seq.0, &outcome);
+    let mut report = agent_report(&agent, &headers_map);
+    let ack = answer(&agent, seq.0, table_label, received, outcome);
+    if let Ok(ack) = &ack {
+        report.committed = Some((seq.0, ack.rows));
+    }
+    record_agent(&state, report).await;
+    Ok(Json(ack.map_err(ApiError::from)?))
+}
+
+/// The test-only failpoint: abort after a durable commit, before answering.
+pub(super) fn abort_if_failpoint(
+    agent: &AgentId,
+    seq: u64,
+    outcome: &Result<WriteOutcome, TableError>,
+) {
     if *FAILPOINT == Failpoint::AbortAfterCommit
         && matches!(outcome, Ok(WriteOutcome::Committed { .. }))
     {
-        tracing::error!(agent = %agent, seq = seq.0, "failpoint abort_after_commit: aborting");
+        tracing::error!(agent = %agent, seq, "failpoint abort_after_commit: aborting");
         std::process::abort();
     }
+}
 
-    let mut report = AgentReport {
+/// What the upload's headers say about the agent (backlog, version).
+pub(super) fn agent_report(agent: &AgentId, headers_map: &HeaderMap) -> AgentReport {
+    AgentReport {
         agent: agent.clone(),
         committed: None,
-        backlog_readings: optional_u64(&headers_map, headers::BACKLOG_READINGS).unwrap_or(None),
-        backlog_bytes: optional_u64(&headers_map, headers::BACKLOG_BYTES).unwrap_or(None),
+        backlog_readings: optional_u64(headers_map, headers::BACKLOG_READINGS).unwrap_or(None),
+        backlog_bytes: optional_u64(headers_map, headers::BACKLOG_BYTES).unwrap_or(None),
         version: headers_map
             .get(headers::AGENT_VERSION)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(64).collect()),
-    };
+    }
+}
+
+/// Turns a segment's write outcome into its acknowledgement, counting it
+/// in the metrics. `received` is the segment's size in bytes.
+pub(super) fn answer(
+    agent: &AgentId,
+    seq: u64,
+    table: String,
+    received: usize,
+    outcome: Result<WriteOutcome, TableError>,
+) -> Result<SegmentAck, TableError> {
     let ack = match outcome {
         Ok(WriteOutcome::Committed { version, rows }) => {
-            report.committed = Some((seq.0, rows));
             metrics::counter!(m::SEGMENTS, "status" => "committed").increment(1);
             record_ingest(SOURCE_SEGMENT, received, rows, 0);
             SegmentAck {
                 agent_id: agent.clone(),
-                sequence: seq.0,
+                sequence: seq,
                 status: AckStatus::Committed,
                 rows,
-                table: table_label,
+                table,
                 table_version: Some(version),
             }
         }
         Ok(WriteOutcome::Duplicate { version }) => {
-            report.committed = Some((seq.0, 0));
             metrics::counter!(m::SEGMENTS, "status" => "duplicate").increment(1);
             SegmentAck {
                 agent_id: agent.clone(),
-                sequence: seq.0,
+                sequence: seq,
                 status: AckStatus::Duplicate,
                 rows: 0,
-                table: table_label,
+                table,
                 table_version: version,
             }
         }
@@ -199,21 +229,19 @@ pub async fn upload(
                 "failed"
             };
             metrics::counter!(m::SEGMENTS, "status" => status).increment(1);
-            record_agent(&state, report).await;
-            tracing::info!(agent = %agent, seq = seq.0, error = %e, "segment not committed");
-            return Err(ApiError::from(e));
+            tracing::info!(agent = %agent, seq, error = %e, "segment not committed");
+            return Err(e);
         }
     };
-    record_agent(&state, report).await;
     tracing::debug!(
         agent = %agent,
-        seq = seq.0,
+        seq,
         status = ?ack.status,
         rows = ack.rows,
         table = %ack.table,
         "segment acknowledged"
     );
-    Ok(Json(ack))
+    Ok(ack)
 }
 
 /// Refuses (409 `sequence_gap`) a segment whose sequence lies more than
@@ -221,57 +249,77 @@ pub async fn upload(
 /// for an agent not seen yet, unless the token is bound to it): nothing is
 /// written, so no `txn` version can be pushed far ahead of the agent's real
 /// segments.
-async fn check_sequence_gap(
-    state: &AppState,
-    principal: &Principal,
-    agent: &AgentId,
-    seq: u64,
-) -> ApiResult<()> {
-    let gap = state.config.ingest.max_sequence_gap;
-    if gap == 0 {
-        return Ok(());
+pub(super) struct SequenceGate {
+    /// The last committed sequence the hub knows, if any.
+    last: Option<u64>,
+    /// The highest sequence accepted; `None`: no check.
+    limit: Option<u64>,
+    gap: u64,
+}
+
+impl SequenceGate {
+    /// Looks up where the agent stands (one metadata read).
+    pub(super) async fn load(
+        state: &AppState,
+        principal: &Principal,
+        agent: &AgentId,
+    ) -> ApiResult<Self> {
+        let gap = state.config.ingest.max_sequence_gap;
+        if gap == 0 {
+            return Ok(SequenceGate {
+                last: None,
+                limit: None,
+                gap,
+            });
+        }
+        let last = state
+            .meta
+            .agent_last_sequence(agent)
+            .await
+            .map_err(|e| ApiError::internal("agent lookup failed", e))?;
+        let limit = match last {
+            Some(last) => Some(last.saturating_add(gap)),
+            // A token bound to this agent was issued for this gateway: trust
+            // where its sequence stands when the hub first sees it.
+            None if principal.agents.as_ref().is_some_and(|p| p.matches(agent)) => None,
+            None => Some(gap),
+        };
+        Ok(SequenceGate { last, limit, gap })
     }
-    let last = state
-        .meta
-        .agent_last_sequence(agent)
-        .await
-        .map_err(|e| ApiError::internal("agent lookup failed", e))?;
-    let base = match last {
-        Some(last) => last,
-        // A token bound to this agent was issued for this gateway: trust
-        // where its sequence stands when the hub first sees it.
-        None if principal.agents.as_ref().is_some_and(|p| p.matches(agent)) => return Ok(()),
-        None => 0,
-    };
-    if seq <= base.saturating_add(gap) {
-        return Ok(());
+
+    /// Passes `seq`, or answers why not.
+    pub(super) fn check(&self, agent: &AgentId, seq: u64, principal: &Principal) -> ApiResult<()> {
+        let Some(limit) = self.limit.filter(|limit| seq > *limit) else {
+            return Ok(());
+        };
+        let (last, gap) = (self.last, self.gap);
+        metrics::counter!(m::SEGMENTS, "status" => "sequence_gap").increment(1);
+        tracing::warn!(agent = %agent, seq, last = ?last, gap, limit, by = %principal.name, "segment refused: sequence gap");
+        Err(ApiError::new(
+            ErrorCode::SequenceGap,
+            format!(
+                "segment {seq} of agent {:?} is more than ingest.max_sequence_gap ({gap}) beyond {}; \
+                 nothing was written. A gateway moved from another hub: upload with a token bound to it, \
+                 or raise ingest.max_sequence_gap",
+                agent.as_str(),
+                match last {
+                    Some(l) => format!("its last committed segment ({l})"),
+                    None => "0 (the hub has not seen this agent)".to_owned(),
+                }
+            ),
+        ))
     }
-    metrics::counter!(m::SEGMENTS, "status" => "sequence_gap").increment(1);
-    tracing::warn!(agent = %agent, seq, last = ?last, gap, by = %principal.name, "segment refused: sequence gap");
-    Err(ApiError::new(
-        ErrorCode::SequenceGap,
-        format!(
-            "segment {seq} of agent {:?} is more than ingest.max_sequence_gap ({gap}) beyond {}; \
-             nothing was written. A gateway moved from another hub: upload with a token bound to it, \
-             or raise ingest.max_sequence_gap",
-            agent.as_str(),
-            match last {
-                Some(l) => format!("its last committed segment ({l})"),
-                None => "0 (the hub has not seen this agent)".to_owned(),
-            }
-        ),
-    ))
 }
 
 /// Records the agent's report; a failure is logged, not answered: the
 /// segment's fate is decided by the table commit alone.
-async fn record_agent(state: &AppState, report: AgentReport) {
+pub(super) async fn record_agent(state: &AppState, report: AgentReport) {
     if let Err(e) = state.meta.record_agent(report).await {
         tracing::warn!(error = %e, "cannot record the agent in the metadata store");
     }
 }
 
-fn required_header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
+pub(super) fn required_header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
     h.get(name)
         .ok_or_else(|| ApiError::bad_request(format!("missing header {name}")))?
         .to_str()
@@ -279,7 +327,7 @@ fn required_header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError
         .map_err(|_| ApiError::bad_request(format!("header {name} is not ASCII")))
 }
 
-fn optional_u64(h: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+pub(super) fn optional_u64(h: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
     match h.get(name) {
         None => Ok(None),
         Some(v) => v

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `GET /health`, `GET /ready`, `GET /metrics`, `GET /ping` | none | [`super::health`] |
 //! | `POST /api/v1/segments` | write | [`crate::ingest::segments`] |
+//! | `POST /api/v1/segments/batch` | write | [`crate::ingest::segment_batch`] |
 //! | `POST /write`, `/api/v2/write`, `/api/v1/write/line-protocol` | write | [`crate::ingest::line_protocol`] |
 //! | `POST /api/v1/write/msgpack` | write | [`crate::ingest::msgpack`] |
 //! | `POST /api/v1/query` | read | [`crate::query`] |
@@ -26,7 +27,7 @@ use axum::routing::{delete, get, post};
 
 use super::{AppState, health, not_found};
 use crate::auth::{self, middleware::authenticate};
-use crate::ingest::{line_protocol, msgpack, segments};
+use crate::ingest::{line_protocol, msgpack, segment_batch, segments};
 use crate::maintenance::routes as maint;
 use crate::{fleet, metrics as m, query};
 
@@ -37,6 +38,10 @@ pub fn router(state: AppState) -> Router {
     // authentication, which wraps it below).
     let writes = Router::new()
         .route(ferry_protocols::api::SEGMENTS_PATH, post(segments::upload))
+        .route(
+            ferry_protocols::api::SEGMENT_BATCH_PATH,
+            post(segment_batch::upload),
+        )
         .route("/write", post(line_protocol::write_v1))
         .route("/api/v2/write", post(line_protocol::write_v2))
         .route(

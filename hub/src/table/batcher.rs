@@ -32,7 +32,8 @@ use super::writer::{Pending, TableWriter};
 /// What a table's queue carries.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Write(Pending),
+    /// Requests that commit together: never split over two commits.
+    Write(Vec<Pending>),
     /// Commit what is queued now, then answer.
     Flush(oneshot::Sender<()>),
 }
@@ -49,10 +50,13 @@ impl Collect {
     /// Adds a command; `true` when the batch must be committed now (a flush).
     fn add(&mut self, command: Command, label: &str) -> bool {
         match command {
-            Command::Write(p) => {
-                metrics::counter!(m::QUEUE_POPPED, "table" => label.to_owned()).increment(1);
-                self.rows = self.rows.saturating_add(p.request.rows());
-                self.batch.push(p);
+            Command::Write(group) => {
+                metrics::counter!(m::QUEUE_POPPED, "table" => label.to_owned())
+                    .increment(group.len() as u64);
+                for p in group {
+                    self.rows = self.rows.saturating_add(p.request.rows());
+                    self.batch.push(p);
+                }
                 false
             }
             Command::Flush(done) => {

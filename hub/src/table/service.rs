@@ -237,29 +237,73 @@ impl Tables {
     /// is durable in the object store (or with the reason it is not). Waits
     /// while the table's queue is full.
     pub async fn write(&self, request: WriteRequest) -> Result<WriteOutcome, TableError> {
+        let table = request.table.clone();
+        let mut answers = self.submit(&table, vec![request]).await?;
+        answers.pop().unwrap_or_else(|| Err(self.gone(&table)))
+    }
+
+    /// Queues several requests for one table, all for `table`, so that they
+    /// land in the same commit: one answer per request, in order. The whole
+    /// group fails if it cannot be queued (the first answer then holds the
+    /// reason for every request). A request rejected on its own (a schema
+    /// conflict, a duplicate segment) does not hold back the others.
+    pub async fn write_group(
+        &self,
+        table: &TableName,
+        requests: Vec<WriteRequest>,
+    ) -> Vec<Result<WriteOutcome, TableError>> {
+        let count = requests.len();
+        if let Some(other) = requests.iter().find(|r| r.table != *table) {
+            let error = TableError::InvalidData(format!(
+                "a write group for {table} holds a request for {}",
+                other.table
+            ));
+            return vec![Err(error); count];
+        }
+        match self.submit(table, requests).await {
+            Ok(answers) => answers,
+            Err(error) => vec![Err(error); count],
+        }
+    }
+
+    /// Hands `requests` to the table's batcher as one command and waits for
+    /// their answers.
+    async fn submit(
+        &self,
+        table: &TableName,
+        requests: Vec<WriteRequest>,
+    ) -> Result<Vec<Result<WriteOutcome, TableError>>, TableError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(TableError::ShuttingDown);
         }
-        super::config::check_storage_form(&request.table).map_err(TableError::InvalidData)?;
-        let label = request.table.to_string();
-        let table = request.table.clone();
-        if !self.has_batcher(&request.table) {
-            self.check_table_count(&request.table).await?;
+        super::config::check_storage_form(table).map_err(TableError::InvalidData)?;
+        let label = table.to_string();
+        if !self.has_batcher(table) {
+            self.check_table_count(table).await?;
         }
-        let bytes: usize = request
-            .batches
+        let bytes: usize = requests
             .iter()
+            .flat_map(|r| r.batches.iter())
             .map(RecordBatch::get_array_memory_size)
             .sum();
         let limit = self.inner.config.max_queued_bytes.as_u64();
-        let (reply, answer) = oneshot::channel();
-        let mut command = Command::Write(Pending { request, reply });
+        let mut answers = Vec::with_capacity(requests.len());
+        let group: Vec<Pending> = requests
+            .into_iter()
+            .map(|request| {
+                let (reply, answer) = oneshot::channel();
+                answers.push(answer);
+                Pending { request, reply }
+            })
+            .collect();
+        let pushed = group.len() as u64;
+        let mut command = Command::Write(group);
         let mut held_bytes = None;
         // A batcher that went idle closes its queue; the write then goes to
         // the new batcher the next `sender` starts (once, a second closed
         // queue means the batcher failed).
         for attempt in 0..2 {
-            let (tx, queued) = self.sender(&table)?;
+            let (tx, queued) = self.sender(table)?;
             if held_bytes.is_none() {
                 let held = QueuedBytes::take(queued, bytes as u64, limit).map_err(|queued| {
                     metrics::counter!(m::QUEUE_REFUSED, "table" => label.clone()).increment(1);
@@ -274,16 +318,20 @@ impl Tables {
             match tx.send(command).await {
                 Ok(()) => break,
                 Err(mpsc::error::SendError(back)) if attempt == 0 => command = back,
-                Err(_) => return Err(self.gone(&table)),
+                Err(_) => return Err(self.gone(table)),
             }
         }
-        self.inner.pushed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::QUEUE_PUSHED, "table" => label).increment(1);
-        let outcome = answer.await.map_err(|_| self.gone(&table));
+        self.inner.pushed.fetch_add(pushed, Ordering::Relaxed);
+        metrics::counter!(m::QUEUE_PUSHED, "table" => label).increment(pushed);
+        let mut outcomes = Vec::with_capacity(answers.len());
+        for answer in answers {
+            outcomes.push(answer.await.map_err(|_| self.gone(table)).and_then(|o| o));
+        }
         drop(held_bytes);
-        let outcome = outcome??;
-        self.remember(&table);
-        Ok(outcome)
+        if outcomes.iter().any(Result::is_ok) {
+            self.remember(table);
+        }
+        Ok(outcomes)
     }
 
     /// Requests handed to a batcher so far (for tests that must not race shutdown).

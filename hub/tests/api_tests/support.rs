@@ -179,7 +179,12 @@ pub(crate) async fn error(r: Response, status: StatusCode, code: &str) -> Value 
 
 /// A segment of `rows` readings of `plant.boiler` from `agent`.
 pub(crate) fn segment(agent: &str, seq: u64, rows: usize) -> Vec<u8> {
-    let m = Measurement::new("boiler").unwrap();
+    segment_of("boiler", agent, seq, rows)
+}
+
+/// A segment of `rows` readings of `plant.<measurement>` from `agent`.
+pub(crate) fn segment_of(measurement: &str, agent: &str, seq: u64, rows: usize) -> Vec<u8> {
+    let m = Measurement::new(measurement).unwrap();
     let readings: Vec<Reading> = (0..rows)
         .map(|i| {
             Reading::new(
@@ -220,6 +225,23 @@ pub(crate) async fn upload(
         .header("x-ferry-backlog-readings", "42")
         .header("x-ferry-agent-version", "0.1.0")
         .header("content-type", "application/vnd.ferry.segment+parquet")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `POST /api/v1/segments/batch` of `segments` as `agent` with `token`.
+pub(crate) async fn upload_batch(
+    hub: &TestHub,
+    token: &str,
+    agent: &str,
+    segments: &[Vec<u8>],
+) -> reqwest::Response {
+    let body = ferry_protocols::segment::encode_batch(segments.iter().map(Vec::as_slice));
+    hub.post("/api/v1/segments/batch", token)
+        .header("x-ferry-agent-id", agent)
+        .header("content-type", "application/vnd.ferry.segment-batch")
         .body(body)
         .send()
         .await

@@ -11,5 +11,6 @@ pub mod json;
 pub mod line_protocol;
 pub mod msgpack;
 pub mod segment;
+pub mod segment_batch;
 pub mod serial_line;
 pub mod topic_template;

@@ -119,6 +119,7 @@
 //! `uncompressed_page_size`) for one page before zstd fails; that memory is
 //! reserved, rarely touched.
 
+mod batch_body;
 mod checksum;
 mod columns;
 mod error;
@@ -139,6 +140,7 @@ use crate::batch::{BatchError, readings_from_record_batch};
 use crate::name::{AgentId, DatabaseName, Measurement};
 use crate::reading::Reading;
 
+pub use batch_body::{BATCH_MAGIC, SegmentBatchError, decode_batch, encode_batch};
 pub use error::SegmentError;
 pub use meta::keys;
 pub use read::{MAX_DECODED_BYTES, MAX_SEGMENT_BYTES, read_segment, read_segment_meta};

@@ -349,6 +349,35 @@ fn write_fuzz_corpus() {
     .unwrap();
 }
 
+/// Writes the `segment_batch` fuzz seed corpus. Run with
+/// `cargo test -p ferry-protocols segment::tests::hostile::write_batch_fuzz_corpus -- --ignored`.
+#[test]
+#[ignore]
+fn write_batch_fuzz_corpus() {
+    use crate::segment::encode_batch;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/segment_batch");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: Vec<Vec<u8>> = [1usize, 3, 10]
+        .into_iter()
+        .map(|n| write_segment(&header(), &sample_batch(n)).unwrap())
+        .collect();
+    let one = encode_batch([files[0].as_slice()]);
+    let three = encode_batch(files.iter().map(Vec::as_slice));
+    std::fs::write(dir.join("valid-1-segment"), &one).unwrap();
+    std::fs::write(dir.join("valid-3-segments"), &three).unwrap();
+    std::fs::write(dir.join("truncated-in-frame"), &three[..three.len() / 2]).unwrap();
+    std::fs::write(dir.join("truncated-in-length"), &three[..6]).unwrap();
+    std::fs::write(dir.join("magic-only"), b"FSB1").unwrap();
+    std::fs::write(dir.join("bad-magic"), &files[0]).unwrap();
+    let mut garbage = b"FSB1".to_vec();
+    garbage.extend_from_slice(&5u32.to_le_bytes());
+    garbage.extend_from_slice(b"PAR1x");
+    std::fs::write(dir.join("frame-not-a-segment"), garbage).unwrap();
+    let mut zero = b"FSB1".to_vec();
+    zero.extend_from_slice(&0u32.to_le_bytes());
+    std::fs::write(dir.join("empty-frame"), zero).unwrap();
+}
+
 fn arb_value(t: FieldType) -> BoxedStrategy<FieldValue> {
     match t {
         FieldType::F64 => any::<f64>()

@@ -1,0 +1,207 @@
+//! `POST /api/v1/segments/batch`: several segments of one agent in one
+//! request (see [`ferry_protocols::api`] and
+//! [`ferry_protocols::segment::decode_batch`]).
+//!
+//! An agent draining a backlog sends its next segments together: one
+//! request, and one commit per table instead of one per segment. Each
+//! segment is checked and answered as [`super::segments`] would answer it
+//! alone; the answer lists the outcomes in the body's order.
+//!
+//! Order of checks for the whole request (an error answer for all):
+//!
+//! 1. the token grants `write` (401 / 403), and may upload for
+//!    `x-ferry-agent-id` (400 / 403);
+//! 2. the body is within `server.max_body` (413);
+//! 3. the body splits into frames (400 `bad_request`), at most
+//!    `ingest.max_batch_segments` of them (413 `payload_too_large`);
+//! 4. the segments that decode carry strictly increasing sequences (400
+//!    `bad_request`): the agent sends in order, and the `txn` check
+//!    depends on it.
+//!
+//! Then per segment (a rejection in its outcome, the others go on): it is a
+//! valid segment of this agent (400 `invalid_segment`), within
+//! `ingest.max_sequence_gap` (409 `sequence_gap`), and its table accepts it
+//! (409 `schema_conflict`, 503 ...).
+//!
+//! # Exactly once
+//!
+//! The segments of one table go to the table's batcher as one group
+//! ([`Tables::write_group`](crate::table::Tables::write_group)), which
+//! commits them together: either all of them are in the table with the
+//! agent's `txn` at the highest of their sequences, or none is (a segment
+//! rejected on its own aside). So no later segment of an agent can commit
+//! while an earlier one of the same table failed and will be retried,
+//! which the `txn` check would then call a duplicate. Tables are
+//! independent: their `txn`s are per table.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use ferry_protocols::AgentId;
+use ferry_protocols::api::{ErrorCode, SegmentBatchAck, SegmentOutcome, SegmentRejection, headers};
+use ferry_protocols::segment::{Segment, SegmentBatchError, decode_batch, read_segment};
+
+use super::segments::{
+    SequenceGate, abort_if_failpoint, agent_report, answer, record_agent, required_header,
+};
+use crate::auth::{Permission, Principal};
+use crate::metrics as m;
+use crate::server::{ApiError, ApiResult, AppState, Body};
+use crate::table::{Origin, TableName, WriteRequest};
+
+/// `POST /api/v1/segments/batch`.
+pub async fn upload(
+    principal: Principal,
+    State(state): State<AppState>,
+    headers_map: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Json<SegmentBatchAck>> {
+    principal.require(Permission::Write)?;
+    let header_agent = required_header(&headers_map, headers::AGENT_ID)?;
+    let agent = AgentId::new(header_agent)
+        .map_err(|e| ApiError::bad_request(format!("header {}: {e}", headers::AGENT_ID)))?;
+    principal.require_agent(&agent)?;
+    let limit = state.config.ingest.max_batch_segments;
+    let frames = decode_batch(&body, limit).map_err(|e| {
+        metrics::counter!(m::SEGMENT_BATCHES, "status" => "refused").increment(1);
+        match e {
+            SegmentBatchError::TooMany { .. } => ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("{e} (ingest.max_batch_segments); send fewer per request"),
+            ),
+            other => ApiError::bad_request(other.to_string()),
+        }
+    })?;
+    let sizes: Vec<usize> = frames.iter().map(Bytes::len).collect();
+    let decoded = tokio::task::spawn_blocking(move || {
+        frames
+            .into_iter()
+            .map(|frame| read_segment(frame).map_err(|e| e.to_string()))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal("segment decoder task failed", e))?;
+    check_order(&decoded)?;
+    metrics::counter!(m::SEGMENT_BATCHES, "status" => "accepted").increment(1);
+
+    let gate = SequenceGate::load(&state, &principal, &agent).await?;
+    let mut results: Vec<Option<SegmentOutcome>> = vec![None; decoded.len()];
+    let mut groups: HashMap<TableName, Vec<(usize, WriteRequest)>> = HashMap::new();
+    for (index, segment) in decoded.into_iter().enumerate() {
+        let segment = match segment {
+            Ok(s) if s.meta.header.agent_id == agent => s,
+            Ok(s) => {
+                let why = format!(
+                    "header {} is {:?} but the segment was written by {:?}",
+                    headers::AGENT_ID,
+                    agent.as_str(),
+                    s.meta.header.agent_id.as_str()
+                );
+                results[index] = Some(rejected(Some(s.meta.header.sequence.0), invalid(why)));
+                continue;
+            }
+            Err(why) => {
+                results[index] = Some(rejected(None, invalid(why)));
+                continue;
+            }
+        };
+        let seq = segment.meta.header.sequence;
+        if let Err(e) = gate.check(&agent, seq.0, &principal) {
+            results[index] = Some(rejected(Some(seq.0), e));
+            continue;
+        }
+        let table = TableName {
+            database: segment.meta.header.database.clone(),
+            measurement: segment.meta.header.measurement.clone(),
+        };
+        let request = WriteRequest {
+            table: table.clone(),
+            batches: segment.batches,
+            origin: Origin::Segment {
+                agent: agent.clone(),
+                seq,
+            },
+        };
+        groups.entry(table).or_default().push((index, request));
+    }
+
+    let tables = &state.tables;
+    let commits = groups.into_iter().map(|(table, group)| async move {
+        let (indices, requests): (Vec<usize>, Vec<WriteRequest>) = group.into_iter().unzip();
+        let seqs: Vec<u64> = requests.iter().map(segment_seq).collect();
+        let outcomes = tables.write_group(&table, requests).await;
+        (table, indices, seqs, outcomes)
+    });
+    let mut report = agent_report(&agent, &headers_map);
+    for (table, indices, seqs, outcomes) in futures_util::future::join_all(commits).await {
+        for ((index, seq), outcome) in indices.into_iter().zip(seqs).zip(outcomes) {
+            abort_if_failpoint(&agent, seq, &outcome);
+            let received = sizes.get(index).copied().unwrap_or(0);
+            results[index] = Some(
+                match answer(&agent, seq, table.to_string(), received, outcome) {
+                    Ok(ack) => {
+                        let (last, rows) = report.committed.unwrap_or((0, 0));
+                        report.committed = Some((last.max(seq), rows + ack.rows));
+                        SegmentOutcome::Ack(ack)
+                    }
+                    Err(e) => rejected(Some(seq), ApiError::from(e)),
+                },
+            );
+        }
+    }
+    record_agent(&state, report).await;
+    let results = results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                rejected(
+                    None,
+                    ApiError::internal("segment batch", "segment left unanswered"),
+                )
+            })
+        })
+        .collect();
+    Ok(Json(SegmentBatchAck {
+        agent_id: agent,
+        results,
+    }))
+}
+
+/// The segments that decoded must come in strictly increasing sequence.
+fn check_order(decoded: &[Result<Segment, String>]) -> ApiResult<()> {
+    let mut last: Option<u64> = None;
+    for seq in decoded.iter().flatten().map(|s| s.meta.header.sequence.0) {
+        if let Some(before) = last.filter(|before| seq <= *before) {
+            metrics::counter!(m::SEGMENT_BATCHES, "status" => "refused").increment(1);
+            return Err(ApiError::bad_request(format!(
+                "segment batch: sequence {seq} follows {before}; segments must be in strictly \
+                 increasing sequence order"
+            )));
+        }
+        last = Some(seq);
+    }
+    Ok(())
+}
+
+fn segment_seq(request: &WriteRequest) -> u64 {
+    match &request.origin {
+        Origin::Segment { seq, .. } => seq.0,
+        Origin::Write => 0,
+    }
+}
+
+fn invalid(why: String) -> ApiError {
+    metrics::counter!(m::SEGMENTS, "status" => "rejected").increment(1);
+    ApiError::new(ErrorCode::InvalidSegment, why)
+}
+
+fn rejected(sequence: Option<u64>, e: ApiError) -> SegmentOutcome {
+    SegmentOutcome::Rejected(SegmentRejection {
+        sequence,
+        status: e.status().as_u16(),
+        error: e.body,
+    })
+}
