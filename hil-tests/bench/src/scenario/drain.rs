@@ -12,6 +12,10 @@
 //! 3. The hub starts again on the same address; the clock runs from the
 //!    moment it listens until the agent's buffer is empty, then until the
 //!    hub's `count(*)` equals the published count.
+//!
+//! Run three times: the defaults (group commit, batch uploads of 16
+//! segments), one segment per request (`uplink.batch_segments = 1`), and
+//! `commit_interval = 1s` with one segment per request (the old defaults).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -120,13 +124,14 @@ fn direct(hub: &Hub, data: Dataset, m: &str, writers: usize, before: u64) -> f64
     data.rows() as f64 / secs
 }
 
-/// One drain at `interval`; its figures.
+/// One drain at `interval` with `uplink.batch_segments = batch`; its figures.
 fn drain_once(
     dir: &Path,
     readings: u64,
     lines: usize,
     baseline_readings: u64,
     interval: &str,
+    batch: usize,
 ) -> Value {
     let lines = lines.min(SEGMENT_ROWS);
     let data = Dataset {
@@ -155,7 +160,10 @@ fn drain_once(
         dir,
         &format!("http://{hub_addr}"),
         Some(&token),
-        "timeout = \"120s\"\nbackoff_initial = \"50ms\"\nbackoff_max = \"200ms\"\n",
+        &format!(
+            "timeout = \"120s\"\nbackoff_initial = \"50ms\"\nbackoff_max = \"200ms\"\n\
+             batch_segments = {batch}\nbatch_max_bytes = \"256 MiB\"\n"
+        ),
         &extra,
     );
     let rss_idle = rss_kib(agent.peer.id());
@@ -230,7 +238,7 @@ fn drain_once(
     let d1 = direct(&hub, base, "direct_w1", 1, 0);
     let d4 = direct(&hub, base, "direct_w4", 4, 0);
     json!({
-        "commit_interval": interval, "readings": n, "lines_per_message": lines, "segment_rows": SEGMENT_ROWS,
+        "commit_interval": interval, "batch_segments": batch, "readings": n, "lines_per_message": lines, "segment_rows": SEGMENT_ROWS,
         "publish_seconds": publish_s, "publish_readings_per_s": n as f64 / publish_s,
         "cut_seconds": cut_s, "pending_segments": pending_segments, "agent_dir_bytes": agent_dir,
         "drain_seconds": drain_s, "drain_readings_per_s": n as f64 / drain_s, "visible_seconds": visible_s,
@@ -252,9 +260,10 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
          directly by one writer, one at a time — exactly the agent's uplink pattern — into the table the drain filled, so \
          its commits cost what the drain's did and the ratio isolates the agent's own cost (reading and deleting segments \
          in SQLite, its HTTP client). The same posts into a fresh table, and by four writers (an upper bound that an \
-         in-order uplink cannot reach by design), show what the hub does on a small table. Two hub settings: the default \
-         `commit_interval = 0s` (the default: group commit) with the full backlog ({} readings) and `1s` (the default \
-         before group commit) with {} readings. One run each (a backlog \
+         in-order uplink cannot reach by design), show what the hub does on a small table. Three settings: the defaults \
+         (`commit_interval = 0s`, group commit, and `uplink.batch_segments = 16`) with the full backlog ({} readings), the \
+         same backlog sent one segment per request (`batch_segments = 1`, the uplink before batch uploads), and \
+         `commit_interval = 1s` with one segment per request (the defaults before both) with {} readings. One run each (a backlog \
          is expensive to build); the baselines post the first {} readings.",
         scale.drain_lines_per_message,
         scale.drain_readings,
@@ -262,11 +271,13 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         scale.drain_baseline_readings
     );
     let mut details = Vec::new();
-    for (interval, readings) in [
-        ("0s", scale.drain_readings),
-        ("1s", scale.drain_fast_commit_readings),
+    let mut batched_rate = f64::NAN;
+    for (interval, batch, readings) in [
+        ("0s", 16, scale.drain_readings),
+        ("0s", 1, scale.drain_readings),
+        ("1s", 1, scale.drain_fast_commit_readings),
     ] {
-        let rdir = dir.join(format!("drain-{interval}"));
+        let rdir = dir.join(format!("drain-{interval}-{batch}"));
         std::fs::create_dir_all(&rdir).expect("drain dir");
         let d = drain_once(
             &rdir,
@@ -274,14 +285,26 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
             scale.drain_lines_per_message,
             scale.drain_baseline_readings,
             interval,
+            batch,
         );
         let _ = std::fs::remove_dir_all(&rdir);
         let f = |k: &str| d[k].as_f64().unwrap_or(f64::NAN);
         let unit = Unit::Rate("reading");
         let what = format!(
-            "`commit_interval = {interval}`: drain of {} readings",
+            "`commit_interval = {interval}`, `batch_segments = {batch}`: drain of {} readings",
             d["readings"]
         );
+        if batch > 1 {
+            batched_rate = f("drain_readings_per_s");
+        } else if interval == "0s" {
+            s.compare(Comparison::new(
+                "`commit_interval = 0s`: drain, batches of 16 segments (default)",
+                unit,
+                &[batched_rate],
+                "one segment per request (`batch_segments = 1`, before batches)",
+                &[f("drain_readings_per_s")],
+            ));
+        }
         s.compare(Comparison::new(
             &what,
             unit,
@@ -304,7 +327,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
             &[f("direct_4_writers_readings_per_s")],
         ));
         s.note(format!(
-            "`commit_interval = {interval}`: published {} readings at {:.0} readings/s (QoS 1, every PUBACK after the commit), \
+            "`commit_interval = {interval}`, `batch_segments = {batch}`: published {} readings at {:.0} readings/s (QoS 1, every PUBACK after the commit), \
              all cut into {} segments {:.1} s after the first publish; agent data dir {:.1} MB ({:.0} B/reading). Drain {:.1} s, \
              `count(*)` complete after {:.1} s. CPU during the drain: agent {:.1} s, hub {:.1} s. Agent RSS: {:.1} MiB idle, \
              {:.1} MiB after the publish, {:.1} MiB peak during the drain.",
@@ -325,7 +348,8 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         details.push(d);
     }
     s.note(
-        "\nThe uplink keeps one segment in flight, so the drain rate is `segment.max_rows` / (upload + hub commit time). A \
+        "\nThe uplink keeps one request in flight. With `batch_segments = 1` the drain rate is `segment.max_rows` / (upload + \
+         hub commit time); with batches (the default, 16) one request and one commit per table carry up to 16 segments. A \
          full segment (10,000 rows, `tables.early_commit_rows`) commits without waiting for `commit_interval`. The hub's \
          CPU time above is mostly its Delta commits, whose cost grows with the active files of the partition (see \
          docs/benchmarks.md).",
