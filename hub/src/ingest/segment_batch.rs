@@ -18,6 +18,11 @@
 //!    `bad_request`): the agent sends in order, and the `txn` check
 //!    depends on it.
 //!
+//! The frames decode in order until their rows pass
+//! `tables.max_queued_bytes` (the first always decodes); the rest are
+//! answered 503 `unavailable` and sent again by the agent, so a batch of
+//! highly compressed frames holds at most that much plus one segment.
+//!
 //! Then per segment (a rejection in its outcome, the others go on): it is a
 //! valid segment of this agent (400 `invalid_segment`), within
 //! `ingest.max_sequence_gap` (409 `sequence_gap`), and its table accepts it
@@ -76,14 +81,10 @@ pub async fn upload(
         }
     })?;
     let sizes: Vec<usize> = frames.iter().map(Bytes::len).collect();
-    let decoded = tokio::task::spawn_blocking(move || {
-        frames
-            .into_iter()
-            .map(|frame| read_segment(frame).map_err(|e| e.to_string()))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| ApiError::internal("segment decoder task failed", e))?;
+    let budget = state.config.tables.max_queued_bytes.as_u64();
+    let decoded = tokio::task::spawn_blocking(move || decode(frames, budget))
+        .await
+        .map_err(|e| ApiError::internal("segment decoder task failed", e))?;
     check_order(&decoded)?;
     metrics::counter!(m::SEGMENT_BATCHES, "status" => "accepted").increment(1);
 
@@ -92,8 +93,8 @@ pub async fn upload(
     let mut groups: HashMap<TableName, Vec<(usize, WriteRequest)>> = HashMap::new();
     for (index, segment) in decoded.into_iter().enumerate() {
         let segment = match segment {
-            Ok(s) if s.meta.header.agent_id == agent => s,
-            Ok(s) => {
+            Decoded::Ok(s) if s.meta.header.agent_id == agent => s,
+            Decoded::Ok(s) => {
                 let why = format!(
                     "header {} is {:?} but the segment was written by {:?}",
                     headers::AGENT_ID,
@@ -103,8 +104,17 @@ pub async fn upload(
                 results[index] = Some(rejected(Some(s.meta.header.sequence.0), invalid(why)));
                 continue;
             }
-            Err(why) => {
+            Decoded::Invalid(why) => {
                 results[index] = Some(rejected(None, invalid(why)));
+                continue;
+            }
+            Decoded::Deferred => {
+                let why = format!(
+                    "the batch's segments before this one already decode to more than \
+                     tables.max_queued_bytes ({}); nothing of this one was written, send it again",
+                    state.config.tables.max_queued_bytes
+                );
+                results[index] = Some(rejected(None, ApiError::unavailable(why)));
                 continue;
             }
         };
@@ -170,10 +180,56 @@ pub async fn upload(
     }))
 }
 
+/// One frame of a batch, read.
+enum Decoded {
+    Ok(Segment),
+    /// Not a valid segment: why.
+    Invalid(String),
+    /// Not decoded: the segments before it already fill the budget.
+    Deferred,
+}
+
+/// Decodes the frames in order until their rows hold more than `budget`
+/// bytes (`tables.max_queued_bytes`, which a table's queue would refuse
+/// anyway); the first always decodes, as a single upload would. The rest
+/// are deferred, so a batch holds in memory at most the budget plus one
+/// segment, whatever the compression ratio of its frames.
+fn decode(frames: Vec<Bytes>, budget: u64) -> Vec<Decoded> {
+    let mut used = 0u64;
+    frames
+        .into_iter()
+        .enumerate()
+        .map(|(index, frame)| {
+            if index > 0 && used > budget {
+                return Decoded::Deferred;
+            }
+            match read_segment(frame) {
+                Ok(segment) => {
+                    let bytes: usize = segment
+                        .batches
+                        .iter()
+                        .map(|b| b.get_array_memory_size())
+                        .sum();
+                    used = used.saturating_add(bytes as u64);
+                    if index > 0 && used > budget {
+                        return Decoded::Deferred;
+                    }
+                    Decoded::Ok(segment)
+                }
+                Err(e) => Decoded::Invalid(e.to_string()),
+            }
+        })
+        .collect()
+}
+
 /// The segments that decoded must come in strictly increasing sequence.
-fn check_order(decoded: &[Result<Segment, String>]) -> ApiResult<()> {
+fn check_order(decoded: &[Decoded]) -> ApiResult<()> {
     let mut last: Option<u64> = None;
-    for seq in decoded.iter().flatten().map(|s| s.meta.header.sequence.0) {
+    let seqs = decoded.iter().filter_map(|d| match d {
+        Decoded::Ok(s) => Some(s.meta.header.sequence.0),
+        Decoded::Invalid(_) | Decoded::Deferred => None,
+    });
+    for seq in seqs {
         if let Some(before) = last.filter(|before| seq <= *before) {
             metrics::counter!(m::SEGMENT_BATCHES, "status" => "refused").increment(1);
             return Err(ApiError::bad_request(format!(

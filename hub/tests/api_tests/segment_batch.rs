@@ -187,3 +187,23 @@ async fn hostile_batches_are_refused_whole() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_decodes_no_more_than_a_table_queue_holds() {
+    // One 200-row segment fills this budget: the next ones are not decoded.
+    let hub = start_with(|c| c.tables.max_queued_bytes = bytesize::ByteSize::kib(1)).await;
+    let write = write_token(&hub).await;
+    let batch: Vec<Vec<u8>> = (1..=3).map(|seq| segment("gw-1", seq, 200)).collect();
+    let got = results(upload_batch(&hub, &write, "gw-1", &batch).await).await;
+    assert_eq!(got[0]["ack"]["status"], "committed", "{got:?}");
+    for deferred in &got[1..] {
+        assert_eq!(deferred["rejected"]["status"], 503, "{got:?}");
+        assert_eq!(deferred["rejected"]["error"]["error"], "unavailable");
+    }
+    assert_eq!(hub.count("plant.boiler").await, 200);
+    // Sent again, the next one leads its batch and goes through.
+    let got = results(upload_batch(&hub, &write, "gw-1", &batch[1..]).await).await;
+    assert_eq!(got[0]["ack"]["status"], "committed", "{got:?}");
+    assert_eq!(hub.count("plant.boiler").await, 400);
+    hub.stop().await;
+}
