@@ -17,6 +17,11 @@ use ferry_hil_tests::{
 
 const READINGS: usize = 600;
 
+/// The tests run one at a time: each picks the hub's port long before the
+/// hub binds it, and a test running beside it could take that port for
+/// its own agent meanwhile (the uplink would then talk to another agent).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A hub without auth on `addr`; `extra` is appended to its config.
 fn launch_hub(dir: &Path, addr: SocketAddr, extra: &str) -> Peer {
     let config = dir.join("hub.toml");
@@ -57,6 +62,7 @@ fn last_version(table: &Path) -> u64 {
 /// Publishes while the hub is down, starts it, and waits for every reading.
 /// Returns the hub (still running) and the segments the agent uploaded.
 fn drain(dir: &Path, hub_extra: &str) -> (Peer, SocketAddr) {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let pubber =
         require_tool("mosquitto_pub", "apt-get install mosquitto-clients").expect("mosquitto_pub");
     let hub_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -167,5 +173,20 @@ fn a_hub_that_refuses_batches_gets_one_segment_at_a_time() {
     assert!(
         log.contains("hub refused a batch upload"),
         "the agent says why it sends single segments"
+    );
+}
+
+#[test]
+fn segments_a_batch_cannot_hold_are_sent_again() {
+    // A table queue of 1 KiB: each batch commits its first segment and the
+    // hub defers the rest (503 for those segments), which the agent sends
+    // again at once as the head of its next batch.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_hub, hub) = drain(dir.path(), "[tables]\nmax_queued_bytes = \"1KiB\"\n");
+    assert!(metric(hub, "ferry_hub_segment_batches_total{status=\"accepted\"}") >= 2);
+    assert_eq!(
+        metric(hub, "ferry_hub_segments_total{status=\"committed\"}"),
+        (2 * READINGS / 25) as u64,
+        "every segment committed once"
     );
 }

@@ -149,9 +149,11 @@ pub async fn run<Q: SegmentQueue>(
         };
         let bytes: u64 = segments.iter().map(|s| s.file.len() as u64).sum();
         let mut retry: Option<String> = None;
+        let mut progress = false;
         for (segment, result) in segments.iter().zip(results) {
             match result {
                 Ok(ack) => {
+                    progress = true;
                     if let Err(e) = queue.ack(segment.seq).await {
                         // The hub has it; a replay after restart is deduplicated.
                         tracing::error!(seq = segment.seq, error = %e, "cannot delete an acknowledged segment");
@@ -181,22 +183,31 @@ pub async fn run<Q: SegmentQueue>(
             }
         }
         metrics::histogram!(m::UPLINK_SECONDS).record(started.elapsed().as_secs_f64());
-        if let Some(message) = retry {
-            metrics::counter!(m::UPLINK_RETRIES_TOTAL).increment(1);
-            let delay = backoff.next_delay();
-            let first = segments.first().map_or(0, |s| s.seq);
-            if status.record_failure(message.clone()) {
-                tracing::warn!(seq = first, error = %message, retry_in = ?delay, "upload failed; retrying");
-            } else {
-                tracing::debug!(seq = first, error = %message, retry_in = ?delay, "upload failed again");
+        match retry {
+            // Part of a batch went through (the hub deferred the rest, or one
+            // table failed): the hub is up, so the rest goes again at once.
+            // A round without progress backs off.
+            Some(message) if progress => {
+                metrics::counter!(m::UPLINK_RETRIES_TOTAL).increment(1);
+                tracing::debug!(error = %message, "part of a batch to send again");
             }
-            beat.waiting(delay);
-            if sleep_or_cancel(delay, &shutdown).await {
-                return;
+            Some(message) => {
+                metrics::counter!(m::UPLINK_RETRIES_TOTAL).increment(1);
+                let delay = backoff.next_delay();
+                let first = segments.first().map_or(0, |s| s.seq);
+                if status.record_failure(message.clone()) {
+                    tracing::warn!(seq = first, error = %message, retry_in = ?delay, "upload failed; retrying");
+                } else {
+                    tracing::debug!(seq = first, error = %message, retry_in = ?delay, "upload failed again");
+                }
+                beat.waiting(delay);
+                if sleep_or_cancel(delay, &shutdown).await {
+                    return;
+                }
+                continue;
             }
-            continue;
+            None => backoff.reset(),
         }
-        backoff.reset();
         if rate > 0 {
             let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);
             if let Some(wait) = budget.checked_sub(started.elapsed()) {
