@@ -378,6 +378,42 @@ async fn two_segments_of_one_agent_in_one_batch_both_commit() {
     }
 }
 
+/// A batch's segments of one agent: when the agent's `txn` cannot be read
+/// for the first, the later ones must not commit either, or the first one's
+/// retry (a lower sequence) would be answered as a duplicate and lost.
+#[tokio::test]
+async fn a_failed_txn_read_holds_back_the_agents_later_segments() {
+    let h = hub(0).await;
+    let t = table("db.txnfault");
+    h.tables
+        .write(write(&t, sample_batch("txnfault", "x", T0, 1, 1)))
+        .await
+        .unwrap();
+    let group = |seqs: &[u64]| {
+        seqs.iter()
+            .map(|seq| segment_request(&t, "gw", *seq, sample_batch("txnfault", "a", T0, 1, 2)))
+            .collect::<Vec<_>>()
+    };
+    super::writer::txn_read_faults::arm(&t.to_string());
+    let answers = h.tables.write_group(&t, group(&[1, 2])).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Err(TableError::Storage { .. }))),
+        "{answers:?}"
+    );
+    let answers = h.tables.write_group(&t, group(&[1, 2])).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Ok(WriteOutcome::Committed { .. }))),
+        "{answers:?}"
+    );
+    let rows = sql(&h.tables, "SELECT count(*) AS n FROM db.txnfault").await;
+    let n = rows[0].column(0).as_primitive::<Int64Type>().value(0);
+    assert_eq!(n, 1 + 2 * 2);
+}
+
 #[tokio::test]
 async fn schema_evolves_and_conflicts_reject_only_the_bad_request() {
     let h = hub(300).await;

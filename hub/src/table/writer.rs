@@ -190,6 +190,12 @@ impl TableWriter {
         let Some(log) = &self.log else {
             return Ok(None);
         };
+        #[cfg(test)]
+        if txn_read_faults::take(&self.label) {
+            return Err(DeltaTableError::Generic(
+                "test fault: the txn read fails".to_owned(),
+            ));
+        }
         let version = log.app_version(agent).await?;
         if let Some(v) = version {
             self.txns.insert(agent.to_owned(), v);
@@ -315,6 +321,10 @@ impl TableWriter {
         let mut accepted: Vec<Accepted> = Vec::with_capacity(batch.len());
         let mut in_batch: HashSet<(String, i64)> = HashSet::new();
         let mut same_batch_duplicates: Vec<Pending> = Vec::new();
+        // Agents whose `txn` could not be read in this batch: none of their
+        // later segments may commit, or the retry of the failed one (a lower
+        // sequence) would be taken for a duplicate.
+        let mut unreadable: HashMap<String, TableError> = HashMap::new();
         for pending in batch {
             let origin = pending.request.origin.clone();
             let segment = match &origin {
@@ -331,9 +341,15 @@ impl TableWriter {
                         continue;
                     };
                     let agent = agent.as_str().to_owned();
+                    if let Some(error) = unreadable.get(&agent) {
+                        pending.answer(Err(error.clone()));
+                        continue;
+                    }
                     match self.committed(&agent).await {
                         Err(e) => {
-                            pending.answer(Err(self.storage_error(e)));
+                            let error = self.storage_error(e);
+                            unreadable.insert(agent, error.clone());
+                            pending.answer(Err(error));
                             continue;
                         }
                         Ok(Some(done)) if seq <= done => {
@@ -394,5 +410,27 @@ impl TableWriter {
 
     pub(crate) fn name(&self) -> &TableName {
         &self.name
+    }
+}
+
+/// Tests only: make the next read of an agent's `txn` version from a
+/// table's log fail once (a storage error).
+#[cfg(test)]
+pub(crate) mod txn_read_faults {
+    use std::sync::Mutex;
+
+    static ARMED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    pub(crate) fn arm(table: &str) {
+        ARMED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(table.to_owned());
+    }
+
+    pub(super) fn take(table: &str) -> bool {
+        let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
+        let at = armed.iter().position(|t| t == table);
+        at.map(|at| armed.swap_remove(at)).is_some()
     }
 }
