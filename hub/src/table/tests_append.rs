@@ -44,6 +44,14 @@ fn commit_json(dir: &Path, table: &str, version: u64) -> Vec<serde_json::Value> 
         .collect()
 }
 
+/// The version of a write that must have committed.
+fn committed(r: Result<WriteOutcome, TableError>) -> i64 {
+    match r {
+        Ok(WriteOutcome::Committed { version, .. }) => version,
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn appends_carry_statistics_and_skip_the_file_replay() {
     let dir = tempfile::tempdir().unwrap();
@@ -175,10 +183,6 @@ async fn an_append_that_loses_its_version_tries_again_and_stays_exactly_once() {
     let seg = |agent: &str, seq: u64, rows| {
         segment_request(&t, agent, seq, sample_batch("race", agent, T0, 1_000, rows))
     };
-    let committed = |r: Result<WriteOutcome, TableError>| match r {
-        Ok(WriteOutcome::Committed { version, .. }) => version,
-        other => panic!("{other:?}"),
-    };
     assert_eq!(committed(a.write(seg("gw-1", 1, 1)).await), 0);
     assert_eq!(committed(a.write(seg("gw-1", 2, 2)).await), 1);
     // b takes version 2 behind a's back.
@@ -216,10 +220,6 @@ async fn a_checkpoint_is_asked_when_another_writer_took_the_multiple() {
     let t: TableName = "db.crossed".parse().unwrap();
     let seg = |agent: &str, seq: u64| {
         segment_request(&t, agent, seq, sample_batch("crossed", agent, T0, 1_000, 1))
-    };
-    let committed = |r: Result<WriteOutcome, TableError>| match r {
-        Ok(WriteOutcome::Committed { version, .. }) => version,
-        other => panic!("{other:?}"),
     };
     for seq in 1..=100 {
         committed(a.write(seg("gw-a", seq)).await);
