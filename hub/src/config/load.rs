@@ -244,6 +244,34 @@ mod tests {
     }
 
     #[test]
+    fn datafusion_options_are_checked_by_name_and_value() {
+        let c =
+            parse("[query.datafusion]\n\"datafusion.execution.batch_size\" = \"16384\"\n").unwrap();
+        let options = c.query.session_options().unwrap();
+        assert_eq!(usize::from(options.execution.batch_size), 16384);
+        for (text, key) in [
+            (
+                "\"datafusion.execution.no_such_thing\" = \"1\"",
+                "datafusion.execution.no_such_thing",
+            ),
+            (
+                "\"datafusion.execution.batch_size\" = \"many\"",
+                "datafusion.execution.batch_size",
+            ),
+            ("\"execution.batch_size\" = \"1\"", "execution.batch_size"),
+        ] {
+            let errs = parse(&format!("[query.datafusion]\n{text}\n"))
+                .unwrap_err()
+                .0
+                .join("\n");
+            assert!(
+                errs.contains(&format!("query.datafusion.\"{key}\":")),
+                "{text}: {errs}"
+            );
+        }
+    }
+
+    #[test]
     fn zero_rows_and_zero_body_rejected() {
         let errs = parse("[query]\nmax_rows = 0\n[server]\nmax_body = \"0B\"\n")
             .unwrap_err()

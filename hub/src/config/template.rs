@@ -169,6 +169,12 @@ max_queued_per_token = 8
 # generate_series() may build; longer fails the query (400).
 max_string_bytes = "1MiB"
 
+# DataFusion session options every query starts from, by full name, for
+# tuning (checked at startup; unknown names and bad values are errors).
+# See https://datafusion.apache.org/user-guide/configs.html
+[query.datafusion]
+# "datafusion.execution.parquet.pushdown_filters" = "true"
+
 [ingest]
 # A segment whose sequence is more than this beyond the last one committed
 # for its agent is refused (409 sequence_gap) and writes nothing, so that no

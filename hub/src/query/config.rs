@@ -1,10 +1,12 @@
 //! `[query]`: what one query may use, and how many run at once.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytesize::ByteSize;
+use deltalake::datafusion::config::ConfigOptions;
 use serde::Deserialize;
 
 /// `[query]`.
@@ -48,6 +50,11 @@ pub struct QueryConfig {
     /// Longest string one expression may build (`repeat`, `lpad`, `rpad`,
     /// `array_repeat`); a longer one fails the query (400).
     pub max_string_bytes: ByteSize,
+    /// `[query.datafusion]`: DataFusion session options every query starts
+    /// from, by their full name (`"datafusion.execution.batch_size" =
+    /// "16384"`); checked at startup. The hub's own settings (the default
+    /// catalog, the information schema) are applied after these.
+    pub datafusion: BTreeMap<String, String>,
 }
 
 impl Default for QueryConfig {
@@ -66,6 +73,7 @@ impl Default for QueryConfig {
             max_per_token: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
             max_queued_per_token: 8,
             max_string_bytes: ByteSize::mib(1),
+            datafusion: BTreeMap::new(),
         }
     }
 }
@@ -91,6 +99,29 @@ impl QueryConfig {
         if self.queue_timeout.is_zero() {
             errors.push("query.queue_timeout: must be greater than 0".to_owned());
         }
+        if let Err(e) = self.session_options() {
+            errors.push(e);
+        }
+    }
+
+    /// DataFusion's defaults with `datafusion` applied; the first option
+    /// DataFusion does not accept, as `query.datafusion."<key>": <reason>`.
+    pub fn session_options(&self) -> Result<ConfigOptions, String> {
+        let mut options = ConfigOptions::new();
+        for (key, value) in &self.datafusion {
+            let reason = if key.starts_with("datafusion.") {
+                options
+                    .set(key, value)
+                    .err()
+                    .map(|e| e.message().into_owned())
+            } else {
+                Some("not a DataFusion option (they start with \"datafusion.\")".to_owned())
+            };
+            if let Some(reason) = reason {
+                return Err(format!("query.datafusion.\"{key}\": {reason}"));
+            }
+        }
+        Ok(options)
     }
 
     /// `spill_dir`, or `query-spill` beside the metadata file.

@@ -31,6 +31,7 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::config::ConfigOptions;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::context::SQLOptions;
@@ -131,25 +132,36 @@ pub struct Limits {
     pub max_string_bytes: u64,
 }
 
+/// What a query's session starts from (the executor's).
+#[derive(Debug, Clone)]
+pub struct SessionBase {
+    /// The shared runtime env: the memory pool, the spill directory, the
+    /// Parquet metadata cache.
+    pub env: Arc<RuntimeEnv>,
+    /// DataFusion's defaults with `query.datafusion` applied.
+    pub options: Arc<ConfigOptions>,
+}
+
 /// A session whose default catalog is the lake, on the shared runtime env (the
-/// memory pool and the spill directory), with the size-capped functions
+/// memory pool and the spill directory) and `query.datafusion`'s options, with the size-capped functions
 /// and an operator that yields between batches everywhere; `database`
 /// becomes the default schema, so its measurements can be named without a
 /// prefix.
 pub async fn session(
     tables: &Tables,
     database: Option<&DatabaseName>,
-    env: Arc<RuntimeEnv>,
+    base: SessionBase,
     max_string_bytes: u64,
 ) -> Result<SessionContext, ApiError> {
-    let mut config = SessionConfig::new().with_information_schema(true);
+    let mut config =
+        SessionConfig::from(base.options.as_ref().clone()).with_information_schema(true);
     if let Some(db) = database {
         config = config.with_default_catalog_and_schema(CATALOG, db.as_str());
     }
     // Not `enable_url_table()`: URL tables would read local files.
     let state = SessionStateBuilder::new()
         .with_config(config)
-        .with_runtime_env(env)
+        .with_runtime_env(base.env)
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
         .build();
@@ -171,10 +183,10 @@ pub async fn run(
     tables: &Tables,
     sql: &str,
     database: Option<&DatabaseName>,
-    env: Arc<RuntimeEnv>,
+    base: SessionBase,
     limits: Limits,
 ) -> Result<QueryOutput, ApiError> {
-    let ctx = session(tables, database, env, limits.max_string_bytes).await?;
+    let ctx = session(tables, database, base, limits.max_string_bytes).await?;
     let plan = ctx
         .state()
         .create_logical_plan(sql)

@@ -29,6 +29,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use deltalake::datafusion::config::ConfigOptions;
 use deltalake::datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use deltalake::datafusion::execution::memory_pool::FairSpillPool;
 use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -36,6 +37,7 @@ use ferry_protocols::api::ErrorCode;
 use tokio::sync::Semaphore;
 
 use super::config::QueryConfig;
+use super::engine::SessionBase;
 use crate::metrics as m;
 use crate::server::ApiError;
 
@@ -51,6 +53,8 @@ pub enum ExecutorError {
     },
     #[error("query memory pool: {0}")]
     DataFusion(String),
+    #[error("{0}")]
+    Options(String),
 }
 
 /// The query runtime and its limits. Cheap to share (`Arc`).
@@ -60,6 +64,8 @@ pub struct QueryExecutor {
     /// Owned so that it stops with the executor; taken in `Drop`.
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     env: Arc<RuntimeEnv>,
+    /// `query.datafusion` over DataFusion's defaults.
+    options: Arc<ConfigOptions>,
     running: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
@@ -109,6 +115,7 @@ impl QueryExecutor {
     /// Builds the runtime, the memory pool and the spill directory.
     /// `spill_dir` is created if missing and emptied of earlier spill files.
     pub fn new(config: &QueryConfig, spill_dir: &std::path::Path) -> Result<Self, ExecutorError> {
+        let options = Arc::new(config.session_options().map_err(ExecutorError::Options)?);
         let threads = config.thread_count();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -139,6 +146,7 @@ impl QueryExecutor {
             handle: runtime.handle().clone(),
             runtime: Mutex::new(Some(runtime)),
             env,
+            options,
             running: Arc::new(Semaphore::new(running)),
             admitted: Arc::new(Semaphore::new(running + config.max_queued)),
             waiting: Arc::new(AtomicUsize::new(0)),
@@ -147,9 +155,14 @@ impl QueryExecutor {
         })
     }
 
-    /// The DataFusion runtime every query session uses.
-    pub fn env(&self) -> Arc<RuntimeEnv> {
-        self.env.clone()
+    /// What every query session starts from: the shared runtime env (the
+    /// memory pool, the spill directory, the Parquet metadata cache) and
+    /// the session options.
+    pub fn session_base(&self) -> SessionBase {
+        SessionBase {
+            env: self.env.clone(),
+            options: self.options.clone(),
+        }
     }
 
     /// The limits.

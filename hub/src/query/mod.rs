@@ -152,12 +152,13 @@ pub async fn query(
             .and_then(|output| encode_answer(&output, format, started)),
         None => {
             let tables = state.tables.clone();
-            let env = state.query.env();
+            let base = state.query.session_base();
             let sql = request.sql;
             state
                 .query
                 .run(&principal.key(), async move {
-                    let output = engine::run(&tables, &sql, database.as_ref(), env, limits).await?;
+                    let output =
+                        engine::run(&tables, &sql, database.as_ref(), base, limits).await?;
                     encode_answer(&output, format, started)
                 })
                 .await

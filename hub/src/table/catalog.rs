@@ -157,7 +157,12 @@ impl SchemaProvider for LakeSchema {
         table
             .update_datafusion_session(self.state.as_ref())
             .map_err(|e| external(TableError::storage(&label, e)))?;
-        let provider = table.table_provider().await?;
+        // The session's options decide the scan's (Parquet filter pushdown,
+        // view types): `query.datafusion` reaches the Delta scan too.
+        let provider = table
+            .table_provider()
+            .with_session(self.state.clone())
+            .await?;
         debug!(table = %label, version = ?table.version(), "resolved");
         Ok(Some(provider))
     }

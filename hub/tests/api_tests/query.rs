@@ -212,6 +212,39 @@ async fn row_limit_truncates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datafusion_options_reach_the_session_and_the_delta_scan() {
+    let setting = |v: &serde_json::Value| v["data"][0][0].as_str().map(str::to_owned);
+    let sql = "SELECT value FROM information_schema.df_settings \
+               WHERE name = 'datafusion.execution.parquet.pushdown_filters'";
+    let explain = "EXPLAIN SELECT site FROM plant.boiler WHERE temp > 21.0";
+    for pushdown in ["true", "false"] {
+        let hub = start_with(|c| {
+            c.query.datafusion.insert(
+                "datafusion.execution.parquet.pushdown_filters".to_owned(),
+                pushdown.to_owned(),
+            );
+        })
+        .await;
+        seed(&hub).await;
+        let (status, v) = hub.sql(sql).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(setting(&v).as_deref(), Some(pushdown), "{v}");
+        // With pushdown the Parquet scan filters rows itself; without, the
+        // plan keeps a FilterExec above the scan.
+        let (status, v) = hub.sql(explain).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let plan = v["data"].to_string();
+        assert_eq!(plan.contains("FilterExec"), pushdown == "false", "{plan}");
+        let (status, v) = hub
+            .sql("SELECT count(*) AS n FROM plant.boiler WHERE temp > 21.0")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["data"][0][0], 2, "{v}");
+        hub.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_past_the_timeout_is_cancelled_with_504() {
     let hub = start_with(|c| {
         c.query.timeout = std::time::Duration::from_millis(200);
