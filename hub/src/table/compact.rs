@@ -1,6 +1,6 @@
 //! Compaction of one table: merge the small files of a day partition into
-//! files of about `target_file_size`, sorted by the tag columns (in table
-//! order) and then `time`.
+//! files of about `target_file_size`, sorted by the tag columns, fewest
+//! distinct values first, and then `time`.
 //!
 //! # Which files
 //!
@@ -45,6 +45,7 @@ use deltalake::arrow::compute::{
     SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, take_record_batch,
 };
 use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, Remove};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -310,7 +311,7 @@ pub(crate) async fn compact_partition(
 }
 
 /// Decodes `files`, conforms them to `schema` (the table's, with the
-/// partition column), and sorts the rows by tags then time.
+/// partition column), and sorts the rows by [`tag_order`] then time.
 fn merge_sorted(
     files: Vec<Bytes>,
     schema: &SchemaRef,
@@ -327,19 +328,17 @@ fn merge_sorted(
     }
     let all = concat_batches(schema, &batches)?;
     drop(batches);
-    let mut keys: Vec<SortColumn> = Vec::new();
     let options = Some(SortOptions {
         descending: false,
         nulls_first: true,
     });
-    for (i, f) in schema.fields().iter().enumerate() {
-        if f.metadata().get(ROLE_KEY).map(String::as_str) == Some("tag") {
-            keys.push(SortColumn {
-                values: all.column(i).clone(),
-                options,
-            });
-        }
-    }
+    let mut keys: Vec<SortColumn> = tag_order(&all)?
+        .into_iter()
+        .map(|i| SortColumn {
+            values: all.column(i).clone(),
+            options,
+        })
+        .collect();
     let time = all
         .column_by_name(TIME_COLUMN)
         .ok_or_else(|| DeltaTableError::Generic("the table has no \"time\" column".to_owned()))?;
@@ -349,6 +348,30 @@ fn merge_sorted(
     });
     let indices = lexsort_to_indices(&keys, None)?;
     Ok(take_record_batch(&all, &indices)?)
+}
+
+/// The tag columns of `rows` (by index), fewest distinct values first (ties
+/// in table order). A filter on a tag with few values (site, fleet, region:
+/// what dashboards filter on) then selects a few long runs of rows, whose
+/// pages the Parquet page index skips; the series' high-cardinality tags
+/// (device, name) come last, so that each series' rows stay together in
+/// time order.
+fn tag_order(rows: &RecordBatch) -> Result<Vec<usize>, DeltaTableError> {
+    let mut tags = Vec::new();
+    for (i, f) in rows.schema().fields().iter().enumerate() {
+        if f.metadata().get(ROLE_KEY).map(String::as_str) == Some("tag") {
+            tags.push((distinct_values(rows.column(i))?, i));
+        }
+    }
+    tags.sort_unstable();
+    Ok(tags.into_iter().map(|(_, i)| i).collect())
+}
+
+/// How many distinct values (null counts as one) `column` holds.
+fn distinct_values(column: &ArrayRef) -> Result<usize, DeltaTableError> {
+    let converter = RowConverter::new(vec![SortField::new(column.data_type().clone())])?;
+    let rows = converter.convert_columns(std::slice::from_ref(column))?;
+    Ok(rows.iter().collect::<HashSet<_>>().len())
 }
 
 /// `batch` (a data file's rows) in `schema`'s columns: missing columns as
@@ -421,6 +444,37 @@ mod tests {
             .map(|b| b.iter().map(|c| c.location.to_string()).collect())
             .collect();
         assert_eq!(names, vec![vec!["a".to_owned(), "b".to_owned()]]);
+    }
+
+    #[test]
+    fn tags_sort_fewest_distinct_values_first_ties_in_table_order() {
+        use deltalake::arrow::array::{Int64Array, StringArray};
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        let tag = |name: &str| {
+            Field::new(name, DataType::Utf8, true).with_metadata(
+                [(ROLE_KEY.to_owned(), "tag".to_owned())]
+                    .into_iter()
+                    .collect(),
+            )
+        };
+        let schema = Arc::new(Schema::new(vec![
+            tag("device"),
+            Field::new("v", DataType::Int64, true),
+            tag("site"),
+            tag("line"),
+        ]));
+        let rows = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["d1", "d2", "d3", "d4"])),
+                Arc::new(Int64Array::from(vec![1, 1, 1, 1])),
+                Arc::new(StringArray::from(vec![Some("a"), None, Some("a"), None])),
+                Arc::new(StringArray::from(vec!["x", "y", "x", "y"])),
+            ],
+        )
+        .unwrap();
+        // site and line have two values each (a null is one), device four.
+        assert_eq!(tag_order(&rows).unwrap(), vec![2, 3, 0]);
     }
 
     #[test]
