@@ -45,14 +45,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use bytes::Bytes;
-use ferry_protocols::AgentId;
 use ferry_protocols::api::{ErrorCode, SegmentBatchAck, SegmentOutcome, SegmentRejection, headers};
 use ferry_protocols::segment::{Segment, SegmentBatchError, decode_batch, read_segment};
 
 use super::segments::{
-    SequenceGate, abort_if_failpoint, agent_report, answer, record_agent, required_header,
+    SequenceGate, abort_if_failpoint, agent_from_headers, agent_report, answer, record_agent,
 };
-use crate::auth::{Permission, Principal};
+use crate::auth::Principal;
 use crate::metrics as m;
 use crate::server::{ApiError, ApiResult, AppState, Body};
 use crate::table::{Origin, TableName, WriteRequest};
@@ -64,11 +63,7 @@ pub async fn upload(
     headers_map: HeaderMap,
     Body(body): Body,
 ) -> ApiResult<Json<SegmentBatchAck>> {
-    principal.require(Permission::Write)?;
-    let header_agent = required_header(&headers_map, headers::AGENT_ID)?;
-    let agent = AgentId::new(header_agent)
-        .map_err(|e| ApiError::bad_request(format!("header {}: {e}", headers::AGENT_ID)))?;
-    principal.require_agent(&agent)?;
+    let agent = agent_from_headers(&principal, &headers_map)?;
     let limit = state.config.ingest.max_batch_segments;
     let frames = decode_batch(&body, limit).map_err(|e| {
         metrics::counter!(m::SEGMENT_BATCHES, "status" => "refused").increment(1);

@@ -94,12 +94,8 @@ pub async fn upload(
     headers_map: HeaderMap,
     Body(body): Body,
 ) -> ApiResult<Json<SegmentAck>> {
-    principal.require(Permission::Write)?;
-    let header_agent = required_header(&headers_map, headers::AGENT_ID)?;
-    let agent = AgentId::new(header_agent)
-        .map_err(|e| ApiError::bad_request(format!("header {}: {e}", headers::AGENT_ID)))?;
     // Before reading the body: a token bound to other agents gets nothing.
-    principal.require_agent(&agent)?;
+    let agent = agent_from_headers(&principal, &headers_map)?;
     let header_seq = optional_u64(&headers_map, headers::SEGMENT_SEQ)?;
     let received = body.len();
 
@@ -317,6 +313,20 @@ pub(super) async fn record_agent(state: &AppState, report: AgentReport) {
     if let Err(e) = state.meta.record_agent(report).await {
         tracing::warn!(error = %e, "cannot record the agent in the metadata store");
     }
+}
+
+/// The uploading agent: the principal may write, `x-ferry-agent-id` is a
+/// valid agent id (400), and the token may act for that agent (403).
+pub(super) fn agent_from_headers(
+    principal: &Principal,
+    headers_map: &HeaderMap,
+) -> Result<AgentId, ApiError> {
+    principal.require(Permission::Write)?;
+    let header_agent = required_header(headers_map, headers::AGENT_ID)?;
+    let agent = AgentId::new(header_agent)
+        .map_err(|e| ApiError::bad_request(format!("header {}: {e}", headers::AGENT_ID)))?;
+    principal.require_agent(&agent)?;
+    Ok(agent)
 }
 
 pub(super) fn required_header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {

@@ -108,7 +108,23 @@ pub fn queries(end_ns: i64) -> Vec<Q> {
         "SELECT fleet, avg(fuel_consumption) AS avg_fuel_consumption, avg({NOMINAL}) AS projected_fuel_consumption \
          FROM iot.readings WHERE velocity > 1 GROUP BY fleet ORDER BY fleet"
     );
+    let count = "SELECT count(*) AS n FROM iot.readings".to_owned();
+    let last_point = "SELECT time, latitude, longitude, velocity FROM iot.readings \
+                      WHERE name = 'truck_7' ORDER BY time DESC LIMIT 1"
+        .to_owned();
     vec![
+        Q {
+            name: "count",
+            what: "rows in a table",
+            hub: count.clone(),
+            duckdb: count,
+        },
+        Q {
+            name: "last-point",
+            what: "the latest reading of one truck",
+            hub: last_point.clone(),
+            duckdb: last_point,
+        },
         Q {
             name: "last-loc",
             what: "last location of each truck in a fleet",
