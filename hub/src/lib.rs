@@ -33,3 +33,5 @@ pub mod query;
 pub mod server;
 pub mod supervise;
 pub mod table;
+#[cfg(test)]
+pub(crate) mod test_faults;

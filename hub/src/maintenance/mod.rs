@@ -271,7 +271,7 @@ impl Maintenance {
     pub async fn compact_all(&self, stop: &CancellationToken) -> CompactionRun {
         let _guard = self.inner.lock.lock().await;
         #[cfg(test)]
-        if test_faults::take() {
+        if crate::test_faults::take(crate::test_faults::Fault::CompactionPanic, "") {
             panic!("test fault: a compaction pass panics");
         }
         metrics::gauge!(COMPACTION_RUNNING).set(1.0);
@@ -400,6 +400,13 @@ async fn sleep_or_stop(every: std::time::Duration, stop: &CancellationToken) -> 
     }
 }
 
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => crate::supervise::panic_text(payload.as_ref()),
+        Err(e) => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,7 +446,7 @@ mod tests {
             ..CompactionConfig::default()
         };
         let maintenance = Maintenance::new(tables, meta, compaction, RetentionConfig::default());
-        test_faults::arm();
+        crate::test_faults::arm(crate::test_faults::Fault::CompactionPanic, "");
         let tracker = TaskTracker::new();
         maintenance.spawn(&tracker, stop.clone());
 
@@ -462,28 +469,5 @@ mod tests {
         stop.cancel();
         tracker.close();
         tracker.wait().await;
-    }
-}
-
-fn panic_message(e: tokio::task::JoinError) -> String {
-    match e.try_into_panic() {
-        Ok(payload) => crate::supervise::panic_text(payload.as_ref()),
-        Err(e) => e.to_string(),
-    }
-}
-
-/// Tests only: make the next compaction pass panic.
-#[cfg(test)]
-pub(crate) mod test_faults {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    static ARMED: AtomicBool = AtomicBool::new(false);
-
-    pub(crate) fn arm() {
-        ARMED.store(true, Ordering::SeqCst);
-    }
-
-    pub(super) fn take() -> bool {
-        ARMED.swap(false, Ordering::SeqCst)
     }
 }

@@ -127,7 +127,9 @@ pub(crate) async fn run(
         }
         metrics::gauge!(m::QUEUE_DEPTH, "table" => label.clone()).set(rx.len() as f64);
         #[cfg(test)]
-        test_faults::check(&label);
+        if crate::test_faults::take(crate::test_faults::Fault::BatcherPanic, &label) {
+            panic!("test fault: the batcher of {label} panics");
+        }
         next_commit = Instant::now() + config.commit_interval;
         collect.commit(&mut writer).await;
     }
@@ -140,28 +142,4 @@ pub(crate) async fn run(
     debug!(table = %label, requests = collect.batch.len(), "table batcher stopping");
     collect.commit(&mut writer).await;
     metrics::gauge!(m::QUEUE_DEPTH, "table" => label).set(0.0);
-}
-
-/// Tests only: make a table's batcher panic once, before its next commit.
-#[cfg(test)]
-pub(crate) mod test_faults {
-    use std::sync::Mutex;
-
-    static ARMED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-    pub(crate) fn arm(table: &str) {
-        ARMED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(table.to_owned());
-    }
-
-    pub(super) fn check(table: &str) {
-        let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = armed.iter().position(|t| t == table) {
-            armed.swap_remove(at);
-            drop(armed);
-            panic!("test fault: the batcher of {table} panics");
-        }
-    }
 }

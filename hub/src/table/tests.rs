@@ -394,7 +394,7 @@ async fn a_failed_txn_read_holds_back_the_agents_later_segments() {
             .map(|seq| segment_request(&t, "gw", *seq, sample_batch("txnfault", "a", T0, 1, 2)))
             .collect::<Vec<_>>()
     };
-    super::writer::txn_read_faults::arm(&t.to_string());
+    crate::test_faults::arm(crate::test_faults::Fault::TxnRead, &t.to_string());
     let answers = h.tables.write_group(&t, group(&[1, 2])).await;
     assert!(
         answers
@@ -777,7 +777,7 @@ async fn a_panicking_batcher_answers_its_writes_and_is_replaced() {
         DatabaseName::new("faults").unwrap(),
         Measurement::new("bystander").unwrap(),
     );
-    batcher::test_faults::arm(&victim.to_string());
+    crate::test_faults::arm(crate::test_faults::Fault::BatcherPanic, &victim.to_string());
     let writes: Vec<_> = (0..3)
         .map(|i| {
             let tables = hub.tables.clone();

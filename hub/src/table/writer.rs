@@ -191,7 +191,7 @@ impl TableWriter {
             return Ok(None);
         };
         #[cfg(test)]
-        if txn_read_faults::take(&self.label) {
+        if crate::test_faults::take(crate::test_faults::Fault::TxnRead, &self.label) {
             return Err(DeltaTableError::Generic(
                 "test fault: the txn read fails".to_owned(),
             ));
@@ -410,27 +410,5 @@ impl TableWriter {
 
     pub(crate) fn name(&self) -> &TableName {
         &self.name
-    }
-}
-
-/// Tests only: make the next read of an agent's `txn` version from a
-/// table's log fail once (a storage error).
-#[cfg(test)]
-pub(crate) mod txn_read_faults {
-    use std::sync::Mutex;
-
-    static ARMED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-    pub(crate) fn arm(table: &str) {
-        ARMED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(table.to_owned());
-    }
-
-    pub(super) fn take(table: &str) -> bool {
-        let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
-        let at = armed.iter().position(|t| t == table);
-        at.map(|at| armed.swap_remove(at)).is_some()
     }
 }
