@@ -249,6 +249,20 @@ mod tests {
             parse("[query.datafusion]\n\"datafusion.execution.batch_size\" = \"16384\"\n").unwrap();
         let options = c.query.session_options().unwrap();
         assert_eq!(usize::from(options.execution.batch_size), 16384);
+        // Ferry's own default, and the config overriding it.
+        assert!(options.execution.parquet.pushdown_filters);
+        let off = parse(
+            "[query.datafusion]\n\"datafusion.execution.parquet.pushdown_filters\" = \"false\"\n",
+        )
+        .unwrap();
+        assert!(
+            !off.query
+                .session_options()
+                .unwrap()
+                .execution
+                .parquet
+                .pushdown_filters
+        );
         for (text, key) in [
             (
                 "\"datafusion.execution.no_such_thing\" = \"1\"",

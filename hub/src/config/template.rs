@@ -172,8 +172,10 @@ max_string_bytes = "1MiB"
 # DataFusion session options every query starts from, by full name, for
 # tuning (checked at startup; unknown names and bad values are errors).
 # See https://datafusion.apache.org/user-guide/configs.html
+# Ferry starts from "datafusion.execution.parquet.pushdown_filters" = "true"
+# (filters evaluated inside the Parquet scan); set it to "false" to undo.
 [query.datafusion]
-# "datafusion.execution.parquet.pushdown_filters" = "true"
+# "datafusion.execution.batch_size" = "8192"
 
 [ingest]
 # A segment whose sequence is more than this beyond the last one committed
