@@ -66,7 +66,7 @@ pub struct QueryConfig {
 ///   compacted) it cut the last-point query from 69 to 25 ms, the
 ///   last-location one from 188 to 130 ms and high-load from 106 to 76 ms
 ///   (docs/benchmarks.md).
-pub const FERRY_DATAFUSION_DEFAULTS: &[(&str, &str)] =
+const FERRY_DATAFUSION_DEFAULTS: &[(&str, &str)] =
     &[("datafusion.execution.parquet.pushdown_filters", "true")];
 
 impl Default for QueryConfig {
@@ -116,7 +116,7 @@ impl QueryConfig {
         }
     }
 
-    /// DataFusion's defaults, then [`FERRY_DATAFUSION_DEFAULTS`], then
+    /// DataFusion's defaults, then Ferry's (`FERRY_DATAFUSION_DEFAULTS`), then
     /// `datafusion`; the first option DataFusion does not accept, as
     /// `query.datafusion."<key>": <reason>`.
     pub fn session_options(&self) -> Result<ConfigOptions, String> {
