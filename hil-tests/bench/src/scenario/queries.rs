@@ -273,8 +273,8 @@ pub fn run(scale: &Scale, lake: &Lake) -> Section {
         "TSBS-IoT-style trucks ({} trucks × {} h at 10 s from 2026-01-01T00:00Z, ~2 % of points missing, 1 % shipped one \
          segment late): `iot.readings` {} rows and `iot.diagnostics` {} rows, written through the hub as segments \
          ({} writers, {:.1} s, {:.0} rows/s) and compacted ({} and {} active files). Ferry: `POST /api/v1/query`, JSON \
-         answer, timed at the client (HTTP, planning, the per-query table registration that lists the store and loads each \
-         Delta log, execution, encoding). Baseline: DuckDB {} (Python, {} threads, Arrow results, in-process, file list \
+         answer, timed at the client (HTTP, resolving the tables the statement names, planning, \
+         execution, encoding). Baseline: DuckDB {} (Python, {} threads, Arrow results, in-process, file list \
          prepared once) on the same active Parquet files with `hive_partitioning = true`. One warm-up, then {runs} timed \
          run(s) per query and engine. Each query's SQL is in `bench-report.json`.",
         lake.data.trucks,
