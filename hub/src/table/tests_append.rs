@@ -1,6 +1,7 @@
 //! Tests of appends on the log-only snapshot (`append.rs`): statistics in
 //! every `add`, checkpoints and compactions asked of maintenance, and
-//! another writer taking the version first (exactly-once kept).
+//! another writer taking the version first (exactly-once kept), and a gap
+//! in the log listed again before it fails.
 
 use std::path::Path;
 use std::time::Duration;
@@ -306,5 +307,29 @@ async fn a_compaction_lands_on_a_table_written_without_a_pause() {
             .await
             .unwrap(),
         i64::try_from(last * 2).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_real_gap_in_the_log_still_fails_a_checkpoint_after_listing_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tables, _storage, _stop) = open(dir.path()).await;
+    let t: TableName = "db.gap".parse().unwrap();
+    for seq in 1..=4 {
+        let batch = sample_batch("gap", "a", T0 + seq as i64 * 1_000_000, 100, 1);
+        committed(tables.write(segment_request(&t, "gw-1", seq, batch)).await);
+    }
+    // Versions 0..=3; without version 2 the log has a gap 1 -> 3.
+    let log = dir.path().join("tables/db/gap/_delta_log");
+    std::fs::remove_file(log.join("00000000000000000002.json")).unwrap();
+    let started = std::time::Instant::now();
+    let err = tables.checkpoint(&t).await.unwrap_err().to_string();
+    // The kernel's words for a gap are the ones the retry looks for.
+    assert!(err.contains(super::append::LISTING_GAP), "{err}");
+    // It listed again before giving up (10 + 20 + 30 + 40 ms apart).
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
     );
 }
