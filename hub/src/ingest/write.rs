@@ -92,16 +92,16 @@ impl Prepared {
     ) {
         let mut groups: BTreeMap<Measurement, (ReadingBatch, Vec<Locator>)> = BTreeMap::new();
         for (at, reading) in readings {
-            let (batch, locators) =
-                groups
-                    .entry(reading.measurement.clone())
-                    .or_insert_with(|| {
-                        let batch = ReadingBatch::with_max_columns(
-                            reading.measurement.clone(),
-                            max_columns,
-                        );
-                        (batch, Vec::new())
-                    });
+            // Look up before inserting: no copy of the name for every line.
+            if !groups.contains_key(&reading.measurement) {
+                let batch =
+                    ReadingBatch::with_max_columns(reading.measurement.clone(), max_columns);
+                groups.insert(reading.measurement.clone(), (batch, Vec::new()));
+            }
+            let Some((batch, locators)) = groups.get_mut(&reading.measurement) else {
+                self.reject(at, "measurement group missing".to_owned());
+                continue;
+            };
             match batch.push(&reading) {
                 Ok(()) => locators.push(at),
                 Err(e) => self.reject(at, e.to_string()),

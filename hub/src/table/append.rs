@@ -43,6 +43,8 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::kernel::Add;
 use deltalake::logstore::LogStoreRef;
 
+use super::local_log::log_exists;
+
 /// Checkpoint interval when the table does not set `delta.checkpointInterval`.
 const DEFAULT_CHECKPOINT_INTERVAL: u64 = 100;
 /// Log retention when the table does not set `delta.logRetentionDuration`.
@@ -83,34 +85,10 @@ fn root_of(log_store: &LogStoreRef) -> String {
     root.to_string()
 }
 
-/// What the kernel says when the commit files it listed skip a version.
+/// What the kernel says when the commit files it listed skip a version
+/// (a local disk's listing is listed again first: `local_log.rs`).
+#[cfg(test)]
 pub(crate) const LISTING_GAP: &str = "Expected contiguous commit files";
-/// Listings of the log tried before a gap is taken as real.
-const LISTING_TRIES: u32 = 5;
-
-/// Builds a snapshot with `build`, again (up to [`LISTING_TRIES`] times, 10,
-/// 20, 30 … ms apart) when the kernel saw a gap in the commit files. On a
-/// local disk a directory listing is not a snapshot: a file created while
-/// `_delta_log` is read can be left out (ext4 returns entries in hash
-/// order), so a checkpoint that listed the log beside a busy writer failed
-/// with [`LISTING_GAP`] about once in 30 (`ferry-bench ingest-long`, 27,000
-/// versions) although the log had no gap. The next listing sees the file;
-/// a real gap still fails after the last try.
-fn retry_listing_gap<T>(
-    mut build: impl FnMut() -> delta_kernel::DeltaResult<T>,
-) -> delta_kernel::DeltaResult<T> {
-    let mut tries = 1;
-    loop {
-        match build() {
-            Err(e) if tries < LISTING_TRIES && e.to_string().contains(LISTING_GAP) => {
-                tracing::debug!(tries, error = %e, "log listed mid-commit; listing again");
-                std::thread::sleep(std::time::Duration::from_millis(10 * u64::from(tries)));
-                tries += 1;
-            }
-            other => return other,
-        }
-    }
-}
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DeltaTableError> + Send + 'static,
@@ -124,23 +102,16 @@ impl Log {
     /// The latest version of the table at `log_store`; `None` if it has no log.
     pub(crate) async fn load(log_store: &LogStoreRef) -> Result<Option<Log>, DeltaTableError> {
         // No log yet: say so without asking the kernel.
-        let listed = log_store
-            .object_store(None)
-            .list_with_delimiter(Some(&deltalake::Path::from("_delta_log")))
-            .await
-            .map_err(DeltaTableError::from)?;
-        if listed.objects.is_empty() {
+        if !log_exists(log_store.object_store(None).as_ref()).await? {
             return Ok(None);
         }
         let engine = log_store.engine(None);
         let root = root_of(log_store);
         let (e, r) = (engine.clone(), root.clone());
-        let built = blocking(move || {
-            match retry_listing_gap(|| Snapshot::builder_for(r.clone()).build(e.as_ref())) {
-                Ok(snapshot) => Ok(Some(snapshot)),
-                Err(err) if err.to_string().contains("No files in log segment") => Ok(None),
-                Err(err) => Err(DeltaTableError::from(err)),
-            }
+        let built = blocking(move || match Snapshot::builder_for(r).build(e.as_ref()) {
+            Ok(snapshot) => Ok(Some(snapshot)),
+            Err(err) if err.to_string().contains("No files in log segment") => Ok(None),
+            Err(err) => Err(DeltaTableError::from(err)),
         })
         .await?;
         Ok(built.map(|snapshot| Log {
@@ -163,12 +134,8 @@ impl Log {
     /// Moves to the latest version (reads only the commits since this one).
     pub(crate) async fn advance(&mut self) -> Result<(), DeltaTableError> {
         let (engine, current) = (self.engine.clone(), self.snapshot.clone());
-        self.snapshot = blocking(move || {
-            Ok(retry_listing_gap(|| {
-                Snapshot::builder_from(current.clone()).build(engine.as_ref())
-            })?)
-        })
-        .await?;
+        self.snapshot =
+            blocking(move || Ok(Snapshot::builder_from(current).build(engine.as_ref())?)).await?;
         Ok(())
     }
 
@@ -334,35 +301,4 @@ fn add_files(adds: &[Add], stats: &Schema) -> Result<RecordBatch, DeltaTableErro
         vec![paths, partitions, sizes, times, stats_array],
     )
     .map_err(DeltaTableError::from)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_listing_gap_is_listed_again_and_a_lasting_one_fails() {
-        let gap = || delta_kernel::Error::generic(format!("{LISTING_GAP}, but found gap: 7 -> 9"));
-        let mut calls = 0;
-        let r = retry_listing_gap(|| {
-            calls += 1;
-            if calls < 3 { Err(gap()) } else { Ok(calls) }
-        });
-        assert_eq!(r.unwrap(), 3);
-        let mut calls = 0;
-        let r: delta_kernel::DeltaResult<()> = retry_listing_gap(|| {
-            calls += 1;
-            Err(gap())
-        });
-        assert!(r.is_err());
-        assert_eq!(calls, LISTING_TRIES);
-        // Any other error is not retried.
-        let mut calls = 0;
-        let r: delta_kernel::DeltaResult<()> = retry_listing_gap(|| {
-            calls += 1;
-            Err(delta_kernel::Error::generic("no such table"))
-        });
-        assert!(r.is_err());
-        assert_eq!(calls, 1);
-    }
 }

@@ -100,6 +100,7 @@ pub mod config;
 pub mod conformance;
 mod error;
 mod listing;
+mod local_log;
 mod maintain;
 pub mod metrics;
 mod name;

@@ -12,12 +12,14 @@ use deltalake::logstore::LogStoreRef;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::{BlindDeltaTable, DeltaTable, DeltaTableBuilder, DeltaTableError};
 use ferry_protocols::batch::{merge_schema, validate_schema};
+use object_store::local::LocalFileSystem;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use super::append::Log;
 use super::config::ResolvedStorage;
 use super::error::TableError;
+use super::local_log::{LocalLog, log_exists};
 use super::metrics as m;
 use super::name::{Origin, TableName, WriteOutcome, WriteRequest};
 use super::requests::Requests;
@@ -42,14 +44,21 @@ impl Pending {
     }
 }
 
-/// Opens the Delta table at `url` (not loading its log).
+/// Opens the Delta table at `url` (not loading its log). On a local disk
+/// the store lists the log as `local_log.rs` describes.
 pub(crate) fn open_table(
     storage: &ResolvedStorage,
     url: &str,
 ) -> Result<DeltaTable, DeltaTableError> {
     let url = deltalake::ensure_table_uri(url)?;
-    DeltaTableBuilder::from_url(url)?
-        .with_storage_options(storage.options.clone())
+    let builder = DeltaTableBuilder::from_url(url.clone())?;
+    if url.scheme() != "file" {
+        return builder
+            .with_storage_options(storage.options.clone())
+            .build();
+    }
+    builder
+        .with_storage_backend(Arc::new(LocalLog::new(LocalFileSystem::new())), url)
         .build()
 }
 
@@ -61,13 +70,7 @@ pub(crate) async fn load_latest(
     let mut table = open_table(storage, url)?;
     // No log yet: say so without asking the kernel, which logs an ERROR
     // for a missing log.
-    let log = deltalake::Path::from("_delta_log");
-    let listed = table
-        .object_store()
-        .list_with_delimiter(Some(&log))
-        .await
-        .map_err(DeltaTableError::from)?;
-    if listed.objects.is_empty() {
+    if !log_exists(table.object_store().as_ref()).await? {
         return Ok(None);
     }
     match table.load().await {

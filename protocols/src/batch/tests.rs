@@ -438,3 +438,63 @@ fn columns_are_capped_before_anything_is_allocated() {
     assert_eq!((b.len(), b.columns()), (4, 4));
     assert_eq!(ReadingBatch::new(m("cpu")).columns(), 1);
 }
+
+#[test]
+fn rows_with_the_batch_columns_keep_every_rule() {
+    let row = |t: i64, host: &str, v: FieldValue| {
+        reading(t).with_tag(tk("host"), host).with_field(fk("v"), v)
+    };
+    let mut b = ReadingBatch::new(m("cpu"));
+    b.push(&row(1, "a", FieldValue::F64(1.0))).unwrap();
+    // The same keys: a new row, a tag value seen before costs no bytes.
+    let size = b.byte_size();
+    b.push(&row(2, "a", FieldValue::F64(2.0))).unwrap();
+    assert_eq!(b.byte_size(), size * 2 - 1);
+    // The same keys with another type: still a conflict, nothing changes.
+    let size = b.byte_size();
+    let err = b.push(&row(3, "a", FieldValue::I64(3))).unwrap_err();
+    assert!(matches!(err, BatchError::TypeConflict { .. }), "{err:?}");
+    assert_eq!((b.len(), b.byte_size()), (2, size));
+    // The same keys in another measurement: refused.
+    let other = Reading::new(m("mem"), 3)
+        .with_tag(tk("host"), "a")
+        .with_field(fk("v"), FieldValue::F64(3.0));
+    let err = b.push(&other).unwrap_err();
+    assert!(
+        matches!(err, BatchError::WrongMeasurement { .. }),
+        "{err:?}"
+    );
+    // As many keys but other names: new columns, nulls where absent.
+    let renamed = reading(4)
+        .with_tag(tk("site"), "s")
+        .with_field(fk("w"), FieldValue::F64(4.0));
+    b.push(&renamed).unwrap();
+    b.push(&row(5, "b", FieldValue::F64(5.0))).unwrap();
+    assert_eq!(b.len(), 4);
+    let rb = b.to_record_batch().unwrap();
+    let names: Vec<&str> = rb
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, ["time", "host", "site", "v", "w"]);
+    let v = rb
+        .column(3)
+        .as_primitive::<arrow_array::types::Float64Type>();
+    let w = rb
+        .column(4)
+        .as_primitive::<arrow_array::types::Float64Type>();
+    // Sorted by host (null first), then site, then time.
+    assert_eq!(v.null_count(), 1);
+    assert_eq!(w.null_count(), 3);
+    let host = rb.column(1).as_dictionary::<Int32Type>();
+    assert_eq!(host.keys().null_count(), 1);
+    // A tag that is a field name in the batch: still a collision.
+    let clash = reading(6)
+        .with_tag(tk("v"), "x")
+        .with_field(fk("host"), FieldValue::F64(6.0));
+    let err = b.push(&clash);
+    assert!(err.is_err(), "{err:?}");
+    assert_eq!(b.len(), 4);
+}
