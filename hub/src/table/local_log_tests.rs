@@ -90,10 +90,10 @@ async fn a_probe_finds_what_a_listing_finds_without_listing() {
         assert_eq!(names(&probed, &from(start)).await, expected, "from {start}");
         assert_eq!(
             expected.first().unwrap(),
-            &if start == 100 {
-                version_name(100, "checkpoint.parquet")
-            } else {
-                version_name(start, "json")
+            &match start {
+                100 => version_name(100, "checkpoint.parquet"),
+                129 => version_name(129, "crc"),
+                _ => version_name(start, "json"),
             }
         );
     }
