@@ -59,7 +59,7 @@ pub(crate) const PROBE_LIMIT: u64 = 1_000;
 pub(crate) const LISTING_TRIES: u32 = 5;
 
 /// A local-disk store with the log listing described in the module docs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct LocalLog {
     /// Where every call goes, listings of the log from a version aside.
     inner: Arc<dyn ObjectStore>,
@@ -305,10 +305,7 @@ impl ObjectStore for LocalLog {
         let (Some(log), Some(start)) = (prefix, log_start(prefix, offset)) else {
             return self.inner.list_with_offset(prefix, offset);
         };
-        let this = LocalLog {
-            inner: Arc::clone(&self.inner),
-            fs: Arc::clone(&self.fs),
-        };
+        let this = self.clone();
         let (log, offset) = (log.clone(), offset.clone());
         stream::once(async move { this.list_log(log, offset, start).await })
             .map_ok(|files| stream::iter(files.into_iter().map(Ok)))
