@@ -41,23 +41,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::NaiveDate;
 use deltalake::arrow::array::{ArrayRef, Date32Array, RecordBatch, new_null_array};
-use deltalake::arrow::compute::{
-    SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, take_record_batch,
-};
+use deltalake::arrow::compute::{cast, concat_batches, take_record_batch};
 use deltalake::arrow::datatypes::SchemaRef;
-use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, Remove};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
-use ferry_protocols::batch::ROLE_KEY;
-use ferry_protocols::name::TIME_COLUMN;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 
 use super::schema::{PARTITION_COLUMN, parquet_properties};
+use super::sort_key::sorted_indices;
 
 /// zstd level of compacted files: compaction runs in the background and its
 /// files stay, so it spends more CPU on them than a commit does.
@@ -311,7 +307,8 @@ pub(crate) async fn compact_partition(
 }
 
 /// Decodes `files`, conforms them to `schema` (the table's, with the
-/// partition column), and sorts the rows by [`tag_order`] then time.
+/// partition column), and sorts the rows by tags, fewest distinct values
+/// first, then time ([`sorted_indices`]).
 fn merge_sorted(
     files: Vec<Bytes>,
     schema: &SchemaRef,
@@ -328,50 +325,8 @@ fn merge_sorted(
     }
     let all = concat_batches(schema, &batches)?;
     drop(batches);
-    let options = Some(SortOptions {
-        descending: false,
-        nulls_first: true,
-    });
-    let mut keys: Vec<SortColumn> = tag_order(&all)?
-        .into_iter()
-        .map(|i| SortColumn {
-            values: all.column(i).clone(),
-            options,
-        })
-        .collect();
-    let time = all
-        .column_by_name(TIME_COLUMN)
-        .ok_or_else(|| DeltaTableError::Generic("the table has no \"time\" column".to_owned()))?;
-    keys.push(SortColumn {
-        values: time.clone(),
-        options,
-    });
-    let indices = lexsort_to_indices(&keys, None)?;
+    let indices = sorted_indices(&all)?;
     Ok(take_record_batch(&all, &indices)?)
-}
-
-/// The tag columns of `rows` (by index), fewest distinct values first (ties
-/// in table order). A filter on a tag with few values (site, fleet, region:
-/// what dashboards filter on) then selects a few long runs of rows, whose
-/// pages the Parquet page index skips; the series' high-cardinality tags
-/// (device, name) come last, so that each series' rows stay together in
-/// time order.
-fn tag_order(rows: &RecordBatch) -> Result<Vec<usize>, DeltaTableError> {
-    let mut tags = Vec::new();
-    for (i, f) in rows.schema().fields().iter().enumerate() {
-        if f.metadata().get(ROLE_KEY).map(String::as_str) == Some("tag") {
-            tags.push((distinct_values(rows.column(i))?, i));
-        }
-    }
-    tags.sort_unstable();
-    Ok(tags.into_iter().map(|(_, i)| i).collect())
-}
-
-/// How many distinct values (null counts as one) `column` holds.
-fn distinct_values(column: &ArrayRef) -> Result<usize, DeltaTableError> {
-    let converter = RowConverter::new(vec![SortField::new(column.data_type().clone())])?;
-    let rows = converter.convert_columns(std::slice::from_ref(column))?;
-    Ok(rows.iter().collect::<HashSet<_>>().len())
 }
 
 /// `batch` (a data file's rows) in `schema`'s columns: missing columns as
@@ -444,37 +399,6 @@ mod tests {
             .map(|b| b.iter().map(|c| c.location.to_string()).collect())
             .collect();
         assert_eq!(names, vec![vec!["a".to_owned(), "b".to_owned()]]);
-    }
-
-    #[test]
-    fn tags_sort_fewest_distinct_values_first_ties_in_table_order() {
-        use deltalake::arrow::array::{Int64Array, StringArray};
-        use deltalake::arrow::datatypes::{DataType, Field, Schema};
-        let tag = |name: &str| {
-            Field::new(name, DataType::Utf8, true).with_metadata(
-                [(ROLE_KEY.to_owned(), "tag".to_owned())]
-                    .into_iter()
-                    .collect(),
-            )
-        };
-        let schema = Arc::new(Schema::new(vec![
-            tag("device"),
-            Field::new("v", DataType::Int64, true),
-            tag("site"),
-            tag("line"),
-        ]));
-        let rows = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(vec!["d1", "d2", "d3", "d4"])),
-                Arc::new(Int64Array::from(vec![1, 1, 1, 1])),
-                Arc::new(StringArray::from(vec![Some("a"), None, Some("a"), None])),
-                Arc::new(StringArray::from(vec!["x", "y", "x", "y"])),
-            ],
-        )
-        .unwrap();
-        // site and line have two values each (a null is one), device four.
-        assert_eq!(tag_order(&rows).unwrap(), vec![2, 3, 0]);
     }
 
     #[test]

@@ -108,6 +108,7 @@ mod requests;
 mod retention;
 mod schema;
 mod service;
+mod sort_key;
 mod writer;
 
 #[cfg(test)]
