@@ -126,15 +126,16 @@ pub fn build(scale: &Scale, dir: &Path) -> Lake {
     }
 }
 
-/// Runs `duckdb_side.py` on the lake's tables with `job` merged in.
-pub fn duckdb(lake: &Lake, mut job: Value) -> Value {
+/// Runs `peer_engines.py` (DuckDB, and DataFusion alone when the job asks)
+/// on the lake's tables with `job` merged in.
+pub fn peer_engines(lake: &Lake, mut job: Value) -> Value {
     job["tables"] = json!({
         "readings": lake.table_dir(Kind::Readings),
         "diagnostics": lake.table_dir(Kind::Diagnostics),
     });
     let mut child = Command::new(venv_python())
         .arg("-c")
-        .arg(include_str!("duckdb_side.py"))
+        .arg(include_str!("peer_engines.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -147,6 +148,6 @@ pub fn duckdb(lake: &Lake, mut job: Value) -> Value {
         .write_all(job.to_string().as_bytes())
         .expect("write the job");
     let out = child.wait_with_output().expect("python");
-    assert!(out.status.success(), "duckdb_side.py failed");
-    serde_json::from_slice(&out.stdout).expect("duckdb_side.py prints JSON")
+    assert!(out.status.success(), "peer_engines.py failed");
+    serde_json::from_slice(&out.stdout).expect("peer_engines.py prints JSON")
 }

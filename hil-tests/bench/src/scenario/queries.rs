@@ -2,12 +2,15 @@
 //! through the hub's `POST /api/v1/query` (JSON answers, timed at the
 //! client) and in DuckDB SQL on exactly the same Parquet files (the Delta
 //! tables' active files), with every answer compared between the engines.
+//! A second baseline runs the hub's SQL on DataFusion alone (its Python
+//! bindings, same version, same files, the hub's Parquet session options):
+//! what the hub adds to its engine, apart from what the engine costs.
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::lake::{Lake, duckdb};
+use super::lake::{Lake, peer_engines};
 use crate::report::{Comparison, Section};
 use crate::scale::Scale;
 use crate::stats::{Stats, Unit};
@@ -176,6 +179,59 @@ pub fn queries(end_ns: i64) -> Vec<Q> {
     ]
 }
 
+/// The hub's own Parquet scan options (`datafusion.execution.parquet.*`, as
+/// its sessions report them), for the DataFusion-alone baseline.
+fn hub_parquet_options(lake: &Lake) -> Value {
+    let answer = lake
+        .hub
+        .query(
+            "SELECT name, value FROM information_schema.df_settings \
+             WHERE name LIKE 'datafusion.execution.parquet.%' AND value IS NOT NULL",
+        )
+        .unwrap_or_else(|e| panic!("the hub's session options: {e}"));
+    let options: serde_json::Map<String, Value> = answer["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|row| Some((row[0].as_str()?.to_owned(), row[1].clone())))
+        .collect();
+    assert!(
+        options.contains_key("datafusion.execution.parquet.pushdown_filters"),
+        "the hub reports its Parquet options: {answer}"
+    );
+    Value::Object(options)
+}
+
+/// The geometric mean of the positive, finite values (NaN when none).
+fn geometric_mean(values: impl IntoIterator<Item = f64>) -> f64 {
+    let (sum, n) = values
+        .into_iter()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold((0.0, 0u32), |(s, n), v| (s + v.ln(), n + 1));
+    if n == 0 {
+        f64::NAN
+    } else {
+        (sum / f64::from(n)).exp()
+    }
+}
+
+/// One engine's results by query name: (times in ms, rows).
+fn engine_result(results: &Value, name: &str) -> (Vec<f64>, Vec<Vec<Value>>) {
+    let d = results
+        .as_array()
+        .and_then(|r| r.iter().find(|x| x["name"] == name))
+        .cloned()
+        .unwrap_or_default();
+    let ms = d["times_ms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    (
+        ms,
+        serde_json::from_value(d["rows"].clone()).unwrap_or_default(),
+    )
+}
+
 /// Rows of a JSON answer, normalised like the Python side.
 fn hub_rows(answer: &Value) -> Vec<Vec<Value>> {
     answer["data"]
@@ -207,11 +263,7 @@ fn norm(v: &Value) -> Value {
 /// sum in different orders). The first difference.
 pub fn compare(a: &[Vec<Value>], b: &[Vec<Value>]) -> Result<(), String> {
     if a.len() != b.len() {
-        return Err(format!(
-            "row counts differ: hub {} vs DuckDB {}",
-            a.len(),
-            b.len()
-        ));
+        return Err(format!("row counts differ: {} vs {}", a.len(), b.len()));
     }
     for (i, (ra, rb)) in a.iter().zip(b).enumerate() {
         if ra.len() != rb.len() {
@@ -223,7 +275,7 @@ pub fn compare(a: &[Vec<Value>], b: &[Vec<Value>]) -> Result<(), String> {
                 _ => x == y,
             };
             if !same {
-                return Err(format!("row {i} column {j}: hub {x} vs DuckDB {y}"));
+                return Err(format!("row {i} column {j}: {x} vs {y}"));
             }
         }
     }
@@ -266,8 +318,13 @@ pub fn run(scale: &Scale, lake: &Lake) -> Section {
     let job = json!({
         "runs": runs,
         "queries": qs.iter().map(|q| json!({"name": q.name, "sql": q.duckdb})).collect::<Vec<_>>(),
+        "datafusion": {
+            "queries": qs.iter().map(|q| json!({"name": q.name, "sql": q.hub})).collect::<Vec<_>>(),
+            "options": hub_parquet_options(lake),
+            "links_dir": lake.hub.dir.join("datafusion-links"),
+        },
     });
-    let duck = duckdb(lake, job);
+    let duck = peer_engines(lake, job);
     let tables = &duck["tables"];
     s.intro = format!(
         "TSBS-IoT-style trucks ({} trucks × {} h at 10 s from 2026-01-01T00:00Z, ~2 % of points missing, 1 % shipped one \
@@ -275,7 +332,9 @@ pub fn run(scale: &Scale, lake: &Lake) -> Section {
          ({} writers, {:.1} s, {:.0} rows/s) and compacted ({} and {} active files). Ferry: `POST /api/v1/query`, JSON \
          answer, timed at the client (HTTP, resolving the tables the statement names, planning, \
          execution, encoding). Baseline: DuckDB {} (Python, {} threads, Arrow results, in-process, file list \
-         prepared once) on the same active Parquet files with `hive_partitioning = true`. One warm-up, then {runs} timed \
+         prepared once) on the same active Parquet files with `hive_partitioning = true`. Second baseline, in the \
+         table below: the hub's SQL on DataFusion {} alone (Python, as many target partitions as DuckDB's threads, the \
+         hub's Parquet session options, listing tables over links to the same files). One warm-up, then {runs} timed \
          run(s) per query and engine. Each query's SQL is in `bench-report.json`.",
         lake.data.trucks,
         lake.data.steps / 360,
@@ -288,27 +347,36 @@ pub fn run(scale: &Scale, lake: &Lake) -> Section {
         tables["diagnostics"]["files"],
         duck["duckdb_version"].as_str().unwrap_or("?"),
         duck["threads"],
+        duck["datafusion_version"].as_str().unwrap_or("?"),
     );
     let mut details = Vec::new();
     let mut differences = Vec::new();
     let mut empty = Vec::new();
-    s.note("| query | what | rows out | hub `execution_time_ms` | same answer |\n|---|---|---|---|---|");
+    let df_version = duck["datafusion_version"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
+    s.note(format!(
+        "| query | what | rows out | hub `execution_time_ms` | DataFusion {df_version} alone, ms | same answer |\n|---|---|---|---|---|---|"
+    ));
+    let mut medians = Vec::new();
     for (q, (times, server, rows)) in qs.iter().zip(&hub_side) {
-        let d = duck["results"]
-            .as_array()
-            .and_then(|r| r.iter().find(|x| x["name"] == q.name))
-            .cloned()
-            .unwrap_or_default();
-        let duck_ms: Vec<f64> = d["times_ms"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_f64).collect())
-            .unwrap_or_default();
-        let duck_rows: Vec<Vec<Value>> =
-            serde_json::from_value(d["rows"].clone()).unwrap_or_default();
-        let check = compare(rows, &duck_rows);
+        let (duck_ms, duck_rows) = engine_result(&duck["results"], q.name);
+        let (df_ms, df_rows) = engine_result(&duck["datafusion_results"], q.name);
+        let check = compare(rows, &duck_rows)
+            .map_err(|e| format!("hub vs DuckDB: {e}"))
+            .and_then(|()| {
+                compare(&df_rows, &duck_rows)
+                    .map_err(|e| format!("DataFusion alone vs DuckDB: {e}"))
+            });
         if let Err(e) = &check {
             differences.push(format!("{}: {e}", q.name));
         }
+        medians.push((
+            Stats::of(times).median,
+            Stats::of(&duck_ms).median,
+            Stats::of(&df_ms).median,
+        ));
         if rows.is_empty() {
             empty.push(q.name);
         }
@@ -320,11 +388,12 @@ pub fn run(scale: &Scale, lake: &Lake) -> Section {
             &duck_ms,
         ));
         s.note(format!(
-            "| `{}` | {} | {} | {:.1} | {} |",
+            "| `{}` | {} | {} | {:.1} | {:.1} | {} |",
             q.name,
             q.what,
             rows.len(),
             Stats::of(server).median,
+            Stats::of(&df_ms).median,
             match &check {
                 Ok(()) => "yes".to_owned(),
                 Err(e) => format!("**no**: {e}"),
@@ -332,17 +401,32 @@ pub fn run(scale: &Scale, lake: &Lake) -> Section {
         ));
         details.push(json!({
             "name": q.name, "what": q.what, "hub_sql": q.hub, "duckdb_sql": q.duckdb, "rows_out": rows.len(),
-            "hub_ms": times, "hub_execution_ms": server, "duckdb_ms": duck_ms,
+            "hub_ms": times, "hub_execution_ms": server, "duckdb_ms": duck_ms, "datafusion_ms": df_ms,
             "same_answer": check.is_ok(), "difference": check.err(),
         }));
     }
+    let vs_duckdb = geometric_mean(medians.iter().map(|(h, d, _)| h / d));
+    let vs_datafusion = geometric_mean(medians.iter().map(|(h, _, f)| h / f));
+    let df_vs_duckdb = geometric_mean(medians.iter().map(|(_, d, f)| f / d));
+    let worst = medians
+        .iter()
+        .zip(&qs)
+        .map(|((h, d, _), q)| (h / d, q.name))
+        .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a });
+    s.note(format!(
+        "\nGeometric mean of the per-query median ratios: hub / DuckDB **{vs_duckdb:.2}×** (worst `{}` {:.2}×); \
+         hub / DataFusion {df_version} alone **{vs_datafusion:.2}×**; DataFusion alone / DuckDB {df_vs_duckdb:.2}×.",
+        worst.1, worst.0
+    ));
     if !empty.is_empty() {
         s.note(format!(
             "\nEmpty on both engines at this scale (equal, but a weak check): {}.",
             empty.join(", ")
         ));
     }
-    s.details = json!({"queries": details, "tables": tables, "duckdb_version": duck["duckdb_version"], "runs": runs,
+    s.details = json!({"queries": details, "tables": tables, "duckdb_version": duck["duckdb_version"],
+        "datafusion_version": df_version, "geomean_hub_vs_duckdb": vs_duckdb,
+        "geomean_hub_vs_datafusion": vs_datafusion, "geomean_datafusion_vs_duckdb": df_vs_duckdb, "runs": runs,
         "load_seconds": lake.load_seconds, "rows": lake.total_rows()});
     if !differences.is_empty() {
         s.failed = Some(format!("the engines disagree: {}", differences.join("; ")));

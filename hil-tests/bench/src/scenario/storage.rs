@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::lake::{Lake, duckdb};
+use super::lake::{Lake, peer_engines};
 use crate::procs::du;
 use crate::report::{Comparison, Section};
 use crate::stats::Unit;
@@ -25,7 +25,7 @@ pub fn run(lake: &Lake, dir: &Path) -> Section {
     );
     let scratch = dir.join("duckdb-storage");
     std::fs::create_dir_all(&scratch).expect("scratch dir");
-    let d = duckdb(
+    let d = peer_engines(
         lake,
         json!({"runs": 0, "queries": [], "storage_dir": scratch}),
     );
