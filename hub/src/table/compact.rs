@@ -7,6 +7,9 @@
 //! A file is *small* when it is below half the target size. A partition is
 //! compacted when it has at least `min_files` small files, or, once it is
 //! *settled* (its UTC day ended more than `settle` ago), when it has two.
+//! A small file larger than all the partition's smaller small files
+//! together is left out (it joins a merge once the others add up to it),
+//! so that a day is not rewritten whole for every few files that reach it.
 //! Small files are packed, oldest first, into bins of at most the target
 //! size; a bin of one file is left alone. Files with a deletion vector are
 //! never picked (Ferry does not write them; another writer might).
@@ -170,6 +173,7 @@ pub(crate) fn plan(
             .map(|t| t.and_utc());
         let settled = day_end.is_some_and(|end| now >= end + settle);
         let enough = if settled { 2 } else { policy.min_files.max(2) };
+        leave_dominant_files(&mut files);
         if files.len() < enough {
             continue;
         }
@@ -180,6 +184,30 @@ pub(crate) fn plan(
         }
     }
     Ok(plans)
+}
+
+/// Drops from `files` (one partition's small files) each file larger than
+/// all the smaller ones together, largest first. Without this, a day whose
+/// compacted file is still below half the target (a highly compressed day
+/// is, at any target that is worth reading) was rewritten whole whenever two
+/// new files reached it: late data into a settled day, or a backfill, cost
+/// a rewrite of the day per compaction (`ferry-bench ingest-long` rewrote
+/// 1.7 rows for every row it took). Now a file is merged again once the
+/// files that join it add up to its size, so each row is rewritten about
+/// log2(day / first file) times, and a partition keeps at most that many
+/// files, their sizes at least doubling.
+fn leave_dominant_files(files: &mut Vec<Candidate>) {
+    files.sort_by_key(|c| std::cmp::Reverse(c.size));
+    let mut rest: u64 = files.iter().map(|c| c.size).sum();
+    let mut keep_from = 0;
+    for c in files.iter() {
+        rest -= c.size;
+        if c.size <= rest {
+            break;
+        }
+        keep_from += 1;
+    }
+    files.drain(..keep_from);
 }
 
 /// Greedy packing in order; bins of a single file are dropped.
@@ -399,6 +427,47 @@ mod tests {
             .map(|b| b.iter().map(|c| c.location.to_string()).collect())
             .collect();
         assert_eq!(names, vec![vec!["a".to_owned(), "b".to_owned()]]);
+    }
+
+    #[test]
+    fn a_file_larger_than_the_others_together_is_left_alone() {
+        let names = |files: &[Candidate]| -> Vec<String> {
+            let mut n: Vec<String> = files.iter().map(|c| c.location.to_string()).collect();
+            n.sort();
+            n
+        };
+        // The day's compacted file and two new small ones: only those two.
+        let mut files = vec![
+            candidate("day", 1_000),
+            candidate("new1", 10),
+            candidate("new2", 10),
+        ];
+        leave_dominant_files(&mut files);
+        assert_eq!(names(&files), vec!["new1", "new2"]);
+        // Tiers: 1,000 > 470 (all the others), 300 > 170, 150 > 20, and
+        // 10 <= 10: only the last two merge.
+        let mut files = vec![
+            candidate("a", 1_000),
+            candidate("b", 300),
+            candidate("c", 150),
+            candidate("d", 10),
+            candidate("e", 10),
+        ];
+        leave_dominant_files(&mut files);
+        assert_eq!(names(&files), vec!["d", "e"]);
+        // Once the new files add up to the big one, it is merged again.
+        let mut files = vec![
+            candidate("day", 100),
+            candidate("n1", 40),
+            candidate("n2", 30),
+            candidate("n3", 30),
+        ];
+        leave_dominant_files(&mut files);
+        assert_eq!(names(&files), vec!["day", "n1", "n2", "n3"]);
+        // Files of one size are all merged.
+        let mut files: Vec<Candidate> = (0..5).map(|i| candidate(&format!("f{i}"), 55)).collect();
+        leave_dominant_files(&mut files);
+        assert_eq!(files.len(), 5);
     }
 
     #[test]
