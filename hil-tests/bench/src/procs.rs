@@ -101,6 +101,16 @@ impl Hub {
         request(method, self.addr, path, &h, body, TIMEOUT)
     }
 
+    /// A sample of the hub's `/metrics` by its full key (name and labels,
+    /// as printed); NaN when absent.
+    pub fn metric(&self, key: &str) -> f64 {
+        self.call("GET", "/metrics", &[], b"")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    }
+
     /// `POST /api/v1/query` answered as JSON; `Err` with the answer unless 200.
     pub fn query(&self, sql: &str) -> Result<serde_json::Value, String> {
         let body = serde_json::json!({ "sql": sql }).to_string();

@@ -106,6 +106,12 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     });
     let rows = committed.load(Ordering::Relaxed);
     let refused = refused.load(Ordering::Relaxed);
+    // What compaction cost beside ingest: rows it rewrote per row taken,
+    // and its busy time (from the hub's own counters).
+    let table = format!("{{table=\"{DATABASE}.{MEASUREMENT}\"}}");
+    let compacted = hub.metric(&format!("ferry_table_compaction_rows_total{table}"));
+    let compaction_seconds = hub.metric(&format!("ferry_table_compaction_seconds_sum{table}"));
+    let compactions = hub.metric(&format!("ferry_table_compaction_seconds_count{table}"));
     assert_eq!(
         hub.count(&format!("{DATABASE}.{MEASUREMENT}")),
         rows,
@@ -129,17 +135,21 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     let table_bytes = du(&dir.join("tables"));
     s.note(format!(
         "{rows} rows in {} windows; rate per window {lo:.0}–{hi:.0} rows/s (first {:.0}, last {:.0}); \
-         {refused} write(s) refused or failed and sent again; table {:.1} MB at the end; hub RSS {:.0} MiB after the first window, {:.0} MiB after the last.",
+         {refused} write(s) refused or failed and sent again; table {:.1} MB at the end; hub RSS {:.0} MiB after the first window, {:.0} MiB after the last. \
+         Compaction: {compactions:.0} runs, {compaction_seconds:.0} s in all, {compacted:.0} rows rewritten ({:.2} per row taken, {:.2} µs per row rewritten).",
         windows,
         rates[0],
         rates[windows - 1],
         table_bytes as f64 / 1e6,
         rss_mib[0],
-        rss_mib[windows - 1]
+        rss_mib[windows - 1],
+        compacted / rows as f64,
+        compaction_seconds * 1e6 / compacted
     ));
     s.details = json!({
         "window_seconds": window, "rates": rates, "hub_rss_mib": rss_mib,
         "rows": rows, "refused": refused, "table_bytes": table_bytes,
+        "compaction_rows": compacted, "compaction_seconds": compaction_seconds, "compactions": compactions,
     });
     s
 }
