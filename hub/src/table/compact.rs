@@ -190,12 +190,14 @@ pub(crate) fn plan(
 /// all the smaller ones together, largest first. Without this, a day whose
 /// compacted file is still below half the target (a highly compressed day
 /// is, at any target that is worth reading) was rewritten whole whenever two
-/// new files reached it: late data into a settled day, or a backfill, cost
-/// a rewrite of the day per compaction (`ferry-bench ingest-long` rewrote
-/// 1.7 rows for every row it took). Now a file is merged again once the
-/// files that join it add up to its size, so each row is rewritten about
-/// log2(day / first file) times, and a partition keeps at most that many
-/// files, their sizes at least doubling.
+/// new files reached it: two late files into a settled day cost a rewrite
+/// of the whole day. Now a file is merged again once the files that join it
+/// add up to its size, and a partition keeps at most about log2(day / first
+/// file) files, each at least the size of all the smaller ones together.
+/// Sizes are bytes: a compacted file compresses better than the small files
+/// that join it, so a day written as fast as it can be (`ferry-bench
+/// ingest-long`) is still merged on most runs (1.66 rows rewritten per row
+/// taken, against 1.74 without the rule).
 fn leave_dominant_files(files: &mut Vec<Candidate>) {
     files.sort_by_key(|c| std::cmp::Reverse(c.size));
     let mut rest: u64 = files.iter().map(|c| c.size).sum();
