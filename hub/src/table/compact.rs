@@ -433,43 +433,35 @@ mod tests {
 
     #[test]
     fn a_file_larger_than_the_others_together_is_left_alone() {
-        let names = |files: &[Candidate]| -> Vec<String> {
-            let mut n: Vec<String> = files.iter().map(|c| c.location.to_string()).collect();
-            n.sort();
-            n
+        // The names of the files `leave_dominant_files` keeps, sorted.
+        let kept = |sizes: &[(&str, u64)]| -> Vec<String> {
+            let mut files: Vec<Candidate> = sizes.iter().map(|(n, s)| candidate(n, *s)).collect();
+            leave_dominant_files(&mut files);
+            let mut names: Vec<String> = files.iter().map(|c| c.location.to_string()).collect();
+            names.sort();
+            names
         };
         // The day's compacted file and two new small ones: only those two.
-        let mut files = vec![
-            candidate("day", 1_000),
-            candidate("new1", 10),
-            candidate("new2", 10),
-        ];
-        leave_dominant_files(&mut files);
-        assert_eq!(names(&files), vec!["new1", "new2"]);
+        assert_eq!(
+            kept(&[("day", 1_000), ("new1", 10), ("new2", 10)]),
+            vec!["new1", "new2"]
+        );
         // Tiers: 1,000 > 470 (all the others), 300 > 170, 150 > 20, and
         // 10 <= 10: only the last two merge.
-        let mut files = vec![
-            candidate("a", 1_000),
-            candidate("b", 300),
-            candidate("c", 150),
-            candidate("d", 10),
-            candidate("e", 10),
-        ];
-        leave_dominant_files(&mut files);
-        assert_eq!(names(&files), vec!["d", "e"]);
+        assert_eq!(
+            kept(&[("a", 1_000), ("b", 300), ("c", 150), ("d", 10), ("e", 10)]),
+            vec!["d", "e"]
+        );
         // Once the new files add up to the big one, it is merged again.
-        let mut files = vec![
-            candidate("day", 100),
-            candidate("n1", 40),
-            candidate("n2", 30),
-            candidate("n3", 30),
-        ];
-        leave_dominant_files(&mut files);
-        assert_eq!(names(&files), vec!["day", "n1", "n2", "n3"]);
+        assert_eq!(
+            kept(&[("day", 100), ("n1", 40), ("n2", 30), ("n3", 30)]),
+            vec!["day", "n1", "n2", "n3"]
+        );
         // Files of one size are all merged.
-        let mut files: Vec<Candidate> = (0..5).map(|i| candidate(&format!("f{i}"), 55)).collect();
-        leave_dominant_files(&mut files);
-        assert_eq!(files.len(), 5);
+        assert_eq!(
+            kept(&[("f0", 55), ("f1", 55), ("f2", 55), ("f3", 55), ("f4", 55)]).len(),
+            5
+        );
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! The order of a compacted file's rows: the tag columns, fewest distinct
-//! values first, then `time` (see `compact.rs` for why that order).
+//! values first (ties in table order), then `time`. A filter on a tag with
+//! few values (site, fleet, region: what dashboards filter on) then selects
+//! a few long runs of rows, whose pages the Parquet page index skips; the
+//! series' high-cardinality tags (device, name) come last, so that each
+//! series' rows stay together in time order.
 //!
 //! Arrow's `lexsort_to_indices` compares the tag strings themselves at
 //! every step of the sort. A day partition of a busy table holds millions
@@ -14,7 +18,7 @@
 //! string, or `time` has nulls, the rows go through `lexsort_to_indices`
 //! as before.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use deltalake::DeltaTableError;
 use deltalake::arrow::array::{
@@ -22,6 +26,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::compute::{SortColumn, SortOptions, cast, lexsort_to_indices};
 use deltalake::arrow::datatypes::DataType;
+use deltalake::arrow::row::{RowConverter, SortField};
 use ferry_protocols::batch::ROLE_KEY;
 use ferry_protocols::name::TIME_COLUMN;
 
@@ -31,6 +36,8 @@ struct Ranked {
     ranks: Vec<u32>,
     /// Distinct values, null counted as one.
     distinct: usize,
+    /// Bits that hold ranks `0..=distinct`.
+    bits: u32,
     /// Column index in the batch (ties in `distinct` keep table order).
     index: usize,
 }
@@ -51,13 +58,7 @@ pub(crate) fn sorted_indices(rows: &RecordBatch) -> Result<UInt32Array, DeltaTab
         .collect();
     let ranked: Option<Vec<Ranked>> = tags
         .iter()
-        .map(|&i| {
-            rank(rows.column(i)).map(|(ranks, distinct)| Ranked {
-                ranks,
-                distinct,
-                index: i,
-            })
-        })
+        .map(|&i| rank(rows.column(i)).map(|(ranks, distinct)| Ranked::new(ranks, distinct, i)))
         .collect();
     let fits = u32::try_from(rows.num_rows()).is_ok() && time.null_count() == 0;
     match ranked {
@@ -74,21 +75,28 @@ pub(crate) fn sorted_indices(rows: &RecordBatch) -> Result<UInt32Array, DeltaTab
     }
 }
 
-/// Bits to hold ranks `0..=distinct` of every column.
+impl Ranked {
+    fn new(ranks: Vec<u32>, distinct: usize, index: usize) -> Ranked {
+        Ranked {
+            ranks,
+            distinct,
+            bits: usize::BITS - distinct.leading_zeros(),
+            index,
+        }
+    }
+}
+
+/// Bits to hold the ranks of every column.
 fn packed_bits(ranked: &[Ranked]) -> u32 {
-    ranked
-        .iter()
-        .map(|r| usize::BITS - r.distinct.leading_zeros())
-        .sum()
+    ranked.iter().map(|r| r.bits).sum()
 }
 
 fn by_packed_ranks(ranked: &[Ranked], time: &[i64]) -> UInt32Array {
     let mut keys: Vec<(u64, i64, u32)> = (0..time.len())
         .map(|row| {
-            let packed = ranked.iter().fold(0u64, |acc, r| {
-                let bits = usize::BITS - r.distinct.leading_zeros();
-                (acc << bits) | u64::from(r.ranks[row])
-            });
+            let packed = ranked
+                .iter()
+                .fold(0u64, |acc, r| (acc << r.bits) | u64::from(r.ranks[row]));
             // `fits` checked that every row index is a u32.
             (packed, time[row], row as u32)
         })
@@ -178,10 +186,9 @@ fn lexsorted(
 
 /// How many distinct values (null counts as one) `column` holds.
 fn distinct_values(column: &ArrayRef) -> Result<usize, DeltaTableError> {
-    use deltalake::arrow::row::{RowConverter, SortField};
     let converter = RowConverter::new(vec![SortField::new(column.data_type().clone())])?;
     let rows = converter.convert_columns(std::slice::from_ref(column))?;
-    Ok(rows.iter().collect::<std::collections::HashSet<_>>().len())
+    Ok(rows.iter().collect::<HashSet<_>>().len())
 }
 
 #[cfg(test)]

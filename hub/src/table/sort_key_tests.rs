@@ -109,11 +109,7 @@ fn ranks_that_do_not_fit_in_64_bits_take_the_general_path() {
     let ranked: Vec<Ranked> = (1..6)
         .map(|i| {
             let (ranks, distinct) = rank(rows.column(i)).expect("strings");
-            Ranked {
-                ranks,
-                distinct,
-                index: i,
-            }
+            Ranked::new(ranks, distinct, i)
         })
         .collect();
     assert!(packed_bits(&ranked) > 64);
