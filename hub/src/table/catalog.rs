@@ -24,7 +24,8 @@ use tracing::debug;
 use super::config::check_storage_form;
 use super::error::TableError;
 use super::name::TableName;
-use super::service::Tables;
+use super::scan::{LakeScan, ScanFiles};
+use super::service::{Reader, Tables};
 use super::writer::load_latest;
 
 impl Tables {
@@ -54,36 +55,41 @@ impl Tables {
     }
 
     /// The table at its latest version, from the reader cache brought up to
-    /// date; `None` if it has no log. Cached tables unused for
+    /// date, with the files its scan reads (rebuilt when the version
+    /// moved); `None` if it has no log. Cached tables unused for
     /// `tables.idle_timeout` are dropped.
-    pub(crate) async fn latest(&self, name: &TableName) -> Result<Option<DeltaTable>, TableError> {
+    pub(super) async fn latest(&self, name: &TableName) -> Result<Option<Reader>, TableError> {
         let label = name.to_string();
-        let cached = self
-            .inner
-            .readers
-            .lock()
-            .await
-            .get(name)
-            .map(|(t, _)| t.clone());
-        let table = match cached {
-            Some(mut table) => {
-                table
+        let cached = self.inner.readers.lock().await.get(name).cloned();
+        let now = std::time::Instant::now();
+        let mut reader = match cached {
+            Some(mut reader) => {
+                reader
+                    .table
                     .update_incremental(None)
                     .await
                     .map_err(|e| TableError::storage(&label, e))?;
-                table
+                reader
             }
             None => match self.load(name).await? {
-                Some(t) => t,
+                Some(table) => Reader {
+                    table,
+                    scan: None,
+                    used: now,
+                },
                 None => return Ok(None),
             },
         };
-        let now = std::time::Instant::now();
+        let version = reader.table.version();
+        if reader.scan.as_ref().is_none_or(|s| s.version != version) {
+            reader.scan = ScanFiles::of(&reader.table).map(Arc::new);
+        }
+        reader.used = now;
         let idle = self.inner.config.idle_timeout;
         let mut readers = self.inner.readers.lock().await;
-        readers.retain(|_, (_, used)| now.duration_since(*used) < idle);
-        readers.insert(name.clone(), (table.clone(), now));
-        Ok(Some(table))
+        readers.retain(|_, r| now.duration_since(r.used) < idle);
+        readers.insert(name.clone(), reader.clone());
+        Ok(Some(reader))
     }
 }
 
@@ -150,10 +156,17 @@ impl SchemaProvider for LakeSchema {
             return Ok(None);
         };
         let external = |e: TableError| DataFusionError::External(Box::new(e));
-        let Some(table) = self.tables.latest(&name).await.map_err(external)? else {
+        let Some(reader) = self.tables.latest(&name).await.map_err(external)? else {
             return Ok(None);
         };
+        let table = &reader.table;
         let label = name.to_string();
+        debug!(table = %label, version = ?table.version(), own_scan = reader.scan.is_some(), "resolved");
+        if let Some(files) = reader.scan {
+            let scan = LakeScan::new(files, &table.log_store(), self.state.as_ref());
+            return Ok(Some(Arc::new(scan)));
+        }
+        // A table only deltalake's scan reads (see `scan.rs`).
         table
             .update_datafusion_session(self.state.as_ref())
             .map_err(|e| external(TableError::storage(&label, e)))?;
@@ -163,7 +176,6 @@ impl SchemaProvider for LakeSchema {
             .table_provider()
             .with_session(self.state.clone())
             .await?;
-        debug!(table = %label, version = ?table.version(), "resolved");
         Ok(Some(provider))
     }
 

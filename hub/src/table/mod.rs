@@ -106,6 +106,7 @@ pub mod metrics;
 mod name;
 mod requests;
 mod retention;
+mod scan;
 mod schema;
 mod service;
 mod sort_key;

@@ -18,6 +18,7 @@ use super::listing::Known;
 use super::metrics as m;
 use super::name::{TableName, WriteOutcome, WriteRequest};
 use super::requests::Requests;
+use super::scan::ScanFiles;
 use super::writer::{Pending, TableWriter};
 
 static REGISTER_HANDLERS: Once = Once::new();
@@ -42,13 +43,23 @@ pub(super) struct Inner {
     /// Loaded tables for queries, brought up to date when a query names
     /// them, with when each was last used; entries unused for
     /// `tables.idle_timeout` are dropped.
-    pub(super) readers: tokio::sync::Mutex<HashMap<TableName, (DeltaTable, std::time::Instant)>>,
+    pub(super) readers: tokio::sync::Mutex<HashMap<TableName, Reader>>,
     /// The tables that exist, as far as this hub knows (`listing.rs`).
     pub(super) known: RwLock<Known>,
     /// Requests handed to a batcher queue so far.
     pushed: AtomicU64,
     /// What writers ask of maintenance (checkpoints, compactions).
     pub(super) requests: Requests,
+}
+
+/// A loaded table in the reader cache: the table, the files its scan reads
+/// at that version (built on first use, see [`ScanFiles`]) and when a query
+/// last named it.
+#[derive(Debug, Clone)]
+pub(super) struct Reader {
+    pub(super) table: DeltaTable,
+    pub(super) scan: Option<Arc<ScanFiles>>,
+    pub(super) used: std::time::Instant,
 }
 
 /// A table's queue, its writer lock and the Arrow bytes of the writes it

@@ -13,6 +13,7 @@ use super::conformance::{batch_of, query_i64, sample_batch, segment_request};
 use super::writer::load_latest;
 use super::*;
 
+mod scan;
 mod segments;
 
 const T0: i64 = 1_764_115_200_000_000_000; // 2025-11-26T00:00:00Z
