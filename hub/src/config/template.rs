@@ -111,6 +111,10 @@ settle = "1h"
 # A table whose writer has added this many files since it last asked is
 # compacted at once, between scheduled runs (0: only on schedule).
 trigger_files = 200
+# Compaction runs on a thread of its own with its CPU priority lowered by
+# this nice increment (0-19): on a busy hub, ingest and queries get the CPU
+# first. 0 runs it on the hub's shared threads.
+nice = 10
 
 [retention]
 # Run retention and vacuum.

@@ -31,6 +31,10 @@ pub struct CompactionConfig {
     /// is compacted at once, between scheduled runs (0: only on schedule).
     /// Keeps the files of a table written many times a second bounded.
     pub trigger_files: u64,
+    /// How much lower compaction's CPU priority is than the rest of the
+    /// hub's, as a nice increment (0-19; 0 runs compaction on the hub's
+    /// shared threads). Under contention ingest and queries go first.
+    pub nice: u8,
 }
 
 impl Default for CompactionConfig {
@@ -42,6 +46,7 @@ impl Default for CompactionConfig {
             min_files: 16,
             settle: Duration::from_secs(3600),
             trigger_files: 200,
+            nice: 10,
         }
     }
 }
@@ -64,6 +69,9 @@ impl CompactionConfig {
         }
         if self.min_files < 2 {
             errors.push("compaction.min_files: must be at least 2".to_owned());
+        }
+        if self.nice > 19 {
+            errors.push("compaction.nice: at most 19".to_owned());
         }
         if self.trigger_files != 0 && self.trigger_files < self.min_files as u64 {
             errors.push(format!(

@@ -19,6 +19,7 @@
 //! partitions before `today - days` (UTC) go. Every table is then vacuumed
 //! with `vacuum_grace`, which also deletes what compaction replaced.
 
+mod background;
 mod config;
 pub mod routes;
 
@@ -34,7 +35,9 @@ pub use config::{CompactionConfig, RetentionConfig};
 
 use crate::meta::Meta;
 use crate::meta::retention::days_for;
-use crate::table::{Ask, CompactionReport, RetentionPlan, TableError, TableName, Tables};
+use crate::table::{
+    Ask, CompactionPolicy, CompactionReport, RetentionPlan, TableError, TableName, Tables,
+};
 
 /// The longest accepted retention, in days (100 years).
 pub const MAX_RETENTION_DAYS: u32 = 36_500;
@@ -89,6 +92,9 @@ struct Inner {
     retention: RetentionConfig,
     /// One maintenance run at a time.
     lock: tokio::sync::Mutex<()>,
+    /// The lower-priority thread compactions run on (`None`: `nice = 0`, or
+    /// the thread could not start; they run on the shared runtime).
+    background: Option<background::Background>,
     last_compaction: Mutex<Option<CompactionRun>>,
     last_retention: Mutex<Option<RetentionRun>>,
 }
@@ -110,6 +116,13 @@ impl Maintenance {
             0
         };
         tables.requests().set_compact_after(trigger);
+        let background = (compaction.nice > 0)
+            .then(|| background::Background::start(compaction.nice))
+            .and_then(|started| {
+                started
+                    .inspect_err(|e| warn!(error = %e, "compaction runs on the shared threads"))
+                    .ok()
+            });
         Maintenance {
             inner: Arc::new(Inner {
                 tables,
@@ -117,6 +130,7 @@ impl Maintenance {
                 compaction,
                 retention,
                 lock: tokio::sync::Mutex::new(()),
+                background,
                 last_compaction: Mutex::new(None),
                 last_retention: Mutex::new(None),
             }),
@@ -252,7 +266,7 @@ impl Maintenance {
             match kind {
                 Ask::Compact => {
                     let _guard = self.inner.lock.lock().await;
-                    if let Err(e) = self.inner.tables.compact(&name, &policy, Utc::now()).await {
+                    if let Err(e) = self.compact(&name, &policy).await {
                         metrics::counter!(MAINTENANCE_ERRORS, "task" => "compaction").increment(1);
                         warn!(table = %name, error = %e, "compaction asked by the writer failed");
                     }
@@ -264,6 +278,23 @@ impl Maintenance {
                     }
                 }
             }
+        }
+    }
+
+    /// Compacts one table, on the compaction thread if there is one.
+    async fn compact(
+        &self,
+        name: &TableName,
+        policy: &CompactionPolicy,
+    ) -> Result<CompactionReport, TableError> {
+        let (tables, name, policy) = (self.inner.tables.clone(), name.clone(), *policy);
+        let task = async move { tables.compact(&name, &policy, Utc::now()).await };
+        match &self.inner.background {
+            Some(background) => background
+                .run(task)
+                .await
+                .unwrap_or(Err(TableError::ShuttingDown)),
+            None => task.await,
         }
     }
 
@@ -285,7 +316,7 @@ impl Maintenance {
                         break;
                     }
                     run.tables += 1;
-                    match self.inner.tables.compact(&name, &policy, Utc::now()).await {
+                    match self.compact(&name, &policy).await {
                         Ok(report) => run.report.add(&report),
                         Err(e) => {
                             metrics::counter!(MAINTENANCE_ERRORS, "task" => "compaction")

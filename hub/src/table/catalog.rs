@@ -58,7 +58,12 @@ impl Tables {
     /// date, with the files its scan reads (rebuilt when the version
     /// moved); `None` if it has no log. Cached tables unused for
     /// `tables.idle_timeout` are dropped.
-    pub(super) async fn latest(&self, name: &TableName) -> Result<Option<Reader>, TableError> {
+    /// `views`: the session reads strings as views (`schema_force_view_types`).
+    pub(super) async fn latest(
+        &self,
+        name: &TableName,
+        views: bool,
+    ) -> Result<Option<Reader>, TableError> {
         let label = name.to_string();
         let cached = self.inner.readers.lock().await.get(name).cloned();
         let now = std::time::Instant::now();
@@ -81,8 +86,12 @@ impl Tables {
             },
         };
         let version = reader.table.version();
-        if reader.scan.as_ref().is_none_or(|s| s.version != version) {
-            reader.scan = ScanFiles::of(&reader.table).map(Arc::new);
+        if reader
+            .scan
+            .as_ref()
+            .is_none_or(|s| s.version != version || s.views != views)
+        {
+            reader.scan = ScanFiles::of(&reader.table, views).map(Arc::new);
         }
         reader.used = now;
         let idle = self.inner.config.idle_timeout;
@@ -156,7 +165,9 @@ impl SchemaProvider for LakeSchema {
             return Ok(None);
         };
         let external = |e: TableError| DataFusionError::External(Box::new(e));
-        let Some(reader) = self.tables.latest(&name).await.map_err(external)? else {
+        let options = self.state.config_options();
+        let views = options.execution.parquet.schema_force_view_types;
+        let Some(reader) = self.tables.latest(&name, views).await.map_err(external)? else {
             return Ok(None);
         };
         let table = &reader.table;
