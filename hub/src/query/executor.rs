@@ -117,12 +117,6 @@ impl QueryExecutor {
     pub fn new(config: &QueryConfig, spill_dir: &std::path::Path) -> Result<Self, ExecutorError> {
         let options = Arc::new(config.session_options().map_err(ExecutorError::Options)?);
         let threads = config.thread_count();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("ferry-query")
-            .enable_all()
-            .build()
-            .map_err(ExecutorError::Runtime)?;
         let spill_err = |source| ExecutorError::SpillDir {
             path: spill_dir.display().to_string(),
             source,
@@ -141,6 +135,14 @@ impl QueryExecutor {
             )
             .build_arc()
             .map_err(|e| ExecutorError::DataFusion(e.to_string()))?;
+        // Built last: a runtime dropped on an error path above would panic
+        // (this runs inside the hub's own runtime).
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("ferry-query")
+            .enable_all()
+            .build()
+            .map_err(ExecutorError::Runtime)?;
         let running = config.max_concurrent.get();
         Ok(QueryExecutor {
             handle: runtime.handle().clone(),

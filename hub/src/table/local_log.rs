@@ -24,8 +24,9 @@
 //! gives way to a full listing when it cannot vouch for its answer: the
 //! first commit is missing and so is the one before it (the range starts
 //! below the log's clean-up, or the log is empty), the commit after the
-//! first missing one exists (a gap), or more than [`PROBE_LIMIT`] versions
-//! follow. A full listing of the log that shows a gap between commits after
+//! first missing one exists and the missing one still does not when asked
+//! again (a gap; a commit written between the two looks is simply taken),
+//! or more than [`PROBE_LIMIT`] versions follow. A full listing of the log that shows a gap between commits after
 //! its newest checkpoint is listed again, up to [`LISTING_TRIES`] times; a
 //! gap that stays is handed on, and the kernel reports it.
 //!
@@ -198,12 +199,20 @@ fn probe(fs: &LocalFileSystem, log: &Path, start: u64) -> Result<Probed> {
     }
     let mut files = Vec::new();
     for version in start..start.saturating_add(PROBE_LIMIT) {
-        let Some(json) = stat(fs, commit(version))? else {
+        let json = match stat(fs, commit(version))? {
+            Some(json) => json,
             // The end of the log, unless the next commit exists.
-            if stat(fs, commit(version + 1))?.is_some() {
-                return Ok(Probed::List);
-            }
-            return Ok(Probed::Files(files));
+            None if stat(fs, commit(version + 1))?.is_none() => return Ok(Probed::Files(files)),
+            // It does: this commit was written between the two looks (a
+            // commit is only written by a writer that read the one before
+            // it, so it exists now), or the log has a real gap. A busy
+            // writer makes the first case common (two commits in the time a
+            // preempted probe takes between two `stat`s); only the second
+            // needs the directory.
+            None => match stat(fs, commit(version))? {
+                Some(json) => json,
+                None => return Ok(Probed::List),
+            },
         };
         // Name order: `.checkpoint.parquet`, `.crc`, `.json`.
         for suffix in ["checkpoint.parquet", "crc"] {
