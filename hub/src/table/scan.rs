@@ -2,20 +2,25 @@
 //! snapshot's active files, with the log's statistics on every file.
 //!
 //! deltalake's provider (its kernel-based `DeltaScan`) reads every file
-//! through the kernel's scan machinery: it adds a file-id column to each
-//! batch, reads the filter columns into its output and evaluates pushed
-//! predicates twice. On `ferry-bench queries` it cost the hub 1.6× what
-//! DataFusion alone takes on the same files. Ferry's tables need none of
-//! that machinery (no column mapping, no deletion vectors: the hub writes
-//! neither), so for such a table the scan is DataFusion's own:
+//! through the kernel's scan machinery: it decodes strings into `Utf8`
+//! copies (DataFusion's own tables read views), adds a file-id column to
+//! each batch, reads the filter columns into its output and evaluates
+//! pushed predicates twice. On `ferry-bench queries` it cost the hub 1.6×
+//! what DataFusion alone takes on the same files. Ferry's tables need none
+//! of that machinery (no column mapping, no deletion vectors: the hub
+//! writes neither), so for such a table the scan is DataFusion's own
+//! (decision 0008):
 //!
 //! - one [`PartitionedFile`] per active file, `day` as its partition value,
 //!   read through the session's object store for the table and its shared
 //!   Parquet metadata cache;
-//! - the `add` action's statistics as the file's [`Statistics`], so the
-//!   Parquet opener skips files a predicate or a `TopK` bound (`ORDER BY
-//!   time DESC LIMIT n`) rules out before it reads their footers;
-//! - the table's row count as the scan's exact statistics, so `count(*)` is
+//! - strings and binaries as view types when the session's
+//!   `schema_force_view_types` is on (its default, see [`view_types`]);
+//! - the `add` action's statistics as the file's [`Statistics`]: files the
+//!   query's filters rule out (partition values included) are left out of
+//!   the plan ([`ScanFiles::keep`]), and the Parquet opener skips more as a
+//!   `TopK` bound (`ORDER BY time DESC LIMIT n`) tightens;
+//! - the files' row count as the scan's exact statistics, so `count(*)` is
 //!   answered from the log;
 //! - every filter offered as inexact: DataFusion keeps its filter and pushes
 //!   it into the Parquet scan (row groups, pages, and row filters when
