@@ -26,9 +26,10 @@
 //! below the log's clean-up, or the log is empty), the commit after the
 //! first missing one exists and the missing one still does not when asked
 //! again (a gap; a commit written between the two looks is simply taken),
-//! or more than [`PROBE_LIMIT`] versions follow. A full listing of the log that shows a gap between commits after
-//! its newest checkpoint is listed again, up to [`LISTING_TRIES`] times; a
-//! gap that stays is handed on, and the kernel reports it.
+//! or more than [`PROBE_LIMIT`] versions follow. A full listing of the log
+//! that shows a gap between commits after its newest checkpoint is listed
+//! again, up to [`LISTING_TRIES`] times; a gap that stays is handed on, and
+//! the kernel reports it.
 //!
 //! Checkpoints are found by the probe only as single files
 //! (`v.checkpoint.parquet`, the ones the hub and deltalake write); a
