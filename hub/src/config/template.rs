@@ -155,10 +155,10 @@ memory_limit = "1GiB"
 # how much all spill files may take together.
 # spill_dir = "/var/lib/ferry-hub/query-spill"
 spill_max = "10GiB"
-# Threads of the query runtime (default: the larger of one per core and
-# two per max_concurrent, so that a long operator of one query does not hold
-# up another's).
-# threads = 2
+# Threads of the query runtime (default: one per core, at least 2). Every
+# query operator yields between batches, so the queries running at once
+# share these threads fairly; more threads than cores cost time.
+# threads = 4
 # Queries running at once; up to max_queued more wait, each at most
 # queue_timeout (then 503 with Retry-After); beyond, 429 with Retry-After.
 max_concurrent = 8

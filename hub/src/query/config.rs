@@ -32,8 +32,7 @@ pub struct QueryConfig {
     /// Most bytes all spill files may take together.
     pub spill_max: ByteSize,
     /// Threads of the query runtime (apart from ingest, health and
-    /// metrics, which keep their own); default: the larger of one per core
-    /// and two per `max_concurrent`.
+    /// metrics, which keep their own); default: one per core, at least 2.
     pub threads: Option<NonZeroUsize>,
     /// Queries running at once; later ones wait in a queue.
     pub max_concurrent: NonZeroUsize,
@@ -151,17 +150,16 @@ impl QueryConfig {
         })
     }
 
-    /// Query runtime threads: `threads`, or the larger of one per core and
-    /// two per query slot. More threads than cores is deliberate: an
-    /// operator that runs long without yielding (sorting a spill-sized run)
-    /// holds its thread, and the operating system, not that operator,
-    /// then decides when another query's work gets a core.
+    /// Query runtime threads: `threads`, or one per core (at least 2, so
+    /// that a long poll does not hold the only thread). Every operator
+    /// yields between batches ([`YieldEverywhere`](super::coop)), so a
+    /// runaway query does not hold a thread from another query's work for
+    /// longer than one batch; more threads than cores only add the cost of
+    /// waking idle workers to steal each yielded task (measured in
+    /// docs/benchmarks.md).
     pub fn thread_count(&self) -> usize {
         self.threads.map_or_else(
-            || {
-                let cores = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
-                cores.max(2 * self.max_concurrent.get())
-            },
+            || std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             NonZeroUsize::get,
         )
     }

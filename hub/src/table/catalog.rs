@@ -5,8 +5,9 @@
 //! database and one table per measurement. DataFusion asks it for each
 //! table a statement references while planning; only those tables are
 //! loaded (from the reader cache, brought up to date with one read of the
-//! log's new entries), so the cost of a query does not grow with the tables
-//! in the lake. Listing every table (`SHOW TABLES`, `information_schema`)
+//! log's new entries; on a local disk, one `stat` of the next commit file
+//! when there is none), so the cost of a query does not grow with the
+//! tables in the lake. Listing every table (`SHOW TABLES`, `information_schema`)
 //! uses the hub's list of known tables ([`listing`](super::listing)), not
 //! the store.
 
@@ -23,6 +24,7 @@ use tracing::debug;
 
 use super::config::check_storage_form;
 use super::error::TableError;
+use super::local_log;
 use super::name::TableName;
 use super::scan::{LakeScan, ScanFiles};
 use super::service::{Reader, Tables};
@@ -68,6 +70,7 @@ impl Tables {
         let cached = self.inner.readers.lock().await.get(name).cloned();
         let now = std::time::Instant::now();
         let mut reader = match cached {
+            Some(reader) if unchanged_on_disk(&reader.table) => reader,
             Some(mut reader) => {
                 reader
                     .table
@@ -99,6 +102,21 @@ impl Tables {
         readers.retain(|_, r| now.duration_since(r.used) < idle);
         readers.insert(name.clone(), reader.clone());
         Ok(Some(reader))
+    }
+}
+
+/// Whether `table` is on a local disk and its log has no commit after the
+/// loaded version ([`local_log::no_commit_after`]): then the cached table
+/// is the latest without a refresh. On object stores the refresh lists the
+/// log from the loaded version (one request).
+fn unchanged_on_disk(table: &DeltaTable) -> bool {
+    let root = table.log_store().root_url().clone();
+    let version = table.version().and_then(|v| u64::try_from(v).ok());
+    match (root.scheme(), version) {
+        ("file", Some(v)) => root
+            .to_file_path()
+            .is_ok_and(|dir| local_log::no_commit_after(&dir, v)),
+        _ => false,
     }
 }
 

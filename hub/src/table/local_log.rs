@@ -116,6 +116,20 @@ fn version_name(version: u64, suffix: &str) -> String {
     format!("{version:020}.{suffix}")
 }
 
+/// Whether the table in the local directory `table` has no commit after
+/// `version`: one `stat` of the next commit file. A cached table that
+/// answers true is the latest; the kernel's refresh would list the log
+/// from there (through its blocking-stream executor, several thread hand-
+/// offs) to learn the same. False when the file is there or cannot be
+/// looked at: the caller then reads the log.
+pub(crate) fn no_commit_after(table: &std::path::Path, version: u64) -> bool {
+    let Some(next) = version.checked_add(1) else {
+        return false;
+    };
+    let file = table.join(LOG_DIR).join(version_name(next, "json"));
+    matches!(std::fs::symlink_metadata(file), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// The version of a commit file name (`00000000000000000007.json`).
 fn commit_version(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".json")?;

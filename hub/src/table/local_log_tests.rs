@@ -234,3 +234,21 @@ fn gaps_count_only_after_the_newest_checkpoint() {
     assert_eq!(log_start(Some(&Path::from("data")), &from(12)), None);
     assert_eq!(log_start(None, &from(12)), None);
 }
+
+#[test]
+fn no_commit_after_looks_for_the_next_commit_only() {
+    let f = Fixture::new();
+    f.commits(0..3);
+    assert!(!no_commit_after(f.dir.path(), 1), "commit 2 is there");
+    assert!(no_commit_after(f.dir.path(), 2));
+    // A checkpoint or a checksum is not a commit.
+    f.touch(&version_name(3, "crc"));
+    f.touch(&version_name(3, "checkpoint.parquet"));
+    assert!(no_commit_after(f.dir.path(), 2));
+    f.commits(3..4);
+    assert!(!no_commit_after(f.dir.path(), 2));
+    assert!(
+        !no_commit_after(f.dir.path(), u64::MAX),
+        "no version after the last"
+    );
+}

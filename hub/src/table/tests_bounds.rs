@@ -213,6 +213,7 @@ async fn a_full_table_queue_refuses_by_bytes() {
 
 /// A query loads only the tables it names; a table another writer made is
 /// found by name at once and listed after the next listing of the store;
+/// another writer's commit to a cached table is seen by the next query;
 /// the hub's own commits are listed at once; a missing table is an error
 /// naming it.
 #[tokio::test]
@@ -240,6 +241,23 @@ async fn the_catalog_resolves_what_a_query_names() {
         Ok(5)
     );
     assert_eq!(other.held().await, (0, 1), "only idle.b was loaded");
+    // A commit by another writer reaches the next query of a hub that has
+    // the table cached (on a local disk the cache is kept after one look
+    // for the next commit file, so that look must see it).
+    tables
+        .write(segment_request(
+            &name("b"),
+            "gw",
+            2,
+            sample_batch("b", "s", T0, 1, 3),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        query_i64(&other, "SELECT count(*) FROM idle.b").await,
+        Ok(8),
+        "the cached table was refreshed"
+    );
     other
         .write(segment_request(
             &name("d"),
