@@ -111,7 +111,7 @@ impl Tables {
 /// log from the loaded version (one request).
 fn unchanged_on_disk(table: &DeltaTable) -> bool {
     let root = table.log_store().root_url().clone();
-    let version = table.version().and_then(|v| u64::try_from(v).ok());
+    let version = table.version();
     match (root.scheme(), version) {
         ("file", Some(v)) => root
             .to_file_path()
