@@ -15,6 +15,8 @@ pub(crate) const PUBLISH: u8 = 3;
 pub(crate) const PUBACK: u8 = 4;
 pub(crate) const PUBREC: u8 = 5;
 pub(crate) const PUBREL: u8 = 6;
+pub(crate) const PINGREQ: u8 = 12;
+pub(crate) const PINGRESP: u8 = 13;
 pub(crate) const DISCONNECT: u8 = 14;
 
 /// Why bytes could not be understood.
@@ -260,6 +262,10 @@ pub(crate) struct ConnectInfo {
     pub(crate) password: Option<Bytes>,
     /// Where the client id (with its length prefix) is in the frame's bytes.
     pub(crate) client_id_at: std::ops::Range<usize>,
+    /// The keep alive the client asked for, in seconds (0: none).
+    pub(crate) keep_alive: u16,
+    /// Where those two bytes are in the frame's bytes.
+    pub(crate) keep_alive_at: usize,
 }
 
 /// Decodes a CONNECT far enough to learn the level, client id and login.
@@ -278,6 +284,8 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
                 username: None,
                 password: None,
                 client_id_at: 0..0,
+                keep_alive: 0,
+                keep_alive_at: 0,
             });
         }
         ("MQTT", 4) => ProtocolLevel::V4,
@@ -292,10 +300,13 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
             username: None,
             password: None,
             client_id_at: 0..0,
+            keep_alive: 0,
+            keep_alive_at: 0,
         });
     }
     let flags = read_u8(&mut b)?;
-    let _keep_alive = read_u16(&mut b)?;
+    let keep_alive_at = frame.bytes.len() - b.len();
+    let keep_alive = read_u16(&mut b)?;
     if level == ProtocolLevel::V5 {
         read_properties(&mut b)?;
     }
@@ -326,7 +337,29 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
         username,
         password,
         client_id_at,
+        keep_alive,
+        keep_alive_at,
     })
+}
+
+/// The CONNECT `frame` with the keep alive at `at` (from [`parse_connect`])
+/// set to `seconds`; the frame's length does not change.
+pub(crate) fn with_keep_alive(frame: &Frame, at: usize, seconds: u16) -> Result<Frame, CodecError> {
+    let mut out = frame.bytes.to_vec();
+    let field = out
+        .get_mut(at..at.saturating_add(2))
+        .filter(|_| at >= frame.header_len)
+        .ok_or(CodecError::Truncated)?;
+    field.copy_from_slice(&seconds.to_be_bytes());
+    Ok(Frame {
+        bytes: Bytes::from(out),
+        header_len: frame.header_len,
+    })
+}
+
+/// A PINGREQ.
+pub(crate) fn pingreq() -> Bytes {
+    Bytes::from_static(&[PINGREQ << 4, 0x00])
 }
 
 /// The CONNECT `frame` with its client id (at `at`, from [`parse_connect`])
@@ -529,6 +562,33 @@ mod tests {
         assert_eq!(again.level, ProtocolLevel::V5);
         let back = with_client_id(&frame(&rewritten), &again.client_id_at, "c").expect("rewrite");
         assert_eq!(back, original.bytes);
+    }
+
+    #[test]
+    fn keep_alive_is_read_and_replaced() {
+        for (level, props) in [(4u8, &[][..]), (5, &[0u8][..])] {
+            let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', level, 0x02, 0, 0];
+            body.extend_from_slice(props);
+            body.extend_from_slice(&[0, 2, b'i', b'd']);
+            let original = frame(&with_header(0x10, &body));
+            let info = parse_connect(&original).expect("connect");
+            assert_eq!(info.keep_alive, 0);
+            let patched = with_keep_alive(&original, info.keep_alive_at, u16::MAX).expect("patch");
+            let again = parse_connect(&patched).expect("still a CONNECT");
+            assert_eq!(again.keep_alive, u16::MAX);
+            assert_eq!(again.client_id, "id");
+            assert_eq!(patched.bytes.len(), original.bytes.len());
+        }
+        let short = frame(&[0x10, 0x01, 0x00]);
+        assert_eq!(
+            with_keep_alive(&short, 2, 1).map(|f| f.bytes),
+            Err(CodecError::Truncated)
+        );
+        assert_eq!(
+            with_keep_alive(&short, 0, 1).map(|f| f.bytes),
+            Err(CodecError::Truncated),
+            "never inside the fixed header"
+        );
     }
 
     #[test]

@@ -34,6 +34,17 @@ use super::loopback::{self, OpenError};
 use super::metrics as m;
 use crate::ingest::{Accepted, IngestSink, Message, QoS, RejectReason, Source};
 
+/// The keep alive the embedded rumqttd is given for a client that asked for
+/// none (0, "no keep alive" in MQTT 3.1.1 and 5, §3.1.2.10): rumqttd 0.20
+/// refuses 0, and closes a connection silent for 1.5 × its keep alive.
+const UPSTREAM_KEEP_ALIVE: u16 = u16::MAX;
+
+/// How long a client without keep alive may stay silent before the gate
+/// pings rumqttd on its behalf (half the upstream keep alive), so that the
+/// connection lasts as long as the client keeps it open. The PINGRESP is
+/// not passed on.
+const STAND_IN_PING: Duration = Duration::from_secs(UPSTREAM_KEEP_ALIVE as u64 / 2);
+
 /// What every connection shares.
 #[derive(Debug)]
 pub(crate) struct Shared<S> {
@@ -134,8 +145,37 @@ struct Conn {
     peer: SocketAddr,
     client_id: String,
     v5: bool,
+    /// The client asked for no keep alive: the gate pings rumqttd for it.
+    no_keep_alive: bool,
+    /// PINGREQs the gate sent for the client whose PINGRESP has not come.
+    stand_in: StandIn,
     slots: Mutex<Slots>,
     permits: Arc<Semaphore>,
+}
+
+/// The gate's own pings to rumqttd for a client without keep alive: a
+/// PINGRESP is the gate's while it has pings unanswered, and is not passed
+/// on. (PINGRESPs carry nothing to tell them apart; when the client pings
+/// too, it still gets exactly one PINGRESP per PINGREQ of its own.)
+#[derive(Debug, Default)]
+struct StandIn(AtomicUsize);
+
+impl StandIn {
+    /// A PINGREQ is about to go to rumqttd for the client.
+    fn sent(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        counter!(m::STAND_IN_PINGS).increment(1);
+    }
+
+    /// Whether a packet of type `ptype` from rumqttd answers one of the
+    /// gate's pings (and is to be dropped).
+    fn answered(&self, ptype: u8) -> bool {
+        ptype == codec::PINGRESP
+            && self
+                .0
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+    }
 }
 
 impl Conn {
@@ -226,6 +266,16 @@ where
             return;
         }
     }
+    // rumqttd refuses keep alive 0; it gets the longest instead, and the
+    // gate pings it while the client is silent (`client_to_broker`).
+    let connect = if info.keep_alive == 0 {
+        match codec::with_keep_alive(&connect, info.keep_alive_at, UPSTREAM_KEEP_ALIVE) {
+            Ok(frame) => frame,
+            Err(e) => return ctx.malformed(peer, &e),
+        }
+    } else {
+        connect
+    };
     let link = match loopback::open(upstream, &connect, &info, &ctx.ids, ctx.connect_timeout).await
     {
         Ok(link) => link,
@@ -253,6 +303,8 @@ where
         peer,
         client_id: info.client_id,
         v5,
+        no_keep_alive: info.keep_alive == 0,
+        stand_in: StandIn::default(),
         slots: Mutex::default(),
         permits: Arc::new(Semaphore::new(ctx.max_inflight)),
     };
@@ -329,6 +381,14 @@ where
             biased;
             _ = ctx.shutdown.cancelled() => return UpEnd::Shutdown,
             r = reader.next() => r,
+            () = tokio::time::sleep(STAND_IN_PING), if conn.no_keep_alive => {
+                // Counted first: the PINGRESP may come before the write returns.
+                conn.stand_in.sent();
+                if broker.write_all(&codec::pingreq()).await.is_err() {
+                    return UpEnd::Closed;
+                }
+                continue;
+            }
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -482,6 +542,9 @@ where
             Ok(None) | Err(_) => return DownEnd::Closed,
         };
         let ptype = frame.packet_type();
+        if conn.stand_in.answered(ptype) {
+            continue;
+        }
         let mut out: Bytes = frame.bytes.clone();
         if ptype == codec::PUBACK || ptype == codec::PUBREC {
             let Ok(pkid) = frame.ack_pkid() else {
@@ -561,5 +624,29 @@ async fn hold<S>(pkid: u16, conn: &Conn, ctx: &Shared<S>) -> Verdict {
             }
         }
         Err(()) => Verdict::Close,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_gates_own_pings_are_answered_to_the_gate() {
+        let stand_in = StandIn::default();
+        assert!(!stand_in.answered(codec::PINGRESP), "the client's own ping");
+        stand_in.sent();
+        stand_in.sent();
+        assert!(!stand_in.answered(codec::PUBACK));
+        assert!(stand_in.answered(codec::PINGRESP));
+        assert!(stand_in.answered(codec::PINGRESP));
+        assert!(!stand_in.answered(codec::PINGRESP), "two sent, two taken");
+    }
+
+    #[test]
+    fn the_stand_in_ping_comes_well_within_the_upstream_keep_alive() {
+        // rumqttd closes a connection silent for 1.5 x its keep alive.
+        assert!(STAND_IN_PING < Duration::from_secs(u64::from(UPSTREAM_KEEP_ALIVE)));
+        assert_eq!(codec::pingreq().as_ref(), &[0xC0, 0x00]);
     }
 }
