@@ -1,6 +1,7 @@
 //! Real external clients through the gate: `mosquitto_pub` at QoS 0/1/2 with
 //! MQTT 3.1.1 and 5, TLS with username/password, and `mosquitto_sub` as a
-//! local subscriber, for retained messages and for a last will.
+//! local subscriber, for retained messages and for a last will; MQTT 3.1
+//! clients side by side with a real Mosquitto.
 //! Missing tools fail these tests (see `require_tool`); they never skip.
 
 mod broker_support;
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use broker_support::tools::{Sub, mosquitto_pub, publish_ok, self_signed};
+use broker_support::tools::{Mosquitto, Sub, mosquitto_pub, publish_ok, self_signed};
 use broker_support::{Mode, TestSink, require_tool, start, test_config, wait_for};
 use ferry_agent::broker::{MqttAuthConfig, MqttTlsConfig};
 use ferry_agent::ingest::{Accepted, QoS, Source};
@@ -191,5 +192,95 @@ async fn retained_message_and_last_will() {
     assert!(!watcher.has("will/doomed gone"));
     doomed.kill();
     watcher.expect("will/doomed gone").await;
+    broker.stop().await;
+}
+
+/// The bytes a broker answers to `connect`, up to 4 (a CONNACK), read until
+/// it closes or 5 s pass.
+async fn connack_for(addr: std::net::SocketAddr, connect: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(connect).await.expect("write CONNECT");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while got.len() < 4 {
+            match s.read(&mut buf[..4 - got.len()]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    got
+}
+
+/// MQTT 3.1 (`MQIsdp`, level 3), which older devices and libraries still
+/// speak: `mosquitto_pub`/`mosquitto_sub -V mqttv31` at QoS 0, 1 and 2
+/// against the agent and against Mosquitto, with the same result; a 3.1
+/// CONNECT gets the same CONNACK from both, and an empty client id (not
+/// allowed in 3.1) the same refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_clients_like_mosquitto() {
+    let sink = TestSink::new(Mode::Answer(Accepted::Stored));
+    let broker = start(test_config(), sink.clone()).await;
+    let mosquitto = Mosquitto::start().await;
+    for (name, addr) in [
+        ("ferry-agent", broker.addr()),
+        ("mosquitto", mosquitto.addr),
+    ] {
+        let sub = Sub::spawn(addr, &["-V", "mqttv31", "-q", "2", "-t", "v31/#"]);
+        sub.wait_subscribed(addr, "v31/ping").await;
+        for qos in ["0", "1", "2"] {
+            let topic = format!("v31/q{qos}");
+            let out = mosquitto_pub(
+                addr,
+                &[
+                    "-V", "mqttv31", "-q", qos, "-i", "pub31", "-t", &topic, "-m", "7",
+                ],
+            )
+            .await;
+            assert!(
+                out.status.success(),
+                "{name}: mosquitto_pub -V mqttv31 -q {qos}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            sub.expect(&format!("{topic} 7")).await;
+        }
+
+        // MQIsdp, level 3, clean session, keep alive 60, client id "c31".
+        let ok = [
+            0x10, 17, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 60, 0, 3, b'c', b'3',
+            b'1',
+        ];
+        assert_eq!(
+            connack_for(addr, &ok).await,
+            [0x20, 2, 0, 0],
+            "{name}: accepted"
+        );
+        // The same with an empty client id: 0x02, identifier rejected.
+        let empty = [
+            0x10, 14, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 60, 0, 0,
+        ];
+        assert_eq!(
+            connack_for(addr, &empty).await,
+            [0x20, 2, 0, 2],
+            "{name}: empty client id"
+        );
+    }
+    let stored: Vec<(String, QoS)> = sink
+        .messages()
+        .into_iter()
+        .filter(|m| m.topic.starts_with("v31/q"))
+        .map(|m| (m.topic, m.qos))
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            ("v31/q0".to_owned(), QoS::AtMostOnce),
+            ("v31/q1".to_owned(), QoS::AtLeastOnce),
+            ("v31/q2".to_owned(), QoS::ExactlyOnce),
+        ]
+    );
     broker.stop().await;
 }

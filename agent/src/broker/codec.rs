@@ -246,7 +246,8 @@ fn read_properties(b: &mut Bytes) -> Result<Option<u16>, CodecError> {
 /// The MQTT protocol a client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ProtocolLevel {
-    /// MQTT 3.1 (`MQIsdp`, level 3): refused, rumqttd cannot speak it.
+    /// MQTT 3.1 (`MQIsdp`, level 3): rumqttd cannot speak it, so the gate
+    /// hands it on as 3.1.1 ([`v31_as_v311`]).
     V3,
     V4,
     V5,
@@ -277,17 +278,8 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
     let name = read_string(&mut b, "protocol name")?;
     let level = read_u8(&mut b)?;
     let level = match (name.as_str(), level) {
-        ("MQIsdp", _) => {
-            return Ok(ConnectInfo {
-                level: ProtocolLevel::V3,
-                client_id: String::new(),
-                username: None,
-                password: None,
-                client_id_at: 0..0,
-                keep_alive: 0,
-                keep_alive_at: 0,
-            });
-        }
+        ("MQIsdp", 3) => ProtocolLevel::V3,
+        ("MQIsdp", other) => ProtocolLevel::Other(other),
         ("MQTT", 4) => ProtocolLevel::V4,
         ("MQTT", 5) => ProtocolLevel::V5,
         ("MQTT", other) => ProtocolLevel::Other(other),
@@ -355,6 +347,34 @@ pub(crate) fn with_keep_alive(frame: &Frame, at: usize, seconds: u16) -> Result<
         bytes: Bytes::from(out),
         header_len: frame.header_len,
     })
+}
+
+/// An MQTT 3.1 CONNECT (`MQIsdp`, level 3, from [`parse_connect`]) as the
+/// same CONNECT in MQTT 3.1.1 (`MQTT`, level 4). Everything after the
+/// protocol level (flags, keep alive, client id, will, login) has the same
+/// layout in both versions.
+pub(crate) fn v31_as_v311(frame: &Frame) -> Result<Frame, CodecError> {
+    // Protocol name (2 + 6 bytes) and level (1 byte).
+    let rest = frame
+        .bytes
+        .get(frame.header_len + 9..)
+        .ok_or(CodecError::Truncated)?;
+    let mut body = Vec::with_capacity(7 + rest.len());
+    body.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4]);
+    body.extend_from_slice(rest);
+    let bytes = encode_frame(CONNECT << 4, &body);
+    let header_len = bytes.len() - body.len();
+    Ok(Frame { bytes, header_len })
+}
+
+/// A 3.1.1 CONNACK as MQTT 3.1 has it: the first byte of its variable
+/// header (3.1.1's "session present") is reserved in 3.1 and sent as 0.
+pub(crate) fn connack_as_v31(frame: &Frame) -> Bytes {
+    let mut out = frame.bytes.to_vec();
+    if let Some(flags) = out.get_mut(frame.header_len) {
+        *flags = 0;
+    }
+    Bytes::from(out)
 }
 
 /// A PINGREQ.
@@ -596,8 +616,25 @@ mod tests {
         let body = [
             0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 2, 0, 60, 0, 1, b'c',
         ];
-        let info = parse_connect(&frame(&with_header(0x10, &body))).expect("connect");
+        let original = frame(&with_header(0x10, &body));
+        let info = parse_connect(&original).expect("connect");
         assert_eq!(info.level, ProtocolLevel::V3);
+        assert_eq!((info.client_id.as_str(), info.keep_alive), ("c", 60));
+
+        // Handed on as 3.1.1, with the same flags, keep alive and id.
+        let v311 = v31_as_v311(&original).expect("3.1.1");
+        let again = parse_connect(&v311).expect("a 3.1.1 CONNECT");
+        assert_eq!(again.level, ProtocolLevel::V4);
+        assert_eq!((again.client_id.as_str(), again.keep_alive), ("c", 60));
+        assert_eq!(&v311.bytes[v311.header_len + 7..], &body[9..]);
+        assert_eq!(
+            v31_as_v311(&frame(&[0x10, 0x02, 0, 6])).map(|f| f.bytes),
+            Err(CodecError::Truncated)
+        );
+
+        // Its CONNACK carries no session-present flag.
+        let connack = frame(&[0x20, 0x02, 0x01, 0x00]);
+        assert_eq!(connack_as_v31(&connack).as_ref(), &[0x20, 0x02, 0x00, 0x00]);
     }
 
     #[test]
@@ -649,5 +686,59 @@ mod tests {
             reader.next().await,
             Err(ReadError::Codec(CodecError::TooLarge { .. }))
         ));
+    }
+}
+
+#[cfg(test)]
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any bytes: the CONNECT path of the gate (parse, keep-alive patch,
+        /// 3.1 translation, CONNACK rewrite) returns errors, never panics,
+        /// and what it builds still parses.
+        #[test]
+        fn connect_path_never_panics(
+            head in prop_oneof![
+                Just(&b"\x00\x06MQIsdp\x03"[..]),
+                Just(&b"\x00\x04MQTT\x04"[..]),
+                Just(&b"\x00\x04MQTT\x05"[..]),
+                Just(&b""[..]),
+            ],
+            keep_alive in any::<u16>(),
+            id in "[a-z0-9]{0,30}",
+            valid in any::<bool>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+            first in prop_oneof![Just(0x10u8), any::<u8>()],
+        ) {
+            // Either a well-formed clean-session CONNECT after `head`, then
+            // `tail`, or `tail` alone after `head`.
+            let mut body = head.to_vec();
+            if valid {
+                body.push(0x02);
+                body.extend_from_slice(&keep_alive.to_be_bytes());
+                if head.last() == Some(&5) {
+                    body.push(0); // no properties
+                }
+                body.extend_from_slice(&u16::try_from(id.len()).unwrap_or(0).to_be_bytes());
+                body.extend_from_slice(id.as_bytes());
+            }
+            body.extend_from_slice(&tail);
+            let frame = test_frame(&encode_frame(first, &body));
+            if let Ok(info) = parse_connect(&frame) {
+                if let Ok(patched) = with_keep_alive(&frame, info.keep_alive_at, u16::MAX) {
+                    prop_assert_eq!(parse_connect(&patched).map(|i| i.keep_alive), Ok(u16::MAX));
+                }
+                if info.level == ProtocolLevel::V3 {
+                    let v311 = v31_as_v311(&frame).expect("a parsed 3.1 CONNECT translates");
+                    let again = parse_connect(&v311).expect("and parses as 3.1.1");
+                    prop_assert_eq!(again.level, ProtocolLevel::V4);
+                    prop_assert_eq!(again.client_id, info.client_id);
+                }
+            }
+            let _ = connack_as_v31(&frame);
+        }
     }
 }

@@ -233,6 +233,29 @@ where
         Ok(info) => info,
         Err(e) => return ctx.malformed(peer, &e),
     };
+    // MQTT 3.1 goes to rumqttd as 3.1.1 (the packets after CONNECT are
+    // the same); its CONNACK comes back without the session-present flag.
+    let v31 = info.level == ProtocolLevel::V3;
+    let (connect, info) = if v31 {
+        if info.client_id.is_empty() {
+            // 3.1 has no server-assigned ids (1 to 23 characters), and
+            // Mosquitto answers 0x02, identifier rejected.
+            refuse("client_id");
+            let _ = client_w
+                .write_all(&codec::connack_refusal(false, 0x02))
+                .await;
+            let _ = client_w.shutdown().await;
+            return;
+        }
+        match codec::v31_as_v311(&connect)
+            .and_then(|frame| codec::parse_connect(&frame).map(|info| (frame, info)))
+        {
+            Ok(translated) => translated,
+            Err(e) => return ctx.malformed(peer, &e),
+        }
+    } else {
+        (connect, info)
+    };
     let (v5, upstream) = match info.level {
         ProtocolLevel::V4 => (false, ctx.embedded.v4),
         ProtocolLevel::V5 => (true, ctx.embedded.v5),
@@ -296,7 +319,12 @@ where
         writer: mut broker_w,
         connack,
     } = link;
-    if client_w.write_all(&connack.bytes).await.is_err() || client_w.flush().await.is_err() {
+    let connack = if v31 {
+        codec::connack_as_v31(&connack)
+    } else {
+        connack.bytes
+    };
+    if client_w.write_all(&connack).await.is_err() || client_w.flush().await.is_err() {
         return;
     }
     let conn = Conn {

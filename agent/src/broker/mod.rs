@@ -75,8 +75,14 @@
 //!   client's keep-alive makes the client drop the connection.
 //! * rumqttd keeps a log per distinct topic and never frees it; memory grows
 //!   with the number of distinct topics (each log bounded as above).
-//! * MQTT 3.1 (`MQIsdp`, level 3) is refused with CONNACK 0x01: rumqttd's
-//!   codec only speaks 3.1.1 and 5.
+//! * MQTT 3.1 (`MQIsdp`, level 3) is handed to rumqttd as 3.1.1 (rumqttd's
+//!   codec only speaks 3.1.1 and 5; the packets after CONNECT are the
+//!   same), and its CONNACK goes back without the session-present flag. An
+//!   empty client id, which 3.1 does not allow, is refused with 0x02, as
+//!   Mosquitto does. Other protocol levels get CONNACK 0x01.
+//! * Keep alive 0 ("none") is accepted: rumqttd, which refuses it, gets the
+//!   longest keep alive and a stand-in PINGREQ from the gate while the
+//!   client is silent (see `gate`).
 //! * rumqttd cannot be stopped (`start()` blocks forever): after shutdown
 //!   its thread idles on loopback until the process exits.
 //!
