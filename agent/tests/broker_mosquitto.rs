@@ -284,3 +284,42 @@ async fn mqtt_3_1_clients_like_mosquitto() {
     );
     broker.stop().await;
 }
+
+/// The embedded rumqttd listens on loopback for the gate alone: a local
+/// client connecting to it directly, with the broker's own users or none,
+/// is refused, so nothing bypasses `mqtt.auth` or the acknowledgement
+/// after commit. Through the gate the same client works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_takes_no_direct_clients() {
+    let sink = TestSink::new(Mode::Answer(Accepted::Stored));
+    let mut config = test_config();
+    config.auth = Some(MqttAuthConfig {
+        users: [("alice".to_owned(), "secret".to_owned())].into(),
+    });
+    let broker = start(config, sink.clone()).await;
+    let [v4, v5] = broker.handle.embedded_listeners();
+    for (addr, version) in [(v4, "mqttv311"), (v5, "mqttv5")] {
+        for login in [
+            &[][..],
+            &["-u", "alice", "-P", "secret"][..],
+            &["-u", "ferry-gate", "-P", "guess"][..],
+        ] {
+            let mut args = vec!["-V", version, "-q", "1", "-t", "direct/x", "-m", "1"];
+            args.extend_from_slice(login);
+            let out = mosquitto_pub(addr, &args).await;
+            assert!(
+                !out.status.success(),
+                "a client connected to rumqttd at {addr} directly ({version}, login {login:?})"
+            );
+        }
+    }
+    publish_ok(
+        broker.addr(),
+        &[
+            "-q", "1", "-t", "gate/x", "-m", "1", "-u", "alice", "-P", "secret",
+        ],
+    )
+    .await;
+    assert_eq!(sink.topics(), ["gate/x"], "only what came through the gate");
+    broker.stop().await;
+}

@@ -267,6 +267,9 @@ pub(crate) struct ConnectInfo {
     pub(crate) keep_alive: u16,
     /// Where those two bytes are in the frame's bytes.
     pub(crate) keep_alive_at: usize,
+    /// Where the login (user name, then password) starts in the frame's
+    /// bytes; the frame's end when there is none. Nothing follows it.
+    pub(crate) login_at: usize,
 }
 
 /// Decodes a CONNECT far enough to learn the level, client id and login.
@@ -294,6 +297,7 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
             client_id_at: 0..0,
             keep_alive: 0,
             keep_alive_at: 0,
+            login_at: 0,
         });
     }
     let flags = read_u8(&mut b)?;
@@ -313,6 +317,7 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
         read_binary(&mut b)?; // will topic
         read_binary(&mut b)?; // will payload
     }
+    let login_at = total - b.len();
     let username = if flags & 0x80 != 0 {
         Some(read_string(&mut b, "user name")?)
     } else {
@@ -331,7 +336,45 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
         client_id_at,
         keep_alive,
         keep_alive_at,
+        login_at,
     })
+}
+
+/// The CONNECT `frame` (parsed into `info`) logging in as `user` with
+/// `password` instead of whatever login it carried.
+pub(crate) fn with_login(
+    frame: &Frame,
+    info: &ConnectInfo,
+    user: &str,
+    password: &str,
+) -> Result<Frame, CodecError> {
+    let too_long = |s: &str| CodecError::TooLarge {
+        size: s.len(),
+        max: usize::from(u16::MAX),
+    };
+    let user_len = u16::try_from(user.len()).map_err(|_| too_long(user))?;
+    let password_len = u16::try_from(password.len()).map_err(|_| too_long(password))?;
+    let flags_at = info
+        .keep_alive_at
+        .checked_sub(1)
+        .filter(|at| *at >= frame.header_len)
+        .ok_or(CodecError::Truncated)?;
+    let mut body = frame
+        .bytes
+        .get(frame.header_len..info.login_at)
+        .ok_or(CodecError::Truncated)?
+        .to_vec();
+    let flags = body
+        .get_mut(flags_at - frame.header_len)
+        .ok_or(CodecError::Truncated)?;
+    *flags |= 0xC0;
+    body.extend_from_slice(&user_len.to_be_bytes());
+    body.extend_from_slice(user.as_bytes());
+    body.extend_from_slice(&password_len.to_be_bytes());
+    body.extend_from_slice(password.as_bytes());
+    let bytes = encode_frame(CONNECT << 4, &body);
+    let header_len = bytes.len() - body.len();
+    Ok(Frame { bytes, header_len })
 }
 
 /// The CONNECT `frame` with the keep alive at `at` (from [`parse_connect`])
@@ -585,6 +628,39 @@ mod tests {
     }
 
     #[test]
+    fn login_is_replaced() {
+        // 3.1.1 with a will and a login; 5 with properties and no login.
+        let mut v4 = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0xC6, 0, 60];
+        v4.extend_from_slice(&[0, 2, b'i', b'd', 0, 1, b't', 0, 1, b'x']);
+        v4.extend_from_slice(&[0, 1, b'u', 0, 2, b'p', b'w']);
+        let mut v5 = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 0, 0];
+        v5.extend_from_slice(&[0, 1, b'c']);
+        for body in [v4, v5] {
+            let original = frame(&with_header(0x10, &body));
+            let info = parse_connect(&original).expect("connect");
+            let long = "p".repeat(200);
+            let patched = with_login(&original, &info, "gate", &long).expect("login");
+            let again = parse_connect(&patched).expect("still a CONNECT");
+            assert_eq!(again.username.as_deref(), Some("gate"));
+            assert_eq!(again.password.as_deref(), Some(long.as_bytes()));
+            assert_eq!(again.client_id, info.client_id);
+            assert_eq!(
+                (again.level, again.keep_alive),
+                (info.level, info.keep_alive)
+            );
+            assert_eq!(
+                &patched.bytes[patched.header_len..again.login_at],
+                {
+                    let mut kept = original.bytes[original.header_len..info.login_at].to_vec();
+                    kept[7] |= 0xC0;
+                    kept
+                },
+                "everything before the login is kept (flags aside)"
+            );
+        }
+    }
+
+    #[test]
     fn keep_alive_is_read_and_replaced() {
         for (level, props) in [(4u8, &[][..]), (5, &[0u8][..])] {
             let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', level, 0x02, 0, 0];
@@ -728,6 +804,11 @@ mod prop {
             body.extend_from_slice(&tail);
             let frame = test_frame(&encode_frame(first, &body));
             if let Ok(info) = parse_connect(&frame) {
+                if let Ok(logged_in) = with_login(&frame, &info, "gate", "secret") {
+                    let again = parse_connect(&logged_in).expect("a login patch still parses");
+                    prop_assert_eq!(again.password.as_deref(), Some(&b"secret"[..]));
+                    prop_assert_eq!(again.client_id, info.client_id.clone());
+                }
                 if let Ok(patched) = with_keep_alive(&frame, info.keep_alive_at, u16::MAX) {
                     prop_assert_eq!(parse_connect(&patched).map(|i| i.keep_alive), Ok(u16::MAX));
                 }

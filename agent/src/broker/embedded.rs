@@ -7,11 +7,15 @@
 //! [`BrokerError::Embedded`] when the listener never answers.
 //!
 //! rumqttd's `start()` blocks forever and cannot be stopped: its thread lives
-//! until the process exits. Only the gate connects to it (loopback, ephemeral
-//! ports), so the listeners are unreachable from outside once the gate stops.
+//! until the process exits. Only the gate connects to it: the listeners are
+//! on loopback (ephemeral ports), and they take only the gate's login
+//! ([`GATE_USER`] and a per-process random password, never written
+//! anywhere), so a local process cannot go around the gate, its `mqtt.auth`
+//! and its acknowledgement after commit by connecting to them directly.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
@@ -20,11 +24,25 @@ use tokio::net::TcpStream;
 use super::BrokerError;
 use super::config::MqttConfig;
 
-/// The loopback addresses of the embedded broker's listeners.
-#[derive(Debug, Clone, Copy)]
+/// The user name the gate logs in to rumqttd with, for every client.
+pub(crate) const GATE_USER: &str = "ferry-gate";
+
+/// The loopback addresses of the embedded broker's listeners, and the
+/// gate's password there.
+#[derive(Clone)]
 pub(crate) struct Embedded {
     pub(crate) v4: SocketAddr,
     pub(crate) v5: SocketAddr,
+    pub(crate) password: Arc<str>,
+}
+
+impl std::fmt::Debug for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedded")
+            .field("v4", &self.v4)
+            .field("v5", &self.v5)
+            .finish_non_exhaustive()
+    }
 }
 
 fn free_port() -> Result<SocketAddr, BrokerError> {
@@ -38,14 +56,14 @@ fn free_port() -> Result<SocketAddr, BrokerError> {
         .map_err(|e| BrokerError::Embedded(format!("no local address: {e}")))
 }
 
-fn rumqttd_config(config: &MqttConfig, v4: SocketAddr, v5: SocketAddr) -> Config {
+fn rumqttd_config(config: &MqttConfig, v4: SocketAddr, v5: SocketAddr, password: &str) -> Config {
     let max_packet = usize::try_from(config.max_payload_size.as_u64()).unwrap_or(usize::MAX);
     let connections = ConnectionSettings {
         connection_timeout_ms: u16::try_from(config.connect_timeout.as_millis())
             .unwrap_or(u16::MAX),
         max_payload_size: max_packet,
         max_inflight_count: config.max_inflight,
-        auth: None,
+        auth: Some(HashMap::from([(GATE_USER.to_owned(), password.to_owned())])),
         external_auth: None,
         dynamic_filters: true,
     };
@@ -80,7 +98,8 @@ fn rumqttd_config(config: &MqttConfig, v4: SocketAddr, v5: SocketAddr) -> Config
 pub(crate) async fn start(config: &MqttConfig) -> Result<Embedded, BrokerError> {
     let v4 = free_port()?;
     let v5 = free_port()?;
-    let rconfig = rumqttd_config(config, v4, v5);
+    let password: Arc<str> = super::probe::hex(&rand::random::<[u8; 32]>()).into();
+    let rconfig = rumqttd_config(config, v4, v5, &password);
     std::thread::Builder::new()
         .name("ferry-rumqttd".into())
         .spawn(move || {
@@ -106,5 +125,5 @@ pub(crate) async fn start(config: &MqttConfig) -> Result<Embedded, BrokerError> 
         }
     }
     tracing::debug!(%v4, %v5, "embedded broker listening");
-    Ok(Embedded { v4, v5 })
+    Ok(Embedded { v4, v5, password })
 }

@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use super::auth::{AuthOutcome, Authenticator};
 use super::client_ids::UpstreamIds;
 use super::codec::{self, CodecError, Frame, FrameReader, ProtocolLevel, ReadError, TopicAliases};
-use super::embedded::Embedded;
+use super::embedded::{Embedded, GATE_USER};
 use super::loopback::{self, OpenError};
 use super::metrics as m;
 use crate::ingest::{Accepted, IngestSink, Message, QoS, RejectReason, Source};
@@ -299,7 +299,21 @@ where
     } else {
         connect
     };
-    let link = match loopback::open(upstream, &connect, &info, &ctx.ids, ctx.connect_timeout).await
+    // rumqttd takes only the gate's login (see `embedded`).
+    let upstream_connect = codec::with_login(&connect, &info, GATE_USER, &ctx.embedded.password)
+        .and_then(|frame| codec::parse_connect(&frame).map(|info| (frame, info)));
+    let (connect, upstream_info) = match upstream_connect {
+        Ok(pair) => pair,
+        Err(e) => return ctx.malformed(peer, &e),
+    };
+    let link = match loopback::open(
+        upstream,
+        &connect,
+        &upstream_info,
+        &ctx.ids,
+        ctx.connect_timeout,
+    )
+    .await
     {
         Ok(link) => link,
         Err(e) => {

@@ -149,6 +149,7 @@ pub struct BrokerHandle {
     connections: Arc<AtomicUsize>,
     max_connections: usize,
     probes: Vec<probe::ProbeTarget>,
+    embedded: [SocketAddr; 2],
 }
 
 impl BrokerHandle {
@@ -160,6 +161,13 @@ impl BrokerHandle {
     /// The bound TLS listener, if `[mqtt.tls]` is configured.
     pub fn tls_local_addr(&self) -> Option<SocketAddr> {
         self.tls_local_addr
+    }
+
+    /// The embedded rumqttd's loopback listeners (MQTT 3.1.1, then 5).
+    /// They take only the gate's per-process login: a client connecting to
+    /// them directly is refused.
+    pub fn embedded_listeners(&self) -> [SocketAddr; 2] {
+        self.embedded
     }
 
     /// Client connections currently open through the gate.
@@ -221,6 +229,7 @@ pub async fn run<S: IngestSink>(
         .map(|_| Arc::new(rand::random::<[u8; 32]>()));
     let probe_password = probe_secret.as_ref().map(|s| probe::hex(s.as_ref()));
     let embedded = embedded::start(&config).await?;
+    let embedded_listeners = [embedded.v4, embedded.v5];
 
     let hard_stop = CancellationToken::new();
     let ctx = Arc::new(gate::Shared::new(
@@ -273,5 +282,6 @@ pub async fn run<S: IngestSink>(
         connections,
         max_connections: config.max_connections,
         probes,
+        embedded: embedded_listeners,
     })
 }
