@@ -1,6 +1,7 @@
 //! The acknowledgement gate with real rumqttc clients (MQTT 3.1.1 and 5) and
 //! raw sockets: acks wait for the commit, rejections, draining shutdown,
-//! malformed input, MQTT 3.1 refusal and MQTT 5 topic aliases.
+//! malformed input, unknown protocol levels, MQTT 5 topic aliases, and the
+//! in-flight byte budget across connections.
 
 mod broker_support;
 
@@ -371,5 +372,59 @@ async fn raw_protocol_edges() {
         "DISCONNECT 0x95 expected in {tail:?}"
     );
     wait_for("connections closed", T, || broker.handle.connections() == 0).await;
+    broker.stop().await;
+}
+
+/// `mqtt.max_inflight_bytes` bounds the publishes whose commit is pending
+/// across all connections: with commits held, three clients publishing 1 KB
+/// messages get no more than the budget into the sink, the rest wait (their
+/// connections are not read), and every message lands and is acknowledged
+/// once commits finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inflight_bytes_are_bounded_across_connections() {
+    let sink = TestSink::new(Mode::Hold);
+    let mut config = test_config();
+    config.max_payload_size = bytesize::ByteSize::kib(2);
+    // Room for four packets of a 1,000-byte payload, not five.
+    config.max_inflight_bytes = bytesize::ByteSize::b(4 * 1_030);
+    let broker = start(config, sink.clone()).await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let (client, mut events) = v4_client(broker.addr(), &format!("bytes-{i}"), true);
+        expect(&mut events, "connack", is_connack).await;
+        clients.push((client, events));
+    }
+    let payload = vec![b'x'; 1_000];
+    for (i, (client, _)) in clients.iter().enumerate() {
+        for j in 0..4 {
+            client
+                .publish(
+                    format!("bytes/{i}/{j}"),
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    payload.clone(),
+                )
+                .await
+                .expect("publish");
+        }
+    }
+    wait_for("the budget filled", T, || sink.held() == 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.held(), 4, "no more than the budget is in flight");
+
+    let deadline = Instant::now() + T;
+    let mut stored = 0;
+    while stored < 12 {
+        assert!(sink.held() <= 4, "{} in flight", sink.held());
+        stored += sink.release(Accepted::Stored);
+        assert!(Instant::now() < deadline, "only {stored} of 12 stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sink.count(), 12);
+    for (_, events) in &mut clients {
+        for _ in 0..4 {
+            expect(events, "PUBACK", |p| matches!(p, Ok(Packet::PubAck(_)))).await;
+        }
+    }
     broker.stop().await;
 }

@@ -33,6 +33,11 @@ pub struct MqttConfig {
     /// once; also rumqttd's outgoing inflight window.
     #[serde(default = "default_max_inflight")]
     pub max_inflight: usize,
+    /// Bytes of QoS 0/1/2 publishes (whole packets) whose commit may be in
+    /// flight at once, across all connections. At the bound the gate stops
+    /// reading from the connections that publish more until commits finish.
+    #[serde(default = "default_max_inflight_bytes")]
+    pub max_inflight_bytes: ByteSize,
     /// rumqttd: most packets queued towards one subscriber.
     #[serde(default = "default_max_outgoing_packet_count")]
     pub max_outgoing_packet_count: u64,
@@ -178,6 +183,9 @@ fn default_max_payload_size() -> ByteSize {
 fn default_max_inflight() -> usize {
     100
 }
+fn default_max_inflight_bytes() -> ByteSize {
+    ByteSize::mib(16)
+}
 fn default_max_outgoing_packet_count() -> u64 {
     200
 }
@@ -216,6 +224,7 @@ impl Default for MqttConfig {
             max_connections: default_max_connections(),
             max_payload_size: default_max_payload_size(),
             max_inflight: default_max_inflight(),
+            max_inflight_bytes: default_max_inflight_bytes(),
             max_outgoing_packet_count: default_max_outgoing_packet_count(),
             max_segment_size: default_max_segment_size(),
             max_segment_count: default_max_segment_count(),
@@ -268,6 +277,14 @@ impl MqttConfig {
         }
         if !(1..=u16::MAX as usize).contains(&self.max_inflight) {
             errors.push("mqtt.max_inflight: must be 1..=65535".into());
+        }
+        if self.max_inflight_bytes < self.max_payload_size
+            || self.max_inflight_bytes.as_u64() > u64::from(u32::MAX)
+        {
+            errors.push(format!(
+                "mqtt.max_inflight_bytes: must be at least mqtt.max_payload_size ({}) and at most 4 GiB, got {}",
+                self.max_payload_size, self.max_inflight_bytes
+            ));
         }
         if self.max_outgoing_packet_count == 0 {
             errors.push("mqtt.max_outgoing_packet_count: must be at least 1".into());
@@ -398,6 +415,23 @@ mod tests {
         let mut errors = Vec::new();
         MqttConfig::default().validate(&mut errors);
         assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn inflight_bytes_must_hold_the_largest_packet() {
+        let config = MqttConfig {
+            max_payload_size: ByteSize::mib(1),
+            max_inflight_bytes: ByteSize::kib(512),
+            ..MqttConfig::default()
+        };
+        let mut errors = Vec::new();
+        config.validate(&mut errors);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("mqtt.max_inflight_bytes: must be at least")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub(crate) struct Shared<S> {
     pub(crate) auth: Authenticator,
     pub(crate) max_packet: usize,
     pub(crate) max_inflight: usize,
+    /// `mqtt.max_inflight_bytes`: one permit per byte of the publishes
+    /// whose commit is pending, all connections together.
+    inflight_bytes: Arc<Semaphore>,
+    inflight_bytes_max: u32,
     pub(crate) connect_timeout: Duration,
     /// Stop reading from clients; drain.
     pub(crate) shutdown: CancellationToken,
@@ -74,6 +78,7 @@ impl<S> Shared<S> {
         auth: Authenticator,
         max_packet: usize,
         max_inflight: usize,
+        max_inflight_bytes: u32,
         connect_timeout: Duration,
         shutdown: CancellationToken,
         hard_stop: CancellationToken,
@@ -85,6 +90,10 @@ impl<S> Shared<S> {
             auth,
             max_packet,
             max_inflight,
+            inflight_bytes: Arc::new(Semaphore::new(
+                usize::try_from(max_inflight_bytes).unwrap_or(usize::MAX),
+            )),
+            inflight_bytes_max: max_inflight_bytes,
             connect_timeout,
             shutdown,
             hard_stop,
@@ -512,6 +521,27 @@ async fn on_publish<S: IngestSink>(
             Err(_) => return Err(UpEnd::Closed),
         },
     };
+    // Room under mqtt.max_inflight_bytes; while there is none, this
+    // connection is not read (backpressure), others whose commits finish
+    // make room.
+    let bytes = u32::try_from(frame.bytes.len())
+        .unwrap_or(u32::MAX)
+        .min(ctx.inflight_bytes_max);
+    let budget = match ctx.inflight_bytes.clone().try_acquire_many_owned(bytes) {
+        Ok(p) => p,
+        Err(_) => {
+            counter!(m::INFLIGHT_BYTES_WAITS).increment(1);
+            tokio::select! {
+                biased;
+                _ = ctx.shutdown.cancelled() => return Err(UpEnd::Shutdown),
+                p = ctx.inflight_bytes.clone().acquire_many_owned(bytes) => match p {
+                    Ok(p) => p,
+                    Err(_) => return Err(UpEnd::Closed),
+                },
+            }
+        }
+    };
+    gauge!(m::INFLIGHT_BYTES).increment(f64::from(bytes));
     let qos = QoS::from_u8(publish.qos).unwrap_or(QoS::AtMostOnce);
     let message = Message {
         topic: publish.topic,
@@ -527,6 +557,8 @@ async fn on_publish<S: IngestSink>(
         .spawn(crate::supervise::in_component("gate", async move {
             let accepted = sink.ingest(message).await;
             drop(permit);
+            drop(budget);
+            gauge!(m::INFLIGHT_BYTES).decrement(f64::from(bytes));
             let _ = tx.send(accepted);
         }));
     if publish.qos > 0 {

@@ -31,3 +31,9 @@ pub const UPSTREAM_REJECTED: &str = "ferry_upstream_rejected_total";
 /// Counter: PINGREQs the gate sent to the embedded broker for a client
 /// connected without keep alive (0) and silent for 9 hours.
 pub const STAND_IN_PINGS: &str = "ferry_broker_stand_in_pings_total";
+/// Gauge: bytes of publishes whose commit is pending, all connections
+/// (bounded by `mqtt.max_inflight_bytes`).
+pub const INFLIGHT_BYTES: &str = "ferry_broker_inflight_bytes";
+/// Counter: publishes that waited for room under `mqtt.max_inflight_bytes`
+/// (the gate stopped reading from their connection meanwhile).
+pub const INFLIGHT_BYTES_WAITS: &str = "ferry_broker_inflight_bytes_waits_total";

@@ -238,6 +238,7 @@ pub async fn run<S: IngestSink>(
         auth::Authenticator::new(config.auth.as_ref(), probe_password.as_deref()),
         usize::try_from(config.max_payload_size.as_u64()).unwrap_or(usize::MAX),
         config.max_inflight,
+        u32::try_from(config.max_inflight_bytes.as_u64()).unwrap_or(u32::MAX),
         config.connect_timeout,
         shutdown.clone(),
         hard_stop.clone(),

@@ -22,6 +22,10 @@ max_connections = 1000
 max_payload_size = "256.0 KiB"
 # QoS 1/2 publishes per connection whose commit may be pending at once.
 max_inflight = 100
+# Bytes of publishes whose commit may be pending at once, all connections
+# together (at least max_payload_size). At the bound the gate stops reading
+# from publishing clients until commits finish.
+max_inflight_bytes = "16.0 MiB"
 # Broker memory bounds (per distinct topic: segment size x segment count).
 max_outgoing_packet_count = 200
 max_segment_size = "64.0 KiB"
