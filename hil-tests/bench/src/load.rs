@@ -188,3 +188,48 @@ pub fn paced(port: u16, clients: usize, rate: f64, seconds: f64, size: usize) ->
         (acks.acked as u64, acks.latencies_ms)
     })
 }
+
+/// `clients` connections publish one QoS 1 message of `size` bytes to each
+/// of `topics` topics, `bench/dev-<i>/<leaf>` with `distinct` (a device id
+/// per topic), else all to `bench/dev-0/<leaf>`; waits for every PUBACK.
+pub fn topics(
+    port: u16,
+    clients: usize,
+    topics: usize,
+    size: usize,
+    distinct: bool,
+    leaf: &str,
+) -> Outcome {
+    let body = payload(size);
+    run_clients(clients, |c| {
+        let id = format!("topics-{c}-{}", std::process::id());
+        let (client, mut conn) = Client::new(options(id, port), 1000);
+        let mine: Vec<usize> = (c..topics).step_by(clients).collect();
+        let count = mine.len();
+        let body = body.clone();
+        let leaf = leaf.to_owned();
+        let sender = std::thread::spawn(move || {
+            for i in mine {
+                let device = if distinct { i } else { 0 };
+                let topic = format!("bench/dev-{device}/{leaf}");
+                if client
+                    .publish(&topic, QoS::AtLeastOnce, false, body.clone())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            client
+        });
+        let acks = drive(
+            &mut conn,
+            &format!("topics MQTT client {c}"),
+            count,
+            false,
+            false,
+        );
+        let client = sender.join().expect("sender thread");
+        let _ = client.disconnect();
+        (acks.acked as u64, Vec::new())
+    })
+}

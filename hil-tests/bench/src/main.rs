@@ -37,6 +37,7 @@ enum Scenario {
     Catalog,
     CommitGrowth,
     IngestLong,
+    Topics,
     All,
 }
 
@@ -44,7 +45,7 @@ enum Scenario {
 #[derive(Debug, Parser)]
 #[command(name = "ferry-bench", version)]
 struct Cli {
-    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog commit-growth ingest-long, or all (ingest-long only with --long or --quick).
+    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog commit-growth ingest-long topics, or all (ingest-long only with --long or --quick).
     #[arg(value_enum, required = true)]
     scenarios: Vec<Scenario>,
     /// Small counts, one run each: every scenario end to end in under 3 minutes (CI).
@@ -90,6 +91,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::NoisyNeighbour,
             Scenario::Catalog,
             Scenario::CommitGrowth,
+            Scenario::Topics,
         ]
         .into_iter()
         .chain((cli.long || cli.quick).then_some(Scenario::IngestLong))
@@ -159,6 +161,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Recovery => scenario::recovery::run(&scale, &dir),
             Scenario::NoisyNeighbour => scenario::noisy::run(&scale, &dir),
             Scenario::Catalog => scenario::catalog::run(&scale, &dir),
+            Scenario::Topics => scenario::topics::run(&scale, &dir),
             Scenario::CommitGrowth => scenario::commit_growth::run(&scale, &dir),
             Scenario::IngestLong => scenario::ingest_long::run(&scale, &dir),
             Scenario::All => unreachable!("expanded above"),

@@ -40,6 +40,8 @@ pub struct Scale {
     pub query_segment_rows: usize,
     // freshness
     pub freshness_seconds: f64,
+    // topics
+    pub distinct_topics: usize,
 }
 
 impl Scale {
@@ -68,6 +70,7 @@ impl Scale {
                 hours: 24,
                 query_segment_rows: 10_000,
                 freshness_seconds: 3.0,
+                distinct_topics: 10_000,
             }
         } else {
             Scale {
@@ -93,6 +96,7 @@ impl Scale {
                 hours: 72,
                 query_segment_rows: 100_000,
                 freshness_seconds: 15.0,
+                distinct_topics: 100_000,
             }
         };
         Scale {
@@ -115,6 +119,7 @@ impl Scale {
             "long_seconds": self.long_seconds, "long_window_seconds": self.long_window_seconds,
             "trucks": self.trucks, "hours": self.hours,
             "freshness_seconds": self.freshness_seconds,
+            "distinct_topics": self.distinct_topics,
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod queries;
 pub mod recovery;
 pub mod storage;
 pub mod store;
+pub mod topics;
 
 /// The agent's route for the MQTT scenarios: `bench/<device>/<measurement>`,
 /// JSON payloads.

@@ -1,0 +1,127 @@
+//! Topics: what the broker's memory does when every device publishes under
+//! a topic of its own (`bench/dev-<id>/temp`, the default route), as a fleet
+//! of short-lived device ids does. One QoS 1 message to each of
+//! `distinct_topics` topics, against `ferry-agent` and Mosquitto (no
+//! persistence); RSS from `/proc/<pid>/status` before and one second after.
+//! A second baseline, the agent given the same number of messages to one
+//! topic, separates the cost of the topics from the cost of the messages
+//! (the agent buffers every reading; Mosquitto keeps none).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{BENCH_ROUTE, NO_HUB};
+use crate::load::topics;
+use crate::procs::{rss_kib, start_agent, start_mosquitto};
+use crate::report::{Comparison, Section};
+use crate::scale::Scale;
+use crate::stats::Unit;
+
+/// Publisher connections.
+const CLIENTS: usize = 4;
+const PAYLOAD: usize = 100;
+
+/// RSS (KiB) of `pid` 1 s before `load`, and its growth 1 s after.
+fn growth(pid: u32, load: impl FnOnce() -> u64) -> (f64, f64, u64) {
+    std::thread::sleep(Duration::from_secs(1));
+    let before = rss_kib(pid) as f64;
+    let acked = load();
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rss_kib(pid) as f64;
+    (before, after - before, acked)
+}
+
+pub fn run(scale: &Scale, dir: &Path) -> Section {
+    let n = scale.distinct_topics;
+    let mut s = Section::new(
+        "topics",
+        &format!("Topics: broker memory after {n} distinct topics"),
+    );
+    s.intro = format!(
+        "{CLIENTS} rumqttc connections publish one QoS 1 message of {PAYLOAD} bytes to each of {n} distinct topics \
+         (`bench/dev-<i>/temp`), every PUBACK awaited; RSS from `/proc/<pid>/status` 1 s before and 1 s after, \
+         {} run(s), a fresh process each. Baselines: Mosquitto (no persistence) under the same load, and the agent \
+         given {n} messages to one topic (the readings it buffers cost memory too; the difference is what the topics \
+         cost). Target (issue \"MQTT broker\"): growth within 5 MiB.",
+        scale.runs
+    );
+    let (mut distinct, mut one, mut mosq) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut distinct_after, mut mosq_after) = (Vec::new(), Vec::new());
+    let mut details = Vec::new();
+    for run in 0..scale.runs {
+        let rdir = dir.join(format!("run{run}"));
+        std::fs::create_dir_all(&rdir).expect("run dir");
+        let mut row = serde_json::Map::new();
+        for (label, spread) in [("distinct", true), ("one_topic", false)] {
+            let sub = rdir.join(label);
+            std::fs::create_dir_all(&sub).expect("dir");
+            let agent = start_agent(&sub, NO_HUB.0, None, NO_HUB.1, BENCH_ROUTE);
+            let (before, grew, acked) = growth(agent.peer.id(), || {
+                topics(agent.mqtt, CLIENTS, n, PAYLOAD, spread, "temp").messages
+            });
+            assert_eq!(acked, n as u64, "the agent acknowledged every message");
+            eprintln!(
+                "  run {}: agent, {n} messages to {} topic(s): RSS {:.1} → {:.1} MiB",
+                run + 1,
+                if spread { n } else { 1 },
+                before / 1024.0,
+                (before + grew) / 1024.0
+            );
+            if spread {
+                distinct.push(grew);
+                distinct_after.push(before + grew);
+            } else {
+                one.push(grew);
+            }
+            row.insert(
+                format!("agent_{label}"),
+                json!({"rss_before_kib": before, "growth_kib": grew}),
+            );
+            drop(agent);
+        }
+        let (mut m, port) = start_mosquitto(&rdir, false);
+        let (before, grew, acked) = growth(m.id(), || {
+            topics(port, CLIENTS, n, PAYLOAD, true, "temp").messages
+        });
+        assert_eq!(acked, n as u64, "Mosquitto acknowledged every message");
+        eprintln!(
+            "  run {}: mosquitto, {n} distinct topics: RSS {:.1} → {:.1} MiB",
+            run + 1,
+            before / 1024.0,
+            (before + grew) / 1024.0
+        );
+        mosq.push(grew);
+        mosq_after.push(before + grew);
+        row.insert(
+            "mosquitto".to_owned(),
+            json!({"rss_before_kib": before, "growth_kib": grew}),
+        );
+        m.kill();
+        details.push(serde_json::Value::Object(row));
+    }
+    // Mosquitto keeps nothing for a topic without subscribers or a retained
+    // message, so its growth is about zero: compare the resident sizes.
+    s.compare(Comparison::new(
+        format!("RSS after {n} distinct topics"),
+        Unit::KiB,
+        &distinct_after,
+        "Mosquitto",
+        &mosq_after,
+    ));
+    s.note(format!(
+        "Growth: the agent {:.1} MiB (median), Mosquitto {:.1} MiB.",
+        crate::stats::Stats::of(&distinct).median / 1024.0,
+        crate::stats::Stats::of(&mosq).median / 1024.0
+    ));
+    s.compare(Comparison::new(
+        format!("RSS growth after {n} messages to {n} distinct topics"),
+        Unit::KiB,
+        &distinct,
+        "the agent, the same messages to one topic",
+        &one,
+    ));
+    s.details = json!({"topics": n, "runs": details});
+    s
+}
