@@ -215,6 +215,19 @@ fn refuse(reason: &'static str) {
     counter!(m::CONNECTIONS_REFUSED, "reason" => reason).increment(1);
 }
 
+/// Refuses a connection under `reason` with a CONNACK carrying `code`, then
+/// closes it.
+async fn refuse_with<W: AsyncWrite + Unpin>(
+    client: &mut W,
+    reason: &'static str,
+    v5: bool,
+    code: u8,
+) {
+    refuse(reason);
+    let _ = client.write_all(&codec::connack_refusal(v5, code)).await;
+    let _ = client.shutdown().await;
+}
+
 /// Serves one accepted client connection until it closes.
 pub(crate) async fn serve<S, IO>(stream: IO, peer: SocketAddr, ctx: Arc<Shared<S>>)
 where
@@ -249,12 +262,7 @@ where
         if info.client_id.is_empty() {
             // 3.1 has no server-assigned ids (1 to 23 characters), and
             // Mosquitto answers 0x02, identifier rejected.
-            refuse("client_id");
-            let _ = client_w
-                .write_all(&codec::connack_refusal(false, 0x02))
-                .await;
-            let _ = client_w.shutdown().await;
-            return;
+            return refuse_with(&mut client_w, "client_id", false, 0x02).await;
         }
         match codec::v31_as_v311(&connect)
             .and_then(|frame| codec::parse_connect(&frame).map(|info| (frame, info)))
@@ -270,13 +278,8 @@ where
         ProtocolLevel::V5 => (true, ctx.embedded.v5),
         ProtocolLevel::V3 | ProtocolLevel::Other(_) => {
             tracing::debug!(%peer, level = ?info.level, "unsupported protocol level");
-            refuse("protocol");
             // 0x01: unacceptable protocol version (3.1 and 3.1.1).
-            let _ = client_w
-                .write_all(&codec::connack_refusal(false, 0x01))
-                .await;
-            let _ = client_w.shutdown().await;
-            return;
+            return refuse_with(&mut client_w, "protocol", false, 0x01).await;
         }
     };
     match ctx
@@ -286,16 +289,13 @@ where
         AuthOutcome::Allowed => {}
         outcome => {
             tracing::debug!(%peer, client_id = %info.client_id, ?outcome, "login refused");
-            refuse("auth");
             let code = match (outcome, v5) {
                 (AuthOutcome::NotAuthorized, false) => 0x05,
                 (AuthOutcome::NotAuthorized, true) => 0x87,
                 (_, false) => 0x04,
                 (_, true) => 0x86,
             };
-            let _ = client_w.write_all(&codec::connack_refusal(v5, code)).await;
-            let _ = client_w.shutdown().await;
-            return;
+            return refuse_with(&mut client_w, "auth", v5, code).await;
         }
     }
     // rumqttd refuses keep alive 0; it gets the longest instead, and the

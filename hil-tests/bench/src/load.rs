@@ -111,6 +111,28 @@ fn drive(conn: &mut Connection, what: &str, per_client: usize, timed: bool, fenc
     acks
 }
 
+/// One connection to `port` as `id` (`cap` requests queued in the client):
+/// `send` publishes on a thread of its own while `wait` drives the
+/// connection here (see [`drive`]); the client disconnects once both are
+/// done.
+fn connection(
+    port: u16,
+    id: String,
+    cap: usize,
+    send: impl FnOnce(&Client) + Send + 'static,
+    wait: impl FnOnce(&mut Connection) -> Acks,
+) -> Acks {
+    let (client, mut conn) = Client::new(options(id, port), cap);
+    let sender = std::thread::spawn(move || {
+        send(&client);
+        client
+    });
+    let acks = wait(&mut conn);
+    let client = sender.join().expect("sender thread");
+    let _ = client.disconnect();
+    acks
+}
+
 /// `clients` connections each publish `per_client` messages of `size` bytes
 /// at `qos` as fast as the broker acknowledges them (topic
 /// `bench/dev<c>/temperature`). At QoS 0 each connection ends with one QoS 1
@@ -120,11 +142,10 @@ pub fn burst(port: u16, clients: usize, per_client: usize, size: usize, qos: QoS
     let body = payload(size);
     run_clients(clients, |c| {
         let id = format!("bench-{c}-{}", std::process::id());
-        let (client, mut conn) = Client::new(options(id, port), 200);
         let topic = format!("bench/dev{c}/temperature");
         let fence = qos == QoS::AtMostOnce;
         let body = body.clone();
-        let sender = std::thread::spawn(move || {
+        let send = move |client: &Client| {
             for _ in 0..per_client {
                 if client.publish(&topic, qos, false, body.clone()).is_err() {
                     break;
@@ -133,12 +154,11 @@ pub fn burst(port: u16, clients: usize, per_client: usize, size: usize, qos: QoS
             if fence {
                 let _ = client.publish(&topic, QoS::AtLeastOnce, false, body);
             }
-            client
-        });
+        };
         let what = format!("MQTT client {c} on port {port}");
-        let acks = drive(&mut conn, &what, per_client, !fence, fence);
-        let client = sender.join().expect("sender thread");
-        let _ = client.disconnect();
+        let acks = connection(port, id, 200, send, |conn| {
+            drive(conn, &what, per_client, !fence, fence)
+        });
         let took = if fence {
             acks.written.saturating_sub(1).min(per_client)
         } else {
@@ -157,10 +177,9 @@ pub fn paced(port: u16, clients: usize, rate: f64, seconds: f64, size: usize) ->
     let body = payload(size);
     run_clients(clients, |c| {
         let id = format!("paced-{c}-{}", std::process::id());
-        let (client, mut conn) = Client::new(options(id, port), 1000);
         let topic = format!("bench/pace{c}/temperature");
         let body = body.clone();
-        let sender = std::thread::spawn(move || {
+        let send = move |client: &Client| {
             let t0 = Instant::now();
             for i in 0..per_client {
                 let due = Duration::from_secs_f64(i as f64 / per_client_rate);
@@ -174,17 +193,11 @@ pub fn paced(port: u16, clients: usize, rate: f64, seconds: f64, size: usize) ->
                     break;
                 }
             }
-            client
+        };
+        let what = format!("paced MQTT client {c}");
+        let acks = connection(port, id, 1000, send, |conn| {
+            drive(conn, &what, per_client, true, false)
         });
-        let acks = drive(
-            &mut conn,
-            &format!("paced MQTT client {c}"),
-            per_client,
-            true,
-            false,
-        );
-        let client = sender.join().expect("sender thread");
-        let _ = client.disconnect();
         (acks.acked as u64, acks.latencies_ms)
     })
 }
@@ -203,12 +216,11 @@ pub fn topics(
     let body = payload(size);
     run_clients(clients, |c| {
         let id = format!("topics-{c}-{}", std::process::id());
-        let (client, mut conn) = Client::new(options(id, port), 1000);
         let mine: Vec<usize> = (c..topics).step_by(clients).collect();
         let count = mine.len();
         let body = body.clone();
         let leaf = leaf.to_owned();
-        let sender = std::thread::spawn(move || {
+        let send = move |client: &Client| {
             for i in mine {
                 let device = if distinct { i } else { 0 };
                 let topic = format!("bench/dev-{device}/{leaf}");
@@ -219,17 +231,11 @@ pub fn topics(
                     break;
                 }
             }
-            client
+        };
+        let what = format!("topics MQTT client {c}");
+        let acks = connection(port, id, 1000, send, |conn| {
+            drive(conn, &what, count, false, false)
         });
-        let acks = drive(
-            &mut conn,
-            &format!("topics MQTT client {c}"),
-            count,
-            false,
-            false,
-        );
-        let client = sender.join().expect("sender thread");
-        let _ = client.disconnect();
         (acks.acked as u64, Vec::new())
     })
 }
