@@ -24,6 +24,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod data;
 pub mod fleet;
 pub mod ingest;
 pub mod maintenance;

@@ -137,6 +137,12 @@ pub enum ErrorCode {
     /// (`ingest.max_sequence_gap`); nothing was written. Retried by agents:
     /// an operator can raise the limit or bind the agent's token.
     SequenceGap,
+    /// 400: a destructive request (a delete of many rows, or of a whole
+    /// table) needs `"confirm": true`; nothing was changed.
+    ConfirmRequired,
+    /// 409: the data changed under the request (e.g. a delete whose files
+    /// were compacted meanwhile); nothing was changed, retry.
+    Conflict,
     /// 413: the body is over the configured limit.
     PayloadTooLarge,
     /// 415: unsupported content type or encoding.
@@ -159,11 +165,14 @@ impl ErrorCode {
     /// The HTTP status that carries this code.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::BadRequest | ErrorCode::InvalidSegment | ErrorCode::PartialWrite => 400,
+            ErrorCode::BadRequest
+            | ErrorCode::InvalidSegment
+            | ErrorCode::PartialWrite
+            | ErrorCode::ConfirmRequired => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::SchemaConflict | ErrorCode::SequenceGap => 409,
+            ErrorCode::SchemaConflict | ErrorCode::SequenceGap | ErrorCode::Conflict => 409,
             ErrorCode::ResourcesExhausted => 422,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -185,6 +194,7 @@ impl ErrorCode {
             ErrorCode::BadRequest
                 | ErrorCode::InvalidSegment
                 | ErrorCode::PartialWrite
+                | ErrorCode::ConfirmRequired
                 | ErrorCode::SchemaConflict
                 | ErrorCode::PayloadTooLarge
                 | ErrorCode::UnsupportedMediaType

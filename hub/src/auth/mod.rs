@@ -22,11 +22,11 @@
 //!
 //! # Roles
 //!
-//! | role | read (query, fleet) | write (segments, LP, msgpack) | admin (tokens) |
-//! |---|---|---|---|
-//! | `read` | yes | no | no |
-//! | `write` | no | yes | no |
-//! | `admin` | yes | yes | yes |
+//! | role | read (query, fleet) | write (segments, LP, msgpack) | delete (rows) | admin (tokens, retention) |
+//! |---|---|---|---|---|
+//! | `read` | yes | no | no | no |
+//! | `write` | no | yes | no | no |
+//! | `admin` | yes | yes | yes | yes |
 //!
 //! `write` does not imply `read` on purpose: write tokens live on gateways
 //! in the field, and a stolen gateway must not be able to read the lake.
@@ -116,6 +116,9 @@ pub enum Permission {
     Read,
     /// Segment uploads and writes.
     Write,
+    /// Deleting rows (`POST /api/v1/delete`); held by `admin` until
+    /// per-database roles exist.
+    Delete,
     /// Token management.
     Admin,
 }
@@ -125,6 +128,7 @@ impl Permission {
         match self {
             Permission::Read => "read",
             Permission::Write => "write",
+            Permission::Delete => "delete",
             Permission::Admin => "admin",
         }
     }
@@ -226,6 +230,8 @@ mod tests {
         assert!(!Role::Write.grants(Permission::Read));
         assert!(!Role::Read.grants(Permission::Write));
         assert!(!Role::Read.grants(Permission::Admin));
+        assert!(Role::Admin.grants(Permission::Delete));
+        assert!(!Role::Write.grants(Permission::Delete));
         assert_eq!("write".parse::<Role>().unwrap(), Role::Write);
         assert!("root".parse::<Role>().is_err());
     }

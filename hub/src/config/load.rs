@@ -8,12 +8,13 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "server",
     "storage",
     "tables",
     "compaction",
     "retention",
+    "delete",
     "metadata",
     "query",
     "ingest",
@@ -100,6 +101,9 @@ pub fn parse(text: &str) -> Result<HubConfig, ConfigErrors> {
     }
     if let Some(v) = section(&document, "retention", &mut errors) {
         config.retention = v;
+    }
+    if let Some(v) = section(&document, "delete", &mut errors) {
+        config.delete = v;
     }
     if let Some(v) = section(&document, "metadata", &mut errors) {
         config.metadata = v;

@@ -43,6 +43,7 @@ pub struct HubConfig {
     pub tables: TableConfig,
     pub compaction: CompactionConfig,
     pub retention: RetentionConfig,
+    pub delete: crate::table::DeleteConfig,
     pub metadata: MetadataConfig,
     pub query: QueryConfig,
     pub ingest: IngestConfig,

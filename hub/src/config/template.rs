@@ -131,6 +131,14 @@ default_days = 0
 # travel within this window keep working.
 vacuum_grace = "24h"
 
+[delete]
+# POST /api/v1/delete: rows matching a WHERE clause are removed (files
+# rewritten without them, whole files dropped by their statistics).
+enabled = true
+# A delete of more rows than this, or of every row of a table, is refused
+# with 400 confirm_required unless the request says "confirm": true.
+confirm_threshold = 10000
+
 [metadata]
 # The SQLite file holding tokens, agents, retention policies and settings.
 # Back it up with the tables: the tokens and policies live only here.
@@ -234,6 +242,7 @@ mod tests {
             "[compaction]",
             "[ingest]",
             "[retention]",
+            "[delete]",
             "[metadata]",
             "[query]",
             "[auth]",

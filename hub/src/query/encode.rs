@@ -4,9 +4,9 @@
 //!
 //! # JSON
 //!
-//! `{"columns": [...], "data": [[row], ...], "row_count": n,
-//! "execution_time_ms": t, "truncated": bool}` — Arc's reply, plus
-//! `truncated`. Values: integers and floats as JSON numbers (NaN and
+//! `{"success": true, "columns": [...], "data": [[row], ...], "row_count": n,
+//! "execution_time_ms": t, "timestamp": "<RFC 3339>", "truncated": bool}` —
+//! Arc's reply (its client requires `success`), plus `truncated`. Values: integers and floats as JSON numbers (NaN and
 //! infinities as `null`, which JSON cannot hold), booleans, strings (tag
 //! dictionaries decoded), timestamps as RFC 3339 strings in UTC
 //! (`2026-11-26T12:00:00.123456Z`, fraction digits as needed), dates as
@@ -37,10 +37,15 @@ use super::engine::QueryOutput;
 /// The JSON answer.
 #[derive(Debug, Serialize)]
 pub struct JsonAnswer {
+    /// Always `true` (errors are answered with an error status and body);
+    /// Arc's clients require the field.
+    pub success: bool,
     pub columns: Vec<String>,
     pub data: Vec<Vec<Value>>,
     pub row_count: usize,
     pub execution_time_ms: u64,
+    /// When the answer was made (UTC).
+    pub timestamp: String,
     pub truncated: bool,
 }
 
@@ -68,10 +73,12 @@ pub fn to_json(output: &QueryOutput, execution_time_ms: u64) -> Result<JsonAnswe
         }
     }
     Ok(JsonAnswer {
+        success: true,
         columns,
         row_count: data.len(),
         data,
         execution_time_ms,
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         truncated: output.truncated,
     })
 }
@@ -274,6 +281,8 @@ mod tests {
             ])
         );
         assert_eq!(v["row_count"], 2);
+        assert_eq!(v["success"], true);
+        assert!(v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
         assert_eq!(v["columns"][1], "host");
     }
 

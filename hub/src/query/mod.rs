@@ -8,7 +8,8 @@
 //! capitals or dashes (`SELECT * FROM "plant-1"."Boiler"`).
 //!
 //! The answer format follows `Accept`: `application/vnd.apache.arrow.stream`
-//! (Arrow IPC), `text/csv`, else JSON ([`encode`]). Results are Arrow
+//! (Arrow IPC), `text/csv`, else JSON ([`encode`]). `POST
+//! /api/v1/query/arrow` (Arc's route) always answers Arrow IPC. Results are Arrow
 //! record batches first; each format is encoded from them.
 //!
 //! | status | when |
@@ -127,7 +128,7 @@ pub fn encode_answer(
     })
 }
 
-/// `POST /api/v1/query`.
+/// `POST /api/v1/query`: the format from `Accept`.
 pub async fn query(
     principal: Principal,
     State(state): State<AppState>,
@@ -135,9 +136,31 @@ pub async fn query(
     headers_map: HeaderMap,
     JsonBody(request): JsonBody<QueryRequest>,
 ) -> ApiResult<Response> {
-    principal.require(Permission::Read)?;
-    let database = database(&request, &headers_map, &uri)?;
     let format = Format::from_headers(&headers_map);
+    answer(principal, state, &uri, &headers_map, request, format).await
+}
+
+/// `POST /api/v1/query/arrow` (Arc's route): always an Arrow IPC stream.
+pub async fn query_arrow(
+    principal: Principal,
+    State(state): State<AppState>,
+    uri: Uri,
+    headers_map: HeaderMap,
+    JsonBody(request): JsonBody<QueryRequest>,
+) -> ApiResult<Response> {
+    answer(principal, state, &uri, &headers_map, request, Format::Arrow).await
+}
+
+async fn answer(
+    principal: Principal,
+    state: AppState,
+    uri: &Uri,
+    headers_map: &HeaderMap,
+    request: QueryRequest,
+    format: Format,
+) -> ApiResult<Response> {
+    principal.require(Permission::Read)?;
+    let database = database(&request, headers_map, uri)?;
     let started = Instant::now();
     let config = &state.config.query;
     let limits = engine::Limits {

@@ -2,15 +2,33 @@
 
 use std::sync::atomic::Ordering;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 
-/// `GET /health`: 200 while the process serves HTTP.
-pub(super) async fn health() -> &'static str {
-    "ok\n"
+/// `GET /health`'s answer (Arc's shape, which its clients parse).
+#[derive(Debug, serde::Serialize)]
+pub(super) struct Health {
+    status: &'static str,
+    version: &'static str,
+    /// Since the process started, e.g. `3h 2m 5s`.
+    uptime: String,
+    uptime_seconds: u64,
+}
+
+/// `GET /health`: 200 while the process serves HTTP, with its version and
+/// uptime.
+pub(super) async fn health(State(state): State<AppState>) -> Json<Health> {
+    let secs = state.started.elapsed().as_secs();
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        uptime: humantime::format_duration(std::time::Duration::from_secs(secs)).to_string(),
+        uptime_seconds: secs,
+    })
 }
 
 /// `GET /ready`: 200 once the tables and metadata are open, 503 before

@@ -7,7 +7,9 @@
 //! | `POST /api/v1/segments/batch` | write | [`crate::ingest::segment_batch`] |
 //! | `POST /write`, `/api/v2/write`, `/api/v1/write/line-protocol` | write | [`crate::ingest::line_protocol`] |
 //! | `POST /api/v1/write/msgpack` | write | [`crate::ingest::msgpack`] |
-//! | `POST /api/v1/query` | read | [`crate::query`] |
+//! | `POST /api/v1/query`, `POST /api/v1/query/arrow` | read | [`crate::query`] |
+//! | `GET /api/v1/measurements`, `GET /api/v1/delete/config` | read | [`crate::data`] |
+//! | `POST /api/v1/delete` | delete (admin) | [`crate::data::delete`] |
 //! | `GET /api/v1/agents` | read | [`crate::fleet`] |
 //! | `GET, POST, DELETE /api/v1/retention`, `POST /api/v1/retention/{dry-run,run}`, `GET /api/v1/compaction`, `POST /api/v1/compaction/run` | read (GET) / admin | [`crate::maintenance::routes`] |
 //! | `GET, POST /api/v1/auth/tokens`, `DELETE /api/v1/auth/tokens/{id}` | admin | [`crate::auth::routes`] |
@@ -29,7 +31,7 @@ use super::{AppState, health, not_found};
 use crate::auth::{self, middleware::authenticate};
 use crate::ingest::{line_protocol, msgpack, segment_batch, segments};
 use crate::maintenance::routes as maint;
-use crate::{fleet, metrics as m, query};
+use crate::{data, fleet, metrics as m, query};
 
 /// The hub's router.
 pub fn router(state: AppState) -> Router {
@@ -56,6 +58,10 @@ pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .merge(writes)
         .route("/api/v1/query", post(query::query))
+        .route("/api/v1/query/arrow", post(query::query_arrow))
+        .route("/api/v1/measurements", get(data::measurements::list))
+        .route("/api/v1/delete", post(data::delete::delete))
+        .route("/api/v1/delete/config", get(data::delete::config))
         .route("/api/v1/agents", get(fleet::list))
         .route(
             "/api/v1/retention",

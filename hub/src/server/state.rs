@@ -26,6 +26,8 @@ pub struct AppState {
     pub query: Arc<QueryExecutor>,
     /// Write bytes in flight (`ingest.max_inflight_bytes`).
     pub ingest_budget: crate::ingest::budget::IngestBudget,
+    /// When this process started serving (for `/health`'s uptime).
+    pub started: std::time::Instant,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(false)),
             metrics: crate::metrics::install(),
             query,
+            started: std::time::Instant::now(),
         }
     }
 }

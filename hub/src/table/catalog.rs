@@ -30,6 +30,18 @@ use super::scan::{LakeScan, ScanFiles};
 use super::service::{Reader, Tables};
 use super::writer::load_latest;
 
+/// What [`Tables::summary`] tells of a table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableSummary {
+    pub version: Option<u64>,
+    /// Where the table is (`file:///…`, `s3://bucket/prefix/db/m/`).
+    pub location: String,
+    pub files: u64,
+    pub bytes: u64,
+    /// From the files' statistics.
+    pub rows: u64,
+}
+
 impl Tables {
     /// Makes the tables the default catalog of `ctx`: schema `database`,
     /// table `measurement`, each loaded at its latest version when a
@@ -45,6 +57,32 @@ impl Tables {
         };
         ctx.register_catalog(catalog_name, Arc::new(catalog));
         Ok(())
+    }
+
+    /// Files, bytes and rows of `name` at its latest version (through the
+    /// reader cache); `None` if it has no log.
+    pub async fn summary(&self, name: &TableName) -> Result<Option<TableSummary>, TableError> {
+        let Some(reader) = self.latest(name, true).await? else {
+            return Ok(None);
+        };
+        let snapshot = reader
+            .table
+            .snapshot()
+            .map_err(|e| TableError::storage(name, e))?;
+        let mut out = TableSummary {
+            version: reader.table.version(),
+            location: self.inner.storage.table_url(name),
+            ..TableSummary::default()
+        };
+        for view in snapshot.log_data().iter() {
+            out.files += 1;
+            out.bytes += u64::try_from(view.size()).unwrap_or(0);
+            out.rows += view
+                .num_records()
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0);
+        }
+        Ok(Some(out))
     }
 
     /// A fresh load of the table's latest version (not the reader cache);

@@ -60,7 +60,7 @@ use super::sort_key::sorted_indices;
 
 /// zstd level of compacted files: compaction runs in the background and its
 /// files stay, so it spends more CPU on them than a commit does.
-const COMPACT_ZSTD_LEVEL: i32 = 3;
+pub(super) const COMPACT_ZSTD_LEVEL: i32 = 3;
 
 /// What decides which files are compacted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,7 +362,7 @@ fn merge_sorted(
 /// `batch` (a data file's rows) in `schema`'s columns: missing columns as
 /// nulls, the partition column as the constant `day`, types cast if the file
 /// was written with an equivalent physical type.
-fn conform(
+pub(super) fn conform(
     batch: &RecordBatch,
     schema: &SchemaRef,
     day: i32,

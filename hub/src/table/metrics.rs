@@ -48,3 +48,12 @@ pub const RETENTION_ROWS: &str = "ferry_table_retention_rows_deleted_total";
 pub const RETENTION_FILES: &str = "ferry_table_retention_files_deleted_total";
 /// Counter: files deleted from storage by vacuum.
 pub const VACUUM_FILES: &str = "ferry_table_vacuum_files_deleted_total";
+/// Counter: rows deleted by `POST /api/v1/delete`.
+pub const DELETE_ROWS: &str = "ferry_table_delete_rows_total";
+/// Counter: files rewritten without the deleted rows.
+pub const DELETE_FILES_REWRITTEN: &str = "ferry_table_delete_files_rewritten_total";
+/// Histogram, seconds: applying a delete (rewrite and commit, after its plan).
+pub const DELETE_SECONDS: &str = "ferry_table_delete_seconds";
+/// Counter: delete commits dropped because a file they remove was removed
+/// meanwhile (planned again, up to three times).
+pub const DELETE_CONFLICTS: &str = "ferry_table_delete_conflicts_total";

@@ -98,6 +98,7 @@ mod compact;
 pub mod config;
 #[doc(hidden)]
 pub mod conformance;
+mod delete;
 mod error;
 mod listing;
 mod local_log;
@@ -118,11 +119,15 @@ mod tests;
 mod tests_append;
 #[cfg(test)]
 mod tests_bounds;
+#[cfg(test)]
+mod tests_delete;
 
+pub use catalog::TableSummary;
 pub use compact::{CompactionPolicy, CompactionReport};
 pub use config::{
     Addressing, AzureConfig, ConditionalPut, FsConfig, S3Config, StorageConfig, TableConfig,
 };
+pub use delete::{DeleteConfig, DeleteError, DeleteReport};
 pub use error::TableError;
 pub use name::{Origin, TableName, WriteOutcome, WriteRequest};
 pub use requests::{Ask, Requests, Wanted};

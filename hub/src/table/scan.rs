@@ -158,9 +158,19 @@ impl ScanFiles {
         })
     }
 
+    /// Whether these are `views`' files, in the same order.
+    pub(super) fn same_order(&self, views: &[LogicalFileView]) -> bool {
+        self.files.len() == views.len()
+            && self
+                .files
+                .iter()
+                .zip(views)
+                .all(|(f, v)| f.object_meta.location == v.object_store_path())
+    }
+
     /// Which files may hold rows that `filters` keep, by their statistics;
     /// every file when the filters say nothing a bound can decide.
-    fn keep(&self, session: &dyn Session, filters: &[Expr]) -> Vec<bool> {
+    pub(super) fn keep(&self, session: &dyn Session, filters: &[Expr]) -> Vec<bool> {
         let all = vec![true; self.files.len()];
         let Some(filter) = conjunction(filters.iter().cloned()) else {
             return all;
