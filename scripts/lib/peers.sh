@@ -17,6 +17,7 @@ PY_PACKAGES=(
   "pymodbus==3.16.*"
   "pyserial==3.*"
   "fusepy==3.*"
+  "arc-tsdb-client[pandas]==0.1.*"
 )
 
 install_peers() {
@@ -27,7 +28,7 @@ install_peers() {
     log "creating the Python venv at $FERRY_VENV"
     python3 -m venv "$FERRY_VENV"
   fi
-  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, datafusion, pymodbus, serial, fuse; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
+  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, datafusion, pymodbus, serial, fuse, arc_client, pandas; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
     log "installing Python test packages"
     "$FERRY_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi

@@ -1,0 +1,74 @@
+"""Arc's own Python client (arc-tsdb-client, PyPI), unchanged, against a hub.
+
+(Not named arc_client.py: that would shadow the package it imports.)
+
+Usage: arc_python_client.py HOST PORT ADMIN_TOKEN READ_TOKEN. Writes MessagePack
+columnar rows, reads them back through every query path of the client,
+lists measurements and databases, reads the delete config, deletes with a
+dry run first, and records what the client raises for a bad query, an
+unconfirmed whole-table delete and a delete with a read token. Prints one
+JSON report on stdout.
+"""
+
+import json
+import sys
+import time
+
+from arc_client import ArcClient
+from arc_client.exceptions import ArcError
+
+
+def raised(call):
+    try:
+        call()
+    except ArcError as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def main():
+    host, port, admin, read = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    out = {}
+    now_us = int(time.time() * 1e6)
+    with ArcClient(host=host, port=port, token=admin, database="plant") as c:
+        out["health"] = c.health().status
+        out["ready"] = c.ready()
+        c.write.write_columnar(
+            "boiler",
+            {
+                "time": [now_us - i * 1_000_000 for i in range(100)],
+                "host": ["a" if i % 2 == 0 else "b" for i in range(100)],
+                "temp": [float(i) for i in range(100)],
+            },
+        )
+        r = c.query.query("SELECT count(*) AS n FROM boiler")
+        out["query"] = {"success": r.success, "columns": r.columns, "data": r.data,
+                        "row_count": r.row_count}
+        table = c.query.query_arrow(
+            "SELECT host, count(*) AS n FROM boiler GROUP BY host ORDER BY host")
+        out["arrow"] = table.to_pylist()
+        df = c.query.query_pandas("SELECT temp FROM boiler WHERE host = 'a'")
+        out["pandas"] = {"rows": len(df), "sum": float(df["temp"].sum())}
+        out["measurements"] = [
+            [m.database, m.measurement, m.file_count] for m in c.query.list_measurements()
+        ]
+        out["databases"] = c.query.list_databases()
+        out["delete_config"] = c.delete.get_config().model_dump()
+        where = "host = 'a' AND temp < 10"
+        out["dry"] = c.delete.delete("plant", "boiler", where).model_dump()
+        out["after_dry"] = c.query.query("SELECT count(*) FROM boiler").data[0][0]
+        out["real"] = c.delete.delete("plant", "boiler", where, dry_run=False).model_dump()
+        out["after"] = c.query.query("SELECT count(*) FROM boiler").data[0][0]
+        out["bad_query"] = raised(lambda: c.query.query("SELECT nosuch FROM boiler"))
+        out["unconfirmed"] = raised(
+            lambda: c.delete.delete("plant", "boiler", "1 = 1", dry_run=False))
+        out["after_unconfirmed"] = c.query.query("SELECT count(*) FROM boiler").data[0][0]
+    with ArcClient(host=host, port=port, token=read, database="plant") as c:
+        out["read_delete"] = raised(
+            lambda: c.delete.delete("plant", "boiler", "temp > 0", dry_run=False))
+        out["read_query"] = c.query.query("SELECT count(*) FROM boiler").data[0][0]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
