@@ -63,6 +63,17 @@ def main():
         out["unconfirmed"] = raised(
             lambda: c.delete.delete("plant", "boiler", "1 = 1", dry_run=False))
         out["after_unconfirmed"] = c.query.query("SELECT count(*) FROM boiler").data[0][0]
+        policy = c.retention.create("boiler-90d", "plant", 90, measurement="boiler",
+                                    buffer_days=7)
+        out["retention_created"] = policy.model_dump()
+        out["retention_listed"] = [p.name for p in c.retention.list()]
+        out["retention_got"] = c.retention.get(policy.id).retention_days
+        out["retention_updated"] = c.retention.update(policy.id, retention_days=30).retention_days
+        run = c.retention.execute(policy.id, dry_run=True)
+        out["retention_dry_run"] = run.model_dump()
+        out["retention_executions"] = [e.model_dump() for e in c.retention.get_executions(policy.id)]
+        c.retention.delete(policy.id)
+        out["retention_after_delete"] = [p.name for p in c.retention.list()]
     with ArcClient(host=host, port=port, token=read, database="plant") as c:
         out["read_delete"] = raised(
             lambda: c.delete.delete("plant", "boiler", "temp > 0", dry_run=False))

@@ -2,7 +2,9 @@
 //! import ArcClient`), unchanged, against a real `ferry-hub`: health,
 //! MessagePack columnar writes, `query` (JSON), `query_arrow`,
 //! `query_pandas`, `list_measurements`, `list_databases`, the delete config,
-//! a dry-run delete and a real one, and the client's own exceptions for a
+//! a dry-run delete and a real one, retention policies (create, list, get,
+//! update, a dry-run execution, its executions, delete), and the client's
+//! own exceptions for a
 //! bad query, an unconfirmed whole-table delete and a read token deleting.
 
 use std::path::Path;
@@ -104,4 +106,20 @@ fn arc_python_client_writes_queries_and_deletes_unchanged() {
         .expect("a read token cannot delete");
     assert!(denied.starts_with("ArcAuthenticationError"), "{denied}");
     assert_eq!(r["read_query"], 95);
+
+    // Retention policies in Arc's shape, through the client's own calls.
+    let created = &r["retention_created"];
+    assert_eq!(created["name"], "boiler-90d", "{created}");
+    assert_eq!(created["retention_days"], 90);
+    assert_eq!(created["buffer_days"], 7);
+    assert_eq!(created["measurement"], "boiler");
+    assert_eq!(r["retention_listed"], json!(["boiler-90d"]));
+    assert_eq!(r["retention_got"], 90);
+    assert_eq!(r["retention_updated"], 30);
+    let dry = &r["retention_dry_run"];
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["deleted_count"], 0, "today's rows are kept: {dry}");
+    assert_eq!(dry["policy_name"], "boiler-90d");
+    assert_eq!(r["retention_executions"][0]["status"], "completed");
+    assert_eq!(r["retention_after_delete"], json!([]));
 }

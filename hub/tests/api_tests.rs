@@ -19,6 +19,8 @@ mod maintenance;
 mod query;
 #[path = "api_tests/restart.rs"]
 mod restart;
+#[path = "api_tests/retention_policies.rs"]
+mod retention_policies;
 #[path = "api_tests/segment_batch.rs"]
 mod segment_batch;
 #[path = "api_tests/shared_service.rs"]

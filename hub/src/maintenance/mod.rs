@@ -21,6 +21,8 @@
 
 mod background;
 mod config;
+pub mod policy;
+pub mod policy_routes;
 pub mod routes;
 
 use std::sync::{Arc, Mutex};
@@ -34,7 +36,7 @@ use tracing::{info, warn};
 pub use config::{CompactionConfig, RetentionConfig};
 
 use crate::meta::Meta;
-use crate::meta::retention::days_for;
+use crate::meta::retention::{days_for, policy_for};
 use crate::table::{
     Ask, CompactionPolicy, CompactionReport, RetentionPlan, TableError, TableName, Tables,
 };
@@ -365,6 +367,9 @@ impl Maintenance {
                 Vec::new()
             }
         };
+        let started = std::time::Instant::now();
+        let started_ms = crate::meta::now_ms();
+        let mut executions = policy::Executions::default();
         for name in &names {
             if stop.is_cancelled() {
                 break;
@@ -377,14 +382,24 @@ impl Maintenance {
             );
             let Some(days) = days else { continue };
             let keep_from = keep_from(today, days);
+            let policy = policy_for(&policies, name.database.as_str(), name.measurement.as_str());
             match self.inner.tables.expire(name, keep_from, dry_run).await {
                 Ok(plan) => {
+                    executions.add(policy, keep_from, Ok(&plan));
                     run.rows += plan.rows;
                     run.files += plan.files;
                     run.tables.push(plan);
                 }
-                Err(e) => self.failed(&mut run, name, "retention", e),
+                Err(e) => {
+                    executions.add(policy, keep_from, Err(&e));
+                    self.failed(&mut run, name, "retention", e);
+                }
             }
+        }
+        if !dry_run {
+            executions
+                .record(&self.inner.meta, false, started_ms, started.elapsed())
+                .await;
         }
         if !dry_run {
             for name in &names {

@@ -3,8 +3,9 @@
 //! | route | role | what |
 //! |---|---|---|
 //! | `GET /api/v1/retention` | read | every policy and `default_days` |
-//! | `POST /api/v1/retention` | admin | `{"database", "measurement"?, "days"}`: create or replace a policy |
+//! | `POST /api/v1/retention` | admin | `{"database", "measurement"?, "days"}`: create or replace a policy; or Arc's `{"name", "database", "measurement"?, "retention_days", "buffer_days"?, "is_active"?}`: create (201) |
 //! | `DELETE /api/v1/retention?database=&measurement=` | admin | delete a policy (404 if none) |
+//! | `GET`, `PUT`, `DELETE /api/v1/retention/{id}`, `POST /api/v1/retention/{id}/execute`, `GET /api/v1/retention/{id}/executions` | read (GET) / admin | Arc's policy routes ([`super::policy_routes`]) |
 //! | `POST /api/v1/retention/dry-run` | admin | what a run would delete now, per table |
 //! | `POST /api/v1/retention/run` | admin | expire and vacuum now |
 //! | `GET /api/v1/compaction` | read | config and the last run |
@@ -12,6 +13,9 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ferry_protocols::api::ErrorCode;
 use ferry_protocols::{DatabaseName, Measurement};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::{CompactionRun, MAX_RETENTION_DAYS, RetentionRun};
 use crate::auth::{Permission, Principal};
 use crate::meta::RetentionPolicy;
+use crate::meta::retention::NewPolicy;
 use crate::server::{ApiError, ApiResult, AppState, JsonBody};
 
 /// `GET /api/v1/retention`.
@@ -31,14 +36,26 @@ pub struct PolicyList {
     pub last_run: Option<RetentionRun>,
 }
 
-/// `POST /api/v1/retention` body.
+/// `POST /api/v1/retention` body: Ferry's (`database`, `measurement`,
+/// `days`: create or replace the scope's policy) or Arc's (`name`,
+/// `database`, `measurement`, `retention_days`, `buffer_days`, `is_active`:
+/// create, 409 if the name or scope is taken).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetPolicy {
     pub database: String,
     #[serde(default)]
     pub measurement: Option<String>,
-    pub days: u32,
+    #[serde(default)]
+    pub days: Option<u32>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    #[serde(default)]
+    pub buffer_days: Option<u32>,
+    #[serde(default)]
+    pub is_active: Option<bool>,
 }
 
 /// `DELETE /api/v1/retention` parameters.
@@ -94,26 +111,88 @@ pub async fn set_policy(
     principal: Principal,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<SetPolicy>,
-) -> ApiResult<Json<PolicyAnswer>> {
+) -> ApiResult<Response> {
     principal.require(Permission::Admin)?;
     check_names(&body.database, body.measurement.as_deref())?;
-    if body.days == 0 || body.days > MAX_RETENTION_DAYS {
+    let arc = body.name.is_some()
+        || body.retention_days.is_some()
+        || body.buffer_days.is_some()
+        || body.is_active.is_some();
+    match (body.days, arc) {
+        (Some(_), true) => Err(ApiError::bad_request(
+            "give either days (Ferry's form) or name and retention_days (Arc's), not both",
+        )),
+        (None, false) => Err(ApiError::bad_request(
+            "missing days (or Arc's name and retention_days)",
+        )),
+        (Some(days), false) => {
+            check_days(days, 0)?;
+            let policy = state
+                .meta
+                .set_retention(&body.database, body.measurement.as_deref(), days)
+                .await?;
+            tracing::info!(
+                by = %principal.name,
+                database = %policy.database,
+                measurement = ?policy.measurement,
+                days = policy.days,
+                "retention policy set"
+            );
+            Ok(Json(PolicyAnswer { policy }).into_response())
+        }
+        (None, true) => {
+            let new = NewPolicy {
+                name: check_policy_name(body.name.as_deref())?,
+                database: body.database,
+                measurement: body.measurement.filter(|m| !m.is_empty()),
+                retention_days: body
+                    .retention_days
+                    .ok_or_else(|| ApiError::bad_request("missing retention_days"))?,
+                buffer_days: body.buffer_days.unwrap_or(0),
+                is_active: body.is_active.unwrap_or(true),
+            };
+            check_days(new.retention_days, new.buffer_days)?;
+            match state.meta.create_retention(new).await? {
+                Ok(policy) => {
+                    tracing::info!(by = %principal.name, id = policy.id, name = %policy.name, "retention policy created");
+                    Ok((StatusCode::CREATED, Json(policy)).into_response())
+                }
+                Err(taken) => Err(ApiError::new(ErrorCode::Conflict, taken)),
+            }
+        }
+    }
+}
+
+/// Arc's rules: `retention_days` in 1..=[`MAX_RETENTION_DAYS`], more than
+/// `buffer_days`, and the two together within the maximum.
+pub(super) fn check_days(retention_days: u32, buffer_days: u32) -> ApiResult<()> {
+    if retention_days == 0 || retention_days > MAX_RETENTION_DAYS {
         return Err(ApiError::bad_request(format!(
             "days must be 1..={MAX_RETENTION_DAYS}; delete the policy to keep data forever"
         )));
     }
-    let policy = state
-        .meta
-        .set_retention(&body.database, body.measurement.as_deref(), body.days)
-        .await?;
-    tracing::info!(
-        by = %principal.name,
-        database = %policy.database,
-        measurement = ?policy.measurement,
-        days = policy.days,
-        "retention policy set"
-    );
-    Ok(Json(PolicyAnswer { policy }))
+    if buffer_days > 0 && retention_days <= buffer_days {
+        return Err(ApiError::bad_request(
+            "retention_days must be greater than buffer_days",
+        ));
+    }
+    if retention_days.saturating_add(buffer_days) > MAX_RETENTION_DAYS {
+        return Err(ApiError::bad_request(format!(
+            "retention_days + buffer_days must be at most {MAX_RETENTION_DAYS}"
+        )));
+    }
+    Ok(())
+}
+
+/// A policy name: 1 to 128 characters, no control characters.
+pub(super) fn check_policy_name(name: Option<&str>) -> ApiResult<String> {
+    let name = name.map(str::trim).unwrap_or_default();
+    if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "name must be 1 to 128 characters without control characters",
+        ));
+    }
+    Ok(name.to_owned())
 }
 
 pub async fn delete_policy(

@@ -24,6 +24,13 @@
 //! |---|---|
 //! | `tokens` | + `agents`: the agent id pattern a write token is bound to (`NULL`: unbound) |
 //!
+//! ## Version 4
+//!
+//! | table | columns |
+//! |---|---|
+//! | `retention` | rebuilt with Arc's policy fields: `id` (integer key), `name` (unique), `database`, `measurement`, `days` (Arc's `retention_days`, > 0), `buffer_days` (≥ 0), `is_active`, `created_at_ms`, `updated_at_ms`; (`database`, `measurement`) unique. Existing policies keep their scope and days, named `database` or `database.measurement` |
+//! | `retention_executions` | `id`, `policy_id`, `started_at_ms`, `status` (`completed`, `failed`), `dry_run`, `deleted_count`, `files_deleted`, `cutoff_date`, `duration_ms`, `error` |
+//!
 //! Times are milliseconds since the Unix epoch (UTC).
 
 use rusqlite::Connection;
@@ -31,10 +38,10 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 3;
+pub(super) const CURRENT_VERSION: i64 = 4;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -72,6 +79,39 @@ CREATE TABLE retention (
     r#"
 ALTER TABLE tokens ADD COLUMN agents TEXT;
 "#,
+    r#"
+CREATE TABLE retention_v4 (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL UNIQUE,
+    database      TEXT    NOT NULL,
+    measurement   TEXT    NOT NULL DEFAULT '',
+    days          INTEGER NOT NULL CHECK (days > 0),
+    buffer_days   INTEGER NOT NULL DEFAULT 0 CHECK (buffer_days >= 0),
+    is_active     INTEGER NOT NULL DEFAULT 1,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    UNIQUE (database, measurement)
+);
+INSERT INTO retention_v4 (name, database, measurement, days, created_at_ms, updated_at_ms)
+    SELECT CASE measurement WHEN '' THEN database ELSE database || '.' || measurement END,
+           database, measurement, days, updated_at_ms, updated_at_ms
+    FROM retention ORDER BY database, measurement;
+DROP TABLE retention;
+ALTER TABLE retention_v4 RENAME TO retention;
+CREATE TABLE retention_executions (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    policy_id     INTEGER NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    status        TEXT    NOT NULL,
+    dry_run       INTEGER NOT NULL,
+    deleted_count INTEGER NOT NULL DEFAULT 0,
+    files_deleted INTEGER NOT NULL DEFAULT 0,
+    cutoff_date   TEXT,
+    duration_ms   REAL    NOT NULL DEFAULT 0,
+    error         TEXT
+);
+CREATE INDEX retention_executions_by_policy ON retention_executions (policy_id, id);
+"#,
 ];
 
 /// Brings `conn` to [`CURRENT_VERSION`].
@@ -93,4 +133,53 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     tx.execute_batch(&format!("PRAGMA user_version = {CURRENT_VERSION};"))?;
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_3_policies_survive_the_move_to_version_4() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO retention VALUES ('plant', '', 30, 1000), ('plant', 'vib', 3, 2000);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(i64, String, String, i64, i64, i64)> = conn
+            .prepare(
+                "SELECT id, name, measurement, days, buffer_days, is_active
+                 FROM retention ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (1, "plant".into(), String::new(), 30, 0, 1),
+                (2, "plant.vib".into(), "vib".into(), 3, 0, 1),
+            ]
+        );
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, CURRENT_VERSION);
+    }
 }

@@ -12,6 +12,7 @@
 //! | `POST /api/v1/delete` | delete (admin) | [`crate::data::delete`] |
 //! | `GET /api/v1/agents` | read | [`crate::fleet`] |
 //! | `GET, POST, DELETE /api/v1/retention`, `POST /api/v1/retention/{dry-run,run}`, `GET /api/v1/compaction`, `POST /api/v1/compaction/run` | read (GET) / admin | [`crate::maintenance::routes`] |
+//! | `GET, PUT, DELETE /api/v1/retention/{id}`, `POST /api/v1/retention/{id}/execute`, `GET /api/v1/retention/{id}/executions` | read (GET) / admin | [`crate::maintenance::policy_routes`] |
 //! | `GET, POST /api/v1/auth/tokens`, `DELETE /api/v1/auth/tokens/{id}` | admin | [`crate::auth::routes`] |
 //!
 //! Layers: the body limit (`server.max_body`, answered 413 with an error
@@ -30,6 +31,7 @@ use axum::routing::{delete, get, post};
 use super::{AppState, health, not_found};
 use crate::auth::{self, middleware::authenticate};
 use crate::ingest::{line_protocol, msgpack, segment_batch, segments};
+use crate::maintenance::policy_routes as policies;
 use crate::maintenance::routes as maint;
 use crate::{data, fleet, metrics as m, query};
 
@@ -70,6 +72,17 @@ pub fn router(state: AppState) -> Router {
                 .delete(maint::delete_policy),
         )
         .route("/api/v1/retention/dry-run", post(maint::dry_run))
+        .route(
+            "/api/v1/retention/{id}",
+            get(policies::get)
+                .put(policies::update)
+                .delete(policies::delete),
+        )
+        .route("/api/v1/retention/{id}/execute", post(policies::execute))
+        .route(
+            "/api/v1/retention/{id}/executions",
+            get(policies::executions),
+        )
         .route("/api/v1/retention/run", post(maint::run_retention))
         .route("/api/v1/compaction", get(maint::compaction_status))
         .route("/api/v1/compaction/run", post(maint::run_compaction))
