@@ -38,6 +38,7 @@ enum Scenario {
     CommitGrowth,
     IngestLong,
     Topics,
+    Delete,
     All,
 }
 
@@ -45,7 +46,7 @@ enum Scenario {
 #[derive(Debug, Parser)]
 #[command(name = "ferry-bench", version)]
 struct Cli {
-    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog commit-growth ingest-long topics, or all (ingest-long only with --long or --quick).
+    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog commit-growth ingest-long topics delete, or all (ingest-long only with --long or --quick).
     #[arg(value_enum, required = true)]
     scenarios: Vec<Scenario>,
     /// Small counts, one run each: every scenario end to end in under 3 minutes (CI).
@@ -92,6 +93,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Catalog,
             Scenario::CommitGrowth,
             Scenario::Topics,
+            Scenario::Delete,
         ]
         .into_iter()
         .chain((cli.long || cli.quick).then_some(Scenario::IngestLong))
@@ -162,6 +164,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::NoisyNeighbour => scenario::noisy::run(&scale, &dir),
             Scenario::Catalog => scenario::catalog::run(&scale, &dir),
             Scenario::Topics => scenario::topics::run(&scale, &dir),
+            Scenario::Delete => scenario::delete::run(&scale, &dir),
             Scenario::CommitGrowth => scenario::commit_growth::run(&scale, &dir),
             Scenario::IngestLong => scenario::ingest_long::run(&scale, &dir),
             Scenario::All => unreachable!("expanded above"),

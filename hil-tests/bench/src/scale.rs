@@ -42,6 +42,8 @@ pub struct Scale {
     pub freshness_seconds: f64,
     // topics
     pub distinct_topics: usize,
+    // delete
+    pub delete_rows: usize,
 }
 
 impl Scale {
@@ -71,6 +73,7 @@ impl Scale {
                 query_segment_rows: 10_000,
                 freshness_seconds: 3.0,
                 distinct_topics: 10_000,
+                delete_rows: 100_000,
             }
         } else {
             Scale {
@@ -97,6 +100,7 @@ impl Scale {
                 query_segment_rows: 100_000,
                 freshness_seconds: 15.0,
                 distinct_topics: 100_000,
+                delete_rows: 2_000_000,
             }
         };
         Scale {
@@ -120,6 +124,7 @@ impl Scale {
             "trucks": self.trucks, "hours": self.hours,
             "freshness_seconds": self.freshness_seconds,
             "distinct_topics": self.distinct_topics,
+            "delete_rows": self.delete_rows,
         })
     }
 }

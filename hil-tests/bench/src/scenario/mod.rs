@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod commit_growth;
+pub mod delete;
 pub mod drain;
 pub mod footprint;
 pub mod freshness;
