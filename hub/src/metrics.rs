@@ -52,6 +52,10 @@ pub const INGEST_INFLIGHT_BYTES: &str = "ferry_hub_ingest_inflight_bytes";
 pub const INGEST_REFUSED: &str = "ferry_hub_ingest_refused_total";
 /// Counter: rows returned by queries.
 pub const QUERY_ROWS: &str = "ferry_hub_query_rows_total";
+/// Counter: queries slower than `query.slow_threshold` (logged with their plan).
+pub const SLOW_QUERIES: &str = "ferry_hub_slow_queries_total";
+/// Counter: queries cancelled through `DELETE /api/v1/queries/{id}`.
+pub const QUERIES_CANCELLED: &str = "ferry_hub_queries_cancelled_total";
 /// Counter: authentication failures, label `reason` (`missing`, `invalid`,
 /// `forbidden`).
 pub const AUTH_FAILURES: &str = "ferry_hub_auth_failures_total";

@@ -15,6 +15,8 @@ mod delete;
 mod ingest;
 #[path = "api_tests/maintenance.rs"]
 mod maintenance;
+#[path = "api_tests/queries_manage.rs"]
+mod queries_manage;
 #[path = "api_tests/query.rs"]
 mod query;
 #[path = "api_tests/restart.rs"]

@@ -180,6 +180,13 @@ max_queued_per_token = 8
 # Longest value repeat(), lpad(), rpad(), array_repeat(), range() and
 # generate_series() may build; longer fails the query (400).
 max_string_bytes = "1MiB"
+# A query taking this long or longer is logged (warn) with its plan and
+# metrics, and kept in the history with its plan.
+slow_threshold = "5s"
+# Finished queries kept in GET /api/v1/queries/history (in the metadata
+# store, across restarts), and the oldest age kept.
+history_size = 1000
+history_max_age = "7days"
 
 # DataFusion session options every query starts from, by full name, for
 # tuning (checked at startup; unknown names and bad values are errors).

@@ -129,6 +129,7 @@ pub async fn delete(
             &name,
             &request.predicate,
             request.dry_run,
+            confirm,
             |report| match needs_confirmation(report, &label, threshold) {
                 Some(reason) if !confirm => Err(ApiError::new(ErrorCode::ConfirmRequired, reason)),
                 _ => Ok(()),

@@ -31,6 +31,12 @@
 //! | `retention` | rebuilt with Arc's policy fields: `id` (integer key), `name` (unique), `database`, `measurement`, `days` (Arc's `retention_days`, > 0), `buffer_days` (≥ 0), `is_active`, `created_at_ms`, `updated_at_ms`; (`database`, `measurement`) unique. Existing policies keep their scope and days, named `database` or `database.measurement` |
 //! | `retention_executions` | `id`, `policy_id`, `started_at_ms`, `status` (`completed`, `failed`), `dry_run`, `deleted_count`, `files_deleted`, `cutoff_date`, `duration_ms`, `error` |
 //!
+//! ## Version 5
+//!
+//! | table | columns |
+//! |---|---|
+//! | `query_history` | `id` (text key), `seq` (order), `sql`, `token_id`, `token_name`, `remote_addr`, `database`, `status`, `start_ms`, `end_ms`, `duration_ms`, `row_count`, `bytes_returned`, `files_total`, `files_scanned`, `error`, `slow`, `plan` |
+//!
 //! Times are milliseconds since the Unix epoch (UTC).
 
 use rusqlite::Connection;
@@ -38,10 +44,10 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 4;
+pub(super) const CURRENT_VERSION: i64 = 5;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -111,6 +117,29 @@ CREATE TABLE retention_executions (
     error         TEXT
 );
 CREATE INDEX retention_executions_by_policy ON retention_executions (policy_id, id);
+"#,
+    r#"
+CREATE TABLE query_history (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             TEXT    NOT NULL UNIQUE,
+    sql            TEXT    NOT NULL,
+    token_id       INTEGER,
+    token_name     TEXT    NOT NULL,
+    remote_addr    TEXT,
+    database       TEXT,
+    status         TEXT    NOT NULL,
+    start_ms       INTEGER NOT NULL,
+    end_ms         INTEGER NOT NULL,
+    duration_ms    REAL    NOT NULL,
+    row_count      INTEGER NOT NULL,
+    bytes_returned INTEGER NOT NULL,
+    files_total    INTEGER NOT NULL,
+    files_scanned  INTEGER NOT NULL,
+    error          TEXT,
+    slow           INTEGER NOT NULL,
+    plan           TEXT
+);
+CREATE INDEX query_history_by_start ON query_history (start_ms);
 "#,
 ];
 

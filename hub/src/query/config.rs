@@ -49,6 +49,15 @@ pub struct QueryConfig {
     /// Longest string one expression may build (`repeat`, `lpad`, `rpad`,
     /// `array_repeat`); a longer one fails the query (400).
     pub max_string_bytes: ByteSize,
+    /// A query taking at least this long is logged at `warn` with its plan
+    /// and metrics, and kept in the history with its plan.
+    #[serde(with = "humantime_serde")]
+    pub slow_threshold: Duration,
+    /// Finished queries kept in the history (`GET /api/v1/queries/history`).
+    pub history_size: usize,
+    /// Finished queries older than this leave the history.
+    #[serde(with = "humantime_serde")]
+    pub history_max_age: Duration,
     /// `[query.datafusion]`: DataFusion session options every query starts
     /// from, by their full name (`"datafusion.execution.batch_size" =
     /// "16384"`); checked at startup. The hub's own settings (the default
@@ -84,6 +93,9 @@ impl Default for QueryConfig {
             max_per_token: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
             max_queued_per_token: 8,
             max_string_bytes: ByteSize::mib(1),
+            slow_threshold: Duration::from_secs(5),
+            history_size: 1000,
+            history_max_age: Duration::from_secs(7 * 86_400),
             datafusion: BTreeMap::new(),
         }
     }
@@ -110,8 +122,20 @@ impl QueryConfig {
         if self.queue_timeout.is_zero() {
             errors.push("query.queue_timeout: must be greater than 0".to_owned());
         }
+        if self.history_size > 1_000_000 {
+            errors.push("query.history_size: must be at most 1000000".to_owned());
+        }
         if let Err(e) = self.session_options() {
             errors.push(e);
+        }
+    }
+
+    /// What the query history keeps, and which queries are slow.
+    pub fn history_limits(&self) -> super::tracker::HistoryLimits {
+        super::tracker::HistoryLimits {
+            size: self.history_size,
+            max_age: self.history_max_age,
+            slow_threshold: self.slow_threshold,
         }
     }
 

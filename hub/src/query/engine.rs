@@ -41,10 +41,13 @@ use ferry_protocols::DatabaseName;
 use ferry_protocols::api::ErrorCode;
 use futures_util::StreamExt;
 
+use deltalake::datafusion::physical_plan::display::DisplayableExecutionPlan;
+use deltalake::datafusion::physical_plan::{ExecutionPlan, execute_stream};
+
 use super::coop::YieldEverywhere;
 use super::limits::limited_functions;
 use crate::server::ApiError;
-use crate::table::Tables;
+use crate::table::{ScanCounter, Tables};
 
 /// The catalog tables are registered in (DataFusion's default).
 pub const CATALOG: &str = "datafusion";
@@ -60,6 +63,9 @@ pub struct QueryOutput {
     pub truncated: bool,
     /// Arrow memory of the kept batches.
     pub bytes: usize,
+    /// The physical plan that ran (its metrics filled in), for the
+    /// slow-query log; `None` for answers that did not run a plan (`SHOW`).
+    pub plan: Option<Arc<dyn ExecutionPlan>>,
 }
 
 impl QueryOutput {
@@ -71,6 +77,7 @@ impl QueryOutput {
             row_count: 0,
             truncated: false,
             bytes: 0,
+            plan: None,
         }
     }
 
@@ -152,9 +159,11 @@ pub async fn session(
     database: Option<&DatabaseName>,
     base: SessionBase,
     max_string_bytes: u64,
+    counter: Arc<ScanCounter>,
 ) -> Result<SessionContext, ApiError> {
-    let mut config =
-        SessionConfig::from(base.options.as_ref().clone()).with_information_schema(true);
+    let mut config = SessionConfig::from(base.options.as_ref().clone())
+        .with_information_schema(true)
+        .with_extension(counter);
     if let Some(db) = database {
         config = config.with_default_catalog_and_schema(CATALOG, db.as_str());
     }
@@ -185,8 +194,33 @@ pub async fn run(
     database: Option<&DatabaseName>,
     base: SessionBase,
     limits: Limits,
+    counter: Arc<ScanCounter>,
 ) -> Result<QueryOutput, ApiError> {
-    let ctx = session(tables, database, base, limits.max_string_bytes).await?;
+    let (ctx, physical) = plan(tables, sql, database, base, limits, counter).await?;
+    let schema = physical.schema();
+    let mut stream =
+        execute_stream(physical.clone(), ctx.task_ctx()).map_err(|e| execution_error(&e))?;
+    let mut out = QueryOutput::empty(schema);
+    out.plan = Some(physical);
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| execution_error(&e))?;
+        if !out.push(batch, limits.max_rows, limits.max_result_bytes) {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Plans `sql` (checked read-only) into a physical plan, ready to run.
+async fn plan(
+    tables: &Tables,
+    sql: &str,
+    database: Option<&DatabaseName>,
+    base: SessionBase,
+    limits: Limits,
+    counter: Arc<ScanCounter>,
+) -> Result<(SessionContext, Arc<dyn ExecutionPlan>), ApiError> {
+    let ctx = session(tables, database, base, limits.max_string_bytes, counter).await?;
     let plan = ctx
         .state()
         .create_logical_plan(sql)
@@ -199,16 +233,75 @@ pub async fn run(
         .execute_logical_plan(plan)
         .await
         .map_err(|e| execution_error(&e))?;
-    let schema = SchemaRef::new(df.schema().as_arrow().clone());
-    let mut stream = df.execute_stream().await.map_err(|e| execution_error(&e))?;
-    let mut out = QueryOutput::empty(schema);
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| execution_error(&e))?;
-        if !out.push(batch, limits.max_rows, limits.max_result_bytes) {
-            break;
+    let physical = df
+        .create_physical_plan()
+        .await
+        .map_err(|e| execution_error(&e))?;
+    Ok((ctx, physical))
+}
+
+/// `POST /api/v1/query/explain`'s content.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explained {
+    /// The optimized logical plan.
+    pub logical_plan: String,
+    /// The physical plan; with `analyze`, with each operator's metrics
+    /// (rows, time, row groups and pages pruned by statistics).
+    pub physical_plan: String,
+    /// Active data files of the tables it reads, and the ones it reads
+    /// after skipping files by their statistics.
+    pub files_total: u64,
+    pub files_scanned: u64,
+    /// With `analyze`: rows the query returned (all of them, not cut).
+    pub rows: Option<u64>,
+}
+
+/// Plans `sql` and, with `analyze`, runs it to the end (discarding rows).
+pub async fn explain(
+    tables: &Tables,
+    sql: &str,
+    database: Option<&DatabaseName>,
+    base: SessionBase,
+    limits: Limits,
+    analyze: bool,
+) -> Result<Explained, ApiError> {
+    let counter = Arc::new(ScanCounter::default());
+    let (ctx, physical) = plan(tables, sql, database, base, limits, counter.clone()).await?;
+    let logical = ctx
+        .state()
+        .create_logical_plan(sql)
+        .await
+        .and_then(|p| ctx.state().optimize(&p))
+        .map(|p| p.display_indent().to_string())
+        .map_err(|e| plan_error(&e))?;
+    let mut rows = None;
+    if analyze {
+        let mut stream =
+            execute_stream(physical.clone(), ctx.task_ctx()).map_err(|e| execution_error(&e))?;
+        let mut n = 0u64;
+        while let Some(batch) = stream.next().await {
+            n += batch.map_err(|e| execution_error(&e))?.num_rows() as u64;
         }
+        rows = Some(n);
     }
-    Ok(out)
+    let (files_total, files_scanned) = counter.get();
+    Ok(Explained {
+        logical_plan: logical,
+        physical_plan: plan_text(&physical, analyze),
+        files_total,
+        files_scanned,
+        rows,
+    })
+}
+
+/// `plan` as indented text, with its operators' metrics when `metrics`.
+pub fn plan_text(plan: &Arc<dyn ExecutionPlan>, metrics: bool) -> String {
+    let shown = if metrics {
+        DisplayableExecutionPlan::with_metrics(plan.as_ref())
+    } else {
+        DisplayableExecutionPlan::new(plan.as_ref())
+    };
+    shown.indent(true).to_string()
 }
 
 fn rejected_message(e: &DataFusionError) -> String {

@@ -35,6 +35,7 @@ use deltalake::datafusion::execution::memory_pool::FairSpillPool;
 use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use ferry_protocols::api::ErrorCode;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::config::QueryConfig;
 use super::engine::SessionBase;
@@ -173,8 +174,14 @@ impl QueryExecutor {
     }
 
     /// Runs `work` on the query runtime for the token `who`, within the
-    /// admission limits and `query.timeout`.
-    pub async fn run<T, F>(&self, who: &str, work: F) -> Result<T, ApiError>
+    /// admission limits and `query.timeout`, until `cancel` fires
+    /// (`DELETE /api/v1/queries/{id}`; waiting or running).
+    pub async fn run<T, F>(
+        &self,
+        who: &str,
+        cancel: &CancellationToken,
+        work: F,
+    ) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, ApiError>> + Send + 'static,
@@ -199,13 +206,20 @@ impl QueryExecutor {
         // runs max_per_token queries waits without holding a shared slot, so
         // one client never takes every slot from the others.
         let mut waited_for_own = true;
-        let permit = tokio::time::timeout(wait, async {
-            let own = token.running.clone().acquire_owned().await?;
-            waited_for_own = false;
-            let shared = self.running.clone().acquire_owned().await?;
-            Ok::<_, tokio::sync::AcquireError>((own, shared))
-        })
-        .await;
+        let permit = tokio::select! {
+            p = tokio::time::timeout(wait, async {
+                let own = token.running.clone().acquire_owned().await?;
+                waited_for_own = false;
+                let shared = self.running.clone().acquire_owned().await?;
+                Ok::<_, tokio::sync::AcquireError>((own, shared))
+            }) => Some(p),
+            () = cancel.cancelled() => None,
+        };
+        let Some(permit) = permit else {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            metrics::gauge!(m::QUERIES_WAITING).decrement(1.0);
+            return Err(cancelled());
+        };
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!(m::QUERIES_WAITING).decrement(1.0);
         let _permits = match permit {
@@ -234,20 +248,24 @@ impl QueryExecutor {
         let task = AbortOnDrop(self.handle.spawn(work));
         let result = tokio::time::timeout_at(deadline, async {
             let mut task = task;
-            (&mut task.0).await
+            tokio::select! {
+                r = &mut task.0 => Some(r),
+                () = cancel.cancelled() => None,
+            }
         })
         .await;
         metrics::gauge!(m::QUERIES_RUNNING).decrement(1.0);
         match result {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) if e.is_panic() => {
+            Ok(None) => Err(cancelled()),
+            Ok(Some(Ok(answer))) => answer,
+            Ok(Some(Err(e))) if e.is_panic() => {
                 crate::supervise::panicked("query", who, e);
                 Err(ApiError::new(
                     ErrorCode::Internal,
                     "internal error: the query engine failed on this query (logged)",
                 ))
             }
-            Ok(Err(_)) => Err(ApiError::unavailable("the query was cancelled")),
+            Ok(Some(Err(_))) => Err(ApiError::unavailable("the query was cancelled")),
             Err(_) => Err(ApiError::new(
                 ErrorCode::Timeout,
                 format!(
@@ -302,6 +320,11 @@ impl QueryExecutor {
             rt.shutdown_background();
         }
     }
+}
+
+/// The answer to a query cancelled through the API.
+fn cancelled() -> ApiError {
+    ApiError::unavailable("the query was cancelled (DELETE /api/v1/queries/{id})")
 }
 
 impl Drop for QueryExecutor {

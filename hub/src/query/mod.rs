@@ -26,7 +26,9 @@ pub mod encode;
 pub mod engine;
 pub mod executor;
 mod limits;
+pub mod manage;
 pub mod show;
+pub mod tracker;
 
 pub use config::QueryConfig;
 pub use executor::QueryExecutor;
@@ -42,7 +44,7 @@ use serde::Deserialize;
 
 use crate::auth::{Permission, Principal};
 use crate::metrics as m;
-use crate::server::{ApiError, ApiResult, AppState, JsonBody};
+use crate::server::{ApiError, ApiResult, AppState, JsonBody, Remote};
 
 /// The content type of Arrow IPC stream answers.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -132,28 +134,49 @@ pub fn encode_answer(
 pub async fn query(
     principal: Principal,
     State(state): State<AppState>,
+    remote: Remote,
     uri: Uri,
     headers_map: HeaderMap,
     JsonBody(request): JsonBody<QueryRequest>,
 ) -> ApiResult<Response> {
     let format = Format::from_headers(&headers_map);
-    answer(principal, state, &uri, &headers_map, request, format).await
+    answer(
+        principal,
+        state,
+        remote,
+        &uri,
+        &headers_map,
+        request,
+        format,
+    )
+    .await
 }
 
 /// `POST /api/v1/query/arrow` (Arc's route): always an Arrow IPC stream.
 pub async fn query_arrow(
     principal: Principal,
     State(state): State<AppState>,
+    remote: Remote,
     uri: Uri,
     headers_map: HeaderMap,
     JsonBody(request): JsonBody<QueryRequest>,
 ) -> ApiResult<Response> {
-    answer(principal, state, &uri, &headers_map, request, Format::Arrow).await
+    answer(
+        principal,
+        state,
+        remote,
+        &uri,
+        &headers_map,
+        request,
+        Format::Arrow,
+    )
+    .await
 }
 
 async fn answer(
     principal: Principal,
     state: AppState,
+    remote: Remote,
     uri: &Uri,
     headers_map: &HeaderMap,
     request: QueryRequest,
@@ -169,24 +192,50 @@ async fn answer(
         max_string_bytes: config.max_string_bytes.as_u64(),
     };
 
+    let ticket = state.queries.start(
+        &principal,
+        remote.0,
+        database.as_ref().map(DatabaseName::as_str),
+        &request.sql,
+    );
     let result = match show::parse(&request.sql) {
         Some(s) => show::run(&state.tables, s, database.as_ref(), limits.max_rows)
             .await
-            .and_then(|output| encode_answer(&output, format, started)),
+            .and_then(|output| encode_answer(&output, format, started))
+            .map(|encoded| (encoded, None)),
         None => {
             let tables = state.tables.clone();
             let base = state.query.session_base();
             let sql = request.sql;
+            let counter = ticket.counter.clone();
             state
                 .query
-                .run(&principal.key(), async move {
+                .run(&principal.key(), &ticket.cancel, async move {
                     let output =
-                        engine::run(&tables, &sql, database.as_ref(), base, limits).await?;
-                    encode_answer(&output, format, started)
+                        engine::run(&tables, &sql, database.as_ref(), base, limits, counter)
+                            .await?;
+                    let encoded = encode_answer(&output, format, started)?;
+                    Ok((encoded, output.plan))
                 })
                 .await
         }
     };
+    let finished = match &result {
+        Ok((encoded, plan)) => tracker::Finished {
+            error: None,
+            rows: encoded.row_count as u64,
+            bytes: encoded.body.len() as u64,
+            plan: plan.as_ref(),
+        },
+        Err(e) => tracker::Finished {
+            error: Some(e),
+            rows: 0,
+            bytes: 0,
+            plan: None,
+        },
+    };
+    state.queries.finish(ticket, finished).await;
+    let result = result.map(|(encoded, _)| encoded);
     let elapsed = started.elapsed();
     let outcome = match &result {
         Ok(_) => "ok",

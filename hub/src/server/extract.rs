@@ -55,3 +55,24 @@ fn body_error(status: StatusCode, text: String) -> ApiError {
         _ => ApiError::bad_request(text),
     }
 }
+
+/// The client's address, when the connection has one (`ConnectInfo` is
+/// absent when the router is driven without a listener, as in unit tests).
+#[derive(Debug, Clone, Copy)]
+pub struct Remote(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Remote {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Remote(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<super::PeerAddr>>()
+                .map(|c| c.0.0),
+        ))
+    }
+}

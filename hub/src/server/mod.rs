@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::{ApiError, ApiResult, not_found};
-pub use extract::{Body, JsonBody};
+pub use extract::{Body, JsonBody, Remote};
 pub use router::router;
 pub use state::AppState;
 

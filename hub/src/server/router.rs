@@ -9,6 +9,7 @@
 //! | `POST /api/v1/write/msgpack` | write | [`crate::ingest::msgpack`] |
 //! | `POST /api/v1/query`, `POST /api/v1/query/arrow` | read | [`crate::query`] |
 //! | `GET /api/v1/measurements`, `GET /api/v1/delete/config` | read | [`crate::data`] |
+//! | `GET /api/v1/queries/{active,history,{id}}`, `DELETE /api/v1/queries/{id}`, `POST /api/v1/query/explain` | read (own queries; admin: all) | [`crate::query::manage`] |
 //! | `POST /api/v1/delete` | delete (admin) | [`crate::data::delete`] |
 //! | `GET /api/v1/agents` | read | [`crate::fleet`] |
 //! | `GET, POST, DELETE /api/v1/retention`, `POST /api/v1/retention/{dry-run,run}`, `GET /api/v1/compaction`, `POST /api/v1/compaction/run` | read (GET) / admin | [`crate::maintenance::routes`] |
@@ -61,6 +62,13 @@ pub fn router(state: AppState) -> Router {
         .merge(writes)
         .route("/api/v1/query", post(query::query))
         .route("/api/v1/query/arrow", post(query::query_arrow))
+        .route("/api/v1/query/explain", post(query::manage::explain))
+        .route("/api/v1/queries/active", get(query::manage::active))
+        .route("/api/v1/queries/history", get(query::manage::history))
+        .route(
+            "/api/v1/queries/{id}",
+            get(query::manage::get).delete(query::manage::cancel),
+        )
         .route("/api/v1/measurements", get(data::measurements::list))
         .route("/api/v1/delete", post(data::delete::delete))
         .route("/api/v1/delete/config", get(data::delete::config))

@@ -26,6 +26,8 @@ pub struct AppState {
     pub query: Arc<QueryExecutor>,
     /// Write bytes in flight (`ingest.max_inflight_bytes`).
     pub ingest_budget: crate::ingest::budget::IngestBudget,
+    /// Queries in flight and the history of finished ones.
+    pub queries: Arc<crate::query::tracker::Tracker>,
     /// When this process started serving (for `/health`'s uptime).
     pub started: std::time::Instant,
 }
@@ -43,6 +45,10 @@ impl AppState {
             config.compaction.clone(),
             config.retention.clone(),
         );
+        let queries = Arc::new(crate::query::tracker::Tracker::new(
+            meta.clone(),
+            config.query.history_limits(),
+        ));
         AppState {
             ingest_budget: crate::ingest::budget::IngestBudget::new(
                 config.ingest.max_inflight_bytes.as_u64(),
@@ -53,6 +59,7 @@ impl AppState {
             meta,
             ready: Arc::new(AtomicBool::new(false)),
             metrics: crate::metrics::install(),
+            queries,
             query,
             started: std::time::Instant::now(),
         }

@@ -146,6 +146,8 @@ struct Target {
     matched: u64,
     /// Rows in the file.
     rows: u64,
+    /// The file's other rows, already written (one pass), as `add`s.
+    adds: Option<Vec<Action>>,
 }
 
 /// A planned delete: the files it touches and the table version it read.
@@ -248,27 +250,84 @@ fn evaluate(
     Ok(out)
 }
 
+/// Reads `target`'s file and evaluates `predicate` on its rows.
+async fn read_and_evaluate(
+    table: &DeltaTable,
+    target: &Target,
+    schema: &SchemaRef,
+    predicate: &Arc<dyn PhysicalExpr>,
+) -> Result<Vec<(RecordBatch, BooleanArray)>, DeltaTableError> {
+    let bytes = table
+        .object_store()
+        .get(&target.location)
+        .await?
+        .bytes()
+        .await?;
+    let (schema, predicate, day) = (schema.clone(), predicate.clone(), target.day);
+    tokio::task::spawn_blocking(move || evaluate(bytes, &schema, day, &predicate))
+        .await
+        .map_err(|e| DeltaTableError::Generic(format!("delete task: {e}")))?
+}
+
+/// Writes the rows of `evaluated` whose predicate is not true as a new
+/// file of the table; its `add`s (`dataChange = true`).
+async fn rewrite_kept(
+    table: &DeltaTable,
+    evaluated: Vec<(RecordBatch, BooleanArray)>,
+) -> Result<Vec<Action>, DeltaTableError> {
+    let kept = tokio::task::spawn_blocking(move || {
+        evaluated
+            .iter()
+            .map(|(batch, mask)| Ok(filter_record_batch(batch, &not(mask)?)?))
+            .collect::<Result<Vec<_>, DeltaTableError>>()
+    })
+    .await
+    .map_err(|e| DeltaTableError::Generic(format!("delete task: {e}")))??;
+    let mut writer = RecordBatchWriter::for_table(table)?
+        .with_writer_properties(parquet_properties(COMPACT_ZSTD_LEVEL));
+    for batch in kept {
+        if batch.num_rows() > 0 {
+            writer.write(batch).await?;
+        }
+    }
+    Ok(writer
+        .flush()
+        .await?
+        .into_iter()
+        .map(|mut add| {
+            add.data_change = true;
+            Action::Add(add)
+        })
+        .collect())
+}
+
 impl Tables {
     /// Deletes the rows of `name` where `predicate` is true, or with
     /// `dry_run` only counts them. `allow` sees the plan's report before
-    /// anything is written and may refuse (confirmation rules).
+    /// anything is committed and may refuse (confirmation rules). With
+    /// `confirmed` (the caller will not refuse), files are read once:
+    /// counted and rewritten in the same pass; otherwise they are counted
+    /// first and read again to be rewritten once `allow` agreed.
     pub async fn delete_rows<E>(
         &self,
         name: &TableName,
         predicate: &str,
         dry_run: bool,
+        confirmed: bool,
         allow: impl Fn(&DeleteReport) -> Result<(), E>,
     ) -> Result<Result<DeleteReport, E>, DeleteError> {
         let label = name.to_string();
         for _ in 0..ATTEMPTS {
-            let plan = self.plan_delete(name, predicate).await?;
+            let started = std::time::Instant::now();
+            let plan = self
+                .plan_delete(name, predicate, confirmed && !dry_run)
+                .await?;
             if dry_run || plan.targets.is_empty() {
                 return Ok(Ok(plan.report));
             }
             if let Err(refused) = allow(&plan.report) {
                 return Ok(Err(refused));
             }
-            let started = std::time::Instant::now();
             match self.apply_delete(name, plan, predicate).await? {
                 Some(report) => {
                     metrics::counter!(m::DELETE_ROWS, "table" => label.clone())
@@ -297,10 +356,14 @@ impl Tables {
     }
 
     /// Which files hold matching rows, and how many.
+    /// With `rewrite`, each file read is also rewritten without its
+    /// matching rows in the same pass (the rewritten files stay
+    /// unreferenced, for vacuum, if the plan is not committed).
     pub(super) async fn plan_delete(
         &self,
         name: &TableName,
         predicate: &str,
+        rewrite: bool,
     ) -> Result<Plan, DeleteError> {
         let label = name.to_string();
         let storage = |e| DeleteError::Table(TableError::storage(&label, e));
@@ -342,7 +405,6 @@ impl Tables {
         }
         let mut report = DeleteReport::default();
         let mut targets = Vec::new();
-        let store = table.object_store();
         for (i, view) in views.iter().enumerate() {
             let rows = view
                 .num_records()
@@ -361,29 +423,22 @@ impl Tables {
                 day: epoch_days(day),
                 matched: rows,
                 rows,
+                adds: None,
             };
             if !all_match[i] || view.num_records().is_none() {
-                let bytes = store
-                    .get(&target.location)
+                let evaluated = read_and_evaluate(&table, &target, &schema, &physical)
                     .await
-                    .map_err(|e| storage(e.into()))?
-                    .bytes()
-                    .await
-                    .map_err(|e| storage(e.into()))?;
-                let (schema, physical) = (schema.clone(), physical.clone());
-                let day = target.day;
-                let counted = tokio::task::spawn_blocking(move || {
-                    evaluate(bytes, &schema, day, &physical).map(|batches| {
-                        batches.iter().fold((0u64, 0u64), |(hit, all), (b, mask)| {
-                            (hit + mask.true_count() as u64, all + b.num_rows() as u64)
-                        })
-                    })
-                })
-                .await
-                .map_err(|e| storage(DeltaTableError::Generic(format!("delete task: {e}"))))?
-                .map_err(storage)?;
+                    .map_err(storage)?;
                 report.files_read += 1;
-                (target.matched, target.rows) = counted;
+                (target.matched, target.rows) =
+                    evaluated
+                        .iter()
+                        .fold((0u64, 0u64), |(hit, all), (b, mask)| {
+                            (hit + mask.true_count() as u64, all + b.num_rows() as u64)
+                        });
+                if rewrite && target.matched > 0 && target.matched < target.rows {
+                    target.adds = Some(rewrite_kept(&table, evaluated).await.map_err(storage)?);
+                }
             }
             if target.matched == 0 {
                 continue;
@@ -407,8 +462,9 @@ impl Tables {
         })
     }
 
-    /// Rewrites and commits `plan`; `None` if a file it removes was removed
-    /// by another commit meanwhile (nothing committed).
+    /// Rewrites (what the plan has not yet) and commits `plan`; `None` if a
+    /// file it removes was removed by another commit meanwhile (nothing
+    /// committed).
     pub(super) async fn apply_delete(
         &self,
         name: &TableName,
@@ -424,50 +480,22 @@ impl Tables {
             targets,
             mut report,
         } = plan;
-        let store = table.object_store();
         let mut actions = Vec::new();
         for target in &targets {
             actions.push(Action::Remove(target.remove.clone()));
             if target.matched == target.rows {
                 continue;
             }
-            let bytes = store
-                .get(&target.location)
-                .await
-                .map_err(|e| storage(e.into()))?
-                .bytes()
-                .await
-                .map_err(|e| storage(e.into()))?;
-            let (schema, physical, day) = (schema.clone(), physical.clone(), target.day);
-            let kept = tokio::task::spawn_blocking(move || {
-                let mut kept = Vec::new();
-                for (batch, mask) in evaluate(bytes, &schema, day, &physical)? {
-                    kept.push(filter_record_batch(&batch, &not(&mask)?)?);
+            let adds = match &target.adds {
+                Some(adds) => adds.clone(),
+                None => {
+                    let evaluated = read_and_evaluate(&table, target, &schema, &physical)
+                        .await
+                        .map_err(storage)?;
+                    rewrite_kept(&table, evaluated).await.map_err(storage)?
                 }
-                Ok::<_, DeltaTableError>(kept)
-            })
-            .await
-            .map_err(|e| storage(DeltaTableError::Generic(format!("delete task: {e}"))))?
-            .map_err(storage)?;
-            let mut writer = RecordBatchWriter::for_table(&table)
-                .map_err(storage)?
-                .with_writer_properties(parquet_properties(COMPACT_ZSTD_LEVEL));
-            for batch in kept {
-                if batch.num_rows() > 0 {
-                    writer.write(batch).await.map_err(storage)?;
-                }
-            }
-            actions.extend(
-                writer
-                    .flush()
-                    .await
-                    .map_err(storage)?
-                    .into_iter()
-                    .map(|mut add| {
-                        add.data_change = true;
-                        Action::Add(add)
-                    }),
-            );
+            };
+            actions.extend(adds);
         }
         let _gate = match self.commit_gate(name) {
             Some(g) => Some(g.lock_owned().await),

@@ -132,5 +132,6 @@ pub use error::TableError;
 pub use name::{Origin, TableName, WriteOutcome, WriteRequest};
 pub use requests::{Ask, Requests, Wanted};
 pub use retention::RetentionPlan;
+pub use scan::ScanCounter;
 pub use schema::{PARTITION_COLUMN, PARTITION_ROLE, TYPE_KEY, TYPE_U64, storage_time_type};
 pub use service::Tables;

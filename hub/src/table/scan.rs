@@ -68,6 +68,25 @@ use tracing::debug;
 /// (`DEFAULT_STATISTICS_TRUNCATE_LENGTH`); a bound this long may be cut.
 const STRING_STATS_TRUNCATE: usize = 64;
 
+/// What a query's scans of Ferry tables considered: put into its session
+/// as a config extension, counted at planning (`query` history and
+/// `explain` report it).
+#[derive(Debug, Default)]
+pub struct ScanCounter {
+    /// Active data files of the scanned tables.
+    pub files: std::sync::atomic::AtomicU64,
+    /// Of those, the files the scan reads after skipping by statistics.
+    pub scanned: std::sync::atomic::AtomicU64,
+}
+
+impl ScanCounter {
+    /// `(files, scanned)`.
+    pub fn get(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.files.load(Relaxed), self.scanned.load(Relaxed))
+    }
+}
+
 /// A table version's files as the scan reads them.
 #[derive(Debug)]
 pub(crate) struct ScanFiles {
@@ -387,6 +406,11 @@ impl TableProvider for LakeScan {
             .filter(|(_, keep)| **keep)
             .map(|(f, _)| f.clone())
             .collect();
+        if let Some(counter) = state.config().get_extension::<ScanCounter>() {
+            use std::sync::atomic::Ordering::Relaxed;
+            counter.files.fetch_add(files.files.len() as u64, Relaxed);
+            counter.scanned.fetch_add(chosen.len() as u64, Relaxed);
+        }
         if chosen.is_empty() {
             let schema = match projection {
                 Some(p) => Arc::new(files.schema.project(p)?),

@@ -50,7 +50,7 @@ async fn a_delete_whose_files_were_compacted_meanwhile_commits_nothing() {
     let t: TableName = "del.m".parse().unwrap();
     three_files(&tables, &t).await;
 
-    let plan = tables.plan_delete(&t, "site = 's1'").await.unwrap();
+    let plan = tables.plan_delete(&t, "site = 's1'", false).await.unwrap();
     assert_eq!(plan.report.deleted_count, 10);
     assert_eq!(plan.report.affected_files, 1);
     assert_eq!(
@@ -85,7 +85,7 @@ async fn a_delete_whose_files_were_compacted_meanwhile_commits_nothing() {
 
     // Planned again, the delete rewrites the compacted file.
     let done = tables
-        .delete_rows(&t, "site = 's1'", false, |_| Ok::<(), ()>(()))
+        .delete_rows(&t, "site = 's1'", false, true, |_| Ok::<(), ()>(()))
         .await
         .unwrap()
         .unwrap();
@@ -132,7 +132,9 @@ async fn appends_during_a_delete_keep_every_row() {
     let mut deleted = 0;
     for site in ["s0", "s1", "s2"] {
         let report = tables
-            .delete_rows(&t, &format!("site = '{site}'"), false, |_| Ok::<(), ()>(()))
+            .delete_rows(&t, &format!("site = '{site}'"), false, site != "s1", |_| {
+                Ok::<(), ()>(())
+            })
             .await
             .unwrap()
             .unwrap();

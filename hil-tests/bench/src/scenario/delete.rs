@@ -90,7 +90,12 @@ fn copy_dir(from: &Path, to: &Path) {
         .arg(to)
         .status()
         .expect("cp");
-    assert!(status.success(), "cp -r {} {}", from.display(), to.display());
+    assert!(
+        status.success(),
+        "cp -r {} {}",
+        from.display(),
+        to.display()
+    );
 }
 
 /// Runs the scenario.
@@ -115,7 +120,10 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         copies.push(copy);
     }
     let files = hub
-        .query(&format!("SELECT count(DISTINCT day) FROM del.{}", tables[0]))
+        .query(&format!(
+            "SELECT count(DISTINCT day) FROM del.{}",
+            tables[0]
+        ))
         .ok()
         .and_then(|v| v["data"][0][0].as_u64())
         .unwrap_or(0);
@@ -184,10 +192,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     section.compare(Comparison::new(
         format!(
             "`{}`: {} rows, {} whole files dropped by statistics (read {})",
-            PREDICATES[1],
-            second["deleted_count"],
-            second["removed_files"],
-            second["files_read"],
+            PREDICATES[1], second["deleted_count"], second["removed_files"], second["files_read"],
         ),
         Unit::Ms,
         &ferry[1],
