@@ -31,6 +31,9 @@ pub struct QueryRecord {
     /// skipping files by their statistics.
     pub files_total: u64,
     pub files_scanned: u64,
+    /// The most memory the query held at once (its reservations in the
+    /// shared pool).
+    pub peak_memory_bytes: u64,
     pub error: Option<String>,
     /// Slower than `query.slow_threshold`.
     pub slow: bool,
@@ -43,7 +46,8 @@ pub struct QueryRecord {
 }
 
 const COLUMNS: &str = "id, sql, token_id, token_name, remote_addr, database, status, start_ms,
-    end_ms, duration_ms, row_count, bytes_returned, files_total, files_scanned, error, slow, plan";
+    end_ms, duration_ms, row_count, bytes_returned, files_total, files_scanned, error, slow, plan,
+    peak_memory";
 
 fn count(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -70,6 +74,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueryRecord> {
         error: r.get(14)?,
         slow: r.get::<_, i64>(15)? != 0,
         plan: r.get(16)?,
+        peak_memory_bytes: count(r.get(17)?),
         start_ms,
         end_ms,
     })
@@ -87,7 +92,7 @@ impl Meta {
             c.execute(
                 &format!(
                     "INSERT OR REPLACE INTO query_history ({COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
                 ),
                 params![
                     q.id,
@@ -106,7 +111,8 @@ impl Meta {
                     int(q.files_scanned),
                     q.error,
                     i64::from(q.slow),
-                    q.plan
+                    q.plan,
+                    int(q.peak_memory_bytes)
                 ],
             )?;
             c.execute(
@@ -168,6 +174,7 @@ mod tests {
             bytes_returned: 10,
             files_total: 3,
             files_scanned: 1,
+            peak_memory_bytes: 0,
             error: None,
             slow: false,
             plan: None,

@@ -35,7 +35,7 @@
 //!
 //! | table | columns |
 //! |---|---|
-//! | `query_history` | `id` (text key), `seq` (order), `sql`, `token_id`, `token_name`, `remote_addr`, `database`, `status`, `start_ms`, `end_ms`, `duration_ms`, `row_count`, `bytes_returned`, `files_total`, `files_scanned`, `error`, `slow`, `plan` |
+//! | `query_history` | `id` (text key), `seq` (order), `sql`, `token_id`, `token_name`, `remote_addr`, `database`, `status`, `start_ms`, `end_ms`, `duration_ms`, `row_count`, `bytes_returned`, `files_total`, `files_scanned`, `error`, `slow`, `plan`, `peak_memory` |
 //!
 //! Times are milliseconds since the Unix epoch (UTC).
 
@@ -137,7 +137,8 @@ CREATE TABLE query_history (
     files_scanned  INTEGER NOT NULL,
     error          TEXT,
     slow           INTEGER NOT NULL,
-    plan           TEXT
+    plan           TEXT,
+    peak_memory    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX query_history_by_start ON query_history (start_ms);
 "#,

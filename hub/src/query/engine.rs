@@ -46,6 +46,7 @@ use deltalake::datafusion::physical_plan::{ExecutionPlan, execute_stream};
 
 use super::coop::YieldEverywhere;
 use super::limits::limited_functions;
+use super::memory::QueryMemory;
 use crate::server::ApiError;
 use crate::table::{ScanCounter, Tables};
 
@@ -159,18 +160,20 @@ pub async fn session(
     database: Option<&DatabaseName>,
     base: SessionBase,
     max_string_bytes: u64,
-    counter: Arc<ScanCounter>,
+    probe: Probe,
 ) -> Result<SessionContext, ApiError> {
     let mut config = SessionConfig::from(base.options.as_ref().clone())
         .with_information_schema(true)
-        .with_extension(counter);
+        .with_extension(probe.scan);
+    let mut env = base.env.as_ref().clone();
+    env.memory_pool = probe.memory;
     if let Some(db) = database {
         config = config.with_default_catalog_and_schema(CATALOG, db.as_str());
     }
     // Not `enable_url_table()`: URL tables would read local files.
     let state = SessionStateBuilder::new()
         .with_config(config)
-        .with_runtime_env(base.env)
+        .with_runtime_env(Arc::new(env))
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
         .build();
@@ -194,9 +197,9 @@ pub async fn run(
     database: Option<&DatabaseName>,
     base: SessionBase,
     limits: Limits,
-    counter: Arc<ScanCounter>,
+    probe: Probe,
 ) -> Result<QueryOutput, ApiError> {
-    let (ctx, physical) = plan(tables, sql, database, base, limits, counter).await?;
+    let (ctx, physical) = plan(tables, sql, database, base, limits, probe).await?;
     let schema = physical.schema();
     let mut stream =
         execute_stream(physical.clone(), ctx.task_ctx()).map_err(|e| execution_error(&e))?;
@@ -211,6 +214,24 @@ pub async fn run(
     Ok(out)
 }
 
+/// What one query's session reports back: the files its scans considered
+/// and its share of the memory pool.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub scan: Arc<ScanCounter>,
+    pub memory: Arc<QueryMemory>,
+}
+
+impl Probe {
+    /// A probe whose memory goes to `pool`.
+    pub fn new(pool: Arc<dyn deltalake::datafusion::execution::memory_pool::MemoryPool>) -> Self {
+        Probe {
+            scan: Arc::new(ScanCounter::default()),
+            memory: Arc::new(QueryMemory::new(pool)),
+        }
+    }
+}
+
 /// Plans `sql` (checked read-only) into a physical plan, ready to run.
 async fn plan(
     tables: &Tables,
@@ -218,9 +239,9 @@ async fn plan(
     database: Option<&DatabaseName>,
     base: SessionBase,
     limits: Limits,
-    counter: Arc<ScanCounter>,
+    probe: Probe,
 ) -> Result<(SessionContext, Arc<dyn ExecutionPlan>), ApiError> {
-    let ctx = session(tables, database, base, limits.max_string_bytes, counter).await?;
+    let ctx = session(tables, database, base, limits.max_string_bytes, probe).await?;
     let plan = ctx
         .state()
         .create_logical_plan(sql)
@@ -263,10 +284,11 @@ pub async fn explain(
     database: Option<&DatabaseName>,
     base: SessionBase,
     limits: Limits,
+    probe: Probe,
     analyze: bool,
 ) -> Result<Explained, ApiError> {
-    let counter = Arc::new(ScanCounter::default());
-    let (ctx, physical) = plan(tables, sql, database, base, limits, counter.clone()).await?;
+    let counter = probe.scan.clone();
+    let (ctx, physical) = plan(tables, sql, database, base, limits, probe).await?;
     let logical = ctx
         .state()
         .create_logical_plan(sql)

@@ -168,6 +168,14 @@ impl QueryExecutor {
         }
     }
 
+    /// The memory pool every query shares (each query counts its own
+    /// share in front of it, [`super::memory`]).
+    pub fn memory_pool(
+        &self,
+    ) -> Arc<dyn deltalake::datafusion::execution::memory_pool::MemoryPool> {
+        self.env.memory_pool.clone()
+    }
+
     /// The limits.
     pub fn config(&self) -> &QueryConfig {
         &self.config

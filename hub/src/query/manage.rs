@@ -148,14 +148,15 @@ pub async fn explain(
         remote.0,
         db.as_ref().map(ferry_protocols::DatabaseName::as_str),
         &request.sql,
+        state.query.memory_pool(),
     );
     let tables = state.tables.clone();
     let base = state.query.session_base();
-    let (sql, analyze) = (request.sql, request.analyze);
+    let (sql, analyze, probe) = (request.sql, request.analyze, ticket.probe.clone());
     let result = state
         .query
         .run(&principal.key(), &ticket.cancel, async move {
-            engine::explain(&tables, &sql, db.as_ref(), base, limits, analyze).await
+            engine::explain(&tables, &sql, db.as_ref(), base, limits, probe, analyze).await
         })
         .await;
     if analyze {

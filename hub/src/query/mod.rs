@@ -27,6 +27,7 @@ pub mod engine;
 pub mod executor;
 mod limits;
 pub mod manage;
+pub mod memory;
 pub mod show;
 pub mod tracker;
 
@@ -197,6 +198,7 @@ async fn answer(
         remote.0,
         database.as_ref().map(DatabaseName::as_str),
         &request.sql,
+        state.query.memory_pool(),
     );
     let result = match show::parse(&request.sql) {
         Some(s) => show::run(&state.tables, s, database.as_ref(), limits.max_rows)
@@ -207,13 +209,12 @@ async fn answer(
             let tables = state.tables.clone();
             let base = state.query.session_base();
             let sql = request.sql;
-            let counter = ticket.counter.clone();
+            let probe = ticket.probe.clone();
             state
                 .query
                 .run(&principal.key(), &ticket.cancel, async move {
                     let output =
-                        engine::run(&tables, &sql, database.as_ref(), base, limits, counter)
-                            .await?;
+                        engine::run(&tables, &sql, database.as_ref(), base, limits, probe).await?;
                     let encoded = encode_answer(&output, format, started)?;
                     Ok((encoded, output.plan))
                 })

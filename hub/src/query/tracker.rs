@@ -24,7 +24,9 @@ use crate::meta::Meta;
 use crate::meta::queries::QueryRecord;
 use crate::metrics as m;
 use crate::server::ApiError;
-use crate::table::ScanCounter;
+use deltalake::datafusion::execution::memory_pool::MemoryPool;
+
+use super::engine::Probe;
 
 /// Bytes of a query's SQL kept in the active list and the history.
 pub const SQL_KEPT: usize = 16 * 1024;
@@ -44,7 +46,7 @@ struct Running {
     record: QueryRecord,
     cancel: CancellationToken,
     started: Instant,
-    counter: Arc<ScanCounter>,
+    probe: Probe,
 }
 
 /// The registry; cheap to share (`Arc`).
@@ -62,7 +64,7 @@ pub struct Tracker {
 pub struct Ticket {
     pub id: String,
     pub cancel: CancellationToken,
-    pub counter: Arc<ScanCounter>,
+    pub probe: Probe,
     tracker: Arc<Tracker>,
 }
 
@@ -110,17 +112,19 @@ impl Tracker {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a query of `principal` from `remote`.
+    /// Registers a query of `principal` from `remote`, whose memory comes
+    /// from `pool`.
     pub fn start(
         self: &Arc<Self>,
         principal: &Principal,
         remote: Option<SocketAddr>,
         database: Option<&str>,
         sql: &str,
+        pool: Arc<dyn MemoryPool>,
     ) -> Ticket {
         let id = uuid::Uuid::new_v4().to_string();
         let cancel = CancellationToken::new();
-        let counter = Arc::new(ScanCounter::default());
+        let probe = Probe::new(pool);
         let now_ms = crate::meta::now_ms();
         let record = QueryRecord {
             id: id.clone(),
@@ -137,6 +141,7 @@ impl Tracker {
             bytes_returned: 0,
             files_total: 0,
             files_scanned: 0,
+            peak_memory_bytes: 0,
             error: None,
             slow: false,
             plan: None,
@@ -149,13 +154,13 @@ impl Tracker {
                 record,
                 cancel: cancel.clone(),
                 started: Instant::now(),
-                counter: counter.clone(),
+                probe: probe.clone(),
             },
         );
         Ticket {
             id,
             cancel,
-            counter,
+            probe,
             tracker: self.clone(),
         }
     }
@@ -168,9 +173,10 @@ impl Tracker {
         };
         let took = running.started.elapsed();
         let mut record = running.record;
-        let (files, scanned) = running.counter.get();
+        let (files, scanned) = running.probe.scan.get();
         record.files_total = files;
         record.files_scanned = scanned;
+        record.peak_memory_bytes = running.probe.memory.peak() as u64;
         record.duration_ms = ms(took);
         record.end_ms = record.start_ms + i64::try_from(took.as_millis()).unwrap_or(i64::MAX);
         record.end_time = Some(crate::meta::format_ms(record.end_ms));
@@ -220,7 +226,8 @@ impl Tracker {
             .map(|r| {
                 let mut record = r.record.clone();
                 record.duration_ms = ms(r.started.elapsed());
-                (record.files_total, record.files_scanned) = r.counter.get();
+                (record.files_total, record.files_scanned) = r.probe.scan.get();
+                record.peak_memory_bytes = r.probe.memory.peak() as u64;
                 record
             })
             .collect()

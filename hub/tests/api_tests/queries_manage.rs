@@ -48,15 +48,24 @@ async fn queries_are_listed_cancelled_explained_and_kept_in_history() {
     let (a_id, a) = hub.token("read").await;
     let (_, b) = hub.token("read").await;
 
-    let r = query(&hub, &a, "SELECT count(*) FROM plant.m WHERE v > 5").await;
+    let r = query(
+        &hub,
+        &a,
+        "SELECT host, count(*) FROM plant.m WHERE v > 5 GROUP BY host",
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     let (status, mine) = get(&hub, &a, "/api/v1/queries/history?limit=10").await;
     assert_eq!(status, StatusCode::OK, "{mine}");
     assert_eq!(mine["count"], 1, "{mine}");
     let q = &mine["queries"][0];
     assert_eq!(q["status"], "completed", "{q}");
-    assert_eq!(q["row_count"], 1);
+    assert_eq!(q["row_count"], 2);
     assert_eq!(q["token_id"], a_id);
+    assert!(
+        q["peak_memory_bytes"].as_u64().unwrap() > 0,
+        "a grouping holds memory: {q}"
+    );
     assert!(
         q["remote_addr"].as_str().unwrap().starts_with("127.0.0.1:"),
         "{q}"
