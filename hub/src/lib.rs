@@ -10,6 +10,7 @@
 //! | [`config`] | `hub.toml`: parsing, validation of every key at once, the commented template |
 //! | [`table`] | Delta tables: storage backends, the commit batcher, exactly-once, schema evolution |
 //! | [`meta`] | the SQLite metadata store: tokens, agents, retention policies, settings |
+//! | [`cq`] | continuous queries: the scheduler, exactly-once windows, their API |
 //! | [`maintenance`] | background compaction, retention and vacuum; their API |
 //! | [`auth`] | bearer tokens, roles, the request principal, token management |
 //! | [`ingest`] | the write endpoints: segments, line protocol, MessagePack |
@@ -24,6 +25,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod cq;
 pub mod data;
 pub mod fleet;
 pub mod ingest;

@@ -56,6 +56,16 @@ pub const QUERY_ROWS: &str = "ferry_hub_query_rows_total";
 pub const SLOW_QUERIES: &str = "ferry_hub_slow_queries_total";
 /// Counter: queries cancelled through `DELETE /api/v1/queries/{id}`.
 pub const QUERIES_CANCELLED: &str = "ferry_hub_queries_cancelled_total";
+/// Counter: continuous query executions, labels `query`, `outcome`
+/// (`completed`, `failed`).
+pub const CQ_EXECUTIONS: &str = "ferry_hub_cq_executions_total";
+/// Counter: windows computed by continuous queries, label `query`.
+pub const CQ_WINDOWS: &str = "ferry_hub_cq_windows_total";
+/// Counter: rows written by continuous queries, label `query`.
+pub const CQ_ROWS: &str = "ferry_hub_cq_rows_written_total";
+/// Gauge: how far a continuous query's watermark is behind the last closed
+/// window, in seconds, label `query`.
+pub const CQ_LAG: &str = "ferry_hub_cq_lag_seconds";
 /// Counter: authentication failures, label `reason` (`missing`, `invalid`,
 /// `forbidden`).
 pub const AUTH_FAILURES: &str = "ferry_hub_auth_failures_total";

@@ -9,6 +9,8 @@
 
 #[path = "api_tests/auth.rs"]
 mod auth;
+#[path = "api_tests/continuous.rs"]
+mod continuous;
 #[path = "api_tests/delete.rs"]
 mod delete;
 #[path = "api_tests/ingest.rs"]

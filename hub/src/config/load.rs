@@ -8,13 +8,14 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "storage",
     "tables",
     "compaction",
     "retention",
     "delete",
+    "continuous_queries",
     "metadata",
     "query",
     "ingest",
@@ -104,6 +105,9 @@ pub fn parse(text: &str) -> Result<HubConfig, ConfigErrors> {
     }
     if let Some(v) = section(&document, "delete", &mut errors) {
         config.delete = v;
+    }
+    if let Some(v) = section(&document, "continuous_queries", &mut errors) {
+        config.continuous_queries = v;
     }
     if let Some(v) = section(&document, "metadata", &mut errors) {
         config.metadata = v;

@@ -44,6 +44,7 @@ pub struct HubConfig {
     pub compaction: CompactionConfig,
     pub retention: RetentionConfig,
     pub delete: crate::table::DeleteConfig,
+    pub continuous_queries: crate::cq::CqConfig,
     pub metadata: MetadataConfig,
     pub query: QueryConfig,
     pub ingest: IngestConfig,
@@ -174,6 +175,7 @@ impl HubConfig {
             );
         }
         self.query.validate(errors);
+        self.continuous_queries.validate(errors);
         if self.ingest.max_batch_segments == 0 {
             errors.push("ingest.max_batch_segments: must be at least 1".to_owned());
         }

@@ -139,6 +139,28 @@ enabled = true
 # with 400 confirm_required unless the request says "confirm": true.
 confirm_threshold = 10000
 
+[continuous_queries]
+# Downsampling queries (/api/v1/continuous_queries) run every `interval`
+# over closed windows; each window is written exactly once (its rows and
+# the query's watermark are one commit of the destination table).
+enabled = true
+# How often the scheduler looks for windows that have closed.
+poll_interval = "5s"
+# A window [t, t + interval) is computed this long after t + interval, so
+# that its last rows are committed first.
+delay = "10s"
+# Windows before the watermark computed again by every run (late data);
+# the default of queries created without their own lookback_windows.
+lookback_windows = 1
+# A backfill (POST .../execute over a long range) commits this much time at
+# once, then the next chunk; its progress shows in .../executions.
+backfill_chunk = "1day"
+# Rows one chunk may produce; more fails the execution with a reason.
+max_chunk_rows = 1000000
+# The shortest interval a query may have, and how many queries may exist.
+min_interval = "1s"
+max_queries = 1000
+
 [metadata]
 # The SQLite file holding tokens, agents, retention policies and settings.
 # Back it up with the tables: the tokens and policies live only here.
@@ -250,6 +272,7 @@ mod tests {
             "[ingest]",
             "[retention]",
             "[delete]",
+            "[continuous_queries]",
             "[metadata]",
             "[query]",
             "[auth]",

@@ -185,7 +185,7 @@ pub(super) fn check_days(retention_days: u32, buffer_days: u32) -> ApiResult<()>
 }
 
 /// A policy name: 1 to 128 characters, no control characters.
-pub(super) fn check_policy_name(name: Option<&str>) -> ApiResult<String> {
+pub(crate) fn check_policy_name(name: Option<&str>) -> ApiResult<String> {
     let name = name.map(str::trim).unwrap_or_default();
     if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(

@@ -23,6 +23,7 @@
 //! segment: one connection is plenty.
 
 pub mod agents;
+pub mod continuous;
 pub mod queries;
 pub mod retention;
 mod schema;

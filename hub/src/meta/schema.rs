@@ -37,6 +37,13 @@
 //! |---|---|
 //! | `query_history` | `id` (text key), `seq` (order), `sql`, `token_id`, `token_name`, `remote_addr`, `database`, `status`, `start_ms`, `end_ms`, `duration_ms`, `row_count`, `bytes_returned`, `files_total`, `files_scanned`, `error`, `slow`, `plan`, `peak_memory` |
 //!
+//! ## Version 6
+//!
+//! | table | columns |
+//! |---|---|
+//! | `continuous_queries` | `id` (integer key), `name` (unique), `description`, `database`, `source_measurement`, `destination_measurement`, `query`, `interval_ms`, `interval` (as given), `tag_columns` (JSON array or `NULL`), `lookback_windows`, `start_ms` (first window), `retention_days`, `delete_source_after_days`, `is_active`, `watermark_ms` (end of the last window written, a hint: the destination's `txn` is the truth), `created_at_ms`, `updated_at_ms` |
+//! | `cq_executions` | `id`, `query_id`, `execution_id` (text), `started_at_ms`, `status` (`running`, `completed`, `failed`, `dry_run`), `start_ms`, `end_ms`, `windows_total`, `windows_done`, `records_read`, `records_written`, `duration_ms`, `error`, `scheduled` |
+//!
 //! Times are milliseconds since the Unix epoch (UTC).
 
 use rusqlite::Connection;
@@ -44,10 +51,10 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 5;
+pub(super) const CURRENT_VERSION: i64 = 6;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -141,6 +148,45 @@ CREATE TABLE query_history (
     peak_memory    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX query_history_by_start ON query_history (start_ms);
+"#,
+    r#"
+CREATE TABLE continuous_queries (
+    id                       INTEGER PRIMARY KEY AUTOINCREMENT,
+    name                     TEXT    NOT NULL UNIQUE,
+    description              TEXT,
+    database                 TEXT    NOT NULL,
+    source_measurement       TEXT    NOT NULL,
+    destination_measurement  TEXT    NOT NULL,
+    query                    TEXT    NOT NULL,
+    interval_ms              INTEGER NOT NULL,
+    interval                 TEXT    NOT NULL,
+    tag_columns              TEXT,
+    lookback_windows         INTEGER NOT NULL,
+    start_ms                 INTEGER NOT NULL,
+    retention_days           INTEGER,
+    delete_source_after_days INTEGER,
+    is_active                INTEGER NOT NULL,
+    watermark_ms             INTEGER,
+    created_at_ms            INTEGER NOT NULL,
+    updated_at_ms            INTEGER NOT NULL
+);
+CREATE TABLE cq_executions (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    query_id        INTEGER NOT NULL,
+    execution_id    TEXT    NOT NULL UNIQUE,
+    started_at_ms   INTEGER NOT NULL,
+    status          TEXT    NOT NULL,
+    start_ms        INTEGER NOT NULL,
+    end_ms          INTEGER NOT NULL,
+    windows_total   INTEGER NOT NULL,
+    windows_done    INTEGER NOT NULL DEFAULT 0,
+    records_read    INTEGER,
+    records_written INTEGER NOT NULL DEFAULT 0,
+    duration_ms     REAL    NOT NULL DEFAULT 0,
+    error           TEXT,
+    scheduled       INTEGER NOT NULL
+);
+CREATE INDEX cq_executions_by_query ON cq_executions (query_id, id);
 "#,
 ];
 

@@ -45,6 +45,7 @@ use deltalake::datafusion::physical_plan::display::DisplayableExecutionPlan;
 use deltalake::datafusion::physical_plan::{ExecutionPlan, execute_stream};
 
 use super::coop::YieldEverywhere;
+use super::gapfill;
 use super::limits::limited_functions;
 use super::memory::QueryMemory;
 use crate::server::ApiError;
@@ -178,7 +179,10 @@ pub async fn session(
         .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
         .build();
     let ctx = SessionContext::new_with_state(state);
-    for f in limited_functions(max_string_bytes) {
+    for f in limited_functions(max_string_bytes)
+        .into_iter()
+        .chain(gapfill::functions())
+    {
         ctx.register_udf(f);
     }
     tables
@@ -199,17 +203,25 @@ pub async fn run(
     limits: Limits,
     probe: Probe,
 ) -> Result<QueryOutput, ApiError> {
-    let (ctx, physical) = plan(tables, sql, database, base, limits, probe).await?;
+    let (ctx, physical, gaps) = plan(tables, sql, database, base, limits, probe).await?;
     let schema = physical.schema();
     let mut stream =
         execute_stream(physical.clone(), ctx.task_ctx()).map_err(|e| execution_error(&e))?;
-    let mut out = QueryOutput::empty(schema);
-    out.plan = Some(physical);
+    let mut out = QueryOutput::empty(schema.clone());
+    out.plan = Some(physical.clone());
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| execution_error(&e))?;
         if !out.push(batch, limits.max_rows, limits.max_result_bytes) {
             break;
         }
+    }
+    if let Some(gaps) = gaps {
+        let (filled, cut) = gapfill::fill(&gaps, &schema, &out.batches, limits.max_rows)?;
+        let was_cut = out.truncated;
+        out = QueryOutput::empty(schema);
+        out.push(filled, limits.max_rows, limits.max_result_bytes);
+        out.truncated |= cut || was_cut;
+        out.plan = Some(physical);
     }
     Ok(out)
 }
@@ -240,7 +252,14 @@ async fn plan(
     base: SessionBase,
     limits: Limits,
     probe: Probe,
-) -> Result<(SessionContext, Arc<dyn ExecutionPlan>), ApiError> {
+) -> Result<
+    (
+        SessionContext,
+        Arc<dyn ExecutionPlan>,
+        Option<gapfill::Spec>,
+    ),
+    ApiError,
+> {
     let ctx = session(tables, database, base, limits.max_string_bytes, probe).await?;
     let plan = ctx
         .state()
@@ -250,6 +269,14 @@ async fn plan(
     sql_options()
         .verify_plan(&plan)
         .map_err(|e| ApiError::new(ErrorCode::QueryRejected, rejected_message(&e)))?;
+    // Gap filling is read from the optimized plan (bounds folded to
+    // literals); only statements that name it pay for the extra pass.
+    let gaps = if sql.to_ascii_lowercase().contains(gapfill::GAPFILL) {
+        let optimized = ctx.state().optimize(&plan).map_err(|e| plan_error(&e))?;
+        gapfill::spec(&optimized)?
+    } else {
+        None
+    };
     let df = ctx
         .execute_logical_plan(plan)
         .await
@@ -258,7 +285,21 @@ async fn plan(
         .create_physical_plan()
         .await
         .map_err(|e| execution_error(&e))?;
-    Ok((ctx, physical))
+    Ok((ctx, physical, gaps))
+}
+
+/// The columns `sql` would answer, without running it (the plan is made,
+/// the read-only rules applied).
+pub async fn output_schema(
+    tables: &Tables,
+    sql: &str,
+    database: Option<&DatabaseName>,
+    base: SessionBase,
+    limits: Limits,
+    probe: Probe,
+) -> Result<SchemaRef, ApiError> {
+    let (_, physical, _) = plan(tables, sql, database, base, limits, probe).await?;
+    Ok(physical.schema())
 }
 
 /// `POST /api/v1/query/explain`'s content.
@@ -288,7 +329,7 @@ pub async fn explain(
     analyze: bool,
 ) -> Result<Explained, ApiError> {
     let counter = probe.scan.clone();
-    let (ctx, physical) = plan(tables, sql, database, base, limits, probe).await?;
+    let (ctx, physical, _) = plan(tables, sql, database, base, limits, probe).await?;
     let logical = ctx
         .state()
         .create_logical_plan(sql)

@@ -25,6 +25,7 @@ mod coop;
 pub mod encode;
 pub mod engine;
 pub mod executor;
+pub mod gapfill;
 mod limits;
 pub mod manage;
 pub mod memory;

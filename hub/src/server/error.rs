@@ -83,6 +83,11 @@ impl ApiError {
         self.body.error
     }
 
+    /// The human-readable reason.
+    pub fn message(&self) -> &str {
+        &self.body.message
+    }
+
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.body.error.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

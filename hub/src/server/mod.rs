@@ -7,7 +7,8 @@
 //! 1. `/ready` turns 503 and the listener stops accepting;
 //! 2. in-flight requests finish (at most `server.shutdown_timeout`; each
 //!    write answers only after its commit, so none is lost);
-//! 3. the maintenance tasks (compaction, retention) stop between tables;
+//! 3. continuous queries stop between chunks, then the maintenance tasks
+//!    (compaction, retention) between tables;
 //! 4. the tables flush what is queued, then their batchers stop;
 //! 5. the metadata store checkpoints and closes.
 //!
@@ -163,6 +164,7 @@ impl Hub {
         state
             .maintenance
             .spawn(&maintenance_tracker, maintenance_shutdown.clone());
+        state.cqs.start().await;
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(%addr, tls = config.server.tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ferry-hub listening");
         crate::ingest::segments::warn_if_failpoint();
@@ -210,6 +212,10 @@ impl RunningHub {
         } = self;
         tracing::info!("shutting down: no new connections");
         state.ready.store(false, Ordering::SeqCst);
+        // Continuous queries stop at their next chunk, so that an execute
+        // request in flight answers `interrupted` instead of holding the
+        // drain below.
+        state.cqs.cancel();
         http_shutdown.cancel();
         let grace = state.config.server.shutdown_timeout;
         let served = match tokio::time::timeout(grace, &mut server).await {
@@ -223,6 +229,8 @@ impl RunningHub {
                 Ok(())
             }
         };
+        tracing::info!("stopping continuous queries");
+        state.cqs.stop().await;
         state.query.shutdown();
         tracing::info!("stopping maintenance");
         maintenance_shutdown.cancel();

@@ -13,6 +13,7 @@
 //! | `POST /api/v1/delete` | delete (admin) | [`crate::data::delete`] |
 //! | `GET /api/v1/agents` | read | [`crate::fleet`] |
 //! | `GET, POST, DELETE /api/v1/retention`, `POST /api/v1/retention/{dry-run,run}`, `GET /api/v1/compaction`, `POST /api/v1/compaction/run` | read (GET) / admin | [`crate::maintenance::routes`] |
+//! | `GET, POST /api/v1/continuous_queries`, `GET, PUT, DELETE /api/v1/continuous_queries/{id}`, `POST .../{id}/execute`, `GET .../{id}/executions` | read (GET) / admin | [`crate::cq::routes`] |
 //! | `GET, PUT, DELETE /api/v1/retention/{id}`, `POST /api/v1/retention/{id}/execute`, `GET /api/v1/retention/{id}/executions` | read (GET) / admin | [`crate::maintenance::policy_routes`] |
 //! | `GET, POST /api/v1/auth/tokens`, `DELETE /api/v1/auth/tokens/{id}` | admin | [`crate::auth::routes`] |
 //!
@@ -31,6 +32,7 @@ use axum::routing::{delete, get, post};
 
 use super::{AppState, health, not_found};
 use crate::auth::{self, middleware::authenticate};
+use crate::cq;
 use crate::ingest::{line_protocol, msgpack, segment_batch, segments};
 use crate::maintenance::policy_routes as policies;
 use crate::maintenance::routes as maint;
@@ -92,6 +94,24 @@ pub fn router(state: AppState) -> Router {
             get(policies::executions),
         )
         .route("/api/v1/retention/run", post(maint::run_retention))
+        .route(
+            "/api/v1/continuous_queries",
+            get(cq::routes::list).post(cq::routes::create),
+        )
+        .route(
+            "/api/v1/continuous_queries/{id}",
+            get(cq::routes::get)
+                .put(cq::routes::update)
+                .delete(cq::routes::delete),
+        )
+        .route(
+            "/api/v1/continuous_queries/{id}/execute",
+            post(cq::routes::execute),
+        )
+        .route(
+            "/api/v1/continuous_queries/{id}/executions",
+            get(cq::routes::executions),
+        )
         .route("/api/v1/compaction", get(maint::compaction_status))
         .route("/api/v1/compaction/run", post(maint::run_compaction))
         .route(

@@ -30,6 +30,8 @@ pub struct AppState {
     pub queries: Arc<crate::query::tracker::Tracker>,
     /// When this process started serving (for `/health`'s uptime).
     pub started: std::time::Instant,
+    /// Continuous queries: their executions and scheduler.
+    pub cqs: crate::cq::ContinuousQueries,
 }
 
 impl AppState {
@@ -49,7 +51,14 @@ impl AppState {
             meta.clone(),
             config.query.history_limits(),
         ));
+        let cqs = crate::cq::ContinuousQueries::new(
+            tables.clone(),
+            meta.clone(),
+            query.clone(),
+            config.continuous_queries.clone(),
+        );
         AppState {
+            cqs,
             ingest_budget: crate::ingest::budget::IngestBudget::new(
                 config.ingest.max_inflight_bytes.as_u64(),
             ),

@@ -370,7 +370,14 @@ pub(super) fn conform(
     let n = batch.num_rows();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for f in schema.fields() {
-        let column: ArrayRef = if f.name() == PARTITION_COLUMN {
+        // Data files never hold the partition column; rows being added
+        // (a continuous query's) carry their own.
+        let own_day = batch
+            .column_by_name(PARTITION_COLUMN)
+            .filter(|c| c.data_type() == f.data_type());
+        let column: ArrayRef = if let (true, Some(own)) = (f.name() == PARTITION_COLUMN, own_day) {
+            own.clone()
+        } else if f.name() == PARTITION_COLUMN {
             std::sync::Arc::new(Date32Array::from(vec![day; n]))
         } else {
             match batch.column_by_name(f.name()) {

@@ -152,9 +152,9 @@ struct Target {
 
 /// A planned delete: the files it touches and the table version it read.
 pub(super) struct Plan {
-    table: DeltaTable,
+    pub(super) table: DeltaTable,
     predicate: Arc<dyn PhysicalExpr>,
-    schema: SchemaRef,
+    pub(super) schema: SchemaRef,
     targets: Vec<Target>,
     pub(super) report: DeleteReport,
 }
@@ -462,14 +462,30 @@ impl Tables {
         })
     }
 
-    /// Rewrites (what the plan has not yet) and commits `plan`; `None` if a
-    /// file it removes was removed by another commit meanwhile (nothing
-    /// committed).
+    /// Rewrites (what the plan has not yet) and commits `plan` as a
+    /// `DELETE`; `None` if a file it removes was removed by another commit
+    /// meanwhile (nothing committed).
     pub(super) async fn apply_delete(
         &self,
         name: &TableName,
         plan: Plan,
         predicate: &str,
+    ) -> Result<Option<DeleteReport>, DeleteError> {
+        let operation = DeltaOperation::Delete {
+            predicate: Some(predicate.to_owned()),
+        };
+        self.commit_plan(name, plan, Vec::new(), operation).await
+    }
+
+    /// Rewrites (what the plan has not yet) and commits `plan` with
+    /// `extra` actions as `operation`; `None` if a file it removes was
+    /// removed by another commit meanwhile (nothing committed).
+    pub(super) async fn commit_plan(
+        &self,
+        name: &TableName,
+        plan: Plan,
+        extra: Vec<Action>,
+        operation: DeltaOperation,
     ) -> Result<Option<DeleteReport>, DeleteError> {
         let label = name.to_string();
         let storage = |e| DeleteError::Table(TableError::storage(&label, e));
@@ -516,9 +532,7 @@ impl Tables {
         {
             return Ok(None);
         }
-        let operation = DeltaOperation::Delete {
-            predicate: Some(predicate.to_owned()),
-        };
+        actions.extend(extra);
         let commit = CommitBuilder::default()
             .with_actions(actions)
             .build(

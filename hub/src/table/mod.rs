@@ -105,6 +105,7 @@ mod local_log;
 mod maintain;
 pub mod metrics;
 mod name;
+mod replace;
 mod requests;
 mod retention;
 mod scan;
@@ -130,6 +131,7 @@ pub use config::{
 pub use delete::{DeleteConfig, DeleteError, DeleteReport};
 pub use error::TableError;
 pub use name::{Origin, TableName, WriteOutcome, WriteRequest};
+pub use replace::{Replaced, rfc3339_ns};
 pub use requests::{Ask, Requests, Wanted};
 pub use retention::RetentionPlan;
 pub use scan::ScanCounter;

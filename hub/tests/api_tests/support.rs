@@ -70,10 +70,16 @@ pub(crate) async fn start_with(tweak: impl FnOnce(&mut HubConfig)) -> TestHub {
 impl TestHub {
     /// Stops the hub and starts a new one on the same directory.
     pub(crate) async fn restart(&mut self) {
+        self.restart_with(|_| {}).await;
+    }
+
+    /// Stops the hub and starts a new one on the same directory, with
+    /// `tweak` applied to its config.
+    pub(crate) async fn restart_with(&mut self, tweak: impl FnOnce(&mut HubConfig)) {
         if let Some(hub) = self.hub.take() {
             hub.shutdown().await.unwrap();
         }
-        let hub = Hub::start(config(self.dir.path(), |_| {})).await.unwrap();
+        let hub = Hub::start(config(self.dir.path(), tweak)).await.unwrap();
         assert!(
             hub.bootstrap_token().is_none(),
             "a restart must not create a second admin token"
