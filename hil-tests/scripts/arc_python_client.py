@@ -5,7 +5,9 @@
 Usage: arc_python_client.py HOST PORT ADMIN_TOKEN READ_TOKEN. Writes MessagePack
 columnar rows, reads them back through every query path of the client,
 lists measurements and databases, reads the delete config, deletes with a
-dry run first, and records what the client raises for a bad query, an
+dry run first, manages a retention policy and a continuous query (created,
+listed, updated, executed twice over the same windows, its executions read,
+deleted), and records what the client raises for a bad query, an
 unconfirmed whole-table delete and a delete with a read token. Prints one
 JSON report on stdout.
 """
@@ -74,6 +76,30 @@ def main():
         out["retention_executions"] = [e.model_dump() for e in c.retention.get_executions(policy.id)]
         c.retention.delete(policy.id)
         out["retention_after_delete"] = [p.name for p in c.retention.list()]
+        cqs = c.continuous_queries
+        cq = cqs.create(
+            "boiler-1m", "plant", "boiler", "boiler_1m",
+            "SELECT date_bin(INTERVAL '1 minute', time) AS time, host, avg(temp) AS temp, "
+            "count(*) AS n FROM boiler WHERE time >= {start_time} AND time < {end_time} "
+            "GROUP BY 1, host",
+            "1m", description="per-minute boiler")
+        out["cq_created"] = cq.model_dump()
+        out["cq_listed"] = [q.name for q in cqs.list(database="plant")]
+        out["cq_got"] = cqs.get(cq.id).interval
+        out["cq_updated"] = cqs.update(cq.id, description="per minute").description
+        start = time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(time.time() - 600))
+        dry = cqs.execute(cq.id, start_time=start, dry_run=True)
+        out["cq_dry"] = dry.model_dump()
+        run = cqs.execute(cq.id, start_time=start)
+        out["cq_run"] = run.model_dump()
+        out["cq_again"] = cqs.execute(cq.id, start_time=start).model_dump()
+        out["cq_sum"] = c.query.query("SELECT sum(n) FROM boiler_1m").data[0][0]
+        out["cq_source"] = c.query.query(
+            f"SELECT count(*) FROM boiler WHERE time >= '{run.start_time}' "
+            f"AND time < '{run.end_time}'").data[0][0]
+        out["cq_executions"] = [e.model_dump() for e in cqs.get_executions(cq.id)]
+        cqs.delete(cq.id)
+        out["cq_after_delete"] = [q.name for q in cqs.list()]
     with ArcClient(host=host, port=port, token=read, database="plant") as c:
         out["read_delete"] = raised(
             lambda: c.delete.delete("plant", "boiler", "temp > 0", dry_run=False))

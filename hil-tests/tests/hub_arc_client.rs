@@ -122,4 +122,25 @@ fn arc_python_client_writes_queries_and_deletes_unchanged() {
     assert_eq!(dry["policy_name"], "boiler-90d");
     assert_eq!(r["retention_executions"][0]["status"], "completed");
     assert_eq!(r["retention_after_delete"], json!([]));
+
+    // A continuous query, through the client's own calls; executed twice
+    // over the same windows, every source row is counted once.
+    let created = &r["cq_created"];
+    assert_eq!(created["name"], "boiler-1m", "{created}");
+    assert_eq!(created["destination_measurement"], "boiler_1m");
+    assert_eq!(created["is_active"], true);
+    assert_eq!(r["cq_listed"], json!(["boiler-1m"]));
+    assert_eq!(r["cq_got"], "1m");
+    assert_eq!(r["cq_updated"], "per minute");
+    assert_eq!(r["cq_dry"]["status"], "dry_run", "{}", r["cq_dry"]);
+    assert!(
+        r["cq_dry"]["executed_query"]
+            .as_str()
+            .is_some_and(|q| q.contains("boiler"))
+    );
+    assert_eq!(r["cq_run"]["status"], "completed", "{}", r["cq_run"]);
+    assert_eq!(r["cq_again"]["status"], "completed");
+    assert_eq!(r["cq_sum"], r["cq_source"], "{r}");
+    assert_eq!(r["cq_executions"].as_array().map(Vec::len), Some(3));
+    assert_eq!(r["cq_after_delete"], json!([]));
 }

@@ -31,3 +31,5 @@ mod segment_batch;
 mod shared_service;
 #[path = "api_tests/support.rs"]
 mod support;
+#[path = "api_tests/timeseries.rs"]
+mod timeseries;

@@ -2,13 +2,17 @@
 //!
 //! | route | role | answer |
 //! |---|---|---|
-//! | `POST /api/v1/continuous_queries` | admin | [`CqCreate`] → 201 and the query |
+//! | `POST /api/v1/continuous_queries` | admin | [`CqCreate`] → 201 `{"success": true, "query": {...}}` |
 //! | `GET /api/v1/continuous_queries?database=&is_active=` | read | `{"queries": [...], "count"}` |
-//! | `GET /api/v1/continuous_queries/{id}` | read | the query |
-//! | `PUT /api/v1/continuous_queries/{id}` | admin | [`CqUpdate`] (fields left out stay) → the query |
+//! | `GET /api/v1/continuous_queries/{id}` | read | `{"success": true, "query": {...}}` |
+//! | `PUT /api/v1/continuous_queries/{id}` | admin | [`CqUpdate`] (fields left out stay) → `{"success": true, "query": {...}}` |
 //! | `DELETE /api/v1/continuous_queries/{id}` | admin | `{"success": true, "message", "query"}`; the destination's rows stay |
 //! | `POST /api/v1/continuous_queries/{id}/execute` | admin | `{"start_time"?, "end_time"?, "dry_run"?}` → [`Execution`] |
 //! | `GET /api/v1/continuous_queries/{id}/executions?limit=50` | read | `{"query_id", "executions": [...], "count"}`, newest first |
+//!
+//! One query is answered wrapped, `{"success": true, "query": {...}}`: Arc's
+//! Python client reads `query` from the answer (a bare object's `query` is
+//! its SQL).
 //!
 //! With `continuous_queries.enabled = false` every route is 403
 //! `forbidden`. An unknown id is 404, an id that is not an integer 400.
@@ -122,6 +126,11 @@ pub struct Executions {
     pub count: usize,
 }
 
+/// One query as answered: `{"success": true, "query": {...}}`.
+fn wrapped(cq: &ContinuousQuery) -> Json<Value> {
+    Json(json!({ "success": true, "query": cq }))
+}
+
 fn enabled(state: &AppState) -> ApiResult<()> {
     if state.cqs.config().enabled {
         Ok(())
@@ -217,7 +226,7 @@ pub async fn create(
     principal: Principal,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CqCreate>,
-) -> ApiResult<(StatusCode, Json<ContinuousQuery>)> {
+) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Permission::Admin)?;
     enabled(&state)?;
     let name = check_policy_name(Some(&body.name))?;
@@ -275,7 +284,7 @@ pub async fn create(
         Err(taken) => Err(ApiError::new(ErrorCode::Conflict, taken)),
         Ok(cq) => {
             tracing::info!(by = %principal.name, id = cq.id, name = %cq.name, "continuous query created");
-            Ok((StatusCode::CREATED, Json(cq)))
+            Ok((StatusCode::CREATED, wrapped(&cq)))
         }
     }
 }
@@ -295,10 +304,10 @@ pub async fn get(
     principal: Principal,
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> ApiResult<Json<ContinuousQuery>> {
+) -> ApiResult<Json<Value>> {
     principal.require(Permission::Read)?;
     enabled(&state)?;
-    Ok(Json(existing(&state, query_id(&raw)?).await?))
+    Ok(wrapped(&existing(&state, query_id(&raw)?).await?))
 }
 
 pub async fn update(
@@ -306,7 +315,7 @@ pub async fn update(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     JsonBody(body): JsonBody<CqUpdate>,
-) -> ApiResult<Json<ContinuousQuery>> {
+) -> ApiResult<Json<Value>> {
     principal.require(Permission::Admin)?;
     enabled(&state)?;
     let id = query_id(&raw)?;
@@ -350,7 +359,7 @@ pub async fn update(
         Some(Err(taken)) => Err(ApiError::new(ErrorCode::Conflict, taken)),
         Some(Ok(cq)) => {
             tracing::info!(by = %principal.name, id, name = %cq.name, "continuous query updated");
-            Ok(Json(cq))
+            Ok(wrapped(&cq))
         }
     }
 }

@@ -75,7 +75,7 @@ async fn windows_have_hand_computed_answers_and_are_replaced_not_doubled() {
 
     let r = create(&hub, &cq_body("cpu-hourly", HOURLY)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let cq: Value = r.json().await.unwrap();
+    let cq = r.json::<Value>().await.unwrap()["query"].clone();
     let id = cq["id"].as_i64().unwrap();
     assert_eq!(cq["interval"], "1h");
     assert_eq!(cq["last_processed_time"], Value::Null);
@@ -157,7 +157,8 @@ async fn windows_have_hand_computed_answers_and_are_replaced_not_doubled() {
     assert_eq!(ex["executions"][3]["status"], "dry_run");
     let got = hub
         .admin_get(&format!("/api/v1/continuous_queries/{id}"))
-        .await;
+        .await["query"]
+        .clone();
     assert_eq!(
         got["last_processed_time"], "2026-01-01T03:00:00.000Z",
         "{got}"
@@ -181,7 +182,9 @@ async fn windows_have_hand_computed_answers_and_are_replaced_not_doubled() {
     body["destination_measurement"] = json!("cpu_shifted");
     let r = create(&hub, &body).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let bad_id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let bad_id = r.json::<Value>().await.unwrap()["query"]["id"]
+        .as_i64()
+        .unwrap();
     let failed: Value = execute(&hub, bad_id, range).await.json().await.unwrap();
     assert_eq!(failed["status"], "failed", "{failed}");
     assert!(
@@ -205,7 +208,7 @@ async fn windows_have_hand_computed_answers_and_are_replaced_not_doubled() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let updated: Value = r.json().await.unwrap();
+    let updated = r.json::<Value>().await.unwrap()["query"].clone();
     assert_eq!(
         (updated["is_active"].clone(), updated["query"].clone()),
         (json!(false), json!(HOURLY))
@@ -317,7 +320,9 @@ async fn careless_and_hostile_definitions_are_refused_with_reasons() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = create(&hub, &cq_body("dup", HOURLY)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let id = r.json::<Value>().await.unwrap()["query"]["id"]
+        .as_i64()
+        .unwrap();
     let r = create(&hub, &cq_body("dup", HOURLY)).await;
     error(r, StatusCode::CONFLICT, "conflict").await;
     let (_, read) = hub.token("read").await;
@@ -369,7 +374,8 @@ async fn careless_and_hostile_definitions_are_refused_with_reasons() {
 async fn watermark_ms(hub: &TestHub, id: i64) -> Option<i64> {
     let cq = hub
         .admin_get(&format!("/api/v1/continuous_queries/{id}"))
-        .await;
+        .await["query"]
+        .clone();
     let t = humantime::parse_rfc3339(cq["last_processed_time"].as_str()?).ok()?;
     Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64)
 }
@@ -386,7 +392,8 @@ fn now_ms() -> i64 {
 async fn assert_exactly_once(hub: &TestHub, id: i64) -> i64 {
     let cq = hub
         .admin_get(&format!("/api/v1/continuous_queries/{id}"))
-        .await;
+        .await["query"]
+        .clone();
     let Some(mark) = cq["last_processed_time"].as_str().map(str::to_owned) else {
         return 0;
     };
@@ -449,7 +456,9 @@ async fn the_scheduler_writes_each_window_once_across_restarts_and_a_stopped_bac
     )
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let id = r.json::<Value>().await.unwrap()["query"]["id"]
+        .as_i64()
+        .unwrap();
 
     // The scheduler backfills from start_time in 2 s chunks, then follows.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -488,7 +497,9 @@ async fn the_scheduler_writes_each_window_once_across_restarts_and_a_stopped_bac
     body["interval"] = json!("1s");
     let r = create(&hub, &body).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let again = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let again = r.json::<Value>().await.unwrap()["query"]["id"]
+        .as_i64()
+        .unwrap();
     let range = json!({"start_time": started, "end_time": humantime::format_rfc3339_millis(
         UNIX_EPOCH + Duration::from_millis((start + 40_000) as u64)).to_string()});
     let request = hub
