@@ -11,6 +11,7 @@
 //! | [`table`] | Delta tables: storage backends, the commit batcher, exactly-once, schema evolution |
 //! | [`meta`] | the SQLite metadata store: tokens, agents, retention policies, settings |
 //! | [`cq`] | continuous queries: the scheduler, exactly-once windows, their API |
+//! | [`lastcache`] | the last-value cache: the newest rows per key in memory, `last_cache()` in SQL, its API |
 //! | [`maintenance`] | background compaction, retention and vacuum; their API |
 //! | [`auth`] | bearer tokens, roles, the request principal, token management |
 //! | [`ingest`] | the write endpoints: segments, line protocol, MessagePack |
@@ -29,6 +30,7 @@ pub mod cq;
 pub mod data;
 pub mod fleet;
 pub mod ingest;
+pub mod lastcache;
 pub mod maintenance;
 pub mod meta;
 pub mod metrics;

@@ -15,6 +15,8 @@ mod continuous;
 mod delete;
 #[path = "api_tests/ingest.rs"]
 mod ingest;
+#[path = "api_tests/last_cache.rs"]
+mod last_cache;
 #[path = "api_tests/maintenance.rs"]
 mod maintenance;
 #[path = "api_tests/queries_manage.rs"]

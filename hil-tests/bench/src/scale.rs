@@ -44,6 +44,9 @@ pub struct Scale {
     pub distinct_topics: usize,
     // delete
     pub delete_rows: usize,
+    // last-cache
+    pub lvc_devices: usize,
+    pub lvc_readings: usize,
 }
 
 impl Scale {
@@ -74,6 +77,8 @@ impl Scale {
                 freshness_seconds: 3.0,
                 distinct_topics: 10_000,
                 delete_rows: 100_000,
+                lvc_devices: 200,
+                lvc_readings: 50,
             }
         } else {
             Scale {
@@ -101,6 +106,8 @@ impl Scale {
                 freshness_seconds: 15.0,
                 distinct_topics: 100_000,
                 delete_rows: 2_000_000,
+                lvc_devices: 10_000,
+                lvc_readings: 100,
             }
         };
         Scale {
@@ -125,6 +132,7 @@ impl Scale {
             "freshness_seconds": self.freshness_seconds,
             "distinct_topics": self.distinct_topics,
             "delete_rows": self.delete_rows,
+            "lvc_devices": self.lvc_devices, "lvc_readings": self.lvc_readings,
         })
     }
 }

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "server",
     "storage",
     "tables",
@@ -16,6 +16,7 @@ const SECTIONS: [&str; 12] = [
     "retention",
     "delete",
     "continuous_queries",
+    "last_cache",
     "metadata",
     "query",
     "ingest",
@@ -108,6 +109,9 @@ pub fn parse(text: &str) -> Result<HubConfig, ConfigErrors> {
     }
     if let Some(v) = section(&document, "continuous_queries", &mut errors) {
         config.continuous_queries = v;
+    }
+    if let Some(v) = section(&document, "last_cache", &mut errors) {
+        config.last_cache = v;
     }
     if let Some(v) = section(&document, "metadata", &mut errors) {
         config.metadata = v;

@@ -161,6 +161,28 @@ max_chunk_rows = 1000000
 min_interval = "1s"
 max_queries = 1000
 
+[last_cache]
+# "The latest reading of every device" from memory: per table, the newest
+# rows per key, read with SELECT * FROM last_cache('db.measurement').
+# Caches are created with POST /api/v1/last_cache or declared below; each
+# is filled from its table at start and kept current by every write.
+enabled = true
+# Keys one cache holds at most (rows of further keys are not cached and
+# counted in ferry_hub_last_cache_refused_total), and caches at most. Memory
+# is bounded by max_caches x max_keys x count rows.
+max_keys = 100000
+max_caches = 100
+# How long a row stays in a cache created without its own ttl.
+default_ttl = "4h"
+# Caches created at start when missing (the table must exist), e.g.:
+# [[last_cache.caches]]
+# database = "plant"
+# measurement = "boiler"
+# key_columns = ["site"]      # default: the table's tags
+# value_columns = ["temp"]    # default: every other column
+# count = 1                   # rows per key, 1-10
+# ttl = "4h"
+
 [metadata]
 # The SQLite file holding tokens, agents, retention policies and settings.
 # Back it up with the tables: the tokens and policies live only here.
@@ -273,6 +295,7 @@ mod tests {
             "[retention]",
             "[delete]",
             "[continuous_queries]",
+            "[last_cache]",
             "[metadata]",
             "[query]",
             "[auth]",

@@ -24,6 +24,7 @@
 
 pub mod agents;
 pub mod continuous;
+pub mod last_caches;
 pub mod queries;
 pub mod retention;
 mod schema;

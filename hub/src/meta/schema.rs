@@ -44,6 +44,12 @@
 //! | `continuous_queries` | `id` (integer key), `name` (unique), `description`, `database`, `source_measurement`, `destination_measurement`, `query`, `interval_ms`, `interval` (as given), `tag_columns` (JSON array or `NULL`), `lookback_windows`, `start_ms` (first window), `retention_days`, `delete_source_after_days`, `is_active`, `watermark_ms` (end of the last window written, a hint: the destination's `txn` is the truth), `created_at_ms`, `updated_at_ms` |
 //! | `cq_executions` | `id`, `query_id`, `execution_id` (text), `started_at_ms`, `status` (`running`, `completed`, `failed`, `dry_run`), `start_ms`, `end_ms`, `windows_total`, `windows_done`, `records_read`, `records_written`, `duration_ms`, `error`, `scheduled` |
 //!
+//! ## Version 7
+//!
+//! | table | columns |
+//! |---|---|
+//! | `last_caches` | `id` (integer key), `name`, `database`, `measurement` ((`database`, `measurement`, `name`) unique), `key_columns` (JSON array), `value_columns` (JSON array or `NULL`: all), `count` (1-10), `ttl_ms`, `created_at_ms` |
+//!
 //! Times are milliseconds since the Unix epoch (UTC).
 
 use rusqlite::Connection;
@@ -51,10 +57,10 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 6;
+pub(super) const CURRENT_VERSION: i64 = 7;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -187,6 +193,20 @@ CREATE TABLE cq_executions (
     scheduled       INTEGER NOT NULL
 );
 CREATE INDEX cq_executions_by_query ON cq_executions (query_id, id);
+"#,
+    r#"
+CREATE TABLE last_caches (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL,
+    database      TEXT    NOT NULL,
+    measurement   TEXT    NOT NULL,
+    key_columns   TEXT    NOT NULL,
+    value_columns TEXT,
+    count         INTEGER NOT NULL,
+    ttl_ms        INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    UNIQUE (database, measurement, name)
+);
 "#,
 ];
 

@@ -185,6 +185,12 @@ pub async fn session(
     {
         ctx.register_udf(f);
     }
+    ctx.register_udtf(
+        "last_cache",
+        Arc::new(crate::lastcache::function::LastCacheFunction {
+            registry: tables.last_caches().clone(),
+        }),
+    );
     tables
         .register_catalog(&ctx)
         .await

@@ -140,6 +140,7 @@ impl Hub {
         let query =
             crate::query::QueryExecutor::new(&config.query, &spill).map_err(ServerError::Query)?;
         let state = AppState::new(Arc::clone(&config), tables, meta, Arc::new(query));
+        crate::lastcache::routes::load(&state).await;
         let app = router(state.clone()).into_make_service_with_connect_info::<PeerAddr>();
         let http_shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();

@@ -14,6 +14,7 @@
 //! | `GET /api/v1/agents` | read | [`crate::fleet`] |
 //! | `GET, POST, DELETE /api/v1/retention`, `POST /api/v1/retention/{dry-run,run}`, `GET /api/v1/compaction`, `POST /api/v1/compaction/run` | read (GET) / admin | [`crate::maintenance::routes`] |
 //! | `GET, POST /api/v1/continuous_queries`, `GET, PUT, DELETE /api/v1/continuous_queries/{id}`, `POST .../{id}/execute`, `GET .../{id}/executions` | read (GET) / admin | [`crate::cq::routes`] |
+//! | `GET, POST /api/v1/last_cache`, `DELETE /api/v1/last_cache/{id}`, `POST, DELETE /api/v3/configure/last_cache` | read (GET) / admin | [`crate::lastcache::routes`] |
 //! | `GET, PUT, DELETE /api/v1/retention/{id}`, `POST /api/v1/retention/{id}/execute`, `GET /api/v1/retention/{id}/executions` | read (GET) / admin | [`crate::maintenance::policy_routes`] |
 //! | `GET, POST /api/v1/auth/tokens`, `DELETE /api/v1/auth/tokens/{id}` | admin | [`crate::auth::routes`] |
 //!
@@ -34,6 +35,7 @@ use super::{AppState, health, not_found};
 use crate::auth::{self, middleware::authenticate};
 use crate::cq;
 use crate::ingest::{line_protocol, msgpack, segment_batch, segments};
+use crate::lastcache;
 use crate::maintenance::policy_routes as policies;
 use crate::maintenance::routes as maint;
 use crate::{data, fleet, metrics as m, query};
@@ -94,6 +96,15 @@ pub fn router(state: AppState) -> Router {
             get(policies::executions),
         )
         .route("/api/v1/retention/run", post(maint::run_retention))
+        .route(
+            "/api/v1/last_cache",
+            get(lastcache::routes::list).post(lastcache::routes::create),
+        )
+        .route("/api/v1/last_cache/{id}", delete(lastcache::routes::delete))
+        .route(
+            "/api/v3/configure/last_cache",
+            post(lastcache::routes::create).delete(lastcache::routes::delete_by_name),
+        )
         .route(
             "/api/v1/continuous_queries",
             get(cq::routes::list).post(cq::routes::create),

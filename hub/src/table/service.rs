@@ -50,6 +50,8 @@ pub(super) struct Inner {
     pushed: AtomicU64,
     /// What writers ask of maintenance (checkpoints, compactions).
     pub(super) requests: Requests,
+    /// The last-value caches, fed by every commit.
+    pub(super) last_caches: crate::lastcache::Registry,
 }
 
 /// A loaded table in the reader cache: the table, the files its scan reads
@@ -131,6 +133,7 @@ impl Tables {
                 known: RwLock::new(Known::default()),
                 pushed: AtomicU64::new(0),
                 requests: Requests::default(),
+                last_caches: crate::lastcache::Registry::default(),
             }),
         };
         let existing = tables.list().await?;
@@ -141,6 +144,11 @@ impl Tables {
     /// What the tables' writers ask of maintenance.
     pub fn requests(&self) -> &Requests {
         &self.inner.requests
+    }
+
+    /// The last-value caches (fed by every commit of this hub).
+    pub fn last_caches(&self) -> &crate::lastcache::Registry {
+        &self.inner.last_caches
     }
 
     fn sender(
@@ -184,6 +192,7 @@ impl Tables {
             inner.config.column_limits(),
             inner.requests.clone(),
             commit_gate.clone(),
+            inner.last_caches.clone(),
         );
         let run = batcher::run(
             writer,

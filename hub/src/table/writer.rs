@@ -107,6 +107,8 @@ pub(crate) struct TableWriter {
     /// Held around each append; a compaction of the table takes it for
     /// its commit, so the two do not race for versions on this hub.
     commit_gate: Arc<tokio::sync::Mutex<()>>,
+    /// Fed the rows of every commit before it is answered.
+    last_caches: crate::lastcache::Registry,
 }
 
 /// The column limits of `[tables]`.
@@ -129,6 +131,7 @@ impl TableWriter {
         limits: ColumnLimits,
         requests: Requests,
         commit_gate: Arc<tokio::sync::Mutex<()>>,
+        last_caches: crate::lastcache::Registry,
     ) -> Self {
         let url = storage.table_url(&name);
         let writer_properties = parquet_properties(COMMIT_ZSTD_LEVEL);
@@ -146,6 +149,7 @@ impl TableWriter {
             limits,
             files_since_ask: 0,
             commit_gate,
+            last_caches,
         }
     }
 

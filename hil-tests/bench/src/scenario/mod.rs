@@ -11,6 +11,7 @@ pub mod freshness;
 pub mod hub_ingest;
 pub mod ingest_long;
 pub mod lake;
+pub mod last_cache;
 pub mod mqtt;
 pub mod noisy;
 pub mod queries;

@@ -63,6 +63,10 @@ impl TableWriter {
                     .increment(u64::try_from(rows).unwrap_or(u64::MAX));
                 metrics::counter!(m::BYTES_COMMITTED, "table" => label.clone()).increment(bytes);
                 debug!(table = %label, version, rows, requests = ready.len(), "committed");
+                for a in &ready {
+                    self.last_caches
+                        .observe(&self.name, &a.pending.request.batches);
+                }
                 for a in ready {
                     let rows = u64::try_from(a.pending.request.rows()).unwrap_or(u64::MAX);
                     a.pending
