@@ -100,7 +100,12 @@ async fn table_columns(
     state: &AppState,
     table: &TableName,
 ) -> ApiResult<(Vec<String>, Vec<String>)> {
-    let sql = format!("SELECT * FROM {table} LIMIT 0");
+    let quote = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
+    let sql = format!(
+        "SELECT * FROM {}.{} LIMIT 0",
+        quote(table.database.as_str()),
+        quote(table.measurement.as_str())
+    );
     let schema = engine::output_schema(
         &state.tables,
         &sql,
