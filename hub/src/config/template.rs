@@ -184,8 +184,9 @@ default_ttl = "4h"
 # ttl = "4h"
 
 [metadata]
-# The SQLite file holding tokens, agents, retention policies and settings.
-# Back it up with the tables: the tokens and policies live only here.
+# The SQLite file holding tokens, agents, retention policies, continuous
+# queries, last-value cache definitions, the query history and settings.
+# Back it up with the tables: the tokens and definitions live only here.
 path = "./ferry-data/hub.db"
 
 [query]

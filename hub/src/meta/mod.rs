@@ -1,8 +1,9 @@
 //! The hub's metadata store: one SQLite file (`metadata.path`).
 //!
 //! It holds what is not table data: API tokens ([`tokens`]), the agents seen
-//! so far ([`agents`]), retention policies ([`retention`]) and settings
-//! ([`settings`]). The tables themselves never depend on it: losing it
+//! so far ([`agents`]), retention policies ([`retention`]), continuous
+//! queries ([`continuous`]), last-value cache definitions ([`last_caches`]),
+//! the query history ([`queries`]) and settings ([`settings`]). The tables themselves never depend on it: losing it
 //! loses the tokens, the retention policies and the fleet view, not a
 //! single reading.
 //!
