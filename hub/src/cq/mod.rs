@@ -472,7 +472,6 @@ impl ContinuousQueries {
             meta.update_cq_execution(
                 &execution_id,
                 answer.windows_done,
-                0,
                 answer.records_written,
                 started.elapsed().as_secs_f64() * 1000.0,
                 None,
@@ -484,7 +483,6 @@ impl ContinuousQueries {
         meta.update_cq_execution(
             &execution_id,
             answer.windows_done,
-            0,
             answer.records_written,
             answer.execution_time_seconds * 1000.0,
             Some((answer.status.as_str(), answer.error.clone())),

@@ -364,11 +364,11 @@ impl Meta {
     }
 
     /// Records an execution's progress (and, with `status`, its end).
+    /// (`records_read` stays null: the rows a query read are not counted.)
     pub async fn update_cq_execution(
         &self,
         execution_id: &str,
         windows_done: i64,
-        records_read: i64,
         records_written: i64,
         duration_ms: f64,
         end: Option<(&str, Option<String>)>,
@@ -380,14 +380,12 @@ impl Meta {
         };
         self.call(move |c| {
             c.execute(
-                "UPDATE cq_executions SET windows_done = ?2, records_read = ?3,
-                     records_written = ?4, duration_ms = ?5, status = coalesce(?6, status),
-                     error = coalesce(?7, error)
+                "UPDATE cq_executions SET windows_done = ?2, records_written = ?3,
+                     duration_ms = ?4, status = coalesce(?5, status), error = coalesce(?6, error)
                  WHERE execution_id = ?1",
                 params![
                     execution_id,
                     windows_done,
-                    records_read,
                     records_written,
                     duration_ms,
                     status,

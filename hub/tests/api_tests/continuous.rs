@@ -154,6 +154,11 @@ async fn windows_have_hand_computed_answers_and_are_replaced_not_doubled() {
     assert_eq!(ex["count"], 4, "{ex}");
     assert_eq!(ex["executions"][0]["status"], "completed");
     assert_eq!(ex["executions"][0]["windows_done"], 1);
+    assert_eq!(
+        ex["executions"][0]["records_read"],
+        Value::Null,
+        "not counted"
+    );
     assert_eq!(ex["executions"][3]["status"], "dry_run");
     let got = hub
         .admin_get(&format!("/api/v1/continuous_queries/{id}"))
