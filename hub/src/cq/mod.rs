@@ -51,7 +51,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use deltalake::arrow::array::RecordBatch;
-use ferry_protocols::api::ErrorCode;
 use ferry_protocols::segment::SegmentSeq;
 use ferry_protocols::{AgentId, DatabaseName, Measurement};
 use serde::Serialize;
@@ -66,7 +65,7 @@ use crate::metrics as m;
 use crate::query::QueryExecutor;
 use crate::query::engine::{self, Limits, Probe};
 use crate::server::ApiError;
-use crate::table::{DeleteError, Origin, TableError, TableName, Tables, WriteRequest, rfc3339_ns};
+use crate::table::{DeleteError, Origin, TableName, Tables, WriteRequest};
 use rows::{NS_PER_MS, floor, substitute, to_write_form};
 
 /// The answer of an execution: Arc's `ExecuteCQResponse` fields and the
@@ -564,32 +563,14 @@ impl ContinuousQueries {
         let tables = &self.inner.tables;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let range = (a.saturating_mul(NS_PER_MS), b.saturating_mul(NS_PER_MS));
-        let append = match tables.replace_range(dest, range, &batches, app, b).await {
+        match tables.replace_range(dest, range, &batches, app, b).await {
             Ok(replaced) => return Ok(replaced.added_rows),
-            Err(DeleteError::NoTable(_)) => true,
-            Err(DeleteError::Table(TableError::InvalidData(m))) if m.contains("lacks columns") => {
-                let predicate = format!(
-                    "time >= '{}' AND time < '{}'",
-                    rfc3339_ns(range.0),
-                    rfc3339_ns(range.1)
-                );
-                let present = tables
-                    .delete_rows(dest, &predicate, true, false, |_| Ok::<(), ()>(()))
-                    .await
-                    .map_err(delete_error)?
-                    .map_or(0, |r| r.deleted_count);
-                let txn = tables.app_version(dest, app).await?;
-                if present > 0 || txn.is_some_and(|t| t >= b) {
-                    return Err(ApiError::bad_request(format!(
-                        "the answer has columns {dest} lacks, and {dest} already holds rows of \
-                         this range: write the new columns to a new destination_measurement"
-                    )));
-                }
-                true
-            }
-            Err(e) => return Err(delete_error(e)),
-        };
-        if !append || rows == 0 {
+            // A new destination, or new columns over a range it holds no
+            // row of: appended with the same `txn`.
+            Err(DeleteError::NoTable(_) | DeleteError::NewColumns(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if rows == 0 {
             return Ok(0);
         }
         let agent =
@@ -606,13 +587,5 @@ impl ContinuousQueries {
             crate::table::WriteOutcome::Committed { rows, .. } => rows,
             crate::table::WriteOutcome::Duplicate { .. } => 0,
         })
-    }
-}
-
-fn delete_error(e: DeleteError) -> ApiError {
-    match e {
-        DeleteError::Table(t) => ApiError::from(t),
-        DeleteError::Conflict(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
-        other => ApiError::bad_request(other.to_string()),
     }
 }

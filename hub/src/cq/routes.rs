@@ -396,12 +396,7 @@ pub async fn execute(
     principal.require(Permission::Admin)?;
     enabled(&state)?;
     let id = query_id(&raw)?;
-    let request: ExecuteRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ExecuteRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
-    };
+    let request: ExecuteRequest = crate::server::json_or_default(&body)?;
     let cq = existing(&state, id).await?;
     if !cq.is_active {
         return Err(ApiError::bad_request(format!(

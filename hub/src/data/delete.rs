@@ -91,13 +91,19 @@ fn needs_confirmation(report: &DeleteReport, table: &str, threshold: u64) -> Opt
     }
 }
 
-fn api_error(e: DeleteError) -> ApiError {
-    match e {
-        DeleteError::NoTable(_) => ApiError::not_found(e.to_string()),
-        DeleteError::BadPredicate(_) => ApiError::bad_request(e.to_string()),
-        DeleteError::Unsupported { .. } => ApiError::new(ErrorCode::QueryRejected, e.to_string()),
-        DeleteError::Conflict(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
-        DeleteError::Table(t) => t.into(),
+impl From<DeleteError> for ApiError {
+    fn from(e: DeleteError) -> Self {
+        match e {
+            DeleteError::NoTable(_) => ApiError::not_found(e.to_string()),
+            DeleteError::BadPredicate(_) | DeleteError::NewColumns(_) => {
+                ApiError::bad_request(e.to_string())
+            }
+            DeleteError::Unsupported { .. } => {
+                ApiError::new(ErrorCode::QueryRejected, e.to_string())
+            }
+            DeleteError::Conflict(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            DeleteError::Table(t) => t.into(),
+        }
     }
 }
 
@@ -136,7 +142,7 @@ pub async fn delete(
             },
         )
         .await
-        .map_err(api_error)??;
+        .map_err(ApiError::from)??;
     tracing::info!(
         principal = %principal.name,
         table = %label,

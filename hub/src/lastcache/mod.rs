@@ -366,11 +366,15 @@ impl Registry {
     }
 }
 
+/// `name` as a quoted SQL identifier (case and punctuation kept).
+pub(crate) fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// The SQL that fills `def`'s cache from its table: the newest `count`
 /// rows per key within the ttl.
 pub fn fill_sql(def: &LastCacheDef) -> String {
-    let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
-    let keys: Vec<String> = def.key_columns.iter().map(|k| quote(k)).collect();
+    let keys: Vec<String> = def.key_columns.iter().map(|k| quoted(k)).collect();
     let partition = if keys.is_empty() {
         String::new()
     } else {
@@ -384,8 +388,8 @@ pub fn fill_sql(def: &LastCacheDef) -> String {
     format!(
         "SELECT * FROM (SELECT *, row_number() OVER ({partition}ORDER BY time DESC) AS \"__ferry_rank\" \
          FROM {}.{} WHERE time >= '{since}') WHERE \"__ferry_rank\" <= {}",
-        quote(&def.database),
-        quote(&def.measurement),
+        quoted(&def.database),
+        quoted(&def.measurement),
         def.count
     )
 }

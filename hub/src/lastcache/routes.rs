@@ -22,7 +22,7 @@ use ferry_protocols::{DatabaseName, Measurement};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Cache, fill_sql};
+use super::{Cache, fill_sql, quoted};
 use crate::auth::{Permission, Principal};
 use crate::meta::last_caches::{LastCacheDef, NewLastCache};
 use crate::query::engine::{self, Limits, Probe};
@@ -100,11 +100,10 @@ async fn table_columns(
     state: &AppState,
     table: &TableName,
 ) -> ApiResult<(Vec<String>, Vec<String>)> {
-    let quote = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
     let sql = format!(
         "SELECT * FROM {}.{} LIMIT 0",
-        quote(table.database.as_str()),
-        quote(table.measurement.as_str())
+        quoted(table.database.as_str()),
+        quoted(table.measurement.as_str())
     );
     let schema = engine::output_schema(
         &state.tables,

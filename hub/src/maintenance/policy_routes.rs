@@ -163,12 +163,7 @@ pub async fn execute(
     principal.require(Permission::Admin)?;
     let id = policy_id(&raw)?;
     // An empty body is a real run without confirmation (refused below).
-    let request: ExecuteRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ExecuteRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
-    };
+    let request: ExecuteRequest = crate::server::json_or_default(&body)?;
     let policy = existing(&state, id).await?;
     if !request.dry_run && !request.confirm {
         return Err(ApiError::new(

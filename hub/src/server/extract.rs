@@ -76,3 +76,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Remote {
         ))
     }
 }
+
+/// A JSON body that may be empty or blank, which means `T::default()`
+/// (`POST .../execute` without a body); anything else must parse.
+pub fn json_or_default<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::{ApiError, ApiResult, not_found};
-pub use extract::{Body, JsonBody, Remote};
+pub use extract::{Body, JsonBody, Remote, json_or_default};
 pub use router::router;
 pub use state::AppState;
 

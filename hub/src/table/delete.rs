@@ -132,6 +132,11 @@ pub enum DeleteError {
          another delete); nothing was deleted, retry"
     )]
     Conflict(String),
+    /// A replacement (`replace.rs`) brings columns the table lacks, over a
+    /// range the table holds no row of and below the caller's `txn`: the
+    /// rows can be appended through the writer instead.
+    #[error("table {0} lacks columns of the rows to write")]
+    NewColumns(String),
     #[error(transparent)]
     Table(#[from] TableError),
 }

@@ -70,9 +70,11 @@ impl Tables {
     /// Replaces the rows of `name` whose time is in `[from_ns, to_ns)` by
     /// `batches` (in the write form: each passes `validate_schema`, every
     /// row inside the range) and moves `app`'s `txn` to `watermark` (never
-    /// back), in one commit; none when there is nothing to remove or add. The table must exist and already hold every
-    /// column of `batches` (else `InvalidData`): new tables and new columns
-    /// go through [`Tables::write`].
+    /// back), in one commit; none when there is nothing to remove or add.
+    /// The table must exist (else `NoTable`) and hold every column of
+    /// `batches`; rows with new columns over a range the table holds no row
+    /// of, below the `txn`, are `NewColumns` (append them through
+    /// [`Tables::write`]), elsewhere `InvalidData`.
     pub async fn replace_range(
         &self,
         name: &TableName,
@@ -92,18 +94,26 @@ impl Tables {
             let plan = self.plan_delete(name, &predicate, true).await?;
             let storage = |e| DeleteError::Table(TableError::storage(&label, e));
             let logical = to_logical(&plan.schema, &label)?;
+            let mut new_columns = false;
             for batch in batches {
                 validate_schema(&batch.schema()).map_err(|e| invalid(e.to_string()))?;
                 check_u64_range(batch)?;
                 let grown = merge_schema(&logical, &batch.schema())
                     .map_err(|conflict| invalid(format!("table {label}: {conflict}")))?;
                 if grown.fields().len() != logical.fields().len() {
-                    return Err(invalid(format!(
-                        "table {label} lacks columns of the rows to write"
-                    )));
+                    new_columns = true;
                 }
             }
             let current = self.app_version(name, app).await?;
+            if new_columns {
+                if plan.report.deleted_count == 0 && current.is_none_or(|c| c < watermark) {
+                    return Err(DeleteError::NewColumns(label));
+                }
+                return Err(invalid(format!(
+                    "the rows have columns {label} lacks, and {label} already holds rows of \
+                     this range: write the new columns to a new table"
+                )));
+            }
             let added_rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
             // Nothing to remove or add: no commit (the caller keeps the
             // watermark of empty windows; computing them again is harmless).

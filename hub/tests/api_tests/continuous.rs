@@ -202,6 +202,58 @@ async fn windows_have_hand_computed_answers_and_are_replaced_not_doubled() {
     let (status, _) = hub.sql("SELECT count(*) FROM plant.cpu_shifted").await;
     assert_ne!(status, StatusCode::OK, "nothing may be written");
 
+    // A query that gains a column: refused over windows the destination
+    // holds, appended (the table grows the column) over a new one.
+    let with_peak = HOURLY.replace("count(*) AS n", "count(*) AS n, max(usage) AS peak");
+    let r = hub
+        .client
+        .put(hub.url(&format!("/api/v1/continuous_queries/{id}")))
+        .bearer_auth(&hub.admin)
+        .json(
+            &json!({"query": HOURLY.replace("count(*) AS n", "count(*) AS n, max(usage) AS peak")}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let held: Value = execute(
+        &hub,
+        id,
+        json!({"start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-01T01:00:00Z"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(held["status"], "failed", "{held}");
+    assert!(
+        held["error"]
+            .as_str()
+            .unwrap()
+            .contains("already holds rows"),
+        "{held}"
+    );
+    let r = hub.write_lp("plant", &lp(&[("a", 190, 6.0)])).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let grown: Value = execute(
+        &hub,
+        id,
+        json!({"start_time": "2026-01-01T03:00:00Z", "end_time": "2026-01-01T04:00:00Z"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(grown["records_written"], 1, "{grown}");
+    assert_eq!(
+        rows(
+            &hub,
+            "SELECT CAST(time AS VARCHAR), usage, peak FROM plant.cpu_1h WHERE peak IS NOT NULL"
+        )
+        .await,
+        json!([["2026-01-01T03:00:00Z", 6.0, 6.0]])
+    );
+
     // Update (Arc's client sends only what changes), then delete: the
     // destination's rows stay.
     let r = hub
@@ -216,7 +268,7 @@ async fn windows_have_hand_computed_answers_and_are_replaced_not_doubled() {
     let updated = r.json::<Value>().await.unwrap()["query"].clone();
     assert_eq!(
         (updated["is_active"].clone(), updated["query"].clone()),
-        (json!(false), json!(HOURLY))
+        (json!(false), json!(with_peak))
     );
     let r = execute(&hub, id, json!({})).await;
     error(r, StatusCode::BAD_REQUEST, "bad_request").await;
@@ -234,7 +286,7 @@ async fn windows_have_hand_computed_answers_and_are_replaced_not_doubled() {
         .await
         .unwrap();
     error(r, StatusCode::NOT_FOUND, "not_found").await;
-    assert_eq!(hub.count("plant.cpu_1h").await, 3);
+    assert_eq!(hub.count("plant.cpu_1h").await, 4);
     hub.stop().await;
 }
 
