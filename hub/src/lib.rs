@@ -29,6 +29,7 @@ pub mod config;
 pub mod cq;
 pub mod data;
 pub mod fleet;
+pub mod import;
 pub mod ingest;
 pub mod lastcache;
 pub mod maintenance;

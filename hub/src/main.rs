@@ -38,11 +38,15 @@ enum Command {
     },
     /// Print a fully commented default configuration.
     GenerateConfig,
+    /// Import a CSV, Parquet or line protocol file into a hub (resumable:
+    /// run it again after an interruption).
+    Import(Box<ferry_hub::import::cli::ImportArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Import(args) => import(*args),
         Command::GenerateConfig => {
             print!("{}", config::TEMPLATE);
             ExitCode::SUCCESS
@@ -84,6 +88,42 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `ferry-hub import`: prints the job's outcome; fails when the job did.
+fn import(args: ferry_hub::import::cli::ImportArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ferry_hub::import::cli::run(args)) {
+        Ok(job) => {
+            println!(
+                "job {}: {} rows imported, {} rejected, into {} {}",
+                job["id"].as_str().unwrap_or("?"),
+                job["rows_imported"].as_u64().unwrap_or(0),
+                job["rows_rejected"].as_u64().unwrap_or(0),
+                job["database"].as_str().unwrap_or("?"),
+                job["measurements"]
+            );
+            if let Some(rejected) = job["rejected"].as_array() {
+                for r in rejected.iter().take(10) {
+                    println!("  rejected: {r}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferry-hub import: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -100,3 +100,12 @@ pub fn install() -> Option<PrometheusHandle> {
         })
         .clone()
 }
+
+/// Rows of import jobs, by `outcome` (`imported`, `rejected`).
+pub const IMPORT_ROWS: &str = "ferry_hub_import_rows_total";
+/// Bytes of files received for imports.
+pub const IMPORT_BYTES: &str = "ferry_hub_import_bytes_received_total";
+/// Import jobs that ended, by `state` (`completed`, `failed`, `cancelled`).
+pub const IMPORT_JOBS: &str = "ferry_hub_import_jobs_total";
+/// Import requests refused by a limit, by `reason` (`uploads`, `pending_jobs`, `partial_uploads`, `file_size`).
+pub const IMPORT_REFUSED: &str = "ferry_hub_import_refused_total";

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "server",
     "storage",
     "tables",
@@ -17,6 +17,7 @@ const SECTIONS: [&str; 13] = [
     "delete",
     "continuous_queries",
     "last_cache",
+    "import",
     "metadata",
     "query",
     "ingest",
@@ -112,6 +113,9 @@ pub fn parse(text: &str) -> Result<HubConfig, ConfigErrors> {
     }
     if let Some(v) = section(&document, "last_cache", &mut errors) {
         config.last_cache = v;
+    }
+    if let Some(v) = section(&document, "import", &mut errors) {
+        config.import = v;
     }
     if let Some(v) = section(&document, "metadata", &mut errors) {
         config.metadata = v;

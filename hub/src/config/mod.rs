@@ -46,6 +46,7 @@ pub struct HubConfig {
     pub delete: crate::table::DeleteConfig,
     pub continuous_queries: crate::cq::CqConfig,
     pub last_cache: crate::lastcache::LastCacheConfig,
+    pub import: crate::import::ImportConfig,
     pub metadata: MetadataConfig,
     pub query: QueryConfig,
     pub ingest: IngestConfig,
@@ -178,6 +179,7 @@ impl HubConfig {
         self.query.validate(errors);
         self.continuous_queries.validate(errors);
         self.last_cache.validate(errors);
+        self.import.validate(errors);
         if self.ingest.max_batch_segments == 0 {
             errors.push("ingest.max_batch_segments: must be at least 1".to_owned());
         }

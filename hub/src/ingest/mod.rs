@@ -26,10 +26,10 @@ pub mod budget;
 mod config;
 pub mod line_protocol;
 pub mod msgpack;
-mod params;
+pub(crate) mod params;
 pub mod segment_batch;
 pub mod segments;
-mod write;
+pub(crate) mod write;
 
 pub use config::IngestConfig;
 

@@ -3,6 +3,7 @@
 //! It holds what is not table data: API tokens ([`tokens`]), the agents seen
 //! so far ([`agents`]), retention policies ([`retention`]), continuous
 //! queries ([`continuous`]), last-value cache definitions ([`last_caches`]),
+//! bulk import jobs ([`imports`]),
 //! the query history ([`queries`]) and settings ([`settings`]). The tables themselves never depend on it: losing it
 //! loses the tokens, the retention policies and the fleet view, not a
 //! single reading.
@@ -25,6 +26,7 @@
 
 pub mod agents;
 pub mod continuous;
+pub mod imports;
 pub mod last_caches;
 pub mod queries;
 pub mod retention;

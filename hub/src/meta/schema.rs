@@ -50,6 +50,12 @@
 //! |---|---|
 //! | `last_caches` | `id` (integer key), `name`, `database`, `measurement` ((`database`, `measurement`, `name`) unique), `key_columns` (JSON array), `value_columns` (JSON array or `NULL`: all), `count` (1-10), `ttl_ms`, `created_at_ms` |
 //!
+//! ## Version 8
+//!
+//! | table | columns |
+//! |---|---|
+//! | `import_jobs` | `id` (text key), `seq` (order), `key` (the job's `txn` app id: content hash and target; unique), `content_sha256`, `format`, `database`, `measurement`, `options` (JSON), `file_name`, `spool` (path of the received file), `state` (`queued`, `running`, `completed`, `failed`, `cancelled`), `bytes_total`, `bytes_done`, `chunks_done`, `rows_imported`, `rows_rejected`, `rejections` (JSON, the first 100), `measurements` (JSON), `time_min_ns`, `time_max_ns`, `error`, `created_by`, `created_at_ms`, `started_at_ms`, `finished_at_ms` |
+//!
 //! Times are milliseconds since the Unix epoch (UTC).
 
 use rusqlite::Connection;
@@ -57,10 +63,10 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 7;
+pub(super) const CURRENT_VERSION: i64 = 8;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -207,6 +213,36 @@ CREATE TABLE last_caches (
     created_at_ms INTEGER NOT NULL,
     UNIQUE (database, measurement, name)
 );
+"#,
+    r#"
+CREATE TABLE import_jobs (
+    id             TEXT    PRIMARY KEY,
+    seq            INTEGER NOT NULL,
+    key            TEXT    NOT NULL UNIQUE,
+    content_sha256 TEXT    NOT NULL,
+    format         TEXT    NOT NULL,
+    database       TEXT    NOT NULL,
+    measurement    TEXT,
+    options        TEXT    NOT NULL,
+    file_name      TEXT,
+    spool          TEXT    NOT NULL,
+    state          TEXT    NOT NULL,
+    bytes_total    INTEGER NOT NULL,
+    bytes_done     INTEGER NOT NULL DEFAULT 0,
+    chunks_done    INTEGER NOT NULL DEFAULT 0,
+    rows_imported  INTEGER NOT NULL DEFAULT 0,
+    rows_rejected  INTEGER NOT NULL DEFAULT 0,
+    rejections     TEXT    NOT NULL DEFAULT '[]',
+    measurements   TEXT    NOT NULL DEFAULT '[]',
+    time_min_ns    INTEGER,
+    time_max_ns    INTEGER,
+    error          TEXT,
+    created_by     TEXT,
+    created_at_ms  INTEGER NOT NULL,
+    started_at_ms  INTEGER,
+    finished_at_ms INTEGER
+);
+CREATE INDEX import_jobs_state ON import_jobs (state, seq);
 "#,
 ];
 

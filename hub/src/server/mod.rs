@@ -61,6 +61,12 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
     #[error("{0}")]
     Query(#[from] crate::query::executor::ExecutorError),
+    #[error("import.spool_dir {path}: {source}")]
+    Spool {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("server.tls: {0}")]
     Tls(#[from] tls::TlsError),
 }
@@ -166,6 +172,18 @@ impl Hub {
             .maintenance
             .spawn(&maintenance_tracker, maintenance_shutdown.clone());
         state.cqs.start().await;
+        state
+            .imports
+            .start()
+            .await
+            .map_err(|source| ServerError::Spool {
+                path: config
+                    .import
+                    .spool_dir_for(&config.metadata.path)
+                    .display()
+                    .to_string(),
+                source,
+            })?;
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(%addr, tls = config.server.tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ferry-hub listening");
         crate::ingest::segments::warn_if_failpoint();
@@ -217,6 +235,7 @@ impl RunningHub {
         // request in flight answers `interrupted` instead of holding the
         // drain below.
         state.cqs.cancel();
+        state.imports.cancel();
         http_shutdown.cancel();
         let grace = state.config.server.shutdown_timeout;
         let served = match tokio::time::timeout(grace, &mut server).await {
@@ -232,6 +251,8 @@ impl RunningHub {
         };
         tracing::info!("stopping continuous queries");
         state.cqs.stop().await;
+        tracing::info!("stopping import jobs");
+        state.imports.stop().await;
         state.query.shutdown();
         tracing::info!("stopping maintenance");
         maintenance_shutdown.cancel();

@@ -11,6 +11,7 @@
 //! | `GET /api/v1/measurements`, `GET /api/v1/delete/config` | read | [`crate::data`] |
 //! | `GET /api/v1/queries/{active,history,{id}}`, `DELETE /api/v1/queries/{id}`, `POST /api/v1/query/explain` | read (own queries; admin: all) | [`crate::query::manage`] |
 //! | `POST /api/v1/delete` | delete (admin) | [`crate::data::delete`] |
+//! | `POST /api/v1/import/{csv,parquet,lp}`, `GET, DELETE /api/v1/import/jobs[/{id}]`, `GET, PUT, DELETE /api/v1/import/uploads/{sha256}` | write (GET jobs: read) | [`crate::import::routes`] |
 //! | `GET /api/v1/agents` | read | [`crate::fleet`] |
 //! | `GET, POST, DELETE /api/v1/retention`, `POST /api/v1/retention/{dry-run,run}`, `GET /api/v1/compaction`, `POST /api/v1/compaction/run` | read (GET) / admin | [`crate::maintenance::routes`] |
 //! | `GET, POST /api/v1/continuous_queries`, `GET, PUT, DELETE /api/v1/continuous_queries/{id}`, `POST .../{id}/execute`, `GET .../{id}/executions` | read (GET) / admin | [`crate::cq::routes`] |
@@ -38,7 +39,7 @@ use crate::ingest::{line_protocol, msgpack, segment_batch, segments};
 use crate::lastcache;
 use crate::maintenance::policy_routes as policies;
 use crate::maintenance::routes as maint;
-use crate::{data, fleet, metrics as m, query};
+use crate::{data, fleet, import, metrics as m, query};
 
 /// The hub's router.
 pub fn router(state: AppState) -> Router {
@@ -72,6 +73,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/queries/{id}",
             get(query::manage::get).delete(query::manage::cancel),
+        )
+        .route("/api/v1/import/{format}", post(import::routes::import))
+        .route("/api/v1/import/jobs", get(import::routes::list))
+        .route(
+            "/api/v1/import/jobs/{id}",
+            get(import::routes::get).delete(import::routes::cancel),
+        )
+        .route(
+            "/api/v1/import/uploads/{sha256}",
+            get(import::routes::upload_status)
+                .put(import::routes::upload_append)
+                .delete(import::routes::upload_delete),
         )
         .route("/api/v1/measurements", get(data::measurements::list))
         .route("/api/v1/delete", post(data::delete::delete))

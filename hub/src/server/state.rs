@@ -32,6 +32,8 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// Continuous queries: their executions and scheduler.
     pub cqs: crate::cq::ContinuousQueries,
+    /// Bulk imports: received files and the job workers.
+    pub imports: crate::import::Imports,
 }
 
 impl AppState {
@@ -57,8 +59,16 @@ impl AppState {
             query.clone(),
             config.continuous_queries.clone(),
         );
+        let imports = crate::import::Imports::new(
+            tables.clone(),
+            meta.clone(),
+            config.import.clone(),
+            config.import.spool_dir_for(&config.metadata.path),
+            config.tables.max_columns.get(),
+        );
         AppState {
             cqs,
+            imports,
             ingest_budget: crate::ingest::budget::IngestBudget::new(
                 config.ingest.max_inflight_bytes.as_u64(),
             ),

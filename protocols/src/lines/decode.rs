@@ -413,8 +413,8 @@ impl LineDecoder {
     }
 }
 
-/// Parses a text value as `kind`.
-fn parse_text(raw: &str, kind: ValueKind) -> Result<FieldValue, String> {
+/// Parses a text value as `kind` (also used by the hub's CSV import).
+pub fn parse_text(raw: &str, kind: ValueKind) -> Result<FieldValue, String> {
     let bad = || format!("{} is not a valid {}", quote(raw), kind.name());
     match kind {
         ValueKind::F64 => match raw.parse::<f64>() {
@@ -432,8 +432,9 @@ fn parse_text(raw: &str, kind: ValueKind) -> Result<FieldValue, String> {
     }
 }
 
-/// Parses a device timestamp to nanoseconds since the epoch.
-fn parse_time_text(raw: &str, format: TimeFormat) -> Result<i64, LineError> {
+/// Parses a timestamp to nanoseconds since the epoch (a device's, or a
+/// CSV file's in the hub's import).
+pub fn parse_time_text(raw: &str, format: TimeFormat) -> Result<i64, LineError> {
     let raw = raw.trim();
     let unit = match format {
         TimeFormat::Auto | TimeFormat::Rfc3339 => None,
@@ -473,9 +474,27 @@ fn parse_time_text(raw: &str, format: TimeFormat) -> Result<i64, LineError> {
     })
 }
 
+/// RFC 3339, or the SQL forms databases export: `2024-01-02 03:04:05.6+00`
+/// (PostgreSQL), `2024-01-02 03:04:05[.6]` and `2024-01-02` (UTC; ClickHouse,
+/// DuckDB).
 fn rfc3339(raw: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(raw)
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return t.timestamp_nanos_opt();
+    }
+    for with_offset in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(raw, with_offset) {
+            return t.timestamp_nanos_opt();
+        }
+    }
+    for naive in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(raw, naive) {
+            return t.and_utc().timestamp_nanos_opt();
+        }
+    }
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
         .ok()?
+        .and_hms_opt(0, 0, 0)?
+        .and_utc()
         .timestamp_nanos_opt()
 }
 

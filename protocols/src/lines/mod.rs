@@ -7,7 +7,10 @@
 mod decode;
 mod framer;
 
-pub use decode::{LineDecoder, LineError, LineFormat, LineSpec, TimeFormat, ValueKind};
+pub use decode::{
+    LineDecoder, LineError, LineFormat, LineSpec, TimeFormat, ValueKind, parse_text,
+    parse_time_text,
+};
 pub use framer::{LineEvent, LineFramer};
 
 #[cfg(test)]

@@ -218,3 +218,26 @@ fn time_formats() {
     assert!(t("rfc3339", "1700000001").is_err());
     assert!(t("s", "99999999999999999").is_err());
 }
+
+#[test]
+fn sql_timestamps_as_databases_export_them() {
+    use super::{TimeFormat, parse_time_text};
+    let want = 1_700_003_601_250_000_000;
+    for raw in [
+        "2023-11-14 23:13:21.25+00",
+        "2023-11-15 00:13:21.25+01:00",
+        "2023-11-14 23:13:21.25",
+        "2023-11-14T23:13:21.250",
+    ] {
+        assert_eq!(
+            parse_time_text(raw, TimeFormat::Auto).ok(),
+            Some(want),
+            "{raw}"
+        );
+    }
+    assert_eq!(
+        parse_time_text("2023-11-14", TimeFormat::Rfc3339).ok(),
+        Some(1_699_920_000_000_000_000)
+    );
+    assert!(parse_time_text("2023-11-14 25:00:00", TimeFormat::Auto).is_err());
+}
