@@ -183,6 +183,38 @@ default_ttl = "4h"
 # count = 1                   # rows per key, 1-10
 # ttl = "4h"
 
+[import]
+# Bulk import of CSV, Parquet and line protocol files:
+# POST /api/v1/import/{csv,parquet,lp} or `ferry-hub import FILE`. A file is
+# streamed to spool_dir (never held in memory), hashed, and imported by a
+# background job in chunks; each chunk lands exactly once, across restarts,
+# and the same file imported the same way twice writes nothing.
+enabled = true
+# Where received files wait for their job (default: "imports" beside
+# metadata.path). Needs room for the largest file being imported.
+# spool_dir = "/var/lib/ferry/imports"
+# The largest file accepted (413 above it).
+max_file_size = "50GiB"
+# Files received at once in one request, resumable uploads open at once,
+# jobs queued or running at once: one more is answered 503 with
+# Retry-After (counted in ferry_hub_import_refused_total).
+max_uploads = 4
+max_partial_uploads = 16
+max_pending_jobs = 100
+# Jobs that run at once, beside ingest.
+max_running_jobs = 1
+# Input rows (lines, records) per chunk: one commit per table each, the
+# unit of resumption, and what one job holds in memory (about 300 bytes a
+# row).
+chunk_rows = 100000
+# An upload that sends nothing this long is dropped (400); a resumable
+# upload not touched for upload_ttl is deleted.
+idle_timeout = "1m"
+upload_ttl = "1day"
+# The longest CSV record or line protocol line (a longer CSV record fails
+# the job; a longer line is rejected).
+max_record_size = "1MiB"
+
 [metadata]
 # The SQLite file holding tokens, agents, retention policies, continuous
 # queries, last-value cache definitions, the query history and settings.
@@ -297,6 +329,7 @@ mod tests {
             "[delete]",
             "[continuous_queries]",
             "[last_cache]",
+            "[import]",
             "[metadata]",
             "[query]",
             "[auth]",
