@@ -47,6 +47,8 @@ pub struct Scale {
     // last-cache
     pub lvc_devices: usize,
     pub lvc_readings: usize,
+    /// Rows of the import scenario's CSV file.
+    pub import_rows: usize,
 }
 
 impl Scale {
@@ -79,6 +81,7 @@ impl Scale {
                 delete_rows: 100_000,
                 lvc_devices: 200,
                 lvc_readings: 50,
+                import_rows: 20_000,
             }
         } else {
             Scale {
@@ -108,6 +111,7 @@ impl Scale {
                 delete_rows: 2_000_000,
                 lvc_devices: 10_000,
                 lvc_readings: 100,
+                import_rows: 2_000_000,
             }
         };
         Scale {
@@ -133,6 +137,7 @@ impl Scale {
             "distinct_topics": self.distinct_topics,
             "delete_rows": self.delete_rows,
             "lvc_devices": self.lvc_devices, "lvc_readings": self.lvc_readings,
+            "import_rows": self.import_rows,
         })
     }
 }

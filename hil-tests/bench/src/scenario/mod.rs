@@ -9,6 +9,7 @@ pub mod drain;
 pub mod footprint;
 pub mod freshness;
 pub mod hub_ingest;
+pub mod import;
 pub mod ingest_long;
 pub mod lake;
 pub mod last_cache;
