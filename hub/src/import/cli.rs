@@ -59,6 +59,9 @@ pub struct ImportArgs {
     /// Field types that override inference: `count:i64,ok:bool`.
     #[arg(long)]
     pub types: Option<String>,
+    /// Comma-separated columns to leave out.
+    #[arg(long)]
+    pub ignore_columns: Option<String>,
     /// Bytes per upload request.
     #[arg(long, default_value = "8MiB")]
     pub piece_size: bytesize::ByteSize,
@@ -213,6 +216,7 @@ pub async fn run(args: ImportArgs) -> Result<Value, String> {
         ("precision", &args.precision),
         ("tag_columns", &args.tag_columns),
         ("types", &args.types),
+        ("ignore_columns", &args.ignore_columns),
     ];
     for (k, v) in options {
         if let Some(v) = v {

@@ -2,7 +2,7 @@
 //! columns, and every other column a field.
 //!
 //! A field's type is `types`' when given, else inferred from the first
-//! [`SAMPLE_ROWS`] records: all numbers is `f64`, all `true`/`false` is
+//! [`SAMPLE_ROWS`] records: all numbers is `f64`, all `true`/`false` (or `t`/`f`) is
 //! `bool`, anything else `str` (a column empty in the sample is `f64`).
 //! Numbers become `f64` rather than `i64` because exports print whole
 //! floats without a decimal point (`20` for 20.0, as InfluxDB's CSV
@@ -30,6 +30,7 @@ use crate::ingest::write::Locator;
 pub(crate) const SAMPLE_ROWS: usize = 1000;
 
 enum Role {
+    Ignore,
     Time,
     Tag(TagKey),
     Field(FieldKey, ValueKind),
@@ -63,7 +64,10 @@ fn infer(values: impl Iterator<Item = String>) -> ValueKind {
     for v in values {
         let this = if v.parse::<f64>().is_ok_and(f64::is_finite) {
             ValueKind::F64
-        } else if v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false") {
+        } else if ["true", "false", "t", "f"]
+            .iter()
+            .any(|b| v.eq_ignore_ascii_case(b))
+        {
             ValueKind::Bool
         } else {
             return ValueKind::Str;
@@ -127,9 +131,9 @@ impl CsvSource {
                 names.join(", ")
             ));
         }
-        for t in &options.tag_columns {
+        for t in options.tag_columns.iter().chain(&options.ignore_columns) {
             if !names.contains(t) {
-                return Err(format!("tag column {t:?} is not in the header"));
+                return Err(format!("column {t:?} is not in the header"));
             }
         }
         for t in options.types.keys() {
@@ -157,6 +161,8 @@ impl CsvSource {
         for (i, name) in names.iter().enumerate() {
             let role = if *name == options.time_column {
                 Role::Time
+            } else if options.ignore_columns.contains(name) {
+                Role::Ignore
             } else if options.tag_columns.contains(name) {
                 Role::Tag(TagKey::new(name.as_str()).map_err(|e| format!("column {name:?}: {e}"))?)
             } else {
@@ -277,7 +283,7 @@ mod tests {
     fn inference_prefers_f64_for_numbers_and_falls_back_to_str() {
         let v = |xs: &[&str]| infer(xs.iter().map(|s| (*s).to_owned()));
         assert_eq!(v(&["1", "2.5", "-3e2"]), ValueKind::F64);
-        assert_eq!(v(&["true", "FALSE"]), ValueKind::Bool);
+        assert_eq!(v(&["true", "FALSE", "t", "f"]), ValueKind::Bool);
         assert_eq!(v(&["1", "x"]), ValueKind::Str);
         assert_eq!(v(&["true", "1"]), ValueKind::Str);
         assert_eq!(v(&["NaN"]), ValueKind::Str);

@@ -59,6 +59,10 @@ pub struct ImportOptions {
     pub tag_columns: Vec<String>,
     /// Field types that override inference (`types=count:i64,ok:bool`).
     pub types: BTreeMap<String, ValueKind>,
+    /// Columns left out (an export's extra columns, such as InfluxDB's
+    /// `name`).
+    #[serde(default)]
+    pub ignore_columns: Vec<String>,
     /// Chunk size the job was created with (fixed for its life: chunks
     /// are the unit of exactly-once).
     pub chunk_rows: usize,
@@ -76,6 +80,7 @@ pub(crate) struct ImportParams {
     pub precision: Option<String>,
     pub tag_columns: Option<String>,
     pub types: Option<String>,
+    pub ignore_columns: Option<String>,
     /// Start the job from a resumable upload with this SHA-256.
     pub upload: Option<String>,
     /// Answer 202 with the job at once instead of waiting for it.
@@ -194,6 +199,7 @@ impl ImportOptions {
             precision,
             tag_columns,
             types: types(p.types.as_deref())?,
+            ignore_columns: list(p.ignore_columns.as_deref()),
             chunk_rows,
         };
         Ok((options, p))

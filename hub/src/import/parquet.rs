@@ -25,6 +25,7 @@ use super::source::{Chunk, Source};
 use crate::ingest::write::Locator;
 
 enum Role {
+    Ignore,
     Time,
     Tag(TagKey),
     Field(FieldKey, ValueKind),
@@ -86,7 +87,12 @@ impl ParquetSource {
                 names.join(", ")
             ));
         }
-        for t in options.tag_columns.iter().chain(options.types.keys()) {
+        for t in options
+            .tag_columns
+            .iter()
+            .chain(options.types.keys())
+            .chain(&options.ignore_columns)
+        {
             if !names.contains(&t.as_str()) {
                 return Err(format!("column {t:?} is not in the file"));
             }
@@ -94,7 +100,9 @@ impl ParquetSource {
         let mut columns = Vec::with_capacity(names.len());
         for field in schema.fields() {
             let name = field.name();
-            let role = if *name == options.time_column {
+            let role = if options.ignore_columns.contains(name) {
+                Role::Ignore
+            } else if *name == options.time_column {
                 match field.data_type() {
                     DataType::Timestamp(..)
                     | DataType::Date32
@@ -250,6 +258,7 @@ impl ParquetSource {
                     times = self.times(array)?;
                     typed.push(None);
                 }
+                Role::Ignore => typed.push(None),
                 Role::Tag(_) => typed.push(Some(
                     cast(array, &DataType::Utf8).map_err(|e| format!("tag column: {e}"))?,
                 )),
@@ -302,7 +311,7 @@ impl ParquetSource {
                         };
                         reading.fields.insert(k.clone(), v);
                     }
-                    Role::Time => {}
+                    Role::Time | Role::Ignore => {}
                 }
             }
             if reading.fields.is_empty() {

@@ -424,8 +424,10 @@ pub fn parse_text(raw: &str, kind: ValueKind) -> Result<FieldValue, String> {
         ValueKind::I64 => raw.parse().map(FieldValue::I64).map_err(|_| bad()),
         ValueKind::U64 => raw.parse().map(FieldValue::U64).map_err(|_| bad()),
         ValueKind::Bool => match raw {
-            "1" | "true" | "True" | "TRUE" | "on" | "ON" => Ok(FieldValue::Bool(true)),
-            "0" | "false" | "False" | "FALSE" | "off" | "OFF" => Ok(FieldValue::Bool(false)),
+            "1" | "true" | "True" | "TRUE" | "t" | "T" | "on" | "ON" => Ok(FieldValue::Bool(true)),
+            "0" | "false" | "False" | "FALSE" | "f" | "F" | "off" | "OFF" => {
+                Ok(FieldValue::Bool(false))
+            }
             _ => Err(bad()),
         },
         ValueKind::Str => Ok(FieldValue::Str(raw.to_owned())),
