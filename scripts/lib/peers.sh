@@ -18,17 +18,22 @@ PY_PACKAGES=(
   "pyserial==3.*"
   "fusepy==3.*"
   "arc-tsdb-client[pandas]==0.1.*"
+  # ClickHouse's engine, for the migration guide's export (hil-tests/tests/migrate.rs).
+  "chdb==3.*"
 )
 
 install_peers() {
   # libfuse2: fusepy's library, for hil-tests/peers/lossy_fs.py (root mounts
   # without fusermount). Debian 13 names it libfuse2t64.
-  apt_install mosquitto mosquitto-clients openssl socat libfuse2 iptables faketime
+  # influxdb, influxdb-client, postgresql: the sources of the migration
+  # guides' tested exports (hil-tests/tests/migrate.rs).
+  apt_install mosquitto mosquitto-clients openssl socat libfuse2 iptables faketime \
+    influxdb influxdb-client postgresql
   if [ ! -x "$FERRY_VENV/bin/python" ]; then
     log "creating the Python venv at $FERRY_VENV"
     python3 -m venv "$FERRY_VENV"
   fi
-  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, datafusion, pymodbus, serial, fuse, arc_client, pandas; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
+  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, datafusion, pymodbus, serial, fuse, arc_client, pandas, chdb; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
     log "installing Python test packages"
     "$FERRY_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi
