@@ -208,10 +208,16 @@ impl ImportOptions {
     /// The job's key and `txn` app id: the content hash and everything
     /// that decides what the file becomes, so the same file imported the
     /// same way again is found, and imported differently is a new job.
+    /// `chunk_rows` is left out: a changed `import.chunk_rows` must not
+    /// make an imported file new.
     pub fn key(&self, content_sha256: &str) -> String {
+        let what = ImportOptions {
+            chunk_rows: 0,
+            ..self.clone()
+        };
         let mut h = Sha256::new();
         h.update(content_sha256.as_bytes());
-        h.update(serde_json::to_vec(self).unwrap_or_default());
+        h.update(serde_json::to_vec(&what).unwrap_or_default());
         let digest = hex::encode(h.finalize());
         format!("import-{}", &digest[..32])
     }
@@ -225,5 +231,51 @@ impl ImportOptions {
             .as_deref()
             .map(|m| Measurement::new(m).map_err(|e| bad(e.to_string())))
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ImportOptions {
+        ImportOptions {
+            format: Format::Csv,
+            database: "plant".to_owned(),
+            measurement: Some("m".to_owned()),
+            time_column: "time".to_owned(),
+            time_format: TimeFormat::Auto,
+            delimiter: b',',
+            skip_rows: 0,
+            precision: Precision::Ns,
+            tag_columns: vec![],
+            types: BTreeMap::new(),
+            ignore_columns: vec![],
+            chunk_rows: 1000,
+        }
+    }
+
+    #[test]
+    fn the_key_follows_content_and_options_but_not_the_chunk_size() {
+        let a = options();
+        let key = a.key("abc");
+        assert!(key.starts_with("import-") && key.len() <= 64, "{key}");
+        assert!(ferry_protocols::AgentId::new(key.as_str()).is_ok(), "{key}");
+        let resized = ImportOptions {
+            chunk_rows: 5,
+            ..a.clone()
+        };
+        assert_eq!(resized.key("abc"), key);
+        assert_ne!(a.key("abd"), key);
+        let tagged = ImportOptions {
+            tag_columns: vec!["site".to_owned()],
+            ..a.clone()
+        };
+        assert_ne!(tagged.key("abc"), key);
+        let elsewhere = ImportOptions {
+            measurement: Some("n".to_owned()),
+            ..a
+        };
+        assert_ne!(elsewhere.key("abc"), key);
     }
 }

@@ -326,10 +326,18 @@ async fn make_job(
     }
 }
 
-/// Waits until `job` ends (the request may go away: the job does not).
+/// Waits until `job` ends (the request may go away: the job does not). A
+/// hub that is stopping answers 503: the job resumes at the next start.
 async fn wait(state: &AppState, job: ImportJob) -> ApiResult<ImportJob> {
     let mut job = job;
     while job.state == QUEUED || job.state == RUNNING {
+        if state.imports.inner.stop.is_cancelled() {
+            return Err(ApiError::unavailable(format!(
+                "the hub is stopping; import job {} resumes at its next start (GET /api/v1/import/jobs/{})",
+                job.id, job.id
+            ))
+            .with_retry_after(30));
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
         job = state
             .meta
