@@ -144,7 +144,16 @@ async fn run_chunks(inner: &Inner, job: &ImportJob, options: ImportOptions, path
         }
     };
     drop(rx);
-    let _ = parser.await;
+    // A reader that panicked (a file no parser expected) closed the channel
+    // early: that is a failure, not the end of the file.
+    if let Err(e) = parser.await
+        && matches!(end, End::Completed)
+    {
+        crate::supervise::record("import", "file reader", &e.to_string());
+        return End::Failed(format!(
+            "the file could not be read past chunk {seq}: internal fault in its reader ({e})"
+        ));
+    }
     if matches!(end, End::Completed) && progress.rows_imported == 0 && progress.rows_rejected > 0 {
         return End::Failed(format!(
             "no row could be imported ({} rejected; see rejected)",

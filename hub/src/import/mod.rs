@@ -22,6 +22,8 @@
 pub mod cli;
 mod config;
 pub(crate) mod csv;
+#[cfg(test)]
+mod fuzz_tests;
 mod job;
 pub mod options;
 pub(crate) mod parquet;
