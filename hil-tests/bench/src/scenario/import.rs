@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::procs::{HubOptions, fresh_addr, start_hub, venv_python};
+use crate::procs::{HubOptions, fresh_addr, peak_rss_kib, rss_kib, start_hub, venv_python};
 use crate::report::{Comparison, Section};
 use crate::scale::Scale;
 use crate::stats::Unit;
@@ -73,6 +73,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     let bytes = write_csv(&csv, rows);
     let body = std::fs::read(&csv).expect("read csv");
     let hub = start_hub(dir, fresh_addr(), &HubOptions::default());
+    let rss_before = rss_kib(hub.peer.id());
 
     let mut ferry_rate = Vec::new();
     let mut job_rate = Vec::new();
@@ -104,6 +105,14 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         "the same file twice is a duplicate"
     );
 
+    let peak = peak_rss_kib(hub.peer.id());
+    section.note(format!(
+        "Hub memory: {:.0} MiB resident before the imports, {:.0} MiB at its peak over all of them, \
+         for a {:.0} MiB file sent whole in one request (the file is spooled to disk, never held).",
+        rss_before as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        bytes as f64 / 1048576.0
+    ));
     let peer = duckdb(&csv, dir, scale.runs);
     let duck_rate: Vec<f64> = peer["runs"]
         .as_array()
@@ -138,6 +147,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     section.details = json!({
         "rows": rows, "bytes": bytes, "ferry_rows_per_s": ferry_rate,
         "ferry_job_rows_per_s": job_rate, "duckdb": peer,
+        "hub_rss_before_kib": rss_before, "hub_peak_rss_kib": peak,
     });
     section
 }
