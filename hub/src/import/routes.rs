@@ -162,13 +162,8 @@ pub async fn import(
             .with_retry_after(30),
         ));
     }
-    let spool = &imports.inner.spool;
-    let received = match params.upload.as_deref() {
-        Some(sha) => {
-            let mut r = spool.take_upload(sha).await?;
-            r.file_name = params.file_name.clone();
-            r
-        }
+    let received = match params.upload.clone() {
+        Some(sha) => Err(sha),
         None => {
             let Ok(_permit) = imports.inner.uploads.clone().try_acquire_owned() else {
                 return Err(refused(
@@ -180,11 +175,29 @@ pub async fn import(
                     .with_retry_after(10),
                 ));
             };
-            receive_body(imports, &headers, body, params.file_name.clone()).await?
+            let r = receive_body(imports, &headers, body, params.file_name.clone()).await?;
+            metrics::counter!(m::IMPORT_BYTES).increment(r.bytes);
+            Ok(r)
         }
     };
-    metrics::counter!(m::IMPORT_BYTES).increment(received.bytes);
-    let (job, duplicate) = make_job(&state, &principal, options, received).await?;
+    // Detached from the request: once the file is received (or an upload
+    // taken), a client that goes away cannot leave it between the spool
+    // and a job.
+    let owned = state.clone();
+    let file_name = params.file_name.clone();
+    let (job, duplicate) = tokio::spawn(async move {
+        let received = match received {
+            Ok(r) => r,
+            Err(sha) => {
+                let mut r = owned.imports.inner.spool.take_upload(&sha).await?;
+                r.file_name = file_name;
+                r
+            }
+        };
+        make_job(&owned, &principal, options, received).await
+    })
+    .await
+    .map_err(|e| ApiError::internal("making the import job", e))??;
     if params.asynchronous.unwrap_or(false) {
         let status = if duplicate {
             StatusCode::OK
@@ -497,11 +510,19 @@ pub async fn upload_append(
     principal.require(Permission::Write)?;
     let imports = enabled(&state)?;
     let n = body.len() as u64;
-    let received = imports
-        .inner
-        .spool
-        .append(&sha, q.offset.unwrap_or(0), body)
-        .await?;
+    // Detached from the request: a client that goes away mid-write cannot
+    // leave the file and the upload's hash state apart.
+    let owned = imports.clone();
+    let key = sha.clone();
+    let received = tokio::spawn(async move {
+        owned
+            .inner
+            .spool
+            .append(&key, q.offset.unwrap_or(0), body)
+            .await
+    })
+    .await
+    .map_err(|e| ApiError::internal("appending to an upload", e))??;
     metrics::counter!(m::IMPORT_BYTES).increment(n);
     Ok(Json(json!({"sha256": sha, "received": received})))
 }

@@ -33,6 +33,17 @@ pub(crate) struct Received {
     pub file_name: Option<String>,
 }
 
+/// Removes its file when dropped, unless disarmed (`.0 = None`).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Partial {
     hasher: Sha256,
@@ -158,19 +169,16 @@ impl Spool {
         E: std::fmt::Display,
     {
         let path = self.sub("incoming").join(uuid::Uuid::new_v4().to_string());
-        let result = self.write_new(&path, stream).await;
-        match result {
-            Ok((sha256, bytes)) => Ok(Received {
-                path,
-                sha256,
-                bytes,
-                file_name,
-            }),
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&path).await;
-                Err(e)
-            }
-        }
+        // A request dropped mid-body (the client went away) leaves no file.
+        let mut cleanup = RemoveOnDrop(Some(path.clone()));
+        let (sha256, bytes) = self.write_new(&path, stream).await?;
+        cleanup.0 = None;
+        Ok(Received {
+            path,
+            sha256,
+            bytes,
+            file_name,
+        })
     }
 
     async fn write_new<S, E>(&self, path: &Path, mut stream: S) -> Result<(String, u64), ApiError>
@@ -284,17 +292,24 @@ impl Spool {
             return Err(too_large(self.max_file));
         }
         let path = self.part(sha);
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await
-            .map_err(|e| io_error("opening the upload", e))?;
-        let written = async {
-            file.write_all(&bytes).await?;
-            file.sync_data().await
-        }
-        .await;
+        // At `have`, after cutting anything past it (bytes of a write that
+        // failed half way): the file always holds exactly what the hash
+        // state has seen.
+        let piece = bytes.clone();
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.set_len(have)?;
+            file.seek(SeekFrom::Start(have))?;
+            file.write_all(&piece)?;
+            file.sync_data()
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         let mut partial = guard.take().unwrap_or(Partial {
             hasher: Sha256::new(),
             len: 0,
@@ -335,6 +350,14 @@ impl Spool {
         };
         let got = hex::encode(partial.hasher.finalize());
         let path = self.part(sha);
+        let on_disk = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
+        if on_disk != partial.len {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(ApiError::unavailable(format!(
+                "upload {sha} holds {on_disk} bytes on disk, not the {} received; it was dropped, send the file again",
+                partial.len
+            )));
+        }
         if got != sha {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(ApiError::bad_request(format!(

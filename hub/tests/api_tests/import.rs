@@ -288,6 +288,25 @@ async fn a_resumable_upload_survives_a_restart_and_its_job_reports_progress() {
     let half = bytes.len() / 2;
     let v = ok(put(&hub, 0, bytes[..half].to_vec()).await.unwrap()).await;
     assert_eq!(v["received"], half);
+    // Bytes the upload's state never saw (a write cut off half way) are
+    // cut before the next piece: they must not end up in the file.
+    let part = hub
+        .dir
+        .path()
+        .join(format!("meta/imports/uploads/{sum}.part"));
+    let mut junk = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&part)
+        .unwrap();
+    std::io::Write::write_all(&mut junk, b"1,junk,junk\n").unwrap();
+    drop(junk);
+    let v = ok(put(&hub, half, bytes[half..half + 100].to_vec())
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(v["received"], half + 100);
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), (half + 100) as u64);
+    let half = half + 100;
     // A piece at the wrong offset: 409, and the hub says where to go on.
     let r = put(&hub, 10, bytes[10..20].to_vec()).await.unwrap();
     let e = error(r, StatusCode::CONFLICT, "conflict").await;
