@@ -198,6 +198,8 @@ fn interrupted_uploads_and_killed_hubs_leave_every_row_once() {
     assert!(status.success());
     let err = std::fs::read_to_string(log3.with_extension("err")).unwrap_or_default();
     assert!(err.contains("already imported"), "{err}");
+    let out = std::fs::read_to_string(&log3).unwrap_or_default();
+    assert!(out.contains("nothing written"), "{out}");
     assert_eq!(
         count(addr, &token, "SELECT count(*) FROM plant.flow"),
         Some(ROWS as i64)

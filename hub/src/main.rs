@@ -105,6 +105,14 @@ fn import(args: ferry_hub::import::cli::ImportArgs) -> ExitCode {
         }
     };
     match runtime.block_on(ferry_hub::import::cli::run(args)) {
+        Ok(job) if job["duplicate"] == true => {
+            println!(
+                "job {}: the same file was already imported ({} rows); nothing written",
+                job["id"].as_str().unwrap_or("?"),
+                job["rows_imported"].as_u64().unwrap_or(0)
+            );
+            ExitCode::SUCCESS
+        }
         Ok(job) => {
             println!(
                 "job {}: {} rows imported, {} rejected, into {} {}",

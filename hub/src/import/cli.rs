@@ -238,18 +238,20 @@ pub async fn run(args: ImportArgs) -> Result<Value, String> {
     if status != 200 && status != 202 {
         return Err(describe(status, &answer));
     }
-    let job = answer["job"].clone();
-    if answer["duplicate"].as_bool() == Some(true) {
+    let mut job = answer["job"].clone();
+    let duplicate = answer["duplicate"].as_bool() == Some(true);
+    if duplicate {
         eprintln!(
             "already imported by job {} ({}); nothing written",
             job["id"].as_str().unwrap_or("?"),
             job["state"].as_str().unwrap_or("?")
         );
     }
-    if args.no_wait {
-        return Ok(job);
+    if !args.no_wait {
+        job = follow(&hub, job).await?;
     }
-    follow(&hub, job).await
+    job["duplicate"] = Value::Bool(duplicate);
+    Ok(job)
 }
 
 /// Sends what the hub does not have yet.
