@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ferry_hil_tests::{
@@ -313,6 +313,29 @@ pub fn du(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// Runs `script` (the source of a peer script, `name` for errors) with the
+/// venv's Python, `job` as JSON on stdin; the JSON it prints.
+pub fn python_job(name: &str, script: &str, job: &serde_json::Value) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = Command::new(venv_python())
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the venv's python");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(job.to_string().as_bytes())
+        .expect("write the job");
+    let out = child.wait_with_output().expect("python");
+    assert!(out.status.success(), "{name} failed");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name} prints JSON: {e}"))
 }
 
 /// The project venv's Python (DuckDB, deltalake, pyarrow), as

@@ -10,14 +10,13 @@
 //! days: Ferry drops their files by statistics without reading them). Both
 //! engines must leave the same number of rows.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::procs::{Hub, HubOptions, fresh_addr, start_hub, venv_python};
+use crate::procs::{Hub, HubOptions, fresh_addr, start_hub};
 use crate::report::{Comparison, Section};
 use crate::scale::Scale;
 use crate::stats::Unit;
@@ -64,23 +63,7 @@ fn ferry_delete(hub: &Hub, m: &str, predicate: &str) -> (f64, Value) {
 /// delta-rs deleting `PREDICATES` from the table at `dir`.
 fn delta_rs(dir: &Path) -> Value {
     let job = json!({"table": dir, "predicates": PREDICATES});
-    let mut child = Command::new(venv_python())
-        .arg("-c")
-        .arg(include_str!("delete_peer.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the venv's python");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(job.to_string().as_bytes())
-        .expect("write the job");
-    let out = child.wait_with_output().expect("python");
-    assert!(out.status.success(), "delete_peer.py failed");
-    serde_json::from_slice(&out.stdout).expect("delete_peer.py prints JSON")
+    crate::procs::python_job("delete_peer.py", include_str!("delete_peer.py"), &job)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -5,12 +5,11 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::procs::{HubOptions, fresh_addr, peak_rss_kib, rss_kib, start_hub, venv_python};
+use crate::procs::{HubOptions, fresh_addr, peak_rss_kib, rss_kib, start_hub};
 use crate::report::{Comparison, Section};
 use crate::scale::Scale;
 use crate::stats::Unit;
@@ -43,23 +42,7 @@ fn write_csv(path: &Path, rows: usize) -> u64 {
 
 fn duckdb(csv: &Path, dir: &Path, runs: usize) -> Value {
     let job = json!({"csv": csv, "out_dir": dir, "runs": runs});
-    let mut child = Command::new(venv_python())
-        .arg("-c")
-        .arg(include_str!("import_peer.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the venv's python");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(job.to_string().as_bytes())
-        .expect("write the job");
-    let out = child.wait_with_output().expect("python");
-    assert!(out.status.success(), "import_peer.py failed");
-    serde_json::from_slice(&out.stdout).expect("import_peer.py prints JSON")
+    crate::procs::python_job("import_peer.py", include_str!("import_peer.py"), &job)
 }
 
 /// Runs the scenario.

@@ -4,16 +4,14 @@
 //! `POST /api/v1/compaction/run`; and the DuckDB side, run in the project's
 //! Python venv on exactly the tables' active Parquet files.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
 use crate::dataset::segment;
-use crate::procs::{Hub, HubOptions, du, fresh_addr, start_hub, venv_python};
+use crate::procs::{Hub, HubOptions, du, fresh_addr, start_hub};
 use crate::scale::Scale;
 use crate::truck::{DATABASE, Kind, Trucks};
 
@@ -133,21 +131,5 @@ pub fn peer_engines(lake: &Lake, mut job: Value) -> Value {
         "readings": lake.table_dir(Kind::Readings),
         "diagnostics": lake.table_dir(Kind::Diagnostics),
     });
-    let mut child = Command::new(venv_python())
-        .arg("-c")
-        .arg(include_str!("peer_engines.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the venv's python");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(job.to_string().as_bytes())
-        .expect("write the job");
-    let out = child.wait_with_output().expect("python");
-    assert!(out.status.success(), "peer_engines.py failed");
-    serde_json::from_slice(&out.stdout).expect("peer_engines.py prints JSON")
+    crate::procs::python_job("peer_engines.py", include_str!("peer_engines.py"), &job)
 }
