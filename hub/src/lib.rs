@@ -13,7 +13,8 @@
 //! | [`cq`] | continuous queries: the scheduler, exactly-once windows, their API |
 //! | [`lastcache`] | the last-value cache: the newest rows per key in memory, `last_cache()` in SQL, its API |
 //! | [`maintenance`] | background compaction, retention and vacuum; their API |
-//! | [`auth`] | bearer tokens, roles, the request principal, token management |
+//! | [`audit`] | the audit log: administrative actions and authentication failures, hash-chained |
+//! | [`auth`] | bearer tokens, roles, the request principal, token lifecycle and management |
 //! | [`ingest`] | the write endpoints: segments, line protocol, MessagePack |
 //! | [`query`] | read-only SQL over the tables: JSON, CSV and Arrow IPC answers |
 //! | [`fleet`] | what the hub knows about its agents |
@@ -24,6 +25,7 @@
 //! The binary (`main.rs`) only parses the command line and calls
 //! [`server::Hub`], [`config::check_file`] and [`config::TEMPLATE`].
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod cq;

@@ -66,8 +66,8 @@ pub const CQ_ROWS: &str = "ferry_hub_cq_rows_written_total";
 /// Gauge: how far a continuous query's watermark is behind the last closed
 /// window, in seconds, label `query`.
 pub const CQ_LAG: &str = "ferry_hub_cq_lag_seconds";
-/// Counter: authentication failures, label `reason` (`missing`, `invalid`,
-/// `forbidden`).
+/// Counter: authentication failures, label `reason` (`missing`, `malformed`,
+/// `invalid`, `expired`, `revoked`, `rotated`, `forbidden`, `agent_binding`).
 pub const AUTH_FAILURES: &str = "ferry_hub_auth_failures_total";
 
 /// Histogram buckets for request and query latency, in seconds.
@@ -109,3 +109,11 @@ pub const IMPORT_BYTES: &str = "ferry_hub_import_bytes_received_total";
 pub const IMPORT_JOBS: &str = "ferry_hub_import_jobs_total";
 /// Import requests refused by a limit, by `reason` (`uploads`, `pending_jobs`, `partial_uploads`, `file_size`).
 pub const IMPORT_REFUSED: &str = "ferry_hub_import_refused_total";
+
+/// Audit log entries written, by `event_type`.
+pub const AUDIT_ENTRIES: &str = "ferry_hub_audit_entries_total";
+/// Audit log writes that failed (the entries are lost; the error is logged).
+pub const AUDIT_WRITE_ERRORS: &str = "ferry_hub_audit_write_errors_total";
+/// Authentication failures that found the failure window full
+/// (`audit.max_failure_keys`) and were counted under `source = "*"`.
+pub const AUDIT_FAILURES_OVERFLOW: &str = "ferry_hub_audit_failure_overflow_total";

@@ -18,6 +18,8 @@ pub async fn ensure_admin_token(meta: &Meta) -> Result<Option<String>, MetaError
             role: Role::Admin,
             hash: token::hash(&secret),
             agents: None,
+            description: Some("created on the first start".to_owned()),
+            expires_at_ms: None,
         })
         .await?;
     Ok(created.map(|record| {

@@ -1,59 +1,194 @@
-//! The authentication middleware: credentials → [`Principal`].
+//! The authentication middleware: credentials → [`Principal`], and what the
+//! request did → the audit log.
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::credentials::{self, Credential};
 use super::{Principal, token};
-use crate::server::{ApiError, AppState};
+use crate::audit::{AuditNote, FailureKey, events};
+use crate::meta::{TokenLookup, TokenRecord, format_ms};
+use crate::server::{ApiError, AppState, PeerAddr};
 
 /// The InfluxDB 1.x write route, the only one that reads `?p=`.
 const QUERY_AUTH_PATHS: [&str; 1] = ["/write"];
 
 /// Resolves the request's [`Principal`] and stores it in the request's
-/// extensions, or answers 401.
+/// extensions, or answers 401; then records what the request did in the
+/// audit log.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    if !state.config.auth.enabled {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|c| c.0.0.ip());
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let path = req.uri().path().to_owned();
+    let principal = if state.config.auth.enabled {
+        let query_allowed = QUERY_AUTH_PATHS.contains(&path.as_str());
+        let credential = credentials::extract(req.headers(), req.uri(), query_allowed);
+        match resolve(&state, credential).await {
+            Ok(p) => Principal {
+                source: peer,
+                ..p
+            },
+            Err(failure) => {
+                metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => failure.reason)
+                    .increment(1);
+                state.audit.failure(
+                    FailureKey {
+                        event_type: events::AUTH_FAILURE,
+                        source: peer.map(|ip| ip.to_string()),
+                        actor: failure.actor,
+                        actor_token_id: failure.token_id,
+                        reason: failure.reason,
+                    },
+                    failure.error.status().as_u16(),
+                    Some(format!("{method} {}", route.as_deref().unwrap_or(&path))),
+                );
+                return failure.error.into_response();
+            }
+        }
+    } else {
         // Without tokens, per-client limits (query.max_per_token) key on the
         // peer address, so one client still cannot take every query slot.
-        let peer = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<crate::server::PeerAddr>>()
-            .map(|c| c.0.0.ip());
-        req.extensions_mut()
-            .insert(Principal::anonymous_admin(peer));
-        return next.run(req).await;
+        Principal::anonymous_admin(peer)
+    };
+    req.extensions_mut().insert(principal.clone());
+    let audited = route
+        .as_deref()
+        .and_then(|r| events::event_type(&method, r));
+    // The database an administrative request names (in its JSON body or
+    // its query), for the entry when the handler adds no note (a refused
+    // request). Import bodies are files: their handler notes its own.
+    let mut named_database = None;
+    if audited.is_some_and(|e| e != "import.create") && state.audit.enabled() {
+        let (parts, body) = req.into_parts();
+        let limit = state.config.server.max_body_bytes();
+        let bytes = match axum::body::to_bytes(body, limit).await {
+            Ok(b) => b,
+            Err(_) => return ApiError::payload_too_large(limit).into_response(),
+        };
+        named_database = events::named_database(&parts.uri, &bytes);
+        req = Request::from_parts(parts, axum::body::Body::from(bytes));
     }
-    let query_allowed = QUERY_AUTH_PATHS.contains(&req.uri().path());
-    let secret = match credentials::extract(req.headers(), req.uri(), query_allowed) {
+    let response = next.run(req).await;
+    let mut note = response.extensions().get::<AuditNote>().cloned();
+    if let Some(db) = named_database {
+        let n = note.get_or_insert_with(AuditNote::default);
+        n.database.get_or_insert(db);
+    }
+    events::after_request(
+        &state.audit,
+        &principal,
+        &method,
+        route.as_deref(),
+        &path,
+        response.status(),
+        note,
+    )
+    .await;
+    response
+}
+
+/// Why a request has no principal.
+struct Failure {
+    reason: &'static str,
+    /// The token's name when the secret belongs to one.
+    actor: String,
+    token_id: Option<i64>,
+    error: ApiError,
+}
+
+impl Failure {
+    fn anonymous(reason: &'static str, error: ApiError) -> Self {
+        Failure {
+            reason,
+            actor: "anonymous".to_owned(),
+            token_id: None,
+            error,
+        }
+    }
+
+    fn of(reason: &'static str, rec: &TokenRecord, message: String) -> Self {
+        Failure {
+            reason,
+            actor: rec.name.clone(),
+            token_id: Some(rec.id),
+            error: ApiError::unauthorized(message),
+        }
+    }
+}
+
+async fn resolve(state: &AppState, credential: Credential) -> Result<Principal, Failure> {
+    let secret = match credential {
         Credential::Token(t) => t,
         Credential::Missing => {
-            metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "missing").increment(1);
-            return ApiError::unauthorized(
-                "missing token: send Authorization: Bearer <token> (or Token <token>)",
-            )
-            .into_response();
+            return Err(Failure::anonymous(
+                "missing",
+                ApiError::unauthorized(
+                    "missing token: send Authorization: Bearer <token> (or Token <token>)",
+                ),
+            ));
         }
         Credential::Malformed(why) => {
-            metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "malformed").increment(1);
-            return ApiError::unauthorized(why).into_response();
+            return Err(Failure::anonymous(
+                "malformed",
+                ApiError::unauthorized(why),
+            ));
         }
     };
     match state.meta.find_token(token::hash(&secret)).await {
-        Ok(Some(record)) => {
-            req.extensions_mut().insert(Principal {
+        Ok(TokenLookup::Valid { record, previous }) => {
+            if previous {
+                tracing::debug!(token_id = record.id, "a rotated token's previous secret was used");
+            }
+            Ok(Principal {
                 token_id: Some(record.id),
                 name: record.name,
                 role: record.role,
                 agents: record.agents,
-            });
-            next.run(req).await
+                source: None,
+            })
         }
-        Ok(None) => {
-            metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "invalid").increment(1);
-            ApiError::unauthorized("invalid token").into_response()
-        }
-        Err(e) => ApiError::internal("token lookup failed", e).into_response(),
+        Ok(TokenLookup::Unknown) => Err(Failure {
+            reason: "invalid",
+            actor: "unknown token".to_owned(),
+            token_id: None,
+            error: ApiError::unauthorized("invalid token"),
+        }),
+        Ok(TokenLookup::Inactive(rec)) => Err(match (rec.revoked_at, rec.expires_at) {
+            (Some(at), _) => Failure::of(
+                "revoked",
+                &rec,
+                format!("token {:?} was revoked at {}", rec.name, format_ms(at)),
+            ),
+            (None, at) => Failure::of(
+                "expired",
+                &rec,
+                format!(
+                    "token {:?} expired at {}",
+                    rec.name,
+                    at.map(format_ms).unwrap_or_default()
+                ),
+            ),
+        }),
+        Ok(TokenLookup::Rotated(rec)) => Err(Failure::of(
+            "rotated",
+            &rec,
+            format!(
+                "this secret of token {:?} was replaced by a rotation and its grace period ended at {}",
+                rec.name,
+                rec.previous_valid_until.map(format_ms).unwrap_or_default()
+            ),
+        )),
+        Err(e) => Err(Failure::anonymous(
+            "lookup_error",
+            ApiError::internal("token lookup failed", e),
+        )),
     }
 }

@@ -17,8 +17,17 @@
 //! 3. on `/write` only, the InfluxDB 1.x query parameters `?p=<token>`
 //!    (with or without `u=`).
 //!
-//! No credentials: 401 `unauthorized`. An unknown token: 401. A known token
-//! whose role lacks the permission: 403 `forbidden`.
+//! No credentials: 401 `unauthorized`. An unknown, expired, revoked or
+//! rotated-out token: 401, saying which. A known token whose role lacks the
+//! permission: 403 `forbidden`. Every failure goes to the audit log
+//! ([`crate::audit`]).
+//!
+//! # Token lifecycle
+//!
+//! Tokens may expire (`expires_in` at creation), be rotated (a new secret;
+//! the old one keeps working for a grace period, `auth.rotation_grace` by
+//! default) and be revoked (every secret stops at once; the record stays).
+//! `last_used` is recorded to the minute. See [`crate::meta::tokens`].
 //!
 //! # Roles
 //!
@@ -143,6 +152,8 @@ pub struct Principal {
     pub role: Role,
     /// The agents this token may upload segments for; `None`: any.
     pub agents: Option<AgentPattern>,
+    /// The peer address of the request (for the audit log).
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Principal {
@@ -157,6 +168,7 @@ impl Principal {
             name,
             role: Role::Admin,
             agents: None,
+            source: peer,
         }
     }
 

@@ -1,23 +1,60 @@
-//! Token management: `GET/POST /api/v1/auth/tokens`,
-//! `DELETE /api/v1/auth/tokens/{id}`. Admin only.
+//! Token management, admin only:
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/v1/auth/tokens` | every token (never a secret) |
+//! | `POST /api/v1/auth/tokens` | create: `name`, `role`, `agents`, `description`, `expires_in`; the secret is shown once |
+//! | `GET /api/v1/auth/tokens/{id}` | one token |
+//! | `PATCH /api/v1/auth/tokens/{id}` | set `description` |
+//! | `POST /api/v1/auth/tokens/{id}/rotate` | a new secret (shown once); the old one works for `grace` (default `auth.rotation_grace`) |
+//! | `POST /api/v1/auth/tokens/{id}/revoke` | every secret stops at once; the record stays |
+//! | `DELETE /api/v1/auth/tokens/{id}` | remove the record |
+//!
+//! The last active admin token can be neither revoked nor deleted.
 
-use axum::Json;
+use std::time::Duration;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::{AgentPattern, Permission, Principal, Role, token};
-use crate::meta::{NewToken, TokenRecord};
-use crate::server::{ApiError, ApiResult, AppState, JsonBody};
+use crate::audit::AuditNote;
+use crate::meta::{NewToken, TokenChange, TokenRecord, format_ms, now_ms};
+use crate::server::{ApiError, ApiResult, AppState, Body, JsonBody};
 
 /// The longest token name, in bytes.
 const MAX_NAME_LEN: usize = 128;
+/// The longest description, in bytes.
+const MAX_DESCRIPTION_LEN: usize = 1024;
 
 /// `GET` answer.
 #[derive(Debug, Serialize)]
 pub struct TokenList {
     pub tokens: Vec<TokenRecord>,
+}
+
+/// A duration as `"90d"` / `"1h 30m"` or a number of seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationArg {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationArg {
+    fn parse(&self, what: &str) -> ApiResult<Duration> {
+        match self {
+            DurationArg::Seconds(s) => Ok(Duration::from_secs(*s)),
+            DurationArg::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "{what} {t:?} is not a duration (\"90d\", \"12h\", or seconds): {e}"
+                ))
+            }),
+        }
+    }
 }
 
 /// `POST` body.
@@ -30,14 +67,83 @@ pub struct CreateToken {
     /// upload segments for. Give every gateway a bound token.
     #[serde(default)]
     pub agents: Option<AgentPattern>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The token stops working this long after its creation.
+    #[serde(default)]
+    pub expires_in: Option<DurationArg>,
 }
 
-/// `POST` answer: the only time the secret is shown.
+/// `PATCH` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateToken {
+    pub description: Option<String>,
+}
+
+/// `POST .../rotate` body (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateToken {
+    /// How long the previous secret keeps working; `0` stops it at once.
+    #[serde(default)]
+    pub grace: Option<DurationArg>,
+}
+
+/// `POST` and rotation answer: the only time a secret is shown.
 #[derive(Debug, Serialize)]
 pub struct CreatedToken {
     #[serde(flatten)]
     pub record: TokenRecord,
     pub token: String,
+}
+
+fn note(record: &TokenRecord, detail: serde_json::Value) -> Extension<AuditNote> {
+    Extension(AuditNote {
+        target: Some(format!("token {} ({})", record.id, record.name)),
+        database: None,
+        detail: Some(detail),
+    })
+}
+
+fn parse_id(id: &str) -> ApiResult<i64> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request(format!("token id {id:?} is not an integer")))
+}
+
+fn check_description(d: Option<String>) -> ApiResult<Option<String>> {
+    let d = d.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty());
+    if let Some(d) = &d
+        && (d.len() > MAX_DESCRIPTION_LEN || d.chars().any(|c| c.is_control() && c != '\n'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "description must be at most {MAX_DESCRIPTION_LEN} bytes without control characters"
+        )));
+    }
+    Ok(d)
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The answer to a change that [`TokenChange`] may refuse.
+fn changed(id: i64, change: TokenChange) -> ApiResult<TokenRecord> {
+    match change {
+        TokenChange::Done(rec) => Ok(rec),
+        TokenChange::NotFound => Err(ApiError::not_found(format!("no token with id {id}"))),
+        TokenChange::Inactive(rec) => Err(ApiError::bad_request(format!(
+            "token {id} ({:?}) is {}: only an active token can be rotated",
+            rec.name,
+            serde_json::to_value(rec.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        ))),
+        TokenChange::LastAdmin => Err(ApiError::bad_request(
+            "refusing to revoke or delete the last active admin token: create another admin token first",
+        )),
+    }
 }
 
 pub async fn list(
@@ -48,6 +154,21 @@ pub async fn list(
     Ok(Json(TokenList {
         tokens: state.meta.list_tokens().await?,
     }))
+}
+
+pub async fn get(
+    principal: Principal,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TokenRecord>> {
+    principal.require(Permission::Admin)?;
+    let id = parse_id(&id)?;
+    state
+        .meta
+        .get_token(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no token with id {id}")))
 }
 
 pub async fn create(
@@ -67,6 +188,32 @@ pub async fn create(
             "only write tokens can be bound to agents (\"agents\"): a read or admin token does not upload segments",
         ));
     }
+    let description = check_description(body.description)?;
+    let lifetime = body
+        .expires_in
+        .as_ref()
+        .map(|d| d.parse("expires_in"))
+        .transpose()?;
+    let max = state.config.auth.max_token_lifetime;
+    if let Some(l) = lifetime {
+        if l.is_zero() {
+            return Err(ApiError::bad_request(
+                "expires_in must be longer than 0s (leave it out for a token that does not expire)",
+            ));
+        }
+        if !max.is_zero() && l > max {
+            return Err(ApiError::bad_request(format!(
+                "expires_in {} is longer than auth.max_token_lifetime ({})",
+                humantime::format_duration(l),
+                humantime::format_duration(max)
+            )));
+        }
+    } else if !max.is_zero() {
+        return Err(ApiError::bad_request(format!(
+            "expires_in is required: auth.max_token_lifetime is {}",
+            humantime::format_duration(max)
+        )));
+    }
     let secret = token::generate();
     let record = state
         .meta
@@ -75,6 +222,8 @@ pub async fn create(
             role: body.role,
             hash: token::hash(&secret),
             agents: body.agents,
+            description,
+            expires_at_ms: lifetime.map(|l| now_ms().saturating_add(ms(l))),
         })
         .await?;
     tracing::info!(
@@ -85,8 +234,14 @@ pub async fn create(
         agents = record.agents.as_ref().map(AgentPattern::as_str).unwrap_or("*"),
         "token created"
     );
+    let detail = serde_json::json!({
+        "role": record.role,
+        "agents": record.agents.as_ref().map(AgentPattern::as_str),
+        "expires_at": record.expires_at.map(format_ms),
+    });
     Ok((
         StatusCode::CREATED,
+        note(&record, detail),
         Json(CreatedToken {
             record,
             token: secret,
@@ -95,28 +250,82 @@ pub async fn create(
         .into_response())
 }
 
+pub async fn update(
+    principal: Principal,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateToken>,
+) -> ApiResult<Response> {
+    principal.require(Permission::Admin)?;
+    let id = parse_id(&id)?;
+    let description = check_description(body.description)?;
+    let record = changed(id, state.meta.describe_token(id, description).await?)?;
+    Ok((note(&record, serde_json::json!({})), Json(record)).into_response())
+}
+
+pub async fn rotate(
+    principal: Principal,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(raw): Body,
+) -> ApiResult<Response> {
+    principal.require(Permission::Admin)?;
+    let id = parse_id(&id)?;
+    let body: RotateToken = if raw.iter().all(u8::is_ascii_whitespace) {
+        RotateToken::default()
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let grace = match &body.grace {
+        Some(g) => g.parse("grace")?,
+        None => state.config.auth.rotation_grace,
+    };
+    let secret = token::generate();
+    let until = now_ms().saturating_add(ms(grace));
+    let record = changed(
+        id,
+        state
+            .meta
+            .rotate_token(id, token::hash(&secret), until)
+            .await?,
+    )?;
+    tracing::info!(by = %principal.name, token_id = id, grace = %humantime::format_duration(grace), "token rotated");
+    let detail = serde_json::json!({ "previous_valid_until": format_ms(until) });
+    Ok((
+        note(&record, detail),
+        Json(CreatedToken {
+            record,
+            token: secret,
+        }),
+    )
+        .into_response())
+}
+
+pub async fn revoke(
+    principal: Principal,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    principal.require(Permission::Admin)?;
+    let id = parse_id(&id)?;
+    let record = changed(id, state.meta.revoke_token(id).await?)?;
+    tracing::info!(by = %principal.name, token_id = id, "token revoked");
+    Ok((note(&record, serde_json::json!({})), Json(record)).into_response())
+}
+
 pub async fn delete(
     principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     principal.require(Permission::Admin)?;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("token id {id:?} is not an integer")))?;
-    let tokens = state.meta.list_tokens().await?;
-    let Some(target) = tokens.iter().find(|t| t.id == id) else {
-        return Err(ApiError::not_found(format!("no token with id {id}")));
-    };
-    let admins = tokens.iter().filter(|t| t.role == Role::Admin).count();
-    if target.role == Role::Admin && admins <= 1 {
-        return Err(ApiError::bad_request(
-            "refusing to delete the last admin token: create another admin token first",
-        ));
-    }
-    if !state.meta.delete_token(id).await? {
-        return Err(ApiError::not_found(format!("no token with id {id}")));
-    }
+    let id = parse_id(&id)?;
+    let record = changed(id, state.meta.delete_token(id).await?)?;
     tracing::info!(by = %principal.name, token_id = id, "token deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok((
+        StatusCode::NO_CONTENT,
+        note(&record, serde_json::json!({ "role": record.role })),
+    )
+        .into_response())
 }

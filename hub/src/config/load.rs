@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "server",
     "storage",
     "tables",
@@ -22,6 +22,7 @@ const SECTIONS: [&str; 14] = [
     "query",
     "ingest",
     "auth",
+    "audit",
     "log",
 ];
 

@@ -51,6 +51,7 @@ pub struct HubConfig {
     pub query: QueryConfig,
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
+    pub audit: crate::audit::AuditConfig,
     pub log: LogConfig,
 }
 
@@ -110,11 +111,22 @@ pub struct AuthConfig {
     /// When false, every request acts as an admin. For local experiments
     /// only; `serve` logs a warning at start.
     pub enabled: bool,
+    /// How long a rotated token's previous secret keeps working when the
+    /// rotation request names no `grace`.
+    #[serde(with = "humantime_serde")]
+    pub rotation_grace: Duration,
+    /// The longest `expires_in` a token may be created with; `0s`: no limit.
+    #[serde(with = "humantime_serde")]
+    pub max_token_lifetime: Duration,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { enabled: true }
+        AuthConfig {
+            enabled: true,
+            rotation_grace: Duration::from_secs(24 * 3600),
+            max_token_lifetime: Duration::ZERO,
+        }
     }
 }
 
@@ -180,6 +192,7 @@ impl HubConfig {
         self.continuous_queries.validate(errors);
         self.last_cache.validate(errors);
         self.import.validate(errors);
+        self.audit.validate(errors);
         if self.ingest.max_batch_segments == 0 {
             errors.push("ingest.max_batch_segments: must be at least 1".to_owned());
         }

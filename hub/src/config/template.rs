@@ -297,6 +297,31 @@ max_batch_segments = 64
 # creates an admin token and prints it once on stdout.
 # Set to false only for local experiments: every request is then an admin.
 enabled = true
+# How long a rotated token's previous secret keeps working when
+# POST /api/v1/auth/tokens/{id}/rotate names no "grace" (time to move a
+# fleet to the new secret).
+rotation_grace = "1day"
+# The longest "expires_in" a token may be created with; a longer one is
+# answered 400. "0s": no limit (tokens without expires_in never expire).
+max_token_lifetime = "0s"
+
+[audit]
+# Record every administrative action (tokens, retention, continuous
+# queries, deletes, imports, caches, compaction runs, query cancellation)
+# and every authentication failure in the metadata store, as a hash chain
+# (GET /api/v1/admin/audit-log; GET /api/v1/admin/audit-log/verify).
+enabled = true
+# Authentication failures from one source with the same actor and reason
+# within this window are one entry with a count: a client hammering the
+# hub with bad tokens costs one write per window (100ms..1h).
+failure_window = "1s"
+# Distinct failure keys held per window; past it, further failures of the
+# window are counted under source "*" (metric
+# ferry_hub_audit_failure_overflow_total).
+max_failure_keys = 10000
+# Entries older than this are deleted hourly; the deletion is itself an
+# entry, and the chain still verifies. "0s" keeps everything.
+retention = "400days"
 
 [log]
 # A tracing filter: "info", "debug", "ferry_hub=debug,info", ...
@@ -333,6 +358,7 @@ mod tests {
             "[metadata]",
             "[query]",
             "[auth]",
+            "[audit]",
             "[log]",
         ] {
             assert!(TEMPLATE.contains(section), "{section}");

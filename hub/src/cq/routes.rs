@@ -157,7 +157,7 @@ async fn existing(state: &AppState, id: i64) -> ApiResult<ContinuousQuery> {
 
 /// An RFC 3339 time (a time without offset, as Python's `isoformat()`
 /// gives for a naive datetime, is UTC), in ms.
-fn parse_time(what: &str, raw: &str) -> ApiResult<i64> {
+pub(crate) fn parse_time(what: &str, raw: &str) -> ApiResult<i64> {
     let raw = raw.trim();
     let parsed = chrono::DateTime::parse_from_rfc3339(raw)
         .map(|t| t.timestamp_millis())

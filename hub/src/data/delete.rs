@@ -28,12 +28,13 @@
 
 use std::time::Instant;
 
-use axum::Json;
+use axum::{Extension, Json};
 use axum::extract::State;
 use ferry_protocols::api::ErrorCode;
 use ferry_protocols::{DatabaseName, Measurement};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditNote;
 use crate::auth::{Permission, Principal};
 use crate::server::{ApiError, ApiResult, AppState, JsonBody};
 use crate::table::{DeleteError, DeleteReport, TableName};
@@ -112,7 +113,7 @@ pub async fn delete(
     principal: Principal,
     State(state): State<AppState>,
     JsonBody(request): JsonBody<DeleteRequest>,
-) -> ApiResult<Json<DeleteAnswer>> {
+) -> ApiResult<(Extension<AuditNote>, Json<DeleteAnswer>)> {
     principal.require(Permission::Delete)?;
     if !state.config.delete.enabled {
         return Err(ApiError::forbidden(
@@ -124,6 +125,11 @@ pub async fn delete(
     let measurement = Measurement::new(request.measurement.trim()).map_err(|e| {
         ApiError::bad_request(format!("measurement {:?}: {e}", request.measurement))
     })?;
+    let note = AuditNote {
+        target: None,
+        database: Some(database.to_string()),
+        detail: None,
+    };
     let name = TableName::new(database, measurement);
     let label = name.to_string();
     let threshold = state.config.delete.confirm_threshold;
@@ -151,14 +157,23 @@ pub async fn delete(
         rows = report.deleted_count,
         "delete"
     );
-    Ok(Json(DeleteAnswer {
+    let note = AuditNote {
+        target: Some(label.clone()),
+        detail: Some(serde_json::json!({
+            "predicate": request.predicate,
+            "dry_run": request.dry_run,
+            "rows": report.deleted_count,
+        })),
+        ..note
+    };
+    Ok((Extension(note), Json(DeleteAnswer {
         success: true,
         dry_run: request.dry_run,
         execution_time_ms: started.elapsed().as_secs_f64() * 1000.0,
         confirm_required: needs_confirmation(&report, &label, threshold).is_some(),
         table: label,
         report,
-    }))
+    })))
 }
 
 /// `GET /api/v1/delete/config`.

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use axum::Json;
+use axum::{Extension, Json};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +22,7 @@ use serde_json::json;
 use super::Imports;
 use super::options::{Format, ImportOptions};
 use super::spool::Received;
+use crate::audit::AuditNote;
 use crate::auth::{Permission, Principal};
 use crate::meta::imports::{
     COMPLETED, Created, ImportJob, NewImportJob, QUEUED, RUNNING, RejectedRow,
@@ -185,6 +186,7 @@ pub async fn import(
     // and a job.
     let owned = state.clone();
     let file_name = params.file_name.clone();
+    let database = options.database.clone();
     let (job, duplicate) = tokio::spawn(async move {
         let received = match received {
             Ok(r) => r,
@@ -198,6 +200,16 @@ pub async fn import(
     })
     .await
     .map_err(|e| ApiError::internal("making the import job", e))??;
+    let note = Extension(AuditNote {
+        target: Some(format!("import job {}", job.id)),
+        database: Some(database),
+        detail: Some(json!({
+            "format": format.as_str(),
+            "sha256": job.content_sha256,
+            "bytes": job.bytes_total,
+            "duplicate": duplicate,
+        })),
+    });
     if params.asynchronous.unwrap_or(false) {
         let status = if duplicate {
             StatusCode::OK
@@ -207,12 +219,13 @@ pub async fn import(
         let view = JobView::from(job);
         return Ok((
             status,
+            note,
             Json(json!({"status": "accepted", "duplicate": duplicate, "job": view})),
         )
             .into_response());
     }
     let job = wait(&state, job).await?;
-    answer(job, duplicate)
+    answer(job, duplicate).map(|r| (note, r).into_response())
 }
 
 /// Streams the request's file to the spool: the body itself, or the

@@ -1,6 +1,7 @@
 //! The hub's metadata store: one SQLite file (`metadata.path`).
 //!
-//! It holds what is not table data: API tokens ([`tokens`]), the agents seen
+//! It holds what is not table data: API tokens ([`tokens`]), the audit log
+//! ([`audit`]), the agents seen
 //! so far ([`agents`]), retention policies ([`retention`]), continuous
 //! queries ([`continuous`]), last-value cache definitions ([`last_caches`]),
 //! bulk import jobs ([`imports`]),
@@ -25,6 +26,7 @@
 //! segment: one connection is plenty.
 
 pub mod agents;
+pub mod audit;
 pub mod continuous;
 pub mod imports;
 pub mod last_caches;
@@ -42,7 +44,7 @@ use rusqlite::Connection;
 
 pub use agents::{AgentRecord, AgentReport};
 pub use retention::RetentionPolicy;
-pub use tokens::{NewToken, TokenRecord};
+pub use tokens::{NewToken, TokenChange, TokenLookup, TokenRecord, TokenStatus};
 
 /// Errors of the metadata store.
 #[derive(Debug, thiserror::Error)]

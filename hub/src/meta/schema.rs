@@ -56,6 +56,13 @@
 //! |---|---|
 //! | `import_jobs` | `id` (text key), `seq` (order), `key` (the job's `txn` app id: content hash and target; unique), `content_sha256`, `format`, `database`, `measurement`, `options` (JSON), `file_name`, `spool` (path of the received file), `state` (`queued`, `running`, `completed`, `failed`, `cancelled`), `bytes_total`, `bytes_done`, `chunks_done`, `rows_imported`, `rows_rejected`, `rejections` (JSON, the first 100), `measurements` (JSON), `time_min_ns`, `time_max_ns`, `error`, `created_by`, `created_at_ms`, `started_at_ms`, `finished_at_ms` |
 //!
+//! ## Version 9
+//!
+//! | table | columns |
+//! |---|---|
+//! | `tokens` | + `description`, `expires_at_ms` (`NULL`: never), `revoked_at_ms`, `rotated_at_ms`, `previous_hash` (the secret before the last rotation, unique), `previous_valid_until_ms` (end of its grace period) |
+//! | `audit_log` | `id` (integer key, the chain order), `at_ms`, `event_type`, `actor`, `actor_token_id`, `source` (peer address), `target`, `database`, `outcome` (`success`, `failure`, `denied`), `status` (HTTP), `count` (failures coalesced into the entry), `detail` (JSON), `prev_hash`, `hash` (SHA-256 chaining the entry to the one before, see `crate::audit::chain`) |
+//!
 //! Times are milliseconds since the Unix epoch (UTC).
 
 use rusqlite::Connection;
@@ -63,10 +70,10 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 8;
+pub(super) const CURRENT_VERSION: i64 = 9;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 9] = [
     r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -243,6 +250,32 @@ CREATE TABLE import_jobs (
     finished_at_ms INTEGER
 );
 CREATE INDEX import_jobs_state ON import_jobs (state, seq);
+"#,
+    r#"
+ALTER TABLE tokens ADD COLUMN description TEXT;
+ALTER TABLE tokens ADD COLUMN expires_at_ms INTEGER;
+ALTER TABLE tokens ADD COLUMN revoked_at_ms INTEGER;
+ALTER TABLE tokens ADD COLUMN rotated_at_ms INTEGER;
+ALTER TABLE tokens ADD COLUMN previous_hash BLOB CHECK (previous_hash IS NULL OR length(previous_hash) = 32);
+ALTER TABLE tokens ADD COLUMN previous_valid_until_ms INTEGER;
+CREATE UNIQUE INDEX tokens_previous_hash ON tokens (previous_hash);
+CREATE TABLE audit_log (
+    id             INTEGER PRIMARY KEY,
+    at_ms          INTEGER NOT NULL,
+    event_type     TEXT    NOT NULL,
+    actor          TEXT    NOT NULL,
+    actor_token_id INTEGER,
+    source         TEXT,
+    target         TEXT,
+    database       TEXT,
+    outcome        TEXT    NOT NULL,
+    status         INTEGER,
+    count          INTEGER NOT NULL DEFAULT 1,
+    detail         TEXT,
+    prev_hash      BLOB    NOT NULL CHECK (length(prev_hash) = 32),
+    hash           BLOB    NOT NULL CHECK (length(hash) = 32)
+);
+CREATE INDEX audit_log_time ON audit_log (at_ms);
 "#,
 ];
 

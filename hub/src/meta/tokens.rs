@@ -1,11 +1,34 @@
 //! API tokens: only their SHA-256 hash is stored (see [`crate::auth::token`]
 //! for why a fast hash is right for random tokens).
+//!
+//! # Lifecycle
+//!
+//! A token is *active* until it expires (`expires_at_ms`) or is revoked
+//! (`revoked_at_ms`); either way its row stays, so the token list and the
+//! audit log keep saying who it was. Rotation gives a token a new secret
+//! and keeps the old one valid until `previous_valid_until_ms` (the grace
+//! period), so a fleet can be moved to the new secret without a gap.
+//! `last_used_ms` is written at most once per [`LAST_USED_RESOLUTION_MS`]
+//! per token, so that a busy token does not turn every request into a
+//! write.
 
-use rusqlite::{OptionalExtension, Row, params};
-use serde::Serialize;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Serialize, Serializer};
 
 use super::{Meta, MetaError, Result, format_ms, now_ms};
 use crate::auth::{AgentPattern, Role, TokenHash};
+
+/// `last_used` is recorded to within this many milliseconds.
+pub const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+
+/// Where a token stands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenStatus {
+    Active,
+    Expired,
+    Revoked,
+}
 
 /// A stored token, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,8 +39,48 @@ pub struct TokenRecord {
     /// The agents a write token may upload segments for; `None`: any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agents: Option<AgentPattern>,
+    pub description: Option<String>,
+    /// Computed at read time from `expires_at` and `revoked_at`.
+    pub status: TokenStatus,
     /// RFC 3339.
-    pub created_at: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: i64,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub expires_at: Option<i64>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub revoked_at: Option<i64>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub rotated_at: Option<i64>,
+    /// Until when the secret replaced by the last rotation still works.
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub previous_valid_until: Option<i64>,
+    /// To within [`LAST_USED_RESOLUTION_MS`].
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub last_used: Option<i64>,
+}
+
+fn rfc3339<S: Serializer>(ms: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format_ms(*ms))
+}
+
+fn rfc3339_opt<S: Serializer>(ms: &Option<i64>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&format_ms(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
+impl TokenRecord {
+    /// Active, expired or revoked at `now_ms`.
+    pub fn status_at(&self, now_ms: i64) -> TokenStatus {
+        if self.revoked_at.is_some() {
+            TokenStatus::Revoked
+        } else if self.expires_at.is_some_and(|e| e <= now_ms) {
+            TokenStatus::Expired
+        } else {
+            TokenStatus::Active
+        }
+    }
 }
 
 /// A token to store.
@@ -27,58 +90,126 @@ pub struct NewToken {
     pub role: Role,
     pub hash: TokenHash,
     pub agents: Option<AgentPattern>,
+    pub description: Option<String>,
+    pub expires_at_ms: Option<i64>,
 }
 
-const COLUMNS: &str = "id, name, role, created_at_ms, agents";
+/// What a presented secret turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenLookup {
+    /// No token has this secret (now or before a rotation).
+    Unknown,
+    /// An active token; `previous` when the secret is the one replaced by
+    /// the last rotation, still inside its grace period.
+    Valid {
+        record: TokenRecord,
+        previous: bool,
+    },
+    /// The token expired or was revoked.
+    Inactive(TokenRecord),
+    /// The secret was replaced by a rotation and its grace period is over.
+    Rotated(TokenRecord),
+}
 
-type RawToken = (i64, String, String, i64, Option<String>);
+const COLUMNS: &str = "id, name, role, created_at_ms, agents, description, expires_at_ms, \
+                       revoked_at_ms, rotated_at_ms, previous_valid_until_ms, last_used_ms";
+
+/// A row, with the role and agent pattern still as stored.
+struct RawToken {
+    rec: TokenRecord,
+    role: String,
+    agents: Option<String>,
+}
 
 fn record(row: &Row<'_>) -> rusqlite::Result<RawToken> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-    ))
-}
-
-fn to_record((id, name, role, created, agents): RawToken) -> Result<TokenRecord> {
-    let role = role
-        .parse::<Role>()
-        .map_err(|e| MetaError::Corrupt(format!("token {id}: {e}")))?;
-    let agents = agents
-        .map(|a| AgentPattern::new(&a))
-        .transpose()
-        .map_err(|e| MetaError::Corrupt(format!("token {id}: {e}")))?;
-    Ok(TokenRecord {
-        id,
-        name,
-        role,
-        agents,
-        created_at: format_ms(created),
+    Ok(RawToken {
+        rec: TokenRecord {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            role: Role::Read,
+            agents: None,
+            description: row.get(5)?,
+            status: TokenStatus::Active,
+            created_at: row.get(3)?,
+            expires_at: row.get(6)?,
+            revoked_at: row.get(7)?,
+            rotated_at: row.get(8)?,
+            previous_valid_until: row.get(9)?,
+            last_used: row.get(10)?,
+        },
+        role: row.get(2)?,
+        agents: row.get(4)?,
     })
 }
 
-fn insert(tx: &rusqlite::Connection, token: &NewToken) -> Result<TokenRecord> {
+/// Parses what [`record`] kept as stored, and the status at `now`.
+fn finish(raw: RawToken, now: i64) -> Result<TokenRecord> {
+    let RawToken {
+        mut rec,
+        role,
+        agents,
+    } = raw;
+    let id = rec.id;
+    rec.role = role
+        .parse::<Role>()
+        .map_err(|e| MetaError::Corrupt(format!("token {id}: {e}")))?;
+    rec.agents = agents
+        .map(|a| AgentPattern::new(&a))
+        .transpose()
+        .map_err(|e| MetaError::Corrupt(format!("token {id}: {e}")))?;
+    rec.status = rec.status_at(now);
+    Ok(rec)
+}
+
+fn get(c: &Connection, id: i64, now: i64) -> Result<Option<TokenRecord>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"),
+        [id],
+        record,
+    )
+    .optional()?
+    .map(|r| finish(r, now))
+    .transpose()
+}
+
+fn insert(tx: &Connection, token: &NewToken) -> Result<TokenRecord> {
     let now = now_ms();
     tx.execute(
-        "INSERT INTO tokens (name, role, hash, created_at_ms, agents) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO tokens (name, role, hash, created_at_ms, agents, description, expires_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             token.name,
             token.role.as_str(),
             &token.hash.0[..],
             now,
-            token.agents.as_ref().map(AgentPattern::as_str)
+            token.agents.as_ref().map(AgentPattern::as_str),
+            token.description,
+            token.expires_at_ms,
         ],
     )?;
-    Ok(TokenRecord {
-        id: tx.last_insert_rowid(),
-        name: token.name.clone(),
-        role: token.role,
-        agents: token.agents.clone(),
-        created_at: format_ms(now),
-    })
+    get(tx, tx.last_insert_rowid(), now)?
+        .ok_or_else(|| MetaError::Corrupt("inserted token not found".to_owned()))
+}
+
+/// Admin tokens that are active at `now`, other than `except`.
+fn other_active_admins(c: &Connection, except: i64, now: i64) -> Result<i64> {
+    Ok(c.query_row(
+        "SELECT count(*) FROM tokens WHERE role = 'admin' AND id != ?1
+         AND revoked_at_ms IS NULL AND (expires_at_ms IS NULL OR expires_at_ms > ?2)",
+        params![except, now],
+        |r| r.get(0),
+    )?)
+}
+
+/// Why a change to a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenChange {
+    Done(TokenRecord),
+    NotFound,
+    /// The token is revoked or expired: it cannot be rotated.
+    Inactive(TokenRecord),
+    /// It is the last active admin token.
+    LastAdmin,
 }
 
 impl Meta {
@@ -106,75 +237,158 @@ impl Meta {
     /// Every token, oldest first.
     pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
         self.call(|c| {
+            let now = now_ms();
             let mut stmt = c.prepare(&format!("SELECT {COLUMNS} FROM tokens ORDER BY id"))?;
             let rows = stmt.query_map([], record)?;
             let mut out = Vec::new();
             for row in rows {
-                out.push(to_record(row?)?);
+                out.push(finish(row?, now)?);
             }
             Ok(out)
         })
         .await
     }
 
-    /// The token whose hash is `hash`.
-    pub async fn find_token(&self, hash: TokenHash) -> Result<Option<TokenRecord>> {
+    /// Token `id`.
+    pub async fn get_token(&self, id: i64) -> Result<Option<TokenRecord>> {
+        self.call(move |c| get(c, id, now_ms())).await
+    }
+
+    /// What the secret hashing to `hash` is, and, when it is a valid token,
+    /// its `last_used` brought up to date (at most once a
+    /// [`LAST_USED_RESOLUTION_MS`]).
+    pub async fn find_token(&self, hash: TokenHash) -> Result<TokenLookup> {
         self.call(move |c| {
+            let now = now_ms();
             let row = c
                 .query_row(
-                    &format!("SELECT {COLUMNS} FROM tokens WHERE hash = ?1"),
+                    &format!(
+                        "SELECT {COLUMNS}, hash = ?1 FROM tokens WHERE hash = ?1 OR previous_hash = ?1"
+                    ),
                     [&hash.0[..]],
-                    record,
+                    |r| Ok((record(r)?, r.get::<_, bool>(11)?)),
                 )
                 .optional()?;
-            row.map(to_record).transpose()
+            let Some((raw, current)) = row else {
+                return Ok(TokenLookup::Unknown);
+            };
+            let rec = finish(raw, now)?;
+            if rec.status != TokenStatus::Active {
+                return Ok(TokenLookup::Inactive(rec));
+            }
+            if !current && rec.previous_valid_until.is_none_or(|until| until <= now) {
+                return Ok(TokenLookup::Rotated(rec));
+            }
+            c.execute(
+                "UPDATE tokens SET last_used_ms = ?2
+                 WHERE id = ?1 AND (last_used_ms IS NULL OR last_used_ms <= ?2 - ?3)",
+                params![rec.id, now, LAST_USED_RESOLUTION_MS],
+            )?;
+            Ok(TokenLookup::Valid {
+                record: rec,
+                previous: !current,
+            })
         })
         .await
     }
 
-    /// Deletes token `id`; false if there was none.
-    pub async fn delete_token(&self, id: i64) -> Result<bool> {
-        self.call(move |c| Ok(c.execute("DELETE FROM tokens WHERE id = ?1", [id])? > 0))
-            .await
+    /// Sets token `id`'s description.
+    pub async fn describe_token(&self, id: i64, description: Option<String>) -> Result<TokenChange> {
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE tokens SET description = ?2 WHERE id = ?1",
+                params![id, description],
+            )?;
+            if n == 0 {
+                return Ok(TokenChange::NotFound);
+            }
+            Ok(get(c, id, now_ms())?.map_or(TokenChange::NotFound, TokenChange::Done))
+        })
+        .await
+    }
+
+    /// Gives token `id` the secret hashing to `hash`; the old secret stays
+    /// valid until `grace_until_ms`. A revoked or expired token is refused.
+    pub async fn rotate_token(
+        &self,
+        id: i64,
+        hash: TokenHash,
+        grace_until_ms: i64,
+    ) -> Result<TokenChange> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let now = now_ms();
+            let Some(rec) = get(&tx, id, now)? else {
+                return Ok(TokenChange::NotFound);
+            };
+            if rec.status != TokenStatus::Active {
+                return Ok(TokenChange::Inactive(rec));
+            }
+            tx.execute(
+                "UPDATE tokens SET previous_hash = hash, previous_valid_until_ms = ?3,
+                 hash = ?2, rotated_at_ms = ?4 WHERE id = ?1",
+                params![id, &hash.0[..], grace_until_ms.max(now), now],
+            )?;
+            let rec = get(&tx, id, now)?
+                .ok_or_else(|| MetaError::Corrupt("rotated token not found".to_owned()))?;
+            tx.commit()?;
+            Ok(TokenChange::Done(rec))
+        })
+        .await
+    }
+
+    /// Revokes token `id` (its secrets stop working at once; the row stays).
+    /// The last active admin token is refused.
+    pub async fn revoke_token(&self, id: i64) -> Result<TokenChange> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let now = now_ms();
+            let Some(rec) = get(&tx, id, now)? else {
+                return Ok(TokenChange::NotFound);
+            };
+            if rec.status == TokenStatus::Revoked {
+                return Ok(TokenChange::Done(rec));
+            }
+            if rec.role == Role::Admin
+                && rec.status == TokenStatus::Active
+                && other_active_admins(&tx, id, now)? == 0
+            {
+                return Ok(TokenChange::LastAdmin);
+            }
+            tx.execute(
+                "UPDATE tokens SET revoked_at_ms = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            let rec = get(&tx, id, now)?
+                .ok_or_else(|| MetaError::Corrupt("revoked token not found".to_owned()))?;
+            tx.commit()?;
+            Ok(TokenChange::Done(rec))
+        })
+        .await
+    }
+
+    /// Deletes token `id`; the last active admin token is refused.
+    pub async fn delete_token(&self, id: i64) -> Result<TokenChange> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let now = now_ms();
+            let Some(rec) = get(&tx, id, now)? else {
+                return Ok(TokenChange::NotFound);
+            };
+            if rec.role == Role::Admin
+                && rec.status == TokenStatus::Active
+                && other_active_admins(&tx, id, now)? == 0
+            {
+                return Ok(TokenChange::LastAdmin);
+            }
+            tx.execute("DELETE FROM tokens WHERE id = ?1", [id])?;
+            tx.commit()?;
+            Ok(TokenChange::Done(rec))
+        })
+        .await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::token;
-
-    #[tokio::test]
-    async fn crud() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Meta::open(&dir.path().join("hub.db")).await.unwrap();
-        let secret = token::generate();
-        let first = meta
-            .insert_first_token(NewToken {
-                name: "admin".into(),
-                role: Role::Admin,
-                hash: token::hash(&secret),
-                agents: None,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        let again = meta
-            .insert_first_token(NewToken {
-                name: "admin2".into(),
-                role: Role::Admin,
-                hash: token::hash(&token::generate()),
-                agents: None,
-            })
-            .await
-            .unwrap();
-        assert!(again.is_none());
-        let found = meta.find_token(token::hash(&secret)).await.unwrap();
-        assert_eq!(found.as_ref(), Some(&first));
-        assert!(meta.find_token(token::hash("x")).await.unwrap().is_none());
-        assert_eq!(meta.list_tokens().await.unwrap().len(), 1);
-        assert!(meta.delete_token(first.id).await.unwrap());
-        assert!(!meta.delete_token(first.id).await.unwrap());
-        assert!(meta.list_tokens().await.unwrap().is_empty());
-    }
-}
+#[path = "tokens_tests.rs"]
+mod tests;

@@ -171,6 +171,9 @@ impl Hub {
         state
             .maintenance
             .spawn(&maintenance_tracker, maintenance_shutdown.clone());
+        state
+            .audit
+            .spawn(&maintenance_tracker, maintenance_shutdown.clone());
         state.cqs.start().await;
         state
             .imports

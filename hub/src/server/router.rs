@@ -17,7 +17,8 @@
 //! | `GET, POST /api/v1/continuous_queries`, `GET, PUT, DELETE /api/v1/continuous_queries/{id}`, `POST .../{id}/execute`, `GET .../{id}/executions` | read (GET) / admin | [`crate::cq::routes`] |
 //! | `GET, POST /api/v1/last_cache`, `DELETE /api/v1/last_cache/{id}`, `POST, DELETE /api/v3/configure/last_cache` | read (GET) / admin | [`crate::lastcache::routes`] |
 //! | `GET, PUT, DELETE /api/v1/retention/{id}`, `POST /api/v1/retention/{id}/execute`, `GET /api/v1/retention/{id}/executions` | read (GET) / admin | [`crate::maintenance::policy_routes`] |
-//! | `GET, POST /api/v1/auth/tokens`, `DELETE /api/v1/auth/tokens/{id}` | admin | [`crate::auth::routes`] |
+//! | `GET, POST /api/v1/auth/tokens`, `GET, PATCH, DELETE /api/v1/auth/tokens/{id}`, `POST .../{id}/{rotate,revoke}` | admin | [`crate::auth::routes`] |
+//! | `GET /api/v1/admin/audit-log`, `GET /api/v1/admin/audit-log/verify` | admin | [`crate::audit::routes`] |
 //!
 //! Layers: the body limit (`server.max_body`, answered 413 with an error
 //! body by the extractors), request metrics by matched route and status,
@@ -39,7 +40,7 @@ use crate::ingest::{line_protocol, msgpack, segment_batch, segments};
 use crate::lastcache;
 use crate::maintenance::policy_routes as policies;
 use crate::maintenance::routes as maint;
-use crate::{data, fleet, import, metrics as m, query};
+use crate::{audit, data, fleet, import, metrics as m, query};
 
 /// The hub's router.
 pub fn router(state: AppState) -> Router {
@@ -142,7 +143,16 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/auth/tokens",
             get(auth::routes::list).post(auth::routes::create),
         )
-        .route("/api/v1/auth/tokens/{id}", delete(auth::routes::delete))
+        .route(
+            "/api/v1/auth/tokens/{id}",
+            get(auth::routes::get)
+                .patch(auth::routes::update)
+                .delete(auth::routes::delete),
+        )
+        .route("/api/v1/auth/tokens/{id}/rotate", post(auth::routes::rotate))
+        .route("/api/v1/auth/tokens/{id}/revoke", post(auth::routes::revoke))
+        .route("/api/v1/admin/audit-log", get(audit::routes::list))
+        .route("/api/v1/admin/audit-log/verify", get(audit::routes::verify))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(health::health))

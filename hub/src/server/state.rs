@@ -34,6 +34,8 @@ pub struct AppState {
     pub cqs: crate::cq::ContinuousQueries,
     /// Bulk imports: received files and the job workers.
     pub imports: crate::import::Imports,
+    /// The audit log's writer.
+    pub audit: crate::audit::Audit,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             config.tables.max_columns.get(),
         );
         AppState {
+            audit: crate::audit::Audit::new(meta.clone(), config.audit.clone()),
             cqs,
             imports,
             ingest_budget: crate::ingest::budget::IngestBudget::new(
