@@ -25,22 +25,38 @@ const EVENTS: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/v1/retention", "retention.delete"),
     ("PUT", "/api/v1/retention/{id}", "retention.update"),
     ("DELETE", "/api/v1/retention/{id}", "retention.delete"),
-    ("POST", "/api/v1/retention/{id}/execute", "retention.execute"),
+    (
+        "POST",
+        "/api/v1/retention/{id}/execute",
+        "retention.execute",
+    ),
     ("POST", "/api/v1/retention/run", "retention.run"),
     ("POST", "/api/v1/retention/dry-run", "retention.dry_run"),
     ("POST", "/api/v1/compaction/run", "compaction.run"),
     ("POST", "/api/v1/continuous_queries", "cq.create"),
     ("PUT", "/api/v1/continuous_queries/{id}", "cq.update"),
     ("DELETE", "/api/v1/continuous_queries/{id}", "cq.delete"),
-    ("POST", "/api/v1/continuous_queries/{id}/execute", "cq.execute"),
+    (
+        "POST",
+        "/api/v1/continuous_queries/{id}/execute",
+        "cq.execute",
+    ),
     ("POST", "/api/v1/last_cache", "last_cache.create"),
     ("DELETE", "/api/v1/last_cache/{id}", "last_cache.delete"),
     ("POST", "/api/v3/configure/last_cache", "last_cache.create"),
-    ("DELETE", "/api/v3/configure/last_cache", "last_cache.delete"),
+    (
+        "DELETE",
+        "/api/v3/configure/last_cache",
+        "last_cache.delete",
+    ),
     ("POST", "/api/v1/delete", "data.delete"),
     ("POST", "/api/v1/import/{format}", "import.create"),
     ("DELETE", "/api/v1/import/jobs/{id}", "import.cancel"),
-    ("DELETE", "/api/v1/import/uploads/{sha256}", "import.upload_delete"),
+    (
+        "DELETE",
+        "/api/v1/import/uploads/{sha256}",
+        "import.upload_delete",
+    ),
     ("DELETE", "/api/v1/queries/{id}", "query.cancel"),
 ];
 
@@ -159,8 +175,7 @@ mod tests {
     #[test]
     fn the_named_database() {
         assert_eq!(
-            named_database(&Uri::from_static("/x"), br#"{"database":"plant","days":3}"#)
-                .as_deref(),
+            named_database(&Uri::from_static("/x"), br#"{"database":"plant","days":3}"#).as_deref(),
             Some("plant")
         );
         assert_eq!(

@@ -188,8 +188,15 @@ impl Audit {
             return;
         }
         let keep_ms = i64::try_from(self.config.retention.as_millis()).unwrap_or(i64::MAX);
-        match self.meta.prune_audit(now_ms().saturating_sub(keep_ms)).await {
-            Ok(Some(n)) => tracing::info!(deleted = n, "audit log entries past audit.retention deleted"),
+        match self
+            .meta
+            .prune_audit(now_ms().saturating_sub(keep_ms))
+            .await
+        {
+            Ok(Some(n)) => tracing::info!(
+                deleted = n,
+                "audit log entries past audit.retention deleted"
+            ),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
         }

@@ -64,8 +64,16 @@ pub async fn list(
     principal.require(Permission::Admin)?;
     let limit = number("limit", p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?.max(1);
     let offset = number("offset", p.offset.as_deref(), 0, u32::MAX)?;
-    let since_ms = p.since.as_deref().map(|s| parse_time("since", s)).transpose()?;
-    let until_ms = p.until.as_deref().map(|s| parse_time("until", s)).transpose()?;
+    let since_ms = p
+        .since
+        .as_deref()
+        .map(|s| parse_time("since", s))
+        .transpose()?;
+    let until_ms = p
+        .until
+        .as_deref()
+        .map(|s| parse_time("until", s))
+        .transpose()?;
     let (entries, total) = state
         .meta
         .audit_entries(AuditFilter {

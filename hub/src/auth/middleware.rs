@@ -32,10 +32,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         let query_allowed = QUERY_AUTH_PATHS.contains(&path.as_str());
         let credential = credentials::extract(req.headers(), req.uri(), query_allowed);
         match resolve(&state, credential).await {
-            Ok(p) => Principal {
-                source: peer,
-                ..p
-            },
+            Ok(p) => Principal { source: peer, ..p },
             Err(failure) => {
                 metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => failure.reason)
                     .increment(1);
@@ -136,16 +133,16 @@ async fn resolve(state: &AppState, credential: Credential) -> Result<Principal, 
             ));
         }
         Credential::Malformed(why) => {
-            return Err(Failure::anonymous(
-                "malformed",
-                ApiError::unauthorized(why),
-            ));
+            return Err(Failure::anonymous("malformed", ApiError::unauthorized(why)));
         }
     };
     match state.meta.find_token(token::hash(&secret)).await {
         Ok(TokenLookup::Valid { record, previous }) => {
             if previous {
-                tracing::debug!(token_id = record.id, "a rotated token's previous secret was used");
+                tracing::debug!(
+                    token_id = record.id,
+                    "a rotated token's previous secret was used"
+                );
             }
             Ok(Principal {
                 token_id: Some(record.id),

@@ -28,8 +28,8 @@
 
 use std::time::Instant;
 
-use axum::{Extension, Json};
 use axum::extract::State;
+use axum::{Extension, Json};
 use ferry_protocols::api::ErrorCode;
 use ferry_protocols::{DatabaseName, Measurement};
 use serde::{Deserialize, Serialize};
@@ -166,14 +166,17 @@ pub async fn delete(
         })),
         ..note
     };
-    Ok((Extension(note), Json(DeleteAnswer {
-        success: true,
-        dry_run: request.dry_run,
-        execution_time_ms: started.elapsed().as_secs_f64() * 1000.0,
-        confirm_required: needs_confirmation(&report, &label, threshold).is_some(),
-        table: label,
-        report,
-    })))
+    Ok((
+        Extension(note),
+        Json(DeleteAnswer {
+            success: true,
+            dry_run: request.dry_run,
+            execution_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+            confirm_required: needs_confirmation(&report, &label, threshold).is_some(),
+            table: label,
+            report,
+        }),
+    ))
 }
 
 /// `GET /api/v1/delete/config`.

@@ -11,10 +11,10 @@
 
 use std::time::Duration;
 
-use axum::{Extension, Json};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -320,11 +320,9 @@ impl Meta {
                         report.anchor = Some(hex::encode(prev_hash));
                         self.check_anchor(id, &prev_hash).await?
                     }
-                    Some((prev_id, _)) if id != prev_id + 1 => Some(format!(
-                        "entries {} to {} are missing",
-                        prev_id + 1,
-                        id - 1
-                    )),
+                    Some((prev_id, _)) if id != prev_id + 1 => {
+                        Some(format!("entries {} to {} are missing", prev_id + 1, id - 1))
+                    }
                     Some((_, p)) if p != prev_hash => {
                         Some("its prev_hash is not the previous entry's hash".to_owned())
                     }

@@ -35,7 +35,11 @@ async fn an_intact_chain_verifies_and_filters_work() {
     let mut db = entry("data.delete", 2_000);
     db.database = Some("plant".to_owned());
     let ids = meta
-        .append_audit(vec![entry("token.create", 1_000), db, entry("token.revoke", 3_000)])
+        .append_audit(vec![
+            entry("token.create", 1_000),
+            db,
+            entry("token.revoke", 3_000),
+        ])
         .await
         .unwrap();
     assert_eq!(ids, vec![1, 2, 3]);
@@ -46,7 +50,11 @@ async fn an_intact_chain_verifies_and_filters_work() {
 
     let all = |f: AuditFilter| {
         let meta = meta.clone();
-        async move { meta.audit_entries(AuditFilter { limit: 100, ..f }).await.unwrap() }
+        async move {
+            meta.audit_entries(AuditFilter { limit: 100, ..f })
+                .await
+                .unwrap()
+        }
     };
     let (rows, total) = all(AuditFilter::default()).await;
     assert_eq!(total, 3);
@@ -88,7 +96,11 @@ async fn a_changed_entry_is_found() {
     meta.append_audit(vec![entry("a", 1), entry("b", 2), entry("c", 3)])
         .await
         .unwrap();
-    tamper(&meta, "UPDATE audit_log SET actor = 'someone else' WHERE id = 2").await;
+    tamper(
+        &meta,
+        "UPDATE audit_log SET actor = 'someone else' WHERE id = 2",
+    )
+    .await;
     let report = meta.verify_audit_chain().await.unwrap();
     assert!(!report.ok);
     assert_eq!(report.broken_at, Some(2));
@@ -119,9 +131,13 @@ async fn a_removed_or_rechained_entry_is_found() {
 #[tokio::test]
 async fn pruning_keeps_the_chain_verifiable() {
     let (_dir, meta) = open().await;
-    meta.append_audit(vec![entry("a", 1_000), entry("b", 2_000), entry("c", 5_000)])
-        .await
-        .unwrap();
+    meta.append_audit(vec![
+        entry("a", 1_000),
+        entry("b", 2_000),
+        entry("c", 5_000),
+    ])
+    .await
+    .unwrap();
     assert_eq!(meta.prune_audit(500).await.unwrap(), None);
     assert_eq!(meta.prune_audit(3_000).await.unwrap(), Some(2));
     let report = meta.verify_audit_chain().await.unwrap();

@@ -101,10 +101,7 @@ pub enum TokenLookup {
     Unknown,
     /// An active token; `previous` when the secret is the one replaced by
     /// the last rotation, still inside its grace period.
-    Valid {
-        record: TokenRecord,
-        previous: bool,
-    },
+    Valid { record: TokenRecord, previous: bool },
     /// The token expired or was revoked.
     Inactive(TokenRecord),
     /// The secret was replaced by a rotation and its grace period is over.
@@ -293,7 +290,11 @@ impl Meta {
     }
 
     /// Sets token `id`'s description.
-    pub async fn describe_token(&self, id: i64, description: Option<String>) -> Result<TokenChange> {
+    pub async fn describe_token(
+        &self,
+        id: i64,
+        description: Option<String>,
+    ) -> Result<TokenChange> {
         self.call(move |c| {
             let n = c.execute(
                 "UPDATE tokens SET description = ?2 WHERE id = ?1",

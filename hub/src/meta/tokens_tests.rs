@@ -139,7 +139,9 @@ async fn expiry_revocation_and_rotation() {
     );
     // A second rotation with no grace: s2 stops at once, s1 is forgotten.
     let s3 = token::generate();
-    meta.rotate_token(rec.id, token::hash(&s3), 0).await.unwrap();
+    meta.rotate_token(rec.id, token::hash(&s3), 0)
+        .await
+        .unwrap();
     assert!(matches!(
         meta.find_token(token::hash(&s2)).await.unwrap(),
         TokenLookup::Rotated(_)
@@ -174,7 +176,10 @@ async fn the_last_active_admin_cannot_be_revoked() {
     t.expires_at_ms = Some(now_ms() - 1);
     let b = meta.insert_token(t).await.unwrap();
     // b is expired: a is the last active admin.
-    assert_eq!(meta.revoke_token(a.id).await.unwrap(), TokenChange::LastAdmin);
+    assert_eq!(
+        meta.revoke_token(a.id).await.unwrap(),
+        TokenChange::LastAdmin
+    );
     assert!(matches!(
         meta.revoke_token(b.id).await.unwrap(),
         TokenChange::Done(_)

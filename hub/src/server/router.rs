@@ -149,8 +149,14 @@ pub fn router(state: AppState) -> Router {
                 .patch(auth::routes::update)
                 .delete(auth::routes::delete),
         )
-        .route("/api/v1/auth/tokens/{id}/rotate", post(auth::routes::rotate))
-        .route("/api/v1/auth/tokens/{id}/revoke", post(auth::routes::revoke))
+        .route(
+            "/api/v1/auth/tokens/{id}/rotate",
+            post(auth::routes::rotate),
+        )
+        .route(
+            "/api/v1/auth/tokens/{id}/revoke",
+            post(auth::routes::revoke),
+        )
         .route("/api/v1/admin/audit-log", get(audit::routes::list))
         .route("/api/v1/admin/audit-log/verify", get(audit::routes::verify))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
