@@ -61,7 +61,7 @@ impl AgentPattern {
 
 /// Iterative wildcard match with backtracking to the last `*`: linear in
 /// practice, no recursion, no regex.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
+pub(crate) fn glob(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {

@@ -20,6 +20,7 @@ pub async fn ensure_admin_token(meta: &Meta) -> Result<Option<String>, MetaError
             agents: None,
             description: Some("created on the first start".to_owned()),
             expires_at_ms: None,
+            roles: Vec::new(),
         })
         .await?;
     Ok(created.map(|record| {

@@ -150,6 +150,7 @@ async fn resolve(state: &AppState, credential: Credential) -> Result<Principal, 
                 role: record.role,
                 agents: record.agents,
                 source: None,
+                grants: std::sync::Arc::new(record.grants),
             })
         }
         Ok(TokenLookup::Unknown) => Err(Failure {

@@ -54,7 +54,9 @@
 pub mod binding;
 pub mod bootstrap;
 pub mod credentials;
+pub mod grants;
 pub mod middleware;
+pub mod role_routes;
 pub mod routes;
 pub mod token;
 
@@ -68,6 +70,7 @@ use serde::{Deserialize, Serialize};
 use crate::server::ApiError;
 
 pub use binding::AgentPattern;
+pub use grants::{Grant, Grants, NamePattern};
 pub use token::TokenHash;
 
 /// A token's role.
@@ -77,6 +80,8 @@ pub enum Role {
     Read,
     Write,
     Admin,
+    /// No built-in permission: the token has only what its roles grant.
+    None,
 }
 
 impl Role {
@@ -85,16 +90,14 @@ impl Role {
             Role::Read => "read",
             Role::Write => "write",
             Role::Admin => "admin",
+            Role::None => "none",
         }
     }
 
-    /// Whether this role grants `permission` (see the module table).
+    /// Whether this role grants `permission` on everything (see the module
+    /// table).
     pub fn grants(self, permission: Permission) -> bool {
-        match self {
-            Role::Admin => true,
-            Role::Write => permission == Permission::Write,
-            Role::Read => permission == Permission::Read,
-        }
+        Grants::of_role(self).everywhere(permission)
     }
 }
 
@@ -111,29 +114,31 @@ impl FromStr for Role {
             "read" => Ok(Role::Read),
             "write" => Ok(Role::Write),
             "admin" => Ok(Role::Admin),
+            "none" => Ok(Role::None),
             other => Err(format!(
-                "unknown role {other:?}; expected read, write or admin"
+                "unknown role {other:?}; expected read, write, admin or none"
             )),
         }
     }
 }
 
 /// What a request wants to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Permission {
     /// Queries and the fleet view.
     Read,
     /// Segment uploads and writes.
     Write,
-    /// Deleting rows (`POST /api/v1/delete`); held by `admin` until
-    /// per-database roles exist.
+    /// Deleting rows (`POST /api/v1/delete`).
     Delete,
-    /// Token management.
+    /// Everything; on every database: token, role and maintenance
+    /// management.
     Admin,
 }
 
 impl Permission {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Permission::Read => "read",
             Permission::Write => "write",
@@ -154,6 +159,8 @@ pub struct Principal {
     pub agents: Option<AgentPattern>,
     /// The peer address of the request (for the audit log).
     pub source: Option<std::net::IpAddr>,
+    /// What the built-in role and the token's roles grant.
+    pub grants: std::sync::Arc<Grants>,
 }
 
 impl Principal {
@@ -169,6 +176,7 @@ impl Principal {
             role: Role::Admin,
             agents: None,
             source: peer,
+            grants: std::sync::Arc::new(Grants::of_role(Role::Admin)),
         }
     }
 
@@ -197,24 +205,63 @@ impl Principal {
         }
     }
 
-    /// Whether this principal may do `permission`.
+    /// Whether this principal may do `permission` on everything.
     pub fn can(&self, permission: Permission) -> bool {
-        self.role.grants(permission)
+        self.grants.everywhere(permission)
     }
 
-    /// `Ok` if allowed, else a 403 naming the missing permission.
+    /// `Ok` if `permission` is granted on every database, else a 403 naming
+    /// the missing permission.
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
         if self.can(permission) {
             Ok(())
         } else {
-            metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "forbidden").increment(1);
-            Err(ApiError::forbidden(format!(
-                "token {:?} has role {}, which does not grant {} access",
+            Err(self.forbidden(format!(
+                "token {:?} (role {}) does not grant {} access on every database",
                 self.name,
                 self.role,
                 permission.as_str()
             )))
         }
+    }
+
+    /// `Ok` if `permission` is granted on some table (the request's tables
+    /// are checked one by one later), else a 403.
+    pub fn require_anywhere(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.grants.anywhere(permission) {
+            Ok(())
+        } else {
+            Err(self.forbidden(format!(
+                "token {:?} (role {}) grants no {} access",
+                self.name,
+                self.role,
+                permission.as_str()
+            )))
+        }
+    }
+
+    /// `Ok` if `permission` is granted on table `database.measurement`,
+    /// else a 403 naming the table.
+    pub fn require_on(
+        &self,
+        permission: Permission,
+        database: &str,
+        measurement: &str,
+    ) -> Result<(), ApiError> {
+        if self.grants.allows(permission, database, measurement) {
+            Ok(())
+        } else {
+            Err(self.forbidden(format!(
+                "token {:?} may not {} table {database}.{measurement}",
+                self.name,
+                permission.as_str()
+            )))
+        }
+    }
+
+    fn forbidden(&self, message: String) -> ApiError {
+        metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "forbidden").increment(1);
+        ApiError::forbidden(message)
     }
 }
 

@@ -62,7 +62,13 @@ impl DurationArg {
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
-    pub role: Role,
+    /// The built-in role; `none` (the default when `roles` is given) for a
+    /// token that has only what its roles grant.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// Names of roles (`/api/v1/auth/roles`) the token holds.
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// Write tokens only: the agent id (or pattern with `*`) this token may
     /// upload segments for. Give every gateway a bound token.
     #[serde(default)]
@@ -143,7 +149,78 @@ fn changed(id: i64, change: TokenChange) -> ApiResult<TokenRecord> {
         TokenChange::LastAdmin => Err(ApiError::bad_request(
             "refusing to revoke or delete the last active admin token: create another admin token first",
         )),
+        TokenChange::UnknownRoles(names) => Err(ApiError::bad_request(format!(
+            "no role named {}: create it with POST /api/v1/auth/roles first",
+            names.join(", ")
+        ))),
     }
+}
+
+/// `PUT .../roles` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRoles {
+    pub roles: Vec<String>,
+}
+
+pub async fn set_roles(
+    principal: Principal,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<SetRoles>,
+) -> ApiResult<Response> {
+    principal.require(Permission::Admin)?;
+    let id = parse_id(&id)?;
+    let record = changed(id, state.meta.set_token_roles(id, body.roles).await?)?;
+    let detail = serde_json::json!({ "roles": record.roles });
+    Ok((note(&record, detail), Json(record)).into_response())
+}
+
+/// `GET .../permissions` answer.
+#[derive(Debug, Serialize)]
+pub struct Permissions {
+    pub id: i64,
+    pub name: String,
+    pub status: crate::meta::TokenStatus,
+    pub role: Role,
+    pub roles: Vec<String>,
+    /// The built-in role's and the roles' grants together.
+    pub grants: Vec<super::Grant>,
+    /// For each permission: whether it holds on every database.
+    pub everywhere: std::collections::BTreeMap<&'static str, bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agents: Option<AgentPattern>,
+}
+
+pub async fn permissions(
+    principal: Principal,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Permissions>> {
+    principal.require(Permission::Admin)?;
+    let id = parse_id(&id)?;
+    let Some(rec) = state.meta.get_token(id).await? else {
+        return Err(ApiError::not_found(format!("no token with id {id}")));
+    };
+    let everywhere = [
+        Permission::Read,
+        Permission::Write,
+        Permission::Delete,
+        Permission::Admin,
+    ]
+    .into_iter()
+    .map(|p| (p.as_str(), rec.grants.everywhere(p)))
+    .collect();
+    Ok(Json(Permissions {
+        id: rec.id,
+        name: rec.name,
+        status: rec.status,
+        role: rec.role,
+        roles: rec.roles,
+        grants: rec.grants.0,
+        everywhere,
+        agents: rec.agents,
+    }))
 }
 
 pub async fn list(
@@ -183,7 +260,16 @@ pub async fn create(
             "token name must be 1..={MAX_NAME_LEN} bytes without control characters"
         )));
     }
-    if body.agents.is_some() && body.role != Role::Write {
+    let role = match (body.role, body.roles.is_empty()) {
+        (Some(role), _) => role,
+        (None, false) => Role::None,
+        (None, true) => {
+            return Err(ApiError::bad_request(
+                "a token needs a \"role\" (read, write, admin) or \"roles\" (names of roles)",
+            ));
+        }
+    };
+    if body.agents.is_some() && role != Role::Write {
         return Err(ApiError::bad_request(
             "only write tokens can be bound to agents (\"agents\"): a read or admin token does not upload segments",
         ));
@@ -215,17 +301,19 @@ pub async fn create(
         )));
     }
     let secret = token::generate();
-    let record = state
+    let change = state
         .meta
         .insert_token(NewToken {
             name: name.to_owned(),
-            role: body.role,
+            role,
             hash: token::hash(&secret),
             agents: body.agents,
             description,
             expires_at_ms: lifetime.map(|l| now_ms().saturating_add(ms(l))),
+            roles: body.roles,
         })
         .await?;
+    let record = changed(0, change)?;
     tracing::info!(
         by = %principal.name,
         token_id = record.id,
@@ -236,6 +324,7 @@ pub async fn create(
     );
     let detail = serde_json::json!({
         "role": record.role,
+        "roles": record.roles,
         "agents": record.agents.as_ref().map(AgentPattern::as_str),
         "expires_at": record.expires_at.map(format_ms),
     });

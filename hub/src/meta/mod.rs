@@ -32,6 +32,7 @@ pub mod imports;
 pub mod last_caches;
 pub mod queries;
 pub mod retention;
+pub mod roles;
 mod schema;
 pub mod settings;
 pub mod tokens;

@@ -63,6 +63,14 @@
 //! | `tokens` | + `description`, `expires_at_ms` (`NULL`: never), `revoked_at_ms`, `rotated_at_ms`, `previous_hash` (the secret before the last rotation, unique), `previous_valid_until_ms` (end of its grace period) |
 //! | `audit_log` | `id` (integer key, the chain order), `at_ms`, `event_type`, `actor`, `actor_token_id`, `source` (peer address), `target`, `database`, `outcome` (`success`, `failure`, `denied`), `status` (HTTP), `count` (failures coalesced into the entry), `detail` (JSON), `prev_hash`, `hash` (SHA-256 chaining the entry to the one before, see `crate::audit::chain`) |
 //!
+//! ## Version 10
+//!
+//! | table | columns |
+//! |---|---|
+//! | `tokens` | rebuilt: `role` may also be `none` (the token has only what its roles grant) |
+//! | `roles` | `id` (integer key), `name` (unique), `description`, `grants` (JSON array of `{permission, database, measurement?}`), `created_at_ms`, `updated_at_ms` |
+//! | `token_roles` | `token_id` (deleted with the token), `role_id` (a role held by a token cannot be deleted); key (`token_id`, `role_id`) |
+//!
 //! Times are milliseconds since the Unix epoch (UTC).
 
 use rusqlite::Connection;
@@ -70,10 +78,10 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 9;
+pub(super) const CURRENT_VERSION: i64 = 10;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -276,6 +284,44 @@ CREATE TABLE audit_log (
     hash           BLOB    NOT NULL CHECK (length(hash) = 32)
 );
 CREATE INDEX audit_log_time ON audit_log (at_ms);
+"#,
+    r#"
+CREATE TABLE tokens_v10 (
+    id                      INTEGER PRIMARY KEY AUTOINCREMENT,
+    name                    TEXT    NOT NULL,
+    role                    TEXT    NOT NULL CHECK (role IN ('read', 'write', 'admin', 'none')),
+    hash                    BLOB    NOT NULL UNIQUE CHECK (length(hash) = 32),
+    created_at_ms           INTEGER NOT NULL,
+    last_used_ms            INTEGER,
+    agents                  TEXT,
+    description             TEXT,
+    expires_at_ms           INTEGER,
+    revoked_at_ms           INTEGER,
+    rotated_at_ms           INTEGER,
+    previous_hash           BLOB CHECK (previous_hash IS NULL OR length(previous_hash) = 32),
+    previous_valid_until_ms INTEGER
+);
+INSERT INTO tokens_v10 (id, name, role, hash, created_at_ms, last_used_ms, agents, description,
+    expires_at_ms, revoked_at_ms, rotated_at_ms, previous_hash, previous_valid_until_ms)
+SELECT id, name, role, hash, created_at_ms, last_used_ms, agents, description,
+    expires_at_ms, revoked_at_ms, rotated_at_ms, previous_hash, previous_valid_until_ms FROM tokens;
+DROP TABLE tokens;
+ALTER TABLE tokens_v10 RENAME TO tokens;
+CREATE UNIQUE INDEX tokens_previous_hash ON tokens (previous_hash);
+CREATE TABLE roles (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL UNIQUE,
+    description   TEXT,
+    grants        TEXT    NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE TABLE token_roles (
+    token_id INTEGER NOT NULL REFERENCES tokens (id) ON DELETE CASCADE,
+    role_id  INTEGER NOT NULL REFERENCES roles (id) ON DELETE RESTRICT,
+    PRIMARY KEY (token_id, role_id)
+);
+CREATE INDEX token_roles_role ON token_roles (role_id);
 "#,
 ];
 

@@ -15,8 +15,8 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Serialize, Serializer};
 
-use super::{Meta, MetaError, Result, format_ms, now_ms};
-use crate::auth::{AgentPattern, Role, TokenHash};
+use super::{Meta, MetaError, Result, format_ms, now_ms, roles};
+use crate::auth::{AgentPattern, Grants, Role, TokenHash};
 
 /// `last_used` is recorded to within this many milliseconds.
 pub const LAST_USED_RESOLUTION_MS: i64 = 60_000;
@@ -57,6 +57,11 @@ pub struct TokenRecord {
     /// To within [`LAST_USED_RESOLUTION_MS`].
     #[serde(serialize_with = "rfc3339_opt")]
     pub last_used: Option<i64>,
+    /// The roles the token holds besides its built-in `role`.
+    pub roles: Vec<String>,
+    /// What the built-in role and the roles grant together.
+    #[serde(skip)]
+    pub grants: Grants,
 }
 
 fn rfc3339<S: Serializer>(ms: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -92,6 +97,8 @@ pub struct NewToken {
     pub agents: Option<AgentPattern>,
     pub description: Option<String>,
     pub expires_at_ms: Option<i64>,
+    /// Names of roles to hold.
+    pub roles: Vec<String>,
 }
 
 /// What a presented secret turned out to be.
@@ -133,14 +140,17 @@ fn record(row: &Row<'_>) -> rusqlite::Result<RawToken> {
             rotated_at: row.get(8)?,
             previous_valid_until: row.get(9)?,
             last_used: row.get(10)?,
+            roles: Vec::new(),
+            grants: Grants::default(),
         },
         role: row.get(2)?,
         agents: row.get(4)?,
     })
 }
 
-/// Parses what [`record`] kept as stored, and the status at `now`.
-fn finish(raw: RawToken, now: i64) -> Result<TokenRecord> {
+/// Parses what [`record`] kept as stored, the status at `now`, and the
+/// token's roles and grants.
+fn finish(c: &Connection, raw: RawToken, now: i64) -> Result<TokenRecord> {
     let RawToken {
         mut rec,
         role,
@@ -155,6 +165,10 @@ fn finish(raw: RawToken, now: i64) -> Result<TokenRecord> {
         .transpose()
         .map_err(|e| MetaError::Corrupt(format!("token {id}: {e}")))?;
     rec.status = rec.status_at(now);
+    let (names, mut grants) = roles::of_token(c, id)?;
+    grants.extend(Grants::of_role(rec.role).0);
+    rec.roles = names;
+    rec.grants = grants;
     Ok(rec)
 }
 
@@ -165,11 +179,13 @@ fn get(c: &Connection, id: i64, now: i64) -> Result<Option<TokenRecord>> {
         record,
     )
     .optional()?
-    .map(|r| finish(r, now))
+    .map(|r| finish(c, r, now))
     .transpose()
 }
 
-fn insert(tx: &Connection, token: &NewToken) -> Result<TokenRecord> {
+/// Inserts `token` (in the caller's transaction); its unknown role names,
+/// if any (then nothing is meant to be committed).
+fn insert(tx: &Connection, token: &NewToken) -> Result<TokenChange> {
     let now = now_ms();
     tx.execute(
         "INSERT INTO tokens (name, role, hash, created_at_ms, agents, description, expires_at_ms)
@@ -184,7 +200,13 @@ fn insert(tx: &Connection, token: &NewToken) -> Result<TokenRecord> {
             token.expires_at_ms,
         ],
     )?;
-    get(tx, tx.last_insert_rowid(), now)?
+    let id = tx.last_insert_rowid();
+    let unknown = roles::set_for_token(tx, id, &token.roles)?;
+    if !unknown.is_empty() {
+        return Ok(TokenChange::UnknownRoles(unknown));
+    }
+    get(tx, id, now)?
+        .map(TokenChange::Done)
         .ok_or_else(|| MetaError::Corrupt("inserted token not found".to_owned()))
 }
 
@@ -207,12 +229,42 @@ pub enum TokenChange {
     Inactive(TokenRecord),
     /// It is the last active admin token.
     LastAdmin,
+    /// Role names that do not exist (nothing was changed).
+    UnknownRoles(Vec<String>),
 }
 
 impl Meta {
-    /// Stores a new token.
-    pub async fn insert_token(&self, token: NewToken) -> Result<TokenRecord> {
-        self.call(move |c| insert(c, &token)).await
+    /// Stores a new token (not when a role it names does not exist).
+    pub async fn insert_token(&self, token: NewToken) -> Result<TokenChange> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let change = insert(&tx, &token)?;
+            if matches!(change, TokenChange::Done(_)) {
+                tx.commit()?;
+            }
+            Ok(change)
+        })
+        .await
+    }
+
+    /// Gives token `id` exactly the roles `names`.
+    pub async fn set_token_roles(&self, id: i64, names: Vec<String>) -> Result<TokenChange> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let now = now_ms();
+            if get(&tx, id, now)?.is_none() {
+                return Ok(TokenChange::NotFound);
+            }
+            let unknown = roles::set_for_token(&tx, id, &names)?;
+            if !unknown.is_empty() {
+                return Ok(TokenChange::UnknownRoles(unknown));
+            }
+            let rec = get(&tx, id, now)?
+                .ok_or_else(|| MetaError::Corrupt("token not found".to_owned()))?;
+            tx.commit()?;
+            Ok(TokenChange::Done(rec))
+        })
+        .await
     }
 
     /// Stores `token` only if there is no token at all (the bootstrap admin
@@ -224,7 +276,9 @@ impl Meta {
             if n > 0 {
                 return Ok(None);
             }
-            let rec = insert(&tx, &token)?;
+            let TokenChange::Done(rec) = insert(&tx, &token)? else {
+                return Err(MetaError::Corrupt("the first token names roles".to_owned()));
+            };
             tx.commit()?;
             Ok(Some(rec))
         })
@@ -238,8 +292,9 @@ impl Meta {
             let mut stmt = c.prepare(&format!("SELECT {COLUMNS} FROM tokens ORDER BY id"))?;
             let rows = stmt.query_map([], record)?;
             let mut out = Vec::new();
-            for row in rows {
-                out.push(finish(row?, now)?);
+            let raws = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            for raw in raws {
+                out.push(finish(c, raw, now)?);
             }
             Ok(out)
         })
@@ -269,7 +324,7 @@ impl Meta {
             let Some((raw, current)) = row else {
                 return Ok(TokenLookup::Unknown);
             };
-            let rec = finish(raw, now)?;
+            let rec = finish(c, raw, now)?;
             if rec.status != TokenStatus::Active {
                 return Ok(TokenLookup::Inactive(rec));
             }

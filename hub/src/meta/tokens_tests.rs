@@ -9,6 +9,14 @@ fn new(name: &str, role: Role, secret: &str) -> NewToken {
         agents: None,
         description: None,
         expires_at_ms: None,
+        roles: Vec::new(),
+    }
+}
+
+async fn insert(meta: &Meta, t: NewToken) -> TokenRecord {
+    match meta.insert_token(t).await.unwrap() {
+        TokenChange::Done(r) => r,
+        other => panic!("{other:?}"),
     }
 }
 
@@ -53,10 +61,7 @@ async fn crud() {
         meta.delete_token(first.id).await.unwrap(),
         TokenChange::LastAdmin
     );
-    let other = meta
-        .insert_token(new("admin2", Role::Admin, &token::generate()))
-        .await
-        .unwrap();
+    let other = insert(&meta, new("admin2", Role::Admin, &token::generate())).await;
     assert!(matches!(
         meta.delete_token(first.id).await.unwrap(),
         TokenChange::Done(_)
@@ -72,10 +77,7 @@ async fn crud() {
 async fn last_used_is_recorded() {
     let (_dir, meta) = open().await;
     let secret = token::generate();
-    let rec = meta
-        .insert_token(new("w", Role::Write, &secret))
-        .await
-        .unwrap();
+    let rec = insert(&meta, new("w", Role::Write, &secret)).await;
     assert_eq!(rec.last_used, None);
     let before = now_ms();
     meta.find_token(token::hash(&secret)).await.unwrap();
@@ -92,15 +94,12 @@ async fn last_used_is_recorded() {
 #[tokio::test]
 async fn expiry_revocation_and_rotation() {
     let (_dir, meta) = open().await;
-    let _admin = meta
-        .insert_token(new("admin", Role::Admin, &token::generate()))
-        .await
-        .unwrap();
+    let _admin = insert(&meta, new("admin", Role::Admin, &token::generate())).await;
     // Expired already.
     let old = token::generate();
     let mut t = new("old", Role::Read, &old);
     t.expires_at_ms = Some(now_ms() - 1);
-    let rec = meta.insert_token(t).await.unwrap();
+    let rec = insert(&meta, t).await;
     assert_eq!(rec.status, TokenStatus::Expired);
     assert!(matches!(
         meta.find_token(token::hash(&old)).await.unwrap(),
@@ -116,10 +115,7 @@ async fn expiry_revocation_and_rotation() {
     // Rotation with a grace period: both secrets work, the old one only
     // until the grace ends.
     let s1 = token::generate();
-    let rec = meta
-        .insert_token(new("gw", Role::Write, &s1))
-        .await
-        .unwrap();
+    let rec = insert(&meta, new("gw", Role::Write, &s1)).await;
     let s2 = token::generate();
     let TokenChange::Done(rotated) = meta
         .rotate_token(rec.id, token::hash(&s2), now_ms() + 60_000)
@@ -168,13 +164,10 @@ async fn expiry_revocation_and_rotation() {
 #[tokio::test]
 async fn the_last_active_admin_cannot_be_revoked() {
     let (_dir, meta) = open().await;
-    let a = meta
-        .insert_token(new("a", Role::Admin, &token::generate()))
-        .await
-        .unwrap();
+    let a = insert(&meta, new("a", Role::Admin, &token::generate())).await;
     let mut t = new("b", Role::Admin, &token::generate());
     t.expires_at_ms = Some(now_ms() - 1);
-    let b = meta.insert_token(t).await.unwrap();
+    let b = insert(&meta, t).await;
     // b is expired: a is the last active admin.
     assert_eq!(
         meta.revoke_token(a.id).await.unwrap(),

@@ -18,6 +18,7 @@
 //! | `GET, POST /api/v1/last_cache`, `DELETE /api/v1/last_cache/{id}`, `POST, DELETE /api/v3/configure/last_cache` | read (GET) / admin | [`crate::lastcache::routes`] |
 //! | `GET, PUT, DELETE /api/v1/retention/{id}`, `POST /api/v1/retention/{id}/execute`, `GET /api/v1/retention/{id}/executions` | read (GET) / admin | [`crate::maintenance::policy_routes`] |
 //! | `GET, POST /api/v1/auth/tokens`, `GET, PATCH, DELETE /api/v1/auth/tokens/{id}`, `POST .../{id}/{rotate,revoke}` | admin | [`crate::auth::routes`] |
+//! | `GET, POST /api/v1/auth/roles`, `GET, PUT, DELETE /api/v1/auth/roles/{id}`, `PUT /api/v1/auth/tokens/{id}/roles`, `GET /api/v1/auth/tokens/{id}/permissions` | admin | [`crate::auth::role_routes`], [`crate::auth::routes`] |
 //! | `GET /api/v1/admin/audit-log`, `GET /api/v1/admin/audit-log/verify` | admin | [`crate::audit::routes`] |
 //!
 //! Layers: the body limit (`server.max_body`, answered 413 with an error
