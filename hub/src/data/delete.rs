@@ -114,7 +114,7 @@ pub async fn delete(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<DeleteRequest>,
 ) -> ApiResult<(Extension<AuditNote>, Json<DeleteAnswer>)> {
-    principal.require(Permission::Delete)?;
+    principal.require_anywhere(Permission::Delete)?;
     if !state.config.delete.enabled {
         return Err(ApiError::forbidden(
             "deletes are turned off on this hub (delete.enabled = false)",
@@ -125,6 +125,7 @@ pub async fn delete(
     let measurement = Measurement::new(request.measurement.trim()).map_err(|e| {
         ApiError::bad_request(format!("measurement {:?}: {e}", request.measurement))
     })?;
+    principal.require_on(Permission::Delete, database.as_str(), measurement.as_str())?;
     let note = AuditNote {
         target: None,
         database: Some(database.to_string()),

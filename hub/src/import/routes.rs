@@ -144,7 +144,7 @@ pub async fn import(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> ApiResult<Response> {
-    principal.require(Permission::Write)?;
+    principal.require_anywhere(Permission::Write)?;
     let imports = enabled(&state)?;
     let format = Format::parse(&format).ok_or_else(|| {
         ApiError::not_found(format!(
@@ -153,6 +153,13 @@ pub async fn import(
     })?;
     let config = imports.config();
     let (options, params) = ImportOptions::from_request(format, &uri, &headers, config.chunk_rows)?;
+    // Without a measurement, a line protocol file may write any table of
+    // the database: it needs write on all of them.
+    principal.require_on(
+        Permission::Write,
+        &options.database,
+        options.measurement.as_deref().unwrap_or("*"),
+    )?;
     let pending = state.meta.pending_import_jobs().await.map_err(meta_error)?;
     if pending >= config.max_pending_jobs as u64 {
         return Err(refused(
@@ -464,7 +471,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobView>> {
-    principal.require(Permission::Write)?;
+    principal.require_anywhere(Permission::Write)?;
     let imports = enabled(&state)?;
     let job = find(&state, &id).await?;
     if job.state == QUEUED {
@@ -506,7 +513,7 @@ pub async fn upload_status(
     State(state): State<AppState>,
     Path(sha): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    principal.require(Permission::Write)?;
+    principal.require_anywhere(Permission::Write)?;
     let imports = enabled(&state)?;
     let received = imports.inner.spool.received(&sha).await?;
     Ok(Json(json!({"sha256": sha, "received": received})))
@@ -520,7 +527,7 @@ pub async fn upload_append(
     Query(q): Query<OffsetQuery>,
     Body(body): Body,
 ) -> ApiResult<Json<serde_json::Value>> {
-    principal.require(Permission::Write)?;
+    principal.require_anywhere(Permission::Write)?;
     let imports = enabled(&state)?;
     let n = body.len() as u64;
     // Detached from the request: a client that goes away mid-write cannot
@@ -546,7 +553,7 @@ pub async fn upload_delete(
     State(state): State<AppState>,
     Path(sha): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    principal.require(Permission::Write)?;
+    principal.require_anywhere(Permission::Write)?;
     let imports = enabled(&state)?;
     let existed = imports.inner.spool.discard_upload(&sha).await?;
     if !existed {

@@ -63,7 +63,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    principal.require(Permission::Write)?;
+    principal.require_anywhere(Permission::Write)?;
     let params = WriteParams::from_uri(&uri)?;
     let database = params::database(source, &params, &headers)?;
     let precision = params.precision()?;
@@ -103,6 +103,7 @@ async fn handle(
         record_ingest(SOURCE_LINE_PROTOCOL, received, 0, prepared.rejected_count);
         return Err(write::reject_all(&prepared, original));
     }
+    prepared.check_writable(&principal, &database)?;
     let committed = write::commit(&state.tables, &database, &mut prepared).await?;
     record_ingest(
         SOURCE_LINE_PROTOCOL,

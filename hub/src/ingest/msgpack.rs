@@ -27,7 +27,7 @@ pub async fn write(
     headers: HeaderMap,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    principal.require(Permission::Write)?;
+    principal.require_anywhere(Permission::Write)?;
     let params = WriteParams::from_uri(&uri)?;
     let database = params::database(DatabaseSource::Ferry, &params, &headers)?;
     let max = state.config.server.max_body_bytes();
@@ -59,6 +59,7 @@ pub async fn write(
         record_ingest(SOURCE_MSGPACK, received, 0, prepared.rejected_count);
         return Err(write::reject_all(&prepared, no_lines));
     }
+    prepared.check_writable(&principal, &database)?;
     let committed = write::commit(&state.tables, &database, &mut prepared).await?;
     record_ingest(
         SOURCE_MSGPACK,

@@ -122,6 +122,14 @@ pub async fn upload(
             database: segment.meta.header.database.clone(),
             measurement: segment.meta.header.measurement.clone(),
         };
+        if let Err(e) = principal.require_on(
+            crate::auth::Permission::Write,
+            table.database.as_str(),
+            table.measurement.as_str(),
+        ) {
+            results[index] = Some(rejected(Some(seq.0), e));
+            continue;
+        }
         let request = WriteRequest {
             table: table.clone(),
             batches: segment.batches,

@@ -137,6 +137,11 @@ pub async fn upload(
         database: meta.header.database.clone(),
         measurement: meta.header.measurement.clone(),
     };
+    principal.require_on(
+        Permission::Write,
+        table.database.as_str(),
+        table.measurement.as_str(),
+    )?;
     let table_label = table.to_string();
     let request = WriteRequest {
         table,
@@ -321,7 +326,7 @@ pub(super) fn agent_from_headers(
     principal: &Principal,
     headers_map: &HeaderMap,
 ) -> Result<AgentId, ApiError> {
-    principal.require(Permission::Write)?;
+    principal.require_anywhere(Permission::Write)?;
     let header_agent = required_header(headers_map, headers::AGENT_ID)?;
     let agent = AgentId::new(header_agent)
         .map_err(|e| ApiError::bad_request(format!("header {}: {e}", headers::AGENT_ID)))?;

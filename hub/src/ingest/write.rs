@@ -75,6 +75,27 @@ pub(crate) struct PreparedTable {
 }
 
 impl Prepared {
+    /// `Ok` if `principal` may write every table of this body into
+    /// `database`; else a 403 naming the first it may not (nothing of the
+    /// body is written).
+    pub(crate) fn check_writable(
+        &self,
+        principal: &crate::auth::Principal,
+        database: &DatabaseName,
+    ) -> ApiResult<()> {
+        if principal.can(crate::auth::Permission::Write) {
+            return Ok(());
+        }
+        for t in &self.tables {
+            principal.require_on(
+                crate::auth::Permission::Write,
+                database.as_str(),
+                t.measurement.as_str(),
+            )?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn reject(&mut self, at: Locator, message: String) {
         self.rejected_count += 1;
         if self.rejected.len() < MAX_DETAILS {

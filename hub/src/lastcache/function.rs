@@ -15,6 +15,8 @@ use crate::table::TableName;
 #[derive(Debug)]
 pub struct LastCacheFunction {
     pub registry: Registry,
+    /// What the query's token may read (`None`: everything).
+    pub readable: Option<std::sync::Arc<crate::auth::Grants>>,
 }
 
 fn text(e: &Expr) -> Option<&str> {
@@ -60,6 +62,17 @@ impl TableFunctionImpl for LastCacheFunction {
             return plan_err!("last_cache: {table:?} is not database.measurement");
         };
         let table_name = TableName::new(db, m);
+        if let Some(g) = &self.readable
+            && !g.allows(
+                crate::auth::Permission::Read,
+                table_name.database.as_str(),
+                table_name.measurement.as_str(),
+            )
+        {
+            return Err(deltalake::datafusion::error::DataFusionError::External(
+                Box::new(crate::table::NotReadable(table_name.to_string())),
+            ));
+        }
         let caches = self.registry.of(&table_name);
         let cache = match name {
             Some(n) => caches.into_iter().find(|c| c.def.name == n),

@@ -149,6 +149,19 @@ pub struct SessionBase {
     pub env: Arc<RuntimeEnv>,
     /// DataFusion's defaults with `query.datafusion` applied.
     pub options: Arc<ConfigOptions>,
+    /// The tables the query may read: `None`, every table; else those the
+    /// grants allow `read` on (others are 403 and not listed).
+    pub readable: Option<Arc<crate::auth::Grants>>,
+}
+
+impl SessionBase {
+    /// Limited to what `principal` may read.
+    pub fn for_principal(mut self, principal: &crate::auth::Principal) -> Self {
+        if !principal.grants.everywhere(crate::auth::Permission::Read) {
+            self.readable = Some(principal.grants.clone());
+        }
+        self
+    }
 }
 
 /// A session whose default catalog is the lake, on the shared runtime env (the
@@ -189,10 +202,11 @@ pub async fn session(
         "last_cache",
         Arc::new(crate::lastcache::function::LastCacheFunction {
             registry: tables.last_caches().clone(),
+            readable: base.readable.clone(),
         }),
     );
     tables
-        .register_catalog(&ctx)
+        .register_catalog(&ctx, base.readable)
         .await
         .map_err(ApiError::from)?;
     Ok(ctx)
@@ -383,10 +397,14 @@ fn rejected_message(e: &DataFusionError) -> String {
 /// A planning failure: the SQL is wrong, or names a missing table, or a
 /// table it names could not be loaded (the table's own error: storage is 503).
 fn plan_error(e: &DataFusionError) -> ApiError {
-    if let DataFusionError::External(inner) = e.find_root()
-        && let Some(table) = inner.downcast_ref::<crate::table::TableError>()
-    {
-        return ApiError::from(table.clone());
+    if let DataFusionError::External(inner) = e.find_root() {
+        if let Some(table) = inner.downcast_ref::<crate::table::TableError>() {
+            return ApiError::from(table.clone());
+        }
+        if let Some(denied) = inner.downcast_ref::<crate::table::NotReadable>() {
+            metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "forbidden").increment(1);
+            return ApiError::forbidden(denied.to_string());
+        }
     }
     ApiError::bad_request(e.message().into_owned())
 }

@@ -165,6 +165,7 @@ impl QueryExecutor {
         SessionBase {
             env: self.env.clone(),
             options: self.options.clone(),
+            readable: None,
         }
     }
 

@@ -77,7 +77,7 @@ pub async fn active(
     principal: Principal,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Queries>> {
-    principal.require(Permission::Read)?;
+    principal.require_anywhere(Permission::Read)?;
     Ok(Queries::of(state.queries.active(&principal)))
 }
 
@@ -86,7 +86,7 @@ pub async fn history(
     State(state): State<AppState>,
     Query(q): Query<Limit>,
 ) -> ApiResult<Json<Queries>> {
-    principal.require(Permission::Read)?;
+    principal.require_anywhere(Permission::Read)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let only = (principal.role != Role::Admin).then_some(principal.token_id.unwrap_or(-1));
     Ok(Queries::of(state.meta.query_history(limit, only).await?))
@@ -97,7 +97,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<QueryRecord>> {
-    principal.require(Permission::Read)?;
+    principal.require_anywhere(Permission::Read)?;
     if let Some(running) = state.queries.running(&principal, &id) {
         return Ok(Json(running));
     }
@@ -112,7 +112,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    principal.require(Permission::Read)?;
+    principal.require_anywhere(Permission::Read)?;
     if state.queries.cancel(&principal, &id) {
         Ok(Json(
             json!({"success": true, "id": id, "status": "cancelling"}),
@@ -130,7 +130,7 @@ pub async fn explain(
     headers: HeaderMap,
     JsonBody(request): JsonBody<ExplainRequest>,
 ) -> ApiResult<Json<ExplainAnswer>> {
-    principal.require(Permission::Read)?;
+    principal.require_anywhere(Permission::Read)?;
     let started = std::time::Instant::now();
     let as_query = QueryRequest {
         sql: request.sql.clone(),
@@ -151,7 +151,7 @@ pub async fn explain(
         state.query.memory_pool(),
     );
     let tables = state.tables.clone();
-    let base = state.query.session_base();
+    let base = state.query.session_base().for_principal(&principal);
     let (sql, analyze, probe) = (request.sql, request.analyze, ticket.probe.clone());
     let result = state
         .query

@@ -184,7 +184,7 @@ async fn answer(
     request: QueryRequest,
     format: Format,
 ) -> ApiResult<Response> {
-    principal.require(Permission::Read)?;
+    principal.require_anywhere(Permission::Read)?;
     let database = database(&request, headers_map, uri)?;
     let started = Instant::now();
     let config = &state.config.query;
@@ -202,13 +202,24 @@ async fn answer(
         state.query.memory_pool(),
     );
     let result = match show::parse(&request.sql) {
-        Some(s) => show::run(&state.tables, s, database.as_ref(), limits.max_rows)
-            .await
-            .and_then(|output| encode_answer(&output, format, started))
-            .map(|encoded| (encoded, None)),
+        Some(s) => show::run(
+            &state.tables,
+            s,
+            database.as_ref(),
+            limits.max_rows,
+            state
+                .query
+                .session_base()
+                .for_principal(&principal)
+                .readable
+                .as_deref(),
+        )
+        .await
+        .and_then(|output| encode_answer(&output, format, started))
+        .map(|encoded| (encoded, None)),
         None => {
             let tables = state.tables.clone();
-            let base = state.query.session_base();
+            let base = state.query.session_base().for_principal(&principal);
             let sql = request.sql;
             let probe = ticket.probe.clone();
             state

@@ -56,8 +56,18 @@ pub async fn run(
     show: Show,
     database: Option<&DatabaseName>,
     max_rows: usize,
+    readable: Option<&crate::auth::Grants>,
 ) -> Result<QueryOutput, ApiError> {
-    let names = tables.known().await.map_err(ApiError::from)?;
+    let mut names = tables.known().await.map_err(ApiError::from)?;
+    if let Some(g) = readable {
+        names.retain(|n| {
+            g.allows(
+                crate::auth::Permission::Read,
+                n.database.as_str(),
+                n.measurement.as_str(),
+            )
+        });
+    }
     match show {
         Show::Databases => {
             let dbs: BTreeSet<&str> = names.iter().map(|n| n.database.as_str()).collect();

@@ -158,6 +158,24 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/auth/tokens/{id}/revoke",
             post(auth::routes::revoke),
         )
+        .route(
+            "/api/v1/auth/tokens/{id}/roles",
+            axum::routing::put(auth::routes::set_roles),
+        )
+        .route(
+            "/api/v1/auth/tokens/{id}/permissions",
+            get(auth::routes::permissions),
+        )
+        .route(
+            "/api/v1/auth/roles",
+            get(auth::role_routes::list).post(auth::role_routes::create),
+        )
+        .route(
+            "/api/v1/auth/roles/{id}",
+            get(auth::role_routes::get)
+                .put(auth::role_routes::update)
+                .delete(auth::role_routes::delete),
+        )
         .route("/api/v1/admin/audit-log", get(audit::routes::list))
         .route("/api/v1/admin/audit-log/verify", get(audit::routes::verify))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));

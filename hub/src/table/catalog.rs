@@ -29,6 +29,7 @@ use super::name::TableName;
 use super::scan::{LakeScan, ScanFiles};
 use super::service::{Reader, Tables};
 use super::writer::load_latest;
+use crate::auth::{Grants, Permission};
 
 /// What [`Tables::summary`] tells of a table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,13 +48,22 @@ impl Tables {
     /// table `measurement`, each loaded at its latest version when a
     /// statement names it. The list of databases and tables (for `SHOW` and
     /// `information_schema`) is read only when the statement asks for it.
-    pub async fn register_catalog(&self, ctx: &SessionContext) -> Result<(), TableError> {
+    ///
+    /// With `readable`, only the tables those grants allow `read` on are
+    /// listed, and naming another is an error ([`NotReadable`]), whether it
+    /// exists or not.
+    pub async fn register_catalog(
+        &self,
+        ctx: &SessionContext,
+        readable: Option<Arc<Grants>>,
+    ) -> Result<(), TableError> {
         self.refresh_known().await?;
         let state = ctx.state();
         let catalog_name = state.config().options().catalog.default_catalog.clone();
         let catalog = LakeCatalog {
             tables: self.clone(),
             state: Arc::new(state),
+            readable,
         };
         ctx.register_catalog(catalog_name, Arc::new(catalog));
         Ok(())
@@ -158,12 +168,23 @@ fn unchanged_on_disk(table: &DeltaTable) -> bool {
     }
 }
 
+/// A table the query's token may not read (answered 403).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("this token may not read table {0}")]
+pub struct NotReadable(pub String);
+
+/// Whether `grants` (none: all) allow reading `database.measurement`.
+fn may_read(grants: Option<&Grants>, database: &str, measurement: &str) -> bool {
+    grants.is_none_or(|g| g.allows(Permission::Read, database, measurement))
+}
+
 /// The default catalog of a query's session.
 #[derive(Debug)]
 struct LakeCatalog {
     tables: Tables,
     /// The session (its runtime env gets each table's object store).
     state: Arc<SessionState>,
+    readable: Option<Arc<Grants>>,
 }
 
 impl CatalogProvider for LakeCatalog {
@@ -171,6 +192,11 @@ impl CatalogProvider for LakeCatalog {
         self.tables
             .known_databases()
             .iter()
+            .filter(|d| {
+                self.readable
+                    .as_ref()
+                    .is_none_or(|g| g.touches(Permission::Read, d.as_str()))
+            })
             .map(|d| d.as_str().to_owned())
             .collect()
     }
@@ -183,6 +209,7 @@ impl CatalogProvider for LakeCatalog {
             tables: self.tables.clone(),
             database,
             state: self.state.clone(),
+            readable: self.readable.clone(),
         }))
     }
 }
@@ -193,6 +220,7 @@ struct LakeSchema {
     tables: Tables,
     database: DatabaseName,
     state: Arc<SessionState>,
+    readable: Option<Arc<Grants>>,
 }
 
 impl LakeSchema {
@@ -209,14 +237,26 @@ impl LakeSchema {
 #[async_trait]
 impl SchemaProvider for LakeSchema {
     fn table_names(&self) -> Vec<String> {
+        let db = self.database.as_str();
         self.tables
             .known_where(|t| t.database == self.database)
             .iter()
             .map(|t| t.measurement.as_str().to_owned())
+            .filter(|m| may_read(self.readable.as_deref(), db, m))
             .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        // DataFusion resolves a table function's name (`last_cache(…)`) as a
+        // table first: it is no table, and the function checks its own.
+        if !may_read(self.readable.as_deref(), self.database.as_str(), name)
+            && !self.state.table_functions().contains_key(name)
+        {
+            return Err(DataFusionError::External(Box::new(NotReadable(format!(
+                "{}.{name}",
+                self.database
+            )))));
+        }
         let Some(name) = self.name(name) else {
             return Ok(None);
         };
@@ -247,6 +287,7 @@ impl SchemaProvider for LakeSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.name(name).is_some_and(|t| self.tables.is_known(&t))
+        may_read(self.readable.as_deref(), self.database.as_str(), name)
+            && self.name(name).is_some_and(|t| self.tables.is_known(&t))
     }
 }

@@ -81,7 +81,7 @@ pub fn segment_request(
 pub async fn query_i64(tables: &Tables, sql: &str) -> Result<i64, String> {
     let ctx = SessionContext::new();
     tables
-        .register_catalog(&ctx)
+        .register_catalog(&ctx, None)
         .await
         .map_err(|e| format!("register_catalog: {e}"))?;
     let batches = ctx

@@ -123,7 +123,7 @@ mod tests_bounds;
 #[cfg(test)]
 mod tests_delete;
 
-pub use catalog::TableSummary;
+pub use catalog::{NotReadable, TableSummary};
 pub use compact::{CompactionPolicy, CompactionReport};
 pub use config::{
     Addressing, AzureConfig, ConditionalPut, FsConfig, S3Config, StorageConfig, TableConfig,

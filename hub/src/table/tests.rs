@@ -100,7 +100,7 @@ fn field(k: &str) -> FieldKey {
 
 async fn sql(tables: &Tables, q: &str) -> Vec<RecordBatch> {
     let ctx = SessionContext::new();
-    tables.register_catalog(&ctx).await.unwrap();
+    tables.register_catalog(&ctx, None).await.unwrap();
     ctx.sql(q).await.unwrap().collect().await.unwrap()
 }
 
