@@ -37,6 +37,14 @@
 //! | `write` | no | yes | no | no |
 //! | `admin` | yes | yes | yes | yes |
 //!
+//! These are the built-in roles (and `none`, which grants nothing). Roles of
+//! one's own grant permissions on database and measurement patterns
+//! ([`grants`], [`role_routes`]); a token holds its built-in role plus any
+//! roles, and [`Principal::grants`] is what they grant together.
+//! [`Principal::require`] asks for a permission on every database;
+//! [`Principal::require_on`] on one table (writes, deletes, imports, and
+//! the query catalog's `read` check).
+//!
 //! `write` does not imply `read` on purpose: write tokens live on gateways
 //! in the field, and a stolen gateway must not be able to read the lake.
 //!
