@@ -247,11 +247,13 @@ impl SchemaProvider for LakeSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        // DataFusion resolves a table function's name (`last_cache(…)`) as a
-        // table first: it is no table, and the function checks its own.
-        if !may_read(self.readable.as_deref(), self.database.as_str(), name)
-            && !self.state.table_functions().contains_key(name)
-        {
+        if !may_read(self.readable.as_deref(), self.database.as_str(), name) {
+            // DataFusion resolves a table function's name (`last_cache(…)`)
+            // as a table first: it is no table to this token, and the
+            // function checks its own argument.
+            if self.state.table_functions().contains_key(name) {
+                return Ok(None);
+            }
             return Err(DataFusionError::External(Box::new(NotReadable(format!(
                 "{}.{name}",
                 self.database
