@@ -14,6 +14,7 @@
 //! | [`lastcache`] | the last-value cache: the newest rows per key in memory, `last_cache()` in SQL, its API |
 //! | [`maintenance`] | background compaction, retention and vacuum; their API |
 //! | [`audit`] | the audit log: administrative actions and authentication failures, hash-chained |
+//! | [`quota`] | ingest rate and storage quotas per token and database, daily usage |
 //! | [`auth`] | bearer tokens, roles, the request principal, token lifecycle and management |
 //! | [`ingest`] | the write endpoints: segments, line protocol, MessagePack |
 //! | [`query`] | read-only SQL over the tables: JSON, CSV and Arrow IPC answers |
@@ -38,6 +39,7 @@ pub mod maintenance;
 pub mod meta;
 pub mod metrics;
 pub mod query;
+pub mod quota;
 pub mod server;
 pub mod supervise;
 pub mod table;

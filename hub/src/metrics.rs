@@ -117,3 +117,14 @@ pub const AUDIT_WRITE_ERRORS: &str = "ferry_hub_audit_write_errors_total";
 /// Authentication failures that found the failure window full
 /// (`audit.max_failure_keys`) and were counted under `source = "*"`.
 pub const AUDIT_FAILURES_OVERFLOW: &str = "ferry_hub_audit_failure_overflow_total";
+
+/// Writes refused by a quota, by `scope` (`token`, `database`) and `limit`
+/// (`rows_per_second`, `bytes_per_second`, `max_bytes`).
+pub const QUOTA_REFUSED: &str = "ferry_hub_quota_refused_total";
+/// Rows committed, by `database` (the usage report's source, live).
+pub const USAGE_ROWS: &str = "ferry_hub_usage_rows_total";
+/// Write body bytes whose rows were committed, by `database`.
+pub const USAGE_BYTES: &str = "ferry_hub_usage_bytes_total";
+/// Bytes of each database's active files at the last measurement
+/// (`quotas.storage_interval`), by `database`.
+pub const DATABASE_STORED_BYTES: &str = "ferry_hub_database_stored_bytes";

@@ -153,6 +153,10 @@ pub enum ErrorCode {
     ResourcesExhausted,
     /// 429: slow down.
     TooManyRequests,
+    /// 429: a quota of the token or the database is used up (an ingest
+    /// rate, or the database's stored bytes); retry after `Retry-After`.
+    /// Not permanent: agents keep the data and retry.
+    QuotaExceeded,
     /// 500: a bug or an unexpected failure.
     Internal,
     /// 503: the hub or its object store is temporarily unavailable.
@@ -177,7 +181,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::QueryRejected => 422,
-            ErrorCode::TooManyRequests => 429,
+            ErrorCode::TooManyRequests | ErrorCode::QuotaExceeded => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
             ErrorCode::Timeout => 504,

@@ -25,6 +25,8 @@ const EVENTS: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/auth/roles", "role.create"),
     ("PUT", "/api/v1/auth/roles/{id}", "role.update"),
     ("DELETE", "/api/v1/auth/roles/{id}", "role.delete"),
+    ("PUT", "/api/v1/quotas/{kind}/{key}", "quota.set"),
+    ("DELETE", "/api/v1/quotas/{kind}/{key}", "quota.delete"),
     ("POST", "/api/v1/retention", "retention.create"),
     ("DELETE", "/api/v1/retention", "retention.delete"),
     ("PUT", "/api/v1/retention/{id}", "retention.update"),

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "server",
     "storage",
     "tables",
@@ -23,6 +23,7 @@ const SECTIONS: [&str; 15] = [
     "ingest",
     "auth",
     "audit",
+    "quotas",
     "log",
 ];
 

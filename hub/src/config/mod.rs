@@ -52,6 +52,7 @@ pub struct HubConfig {
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
     pub audit: crate::audit::AuditConfig,
+    pub quotas: crate::quota::QuotaConfig,
     pub log: LogConfig,
 }
 
@@ -193,6 +194,7 @@ impl HubConfig {
         self.last_cache.validate(errors);
         self.import.validate(errors);
         self.audit.validate(errors);
+        self.quotas.validate(errors);
         if self.ingest.max_batch_segments == 0 {
             errors.push("ingest.max_batch_segments: must be at least 1".to_owned());
         }

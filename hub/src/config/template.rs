@@ -323,6 +323,29 @@ max_failure_keys = 10000
 # entry, and the chain still verifies. "0s" keeps everything.
 retention = "400days"
 
+[quotas]
+# Ingest rates (line protocol, MessagePack, segments), per token and per
+# database, as token buckets holding `burst` of their rate. Over a rate a
+# write is answered 429 too_many_requests with Retry-After and nothing of
+# it is written (agents keep the data and retry). 0 = unlimited; per-token
+# and per-database overrides: PUT /api/v1/quotas/{tokens,databases}/{key}.
+token_rows_per_second = 0
+token_bytes_per_second = "0B"
+database_rows_per_second = 0
+database_bytes_per_second = "0B"
+# Bytes a database may hold in the store; over it, writes into it are 429
+# quota_exceeded until retention, a delete or a higher quota frees room.
+database_max_bytes = "0B"
+burst = "10s"
+# How often each database's stored bytes are measured (for
+# database_max_bytes and GET /api/v1/usage).
+storage_interval = "10m"
+# How often usage (rows, bytes, queries per day, token and database) is
+# added to the metadata store.
+usage_flush_interval = "10s"
+# Rate buckets kept at most (idle ones are dropped first).
+max_buckets = 100000
+
 [log]
 # A tracing filter: "info", "debug", "ferry_hub=debug,info", ...
 # The FERRY_LOG environment variable overrides it.
@@ -359,6 +382,7 @@ mod tests {
             "[query]",
             "[auth]",
             "[audit]",
+            "[quotas]",
             "[log]",
         ] {
             assert!(TEMPLATE.contains(section), "{section}");

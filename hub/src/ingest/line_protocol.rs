@@ -103,8 +103,14 @@ async fn handle(
         record_ingest(SOURCE_LINE_PROTOCOL, received, 0, prepared.rejected_count);
         return Err(write::reject_all(&prepared, original));
     }
-    prepared.check_writable(&principal, &database)?;
+    prepared.admit(&state.quotas, &principal, &database, received)?;
     let committed = write::commit(&state.tables, &database, &mut prepared).await?;
+    state.quotas.ingested(
+        &principal,
+        database.as_str(),
+        committed.rows,
+        received as u64,
+    );
     record_ingest(
         SOURCE_LINE_PROTOCOL,
         received,

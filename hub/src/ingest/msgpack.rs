@@ -59,8 +59,14 @@ pub async fn write(
         record_ingest(SOURCE_MSGPACK, received, 0, prepared.rejected_count);
         return Err(write::reject_all(&prepared, no_lines));
     }
-    prepared.check_writable(&principal, &database)?;
+    prepared.admit(&state.quotas, &principal, &database, received)?;
     let committed = write::commit(&state.tables, &database, &mut prepared).await?;
+    state.quotas.ingested(
+        &principal,
+        database.as_str(),
+        committed.rows,
+        received as u64,
+    );
     record_ingest(
         SOURCE_MSGPACK,
         received,

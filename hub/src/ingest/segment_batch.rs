@@ -86,6 +86,7 @@ pub async fn upload(
     let gate = SequenceGate::load(&state, &principal, &agent).await?;
     let mut results: Vec<Option<SegmentOutcome>> = vec![None; decoded.len()];
     let mut groups: HashMap<TableName, Vec<(usize, WriteRequest)>> = HashMap::new();
+    let mut quota_refused: Option<ApiError> = None;
     for (index, segment) in decoded.into_iter().enumerate() {
         let segment = match segment {
             Decoded::Ok(s) if s.meta.header.agent_id == agent => s,
@@ -130,6 +131,22 @@ pub async fn upload(
             results[index] = Some(rejected(Some(seq.0), e));
             continue;
         }
+        // Once a quota refuses a segment, the later ones are refused too: a
+        // later segment of the same table must not commit before it.
+        if quota_refused.is_none() {
+            let rows: u64 = segment.batches.iter().map(|b| b.num_rows() as u64).sum();
+            let bytes = sizes.get(index).copied().unwrap_or(0) as u64;
+            if let Err(e) = state
+                .quotas
+                .admit(&principal, table.database.as_str(), rows, bytes)
+            {
+                quota_refused = Some(e);
+            }
+        }
+        if let Some(e) = &quota_refused {
+            results[index] = Some(rejected(Some(seq.0), e.clone()));
+            continue;
+        }
         let request = WriteRequest {
             table: table.clone(),
             batches: segment.batches,
@@ -156,6 +173,14 @@ pub async fn upload(
             results[index] = Some(
                 match answer(&agent, seq, table.to_string(), received, outcome) {
                     Ok(ack) => {
+                        if ack.status == ferry_protocols::api::AckStatus::Committed {
+                            state.quotas.ingested(
+                                &principal,
+                                table.database.as_str(),
+                                ack.rows,
+                                received as u64,
+                            );
+                        }
                         let (last, rows) = report.committed.unwrap_or((0, 0));
                         report.committed = Some((last.max(seq), rows + ack.rows));
                         SegmentOutcome::Ack(ack)

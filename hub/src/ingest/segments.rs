@@ -142,6 +142,11 @@ pub async fn upload(
         table.database.as_str(),
         table.measurement.as_str(),
     )?;
+    let rows: u64 = segment.batches.iter().map(|b| b.num_rows() as u64).sum();
+    let database = table.database.as_str().to_owned();
+    state
+        .quotas
+        .admit(&principal, &database, rows, received as u64)?;
     let table_label = table.to_string();
     let request = WriteRequest {
         table,
@@ -153,6 +158,11 @@ pub async fn upload(
     };
     let outcome = state.tables.write(request).await;
     abort_if_failpoint(&agent, seq.0, &outcome);
+    if let Ok(WriteOutcome::Committed { rows, .. }) = &outcome {
+        state
+            .quotas
+            .ingested(&principal, &database, *rows, received as u64);
+    }
     let mut report = agent_report(&agent, &headers_map);
     let ack = answer(&agent, seq.0, table_label, received, outcome);
     if let Ok(ack) = &ack {

@@ -78,6 +78,20 @@ impl Prepared {
     /// `Ok` if `principal` may write every table of this body into
     /// `database`; else a 403 naming the first it may not (nothing of the
     /// body is written).
+    /// [`Self::check_writable`], then the ingest quotas of the token and
+    /// the database for this body's rows and `received` bytes.
+    pub(crate) fn admit(
+        &self,
+        quotas: &crate::quota::Quotas,
+        principal: &crate::auth::Principal,
+        database: &DatabaseName,
+        received: usize,
+    ) -> ApiResult<()> {
+        self.check_writable(principal, database)?;
+        let rows: u64 = self.tables.iter().map(|t| t.batch.num_rows() as u64).sum();
+        quotas.admit(principal, database.as_str(), rows, received as u64)
+    }
+
     pub(crate) fn check_writable(
         &self,
         principal: &crate::auth::Principal,

@@ -31,6 +31,7 @@ pub mod continuous;
 pub mod imports;
 pub mod last_caches;
 pub mod queries;
+pub mod quotas;
 pub mod retention;
 pub mod roles;
 mod schema;

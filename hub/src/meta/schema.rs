@@ -71,6 +71,14 @@
 //! | `roles` | `id` (integer key), `name` (unique), `description`, `grants` (JSON array of `{permission, database, measurement?}`), `created_at_ms`, `updated_at_ms` |
 //! | `token_roles` | `token_id` (deleted with the token), `role_id` (a role held by a token cannot be deleted); key (`token_id`, `role_id`) |
 //!
+//! ## Version 11
+//!
+//! | table | columns |
+//! |---|---|
+//! | `quotas` | `scope` (`token`, `database`), `key` (token id or database name), `rows_per_second`, `bytes_per_second`, `max_bytes` (`NULL`: the config's default; 0: unlimited), `updated_at_ms`; key (`scope`, `key`) |
+//! | `usage_daily` | `day` (UTC, `YYYY-MM-DD`), `token_id` (-1 without auth), `token_name`, `database` (`''` for queries without one), `rows_ingested`, `bytes_ingested`, `queries`, `query_ms`; key (`day`, `token_id`, `database`) |
+//! | `storage_daily` | `day`, `database`, `bytes` (the last measurement of the day), `measured_at_ms`; key (`day`, `database`) |
+//!
 //! Times are milliseconds since the Unix epoch (UTC).
 
 use rusqlite::Connection;
@@ -78,10 +86,10 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 10;
+pub(super) const CURRENT_VERSION: i64 = 11;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -322,6 +330,35 @@ CREATE TABLE token_roles (
     PRIMARY KEY (token_id, role_id)
 );
 CREATE INDEX token_roles_role ON token_roles (role_id);
+"#,
+    r#"
+CREATE TABLE quotas (
+    scope            TEXT    NOT NULL CHECK (scope IN ('token', 'database')),
+    key              TEXT    NOT NULL,
+    rows_per_second  INTEGER,
+    bytes_per_second INTEGER,
+    max_bytes        INTEGER,
+    updated_at_ms    INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE TABLE usage_daily (
+    day            TEXT    NOT NULL,
+    token_id       INTEGER NOT NULL,
+    token_name     TEXT    NOT NULL,
+    database       TEXT    NOT NULL,
+    rows_ingested  INTEGER NOT NULL DEFAULT 0,
+    bytes_ingested INTEGER NOT NULL DEFAULT 0,
+    queries        INTEGER NOT NULL DEFAULT 0,
+    query_ms       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, token_id, database)
+);
+CREATE TABLE storage_daily (
+    day            TEXT    NOT NULL,
+    database       TEXT    NOT NULL,
+    bytes          INTEGER NOT NULL,
+    measured_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (day, database)
+);
 "#,
 ];
 

@@ -186,6 +186,7 @@ async fn answer(
 ) -> ApiResult<Response> {
     principal.require_anywhere(Permission::Read)?;
     let database = database(&request, headers_map, uri)?;
+    let usage_database = database.as_ref().map(|d| d.as_str().to_owned());
     let started = Instant::now();
     let config = &state.config.query;
     let limits = engine::Limits {
@@ -257,6 +258,9 @@ async fn answer(
         Err(_) => "error",
     };
     metrics::histogram!(m::QUERY_SECONDS, "outcome" => outcome).record(elapsed.as_secs_f64());
+    state
+        .quotas
+        .queried(&principal, usage_database.as_deref(), elapsed);
     let answer = result?;
     metrics::counter!(m::QUERY_ROWS).increment(answer.row_count as u64);
     tracing::debug!(

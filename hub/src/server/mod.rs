@@ -174,6 +174,10 @@ impl Hub {
         state
             .audit
             .spawn(&maintenance_tracker, maintenance_shutdown.clone());
+        state.quotas.load().await.map_err(meta_err)?;
+        state
+            .quotas
+            .spawn(&maintenance_tracker, maintenance_shutdown.clone());
         state.cqs.start().await;
         state
             .imports

@@ -19,6 +19,8 @@
 //! | `GET, PUT, DELETE /api/v1/retention/{id}`, `POST /api/v1/retention/{id}/execute`, `GET /api/v1/retention/{id}/executions` | read (GET) / admin | [`crate::maintenance::policy_routes`] |
 //! | `GET, POST /api/v1/auth/tokens`, `GET, PATCH, DELETE /api/v1/auth/tokens/{id}`, `POST .../{id}/{rotate,revoke}` | admin | [`crate::auth::routes`] |
 //! | `GET, POST /api/v1/auth/roles`, `GET, PUT, DELETE /api/v1/auth/roles/{id}`, `PUT /api/v1/auth/tokens/{id}/roles`, `GET /api/v1/auth/tokens/{id}/permissions` | admin | [`crate::auth::role_routes`], [`crate::auth::routes`] |
+//! | `GET /api/v1/quotas`, `PUT, DELETE /api/v1/quotas/{tokens,databases}/{key}` | admin | [`crate::quota::routes`] |
+//! | `GET /api/v1/usage` | any (admin: everyone's) | [`crate::quota::routes`] |
 //! | `GET /api/v1/admin/audit-log`, `GET /api/v1/admin/audit-log/verify` | admin | [`crate::audit::routes`] |
 //!
 //! Layers: the body limit (`server.max_body`, answered 413 with an error
@@ -41,7 +43,7 @@ use crate::ingest::{line_protocol, msgpack, segment_batch, segments};
 use crate::lastcache;
 use crate::maintenance::policy_routes as policies;
 use crate::maintenance::routes as maint;
-use crate::{audit, data, fleet, import, metrics as m, query};
+use crate::{audit, data, fleet, import, metrics as m, query, quota};
 
 /// The hub's router.
 pub fn router(state: AppState) -> Router {
@@ -176,6 +178,12 @@ pub fn router(state: AppState) -> Router {
                 .put(auth::role_routes::update)
                 .delete(auth::role_routes::delete),
         )
+        .route("/api/v1/quotas", get(quota::routes::list))
+        .route(
+            "/api/v1/quotas/{kind}/{key}",
+            axum::routing::put(quota::routes::set).delete(quota::routes::remove),
+        )
+        .route("/api/v1/usage", get(quota::routes::usage))
         .route("/api/v1/admin/audit-log", get(audit::routes::list))
         .route("/api/v1/admin/audit-log/verify", get(audit::routes::verify))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));

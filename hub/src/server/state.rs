@@ -36,6 +36,8 @@ pub struct AppState {
     pub imports: crate::import::Imports,
     /// The audit log's writer.
     pub audit: crate::audit::Audit,
+    /// Ingest quotas and usage.
+    pub quotas: crate::quota::Quotas,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
         );
         AppState {
             audit: crate::audit::Audit::new(meta.clone(), config.audit.clone()),
+            quotas: crate::quota::Quotas::new(meta.clone(), tables.clone(), config.quotas.clone()),
             cqs,
             imports,
             ingest_budget: crate::ingest::budget::IngestBudget::new(
