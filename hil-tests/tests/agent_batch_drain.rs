@@ -190,3 +190,36 @@ fn segments_a_batch_cannot_hold_are_sent_again() {
         "every segment committed once"
     );
 }
+
+/// The sum of every series of a counter in the hub's `/metrics`.
+fn metric_sum(hub: SocketAddr, name: &str) -> u64 {
+    let (_, text) = http("GET", hub, "/metrics", &[], b"");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[test]
+fn a_hub_quota_slows_the_drain_and_loses_nothing() {
+    // 100 rows/s into the database: the 1,200 readings need about 12 s.
+    // The hub answers 429 with Retry-After; the agent waits that long
+    // (not its 100-500 ms backoff) and every reading still lands once.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = std::time::Instant::now();
+    let (_hub, hub) = drain(
+        dir.path(),
+        "[quotas]\ndatabase_rows_per_second = 100\nburst = \"1s\"\n",
+    );
+    let secs = started.elapsed().as_secs();
+    let refused = metric_sum(hub, "ferry_hub_quota_refused_total");
+    eprintln!("{refused} refusals in {secs} s");
+    assert!(refused >= 1, "the quota never refused a write");
+    // Honouring Retry-After (1 s here), a round without progress waits a
+    // second: at most about two refusals a second. The agent's own backoff
+    // would retry every 50-500 ms.
+    assert!(
+        refused <= 2 * secs + 5,
+        "{refused} refusals in {secs} s: the agent did not honour Retry-After"
+    );
+}

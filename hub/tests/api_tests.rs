@@ -27,6 +27,8 @@ mod maintenance;
 mod queries_manage;
 #[path = "api_tests/query.rs"]
 mod query;
+#[path = "api_tests/quotas.rs"]
+mod quotas;
 #[path = "api_tests/rbac.rs"]
 mod rbac;
 #[path = "api_tests/restart.rs"]

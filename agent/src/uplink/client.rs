@@ -57,9 +57,20 @@ pub struct HubClient {
     batch_url: String,
     token: Option<String>,
     agent_id: AgentId,
+    /// The `Retry-After` of the hub's last 429 or 503, until taken.
+    retry_after: std::sync::Arc<std::sync::Mutex<Option<Duration>>>,
 }
 
+/// The longest `Retry-After` the agent honours (a hub asking for more is
+/// asked again after this).
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 impl HubClient {
+    /// The `Retry-After` of the hub's last refusal (429 or 503), once.
+    pub fn take_retry_after(&self) -> Option<Duration> {
+        self.retry_after.lock().ok().and_then(|mut r| r.take())
+    }
+
     pub fn new(
         config: &UplinkConfig,
         token: Option<String>,
@@ -84,6 +95,7 @@ impl HubClient {
             batch_url: format!("{base}{}", api::SEGMENT_BATCH_PATH),
             token,
             agent_id,
+            retry_after: Default::default(),
         })
     }
 
@@ -97,7 +109,7 @@ impl HubClient {
             .request(&self.url, api::SEGMENT_CONTENT_TYPE, backlog)
             .header(headers::SEGMENT_SEQ, segment.seq.to_string())
             .body(segment.file.clone());
-        let (status, body) = send(request).await?;
+        let (status, body) = self.send(request).await?;
         classify(status, &body, &self.agent_id, segment.seq)
     }
 
@@ -112,7 +124,7 @@ impl HubClient {
         let request = self
             .request(&self.batch_url, api::SEGMENT_BATCH_CONTENT_TYPE, backlog)
             .body(body);
-        let (status, body) = send(request).await.map_err(BatchRefused::Failed)?;
+        let (status, body) = self.send(request).await.map_err(BatchRefused::Failed)?;
         super::batch::classify_batch(status, &body, &self.agent_id, segments)
     }
 
@@ -133,17 +145,39 @@ impl HubClient {
     }
 }
 
-/// Sends a request; the status and body of the answer.
-async fn send(request: reqwest::RequestBuilder) -> Result<(u16, Bytes), UploadError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| UploadError::Transient(describe(&e)))?;
-    let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(|e| {
-        UploadError::Transient(format!("reading the hub's answer: {}", describe(&e)))
-    })?;
-    Ok((status, body))
+impl HubClient {
+    /// Sends a request; the status and body of the answer. A 429 or 503
+    /// with `Retry-After` (seconds) leaves it for [`Self::take_retry_after`].
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, Bytes), UploadError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| UploadError::Transient(describe(&e)))?;
+        let status = response.status().as_u16();
+        if matches!(status, 429 | 503) {
+            let after = retry_after(response.headers());
+            if let Ok(mut slot) = self.retry_after.lock() {
+                *slot = after;
+            }
+        }
+        let body = response.bytes().await.map_err(|e| {
+            UploadError::Transient(format!("reading the hub's answer: {}", describe(&e)))
+        })?;
+        Ok((status, body))
+    }
+}
+
+/// `Retry-After` in seconds (the hub never sends an HTTP date), capped at
+/// [`MAX_RETRY_AFTER`].
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
 }
 
 /// Turns the hub's answer into an acknowledgement or an error.
@@ -211,6 +245,21 @@ mod tests {
 
     fn id() -> AgentId {
         AgentId::new("gw-1").unwrap()
+    }
+
+    #[test]
+    fn retry_after_is_seconds_capped_at_an_hour() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(reqwest::header::RETRY_AFTER, "999999".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
     }
 
     #[test]

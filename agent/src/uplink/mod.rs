@@ -18,7 +18,9 @@
 //!   the queue behind it goes on. Authentication failures are *not*
 //!   permanent: fix the token and the backlog drains.
 //! - Everything else (network errors, timeouts, 5xx, 401/403, 429) is retried
-//!   with exponential backoff and jitter (`backoff_initial` to `backoff_max`).
+//!   with exponential backoff and jitter (`backoff_initial` to `backoff_max`),
+//!   or after the hub's `Retry-After` on a 429 or 503 when that is longer
+//!   (a quota of the hub; at most an hour).
 //! - `max_bytes_per_second` caps the *average* upload rate: after each upload
 //!   the uplink waits until the bytes sent fit the budget. A single segment
 //!   still goes out at line rate; keep `segment.max_bytes` small on slow links.
@@ -193,7 +195,12 @@ pub async fn run<Q: SegmentQueue>(
             }
             Some(message) => {
                 metrics::counter!(m::UPLINK_RETRIES_TOTAL).increment(1);
-                let delay = backoff.next_delay();
+                // The hub's Retry-After (a quota, a full queue) when it gave
+                // one and it is longer than the backoff.
+                let delay = match client.take_retry_after() {
+                    Some(after) => backoff.next_delay().max(after),
+                    None => backoff.next_delay(),
+                };
                 let first = segments.first().map_or(0, |s| s.seq);
                 if status.record_failure(message.clone()) {
                     tracing::warn!(seq = first, error = %message, retry_in = ?delay, "upload failed; retrying");
