@@ -146,19 +146,19 @@ impl HubClient {
 }
 
 impl HubClient {
-    /// Sends a request; the status and body of the answer. A 429 or 503
-    /// with `Retry-After` (seconds) leaves it for [`Self::take_retry_after`].
+    /// Sends a request; the status and body of the answer. An answer with
+    /// `Retry-After` (seconds: a 429, a 503, or a batch answer some of whose
+    /// segments a quota refused) leaves it for [`Self::take_retry_after`].
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, Bytes), UploadError> {
         let response = request
             .send()
             .await
             .map_err(|e| UploadError::Transient(describe(&e)))?;
         let status = response.status().as_u16();
-        if matches!(status, 429 | 503) {
-            let after = retry_after(response.headers());
-            if let Ok(mut slot) = self.retry_after.lock() {
-                *slot = after;
-            }
+        // A 429 or 503, or a batch answer refusing some segments for a quota.
+        let after = retry_after(response.headers());
+        if let Ok(mut slot) = self.retry_after.lock() {
+            *slot = after;
         }
         let body = response.bytes().await.map_err(|e| {
             UploadError::Transient(format!("reading the hub's answer: {}", describe(&e)))

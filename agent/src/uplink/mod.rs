@@ -192,6 +192,14 @@ pub async fn run<Q: SegmentQueue>(
             Some(message) if progress => {
                 metrics::counter!(m::UPLINK_RETRIES_TOTAL).increment(1);
                 tracing::debug!(error = %message, "part of a batch to send again");
+                // Unless a quota of the hub refused the rest: then after
+                // its Retry-After.
+                if let Some(after) = client.take_retry_after() {
+                    beat.waiting(after);
+                    if sleep_or_cancel(after, &shutdown).await {
+                        return;
+                    }
+                }
             }
             Some(message) => {
                 metrics::counter!(m::UPLINK_RETRIES_TOTAL).increment(1);
@@ -213,7 +221,10 @@ pub async fn run<Q: SegmentQueue>(
                 }
                 continue;
             }
-            None => backoff.reset(),
+            None => {
+                backoff.reset();
+                client.take_retry_after();
+            }
         }
         if rate > 0 {
             let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);

@@ -44,6 +44,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use ferry_protocols::api::{ErrorCode, SegmentBatchAck, SegmentOutcome, SegmentRejection, headers};
 use ferry_protocols::segment::{Segment, SegmentBatchError, decode_batch, read_segment};
@@ -62,7 +63,7 @@ pub async fn upload(
     State(state): State<AppState>,
     headers_map: HeaderMap,
     Body(body): Body,
-) -> ApiResult<Json<SegmentBatchAck>> {
+) -> ApiResult<axum::response::Response> {
     let agent = agent_from_headers(&principal, &headers_map)?;
     let limit = state.config.ingest.max_batch_segments;
     let frames = decode_batch(&body, limit).map_err(|e| {
@@ -202,10 +203,16 @@ pub async fn upload(
             })
         })
         .collect();
-    Ok(Json(SegmentBatchAck {
+    let ack = Json(SegmentBatchAck {
         agent_id: agent,
         results,
-    }))
+    });
+    // A quota refused part of the batch: its Retry-After on the answer, so
+    // the agent waits that long before sending the rest.
+    Ok(match quota_refused.and_then(|e| e.retry_after) {
+        Some(secs) => ([(axum::http::header::RETRY_AFTER, secs.to_string())], ack).into_response(),
+        None => ack.into_response(),
+    })
 }
 
 /// One frame of a batch, read.
