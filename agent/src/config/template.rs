@@ -202,6 +202,8 @@ hub_url = "http://127.0.0.1:8000"
 # Trust only this CA for the hub (a private CA or a self-signed hub):
 # ca_file = "/etc/ferry/tls/hub-ca.pem"
 timeout = "30s"
+# Failed uploads are retried from backoff_initial, doubling to backoff_max;
+# a hub's Retry-After (a quota, a full queue) is waited when longer (1h at most).
 backoff_initial = "500ms"
 backoff_max = "1m"
 # Average upload cap in bytes per second for metered links; 0 = no cap.
