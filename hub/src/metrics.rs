@@ -121,6 +121,9 @@ pub const AUDIT_FAILURES_OVERFLOW: &str = "ferry_hub_audit_failure_overflow_tota
 /// Writes refused by a quota, by `scope` (`token`, `database`) and `limit`
 /// (`rows_per_second`, `bytes_per_second`, `max_bytes`).
 pub const QUOTA_REFUSED: &str = "ferry_hub_quota_refused_total";
+/// Writes whose rate bucket could not be kept because `quotas.max_buckets`
+/// buckets were all in use (the write went unmetered).
+pub const QUOTA_BUCKETS_FULL: &str = "ferry_hub_quota_buckets_full_total";
 /// Rows committed, by `database` (the usage report's source, live).
 pub const USAGE_ROWS: &str = "ferry_hub_usage_rows_total";
 /// Write body bytes whose rows were committed, by `database`.

@@ -141,6 +141,24 @@ pub async fn after_request(
     let Some(event) = route.and_then(|r| event_type(method, r)) else {
         return;
     };
+    if !success && !principal.can(crate::auth::Permission::Admin) {
+        // A refused request of a token that is not an admin everywhere (a
+        // read token cancelling queries by made-up ids, a writer
+        // cancelling imports): counted like an authentication failure,
+        // so that no such token can grow the log one row per request.
+        audit.failure(
+            FailureKey {
+                event_type: event,
+                source,
+                actor: principal.name.clone(),
+                actor_token_id: principal.token_id,
+                reason: "refused",
+            },
+            status,
+            Some(format!("{method} {}", route.unwrap_or(path))),
+        );
+        return;
+    }
     let note = note.unwrap_or_default();
     audit
         .record(NewAuditEntry {

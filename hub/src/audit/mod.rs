@@ -102,7 +102,14 @@ impl Audit {
         if !self.config.enabled {
             return;
         }
-        self.write(vec![entry]).await;
+        // Detached: a client that goes away after its action committed
+        // cancels this request's future, not the entry.
+        let audit = self.clone();
+        let written = tokio::spawn(async move { audit.write(vec![entry]).await });
+        if let Err(e) = written.await {
+            metrics::counter!(m::AUDIT_WRITE_ERRORS).increment(1);
+            tracing::error!(error = %e, "the audit log writer task failed");
+        }
     }
 
     async fn write(&self, entries: Vec<NewAuditEntry>) {

@@ -68,7 +68,22 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         let limit = state.config.server.max_body_bytes();
         let bytes = match axum::body::to_bytes(body, limit).await {
             Ok(b) => b,
-            Err(_) => return ApiError::payload_too_large(limit).into_response(),
+            Err(_) => {
+                if let Some(event) = audited {
+                    state.audit.failure(
+                        FailureKey {
+                            event_type: event,
+                            source: principal.source.map(|ip| ip.to_string()),
+                            actor: principal.name.clone(),
+                            actor_token_id: principal.token_id,
+                            reason: "body_too_large",
+                        },
+                        413,
+                        Some(format!("{method} {}", route.as_deref().unwrap_or(&path))),
+                    );
+                }
+                return ApiError::payload_too_large(limit).into_response();
+            }
         };
         named_database = events::named_database(&parts.uri, &bytes);
         req = Request::from_parts(parts, axum::body::Body::from(bytes));

@@ -44,16 +44,25 @@ pub enum DurationArg {
     Text(String),
 }
 
+/// The longest `expires_in` or `grace`: 100 years.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 impl DurationArg {
     fn parse(&self, what: &str) -> ApiResult<Duration> {
-        match self {
-            DurationArg::Seconds(s) => Ok(Duration::from_secs(*s)),
+        let d = match self {
+            DurationArg::Seconds(s) => Duration::from_secs(*s),
             DurationArg::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
                 ApiError::bad_request(format!(
                     "{what} {t:?} is not a duration (\"90d\", \"12h\", or seconds): {e}"
                 ))
-            }),
+            })?,
+        };
+        if d > MAX_DURATION {
+            return Err(ApiError::bad_request(format!(
+                "{what} is longer than 100 years"
+            )));
         }
+        Ok(d)
     }
 }
 
@@ -147,7 +156,7 @@ fn changed(id: i64, change: TokenChange) -> ApiResult<TokenRecord> {
                 .unwrap_or_default()
         ))),
         TokenChange::LastAdmin => Err(ApiError::bad_request(
-            "refusing to revoke or delete the last active admin token: create another admin token first",
+            "refusing to revoke or delete the last active admin token that never expires: create another admin token without expires_in first",
         )),
         TokenChange::UnknownRoles(names) => Err(ApiError::bad_request(format!(
             "no role named {}: create it with POST /api/v1/auth/roles first",

@@ -343,6 +343,8 @@ storage_interval = "10m"
 # How often usage (rows, bytes, queries per day, token and database) is
 # added to the metadata store.
 usage_flush_interval = "10s"
+# Daily usage and storage rows older than this are deleted; "0s" keeps all.
+usage_retention = "400days"
 # Rate buckets kept at most (idle ones are dropped first).
 max_buckets = 100000
 

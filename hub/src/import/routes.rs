@@ -160,6 +160,10 @@ pub async fn import(
         &options.database,
         options.measurement.as_deref().unwrap_or("*"),
     )?;
+    // A database over its stored-bytes quota (or a token in debt) takes no
+    // import either; the rows are counted in usage when the job ends here.
+    state.quotas.admit(&principal, &options.database, 0, 0)?;
+    let usage_principal = principal.clone();
     let pending = state.meta.pending_import_jobs().await.map_err(meta_error)?;
     if pending >= config.max_pending_jobs as u64 {
         return Err(refused(
@@ -232,6 +236,14 @@ pub async fn import(
             .into_response());
     }
     let job = wait(&state, job).await?;
+    if !duplicate {
+        state.quotas.ingested(
+            &usage_principal,
+            &job.database,
+            job.rows_imported,
+            job.bytes_total,
+        );
+    }
     answer(job, duplicate).map(|r| (note, r).into_response())
 }
 
@@ -474,6 +486,11 @@ pub async fn cancel(
     principal.require_anywhere(Permission::Write)?;
     let imports = enabled(&state)?;
     let job = find(&state, &id).await?;
+    principal.require_on(
+        Permission::Write,
+        &job.database,
+        job.measurement.as_deref().unwrap_or("*"),
+    )?;
     if job.state == QUEUED {
         state
             .meta
@@ -513,7 +530,7 @@ pub async fn upload_status(
     State(state): State<AppState>,
     Path(sha): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    principal.require_anywhere(Permission::Write)?;
+    principal.require(Permission::Write)?;
     let imports = enabled(&state)?;
     let received = imports.inner.spool.received(&sha).await?;
     Ok(Json(json!({"sha256": sha, "received": received})))
@@ -527,7 +544,7 @@ pub async fn upload_append(
     Query(q): Query<OffsetQuery>,
     Body(body): Body,
 ) -> ApiResult<Json<serde_json::Value>> {
-    principal.require_anywhere(Permission::Write)?;
+    principal.require(Permission::Write)?;
     let imports = enabled(&state)?;
     let n = body.len() as u64;
     // Detached from the request: a client that goes away mid-write cannot
@@ -553,7 +570,7 @@ pub async fn upload_delete(
     State(state): State<AppState>,
     Path(sha): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    principal.require_anywhere(Permission::Write)?;
+    principal.require(Permission::Write)?;
     let imports = enabled(&state)?;
     let existed = imports.inner.spool.discard_upload(&sha).await?;
     if !existed {

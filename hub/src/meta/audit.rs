@@ -386,10 +386,14 @@ impl Meta {
     pub async fn prune_audit(&self, cutoff_ms: i64) -> Result<Option<u64>> {
         self.call(move |c| {
             let tx = c.transaction()?;
+            // The leading run of entries older than the cutoff: ids, not
+            // times, are the chain's order (a coalesced failure carries its
+            // window's first time; a clock can step back).
             let through: Option<(i64, Vec<u8>)> = tx
                 .query_row(
-                    "SELECT id, hash FROM audit_log WHERE id =
-                     (SELECT max(id) FROM audit_log WHERE at_ms < ?1)",
+                    "SELECT id, hash FROM audit_log WHERE id = coalesce(
+                       (SELECT min(id) FROM audit_log WHERE at_ms >= ?1) - 1,
+                       (SELECT max(id) FROM audit_log))",
                     [cutoff_ms],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )

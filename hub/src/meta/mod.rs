@@ -157,7 +157,9 @@ pub(crate) fn now_ms() -> i64 {
 
 /// RFC 3339 (UTC, milliseconds) for a stored millisecond timestamp.
 pub fn format_ms(ms: i64) -> String {
-    let t = u64::try_from(ms)
+    // RFC 3339 ends at year 9999 (humantime panics past it).
+    const MAX_MS: i64 = 253_402_300_799_999;
+    let t = u64::try_from(ms.min(MAX_MS))
         .ok()
         .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
         .unwrap_or(UNIX_EPOCH);

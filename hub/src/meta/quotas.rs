@@ -197,6 +197,16 @@ impl Meta {
         .await
     }
 
+    /// Deletes usage and storage rows of days before `day`.
+    pub async fn prune_usage(&self, day: String) -> Result<()> {
+        self.call(move |c| {
+            c.execute("DELETE FROM usage_daily WHERE day < ?1", [&day])?;
+            c.execute("DELETE FROM storage_daily WHERE day < ?1", [&day])?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Records the stored bytes of each database today.
     pub async fn record_storage(&self, day: String, sizes: Vec<(String, u64)>) -> Result<()> {
         self.call(move |c| {

@@ -313,6 +313,8 @@ INSERT INTO tokens_v10 (id, name, role, hash, created_at_ms, last_used_ms, agent
     expires_at_ms, revoked_at_ms, rotated_at_ms, previous_hash, previous_valid_until_ms)
 SELECT id, name, role, hash, created_at_ms, last_used_ms, agents, description,
     expires_at_ms, revoked_at_ms, rotated_at_ms, previous_hash, previous_valid_until_ms FROM tokens;
+DELETE FROM sqlite_sequence WHERE name = 'tokens_v10';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'tokens_v10', seq FROM sqlite_sequence WHERE name = 'tokens';
 DROP TABLE tokens;
 ALTER TABLE tokens_v10 RENAME TO tokens;
 CREATE UNIQUE INDEX tokens_previous_hash ON tokens (previous_hash);
@@ -361,6 +363,12 @@ CREATE TABLE storage_daily (
 );
 "#,
 ];
+
+/// The SQL taking version `from` to `from + 1` (for tests).
+#[cfg(test)]
+pub(super) fn migration(from: usize) -> &'static str {
+    MIGRATIONS[from]
+}
 
 /// Brings `conn` to [`CURRENT_VERSION`].
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

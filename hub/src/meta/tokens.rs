@@ -210,12 +210,14 @@ fn insert(tx: &Connection, token: &NewToken) -> Result<TokenChange> {
         .ok_or_else(|| MetaError::Corrupt("inserted token not found".to_owned()))
 }
 
-/// Admin tokens that are active at `now`, other than `except`.
-fn other_active_admins(c: &Connection, except: i64, now: i64) -> Result<i64> {
+/// Admin tokens other than `except` that are active and never expire: the
+/// hub must keep one, or nobody could manage it once the others expire
+/// (and the bootstrap token is only made for an empty store).
+fn other_active_admins(c: &Connection, except: i64, _now: i64) -> Result<i64> {
     Ok(c.query_row(
         "SELECT count(*) FROM tokens WHERE role = 'admin' AND id != ?1
-         AND revoked_at_ms IS NULL AND (expires_at_ms IS NULL OR expires_at_ms > ?2)",
-        params![except, now],
+         AND revoked_at_ms IS NULL AND expires_at_ms IS NULL",
+        params![except],
         |r| r.get(0),
     )?)
 }

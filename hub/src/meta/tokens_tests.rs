@@ -177,4 +177,35 @@ async fn the_last_active_admin_cannot_be_revoked() {
         meta.revoke_token(b.id).await.unwrap(),
         TokenChange::Done(_)
     ));
+    // An admin that will expire does not count: once it expired, nobody
+    // could manage the hub.
+    let mut t = new("c", Role::Admin, &token::generate());
+    t.expires_at_ms = Some(now_ms() + 3_600_000);
+    insert(&meta, t).await;
+    assert_eq!(
+        meta.delete_token(a.id).await.unwrap(),
+        TokenChange::LastAdmin
+    );
+}
+
+#[tokio::test]
+async fn the_v10_rebuild_keeps_ids_of_deleted_tokens_unused() {
+    let (_dir, meta) = open().await;
+    for name in ["a", "b", "c"] {
+        insert(&meta, new(name, Role::Read, &token::generate())).await;
+    }
+    meta.call(|c| {
+        // As a version 9 store whose newest tokens were deleted, migrated
+        // again by the version 10 rebuild.
+        c.execute_batch(
+            "DELETE FROM tokens WHERE id = 3;
+             DROP TABLE token_roles; DROP TABLE roles;",
+        )?;
+        c.execute_batch(super::super::schema::migration(9))?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let next = insert(&meta, new("d", Role::Read, &token::generate())).await;
+    assert_eq!(next.id, 4, "a new token must not take a deleted token's id");
 }

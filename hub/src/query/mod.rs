@@ -186,7 +186,12 @@ async fn answer(
 ) -> ApiResult<Response> {
     principal.require_anywhere(Permission::Read)?;
     let database = database(&request, headers_map, uri)?;
-    let usage_database = database.as_ref().map(|d| d.as_str().to_owned());
+    // Usage is kept per database that exists: a client naming made-up
+    // databases must not grow the usage table.
+    let usage_database = database
+        .as_ref()
+        .filter(|d| state.tables.known_databases().contains(d))
+        .map(|d| d.as_str().to_owned());
     let started = Instant::now();
     let config = &state.config.query;
     let limits = engine::Limits {

@@ -33,6 +33,10 @@ pub struct QuotaConfig {
     /// How often usage counted in memory is added to the metadata store.
     #[serde(with = "humantime_serde")]
     pub usage_flush_interval: Duration,
+    /// Daily usage and storage rows older than this are deleted (with each
+    /// storage measurement); `0s` keeps them all.
+    #[serde(with = "humantime_serde")]
+    pub usage_retention: Duration,
     /// Rate buckets kept at most (tokens and databases; without auth, client
     /// addresses); idle full buckets are dropped first.
     pub max_buckets: usize,
@@ -49,6 +53,7 @@ impl Default for QuotaConfig {
             burst: Duration::from_secs(10),
             storage_interval: Duration::from_secs(600),
             usage_flush_interval: Duration::from_secs(10),
+            usage_retention: Duration::from_secs(400 * 86_400),
             max_buckets: 100_000,
         }
     }

@@ -223,27 +223,28 @@ impl Quotas {
         let Ok(mut buckets) = self.inner.buckets.lock() else {
             return Ok(());
         };
+        // The level of each bucket now, without inserting anything: a
+        // refused write leaves the map as it was.
+        let level = |buckets: &HashMap<BucketKey, Bucket>, k: &BucketKey, rate: u64| {
+            let capacity = rate as f64 * burst;
+            buckets.get(k).map_or(capacity, |b| {
+                (b.level + now.duration_since(b.at).as_secs_f64() * rate as f64).min(capacity)
+            })
+        };
         let mut wait: Option<(f64, QuotaScope, Unit, u64)> = None;
         for (scope, key, unit, rate, _) in &draws {
             let rate = rate.unwrap_or(0);
             if rate == 0 {
                 continue;
             }
-            let capacity = rate as f64 * burst;
             let k = BucketKey {
                 scope: *scope,
                 key: (*key).clone(),
                 unit: *unit,
             };
-            let b = buckets.entry(k).or_insert(Bucket {
-                level: capacity,
-                at: now,
-            });
-            b.level =
-                (b.level + now.duration_since(b.at).as_secs_f64() * rate as f64).min(capacity);
-            b.at = now;
-            if b.level <= 0.0 {
-                let secs = -b.level / rate as f64;
+            let level = level(&buckets, &k, rate);
+            if level <= 0.0 {
+                let secs = -level / rate as f64;
                 if wait.is_none_or(|(w, ..)| secs > w) {
                     wait = Some((secs, *scope, *unit, rate));
                 }
@@ -271,22 +272,29 @@ impl Quotas {
                 secs.ceil().max(1.0) as u64,
             ));
         }
-        if buckets.len() > self.inner.config.max_buckets {
+        if buckets.len() >= self.inner.config.max_buckets {
             // A bucket idle for a whole burst is full again: dropping it
             // changes nothing (a new one starts full).
-            buckets.retain(|_, b| b.level <= 0.0 || now.duration_since(b.at).as_secs_f64() < burst);
+            buckets.retain(|_, b| now.duration_since(b.at).as_secs_f64() < burst);
         }
         for (scope, key, unit, rate, cost) in draws {
-            if rate.unwrap_or(0) == 0 {
+            let rate = rate.unwrap_or(0);
+            if rate == 0 {
                 continue;
             }
-            if let Some(b) = buckets.get_mut(&BucketKey {
+            let k = BucketKey {
                 scope,
                 key: key.clone(),
                 unit,
-            }) {
-                b.level -= cost as f64;
+            };
+            let level = level(&buckets, &k, rate) - cost as f64;
+            if buckets.len() >= self.inner.config.max_buckets && !buckets.contains_key(&k) {
+                // Every bucket is busy: this key goes unmetered rather than
+                // growing the map (counted, so an operator can raise it).
+                metrics::counter!(m::QUOTA_BUCKETS_FULL).increment(1);
+                continue;
             }
+            buckets.insert(k, Bucket { level, at: now });
         }
         Ok(())
     }
@@ -372,6 +380,15 @@ impl Quotas {
         }
         if let Ok(mut s) = self.inner.stored.write() {
             *s = sizes;
+        }
+        let keep = self.inner.config.usage_retention;
+        if !keep.is_zero() {
+            let cutoff = chrono::Utc::now()
+                - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+            let day = cutoff.format("%Y-%m-%d").to_string();
+            if let Err(e) = self.inner.meta.prune_usage(day).await {
+                tracing::warn!(error = %e, "pruning old usage rows failed");
+            }
         }
     }
 

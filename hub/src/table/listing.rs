@@ -130,7 +130,7 @@ impl Tables {
     }
 
     /// The known databases, sorted (no store access).
-    pub(super) fn known_databases(&self) -> Vec<DatabaseName> {
+    pub(crate) fn known_databases(&self) -> Vec<DatabaseName> {
         let Ok(known) = self.inner.known.read() else {
             return Vec::new();
         };
