@@ -72,8 +72,7 @@ fn note(rec: &RoleRecord) -> Extension<AuditNote> {
 }
 
 fn parse_id(id: &str) -> ApiResult<i64> {
-    id.parse()
-        .map_err(|_| ApiError::bad_request(format!("role id {id:?} is not an integer")))
+    crate::server::integer_id("role id", id)
 }
 
 fn changed(id: i64, change: RoleChange) -> ApiResult<RoleRecord> {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::{AgentPattern, Permission, Principal, Role, token};
 use crate::audit::AuditNote;
 use crate::meta::{NewToken, TokenChange, TokenRecord, format_ms, now_ms};
-use crate::server::{ApiError, ApiResult, AppState, Body, JsonBody};
+use crate::server::{ApiError, ApiResult, AppState, Body, JsonBody, json_or_default};
 
 /// The longest token name, in bytes.
 const MAX_NAME_LEN: usize = 128;
@@ -122,8 +122,7 @@ fn note(record: &TokenRecord, detail: serde_json::Value) -> Extension<AuditNote>
 }
 
 fn parse_id(id: &str) -> ApiResult<i64> {
-    id.parse()
-        .map_err(|_| ApiError::bad_request(format!("token id {id:?} is not an integer")))
+    crate::server::integer_id("token id", id)
 }
 
 fn check_description(d: Option<String>) -> ApiResult<Option<String>> {
@@ -369,12 +368,7 @@ pub async fn rotate(
 ) -> ApiResult<Response> {
     principal.require(Permission::Admin)?;
     let id = parse_id(&id)?;
-    let body: RotateToken = if raw.iter().all(u8::is_ascii_whitespace) {
-        RotateToken::default()
-    } else {
-        serde_json::from_slice(&raw)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
-    };
+    let body: RotateToken = json_or_default(&raw)?;
     let grace = match &body.grace {
         Some(g) => g.parse("grace")?,
         None => state.config.auth.rotation_grace,

@@ -142,9 +142,7 @@ fn enabled(state: &AppState) -> ApiResult<()> {
 }
 
 fn query_id(raw: &str) -> ApiResult<i64> {
-    raw.parse().map_err(|_| {
-        ApiError::bad_request(format!("continuous query id {raw:?} is not an integer"))
-    })
+    crate::server::integer_id("continuous query id", raw)
 }
 
 async fn existing(state: &AppState, id: i64) -> ApiResult<ContinuousQuery> {

@@ -360,9 +360,7 @@ pub async fn delete(
 ) -> ApiResult<Json<Value>> {
     principal.require(Permission::Admin)?;
     enabled(&state)?;
-    let id: i64 = raw
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("cache id {raw:?} is not an integer")))?;
+    let id = crate::server::integer_id("cache id", &raw)?;
     delete_by_id(&state, id).await
 }
 

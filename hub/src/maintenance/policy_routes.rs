@@ -66,8 +66,7 @@ pub struct Executions {
 }
 
 fn policy_id(raw: &str) -> ApiResult<i64> {
-    raw.parse()
-        .map_err(|_| ApiError::bad_request(format!("policy id {raw:?} is not an integer")))
+    crate::server::integer_id("policy id", raw)
 }
 
 async fn existing(state: &AppState, id: i64) -> ApiResult<RetentionPolicy> {

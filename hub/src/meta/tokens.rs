@@ -213,7 +213,7 @@ fn insert(tx: &Connection, token: &NewToken) -> Result<TokenChange> {
 /// Admin tokens other than `except` that are active and never expire: the
 /// hub must keep one, or nobody could manage it once the others expire
 /// (and the bootstrap token is only made for an empty store).
-fn other_active_admins(c: &Connection, except: i64, _now: i64) -> Result<i64> {
+fn other_active_admins(c: &Connection, except: i64) -> Result<i64> {
     Ok(c.query_row(
         "SELECT count(*) FROM tokens WHERE role = 'admin' AND id != ?1
          AND revoked_at_ms IS NULL AND expires_at_ms IS NULL",
@@ -409,7 +409,7 @@ impl Meta {
             }
             if rec.role == Role::Admin
                 && rec.status == TokenStatus::Active
-                && other_active_admins(&tx, id, now)? == 0
+                && other_active_admins(&tx, id)? == 0
             {
                 return Ok(TokenChange::LastAdmin);
             }
@@ -435,7 +435,7 @@ impl Meta {
             };
             if rec.role == Role::Admin
                 && rec.status == TokenStatus::Active
-                && other_active_admins(&tx, id, now)? == 0
+                && other_active_admins(&tx, id)? == 0
             {
                 return Ok(TokenChange::LastAdmin);
             }

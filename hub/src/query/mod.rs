@@ -207,25 +207,20 @@ async fn answer(
         &request.sql,
         state.query.memory_pool(),
     );
+    let base = state.query.session_base().for_principal(&principal);
     let result = match show::parse(&request.sql) {
         Some(s) => show::run(
             &state.tables,
             s,
             database.as_ref(),
             limits.max_rows,
-            state
-                .query
-                .session_base()
-                .for_principal(&principal)
-                .readable
-                .as_deref(),
+            base.readable.as_deref(),
         )
         .await
         .and_then(|output| encode_answer(&output, format, started))
         .map(|encoded| (encoded, None)),
         None => {
             let tables = state.tables.clone();
-            let base = state.query.session_base().for_principal(&principal);
             let sql = request.sql;
             let probe = ticket.probe.clone();
             state

@@ -56,9 +56,7 @@ pub async fn list(
 async fn target(state: &AppState, kind: &str, key: &str) -> ApiResult<(QuotaScope, String)> {
     match kind {
         "tokens" => {
-            let id: i64 = key.parse().map_err(|_| {
-                ApiError::bad_request(format!("token id {key:?} is not an integer"))
-            })?;
+            let id = crate::server::integer_id("token id", key)?;
             if state.meta.get_token(id).await?.is_none() {
                 return Err(ApiError::not_found(format!("no token with id {id}")));
             }
@@ -172,10 +170,7 @@ pub async fn usage(
     let mut token_id = p
         .token_id
         .as_deref()
-        .map(|t| {
-            t.parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("token_id {t:?} is not an integer")))
-        })
+        .map(|t| crate::server::integer_id("token_id", t))
         .transpose()?;
     if !principal.can(Permission::Admin) {
         // Anyone may see their own usage, nobody else's.

@@ -22,6 +22,12 @@ pub struct ApiError {
 /// `Result` of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The integer id in a path (`what` names it in the 400 otherwise).
+pub fn integer_id(what: &str, raw: &str) -> ApiResult<i64> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("{what} {raw:?} is not an integer")))
+}
+
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {

@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use error::{ApiError, ApiResult, not_found};
+pub use error::{ApiError, ApiResult, integer_id, not_found};
 pub use extract::{Body, JsonBody, Remote, json_or_default};
 pub use router::router;
 pub use state::AppState;
