@@ -31,6 +31,7 @@ pub mod auth;
 pub mod config;
 pub mod cq;
 pub mod data;
+pub mod encryption;
 pub mod fleet;
 pub mod import;
 pub mod ingest;

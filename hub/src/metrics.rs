@@ -131,3 +131,13 @@ pub const USAGE_BYTES: &str = "ferry_hub_usage_bytes_total";
 /// Bytes of each database's active files at the last measurement
 /// (`quotas.storage_interval`), by `database`.
 pub const DATABASE_STORED_BYTES: &str = "ferry_hub_database_stored_bytes";
+
+/// Counter: plaintext bytes sealed into the store (`[encryption]`).
+pub const ENCRYPTION_SEALED_BYTES: &str = "ferry_hub_encryption_sealed_bytes_total";
+/// Counter: plaintext bytes opened from the store.
+pub const ENCRYPTION_OPENED_BYTES: &str = "ferry_hub_encryption_opened_bytes_total";
+/// Counter: objects that could not be opened (unknown key, damaged or
+/// changed object, not encrypted).
+pub const ENCRYPTION_FAILURES: &str = "ferry_hub_encryption_failures_total";
+/// Counter: objects the re-encryption job sealed again with the active key.
+pub const ENCRYPTION_RESEALED: &str = "ferry_hub_encryption_resealed_objects_total";

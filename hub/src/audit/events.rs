@@ -64,6 +64,8 @@ const EVENTS: &[(&str, &str, &str)] = &[
         "import.upload_delete",
     ),
     ("DELETE", "/api/v1/queries/{id}", "query.cancel"),
+    ("POST", "/api/v1/admin/keys/rotate", "keys.rotate"),
+    ("POST", "/api/v1/admin/keys/reencrypt", "keys.reencrypt"),
 ];
 
 /// The event type of an administrative request, `None` for the others.

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 17] = [
     "server",
     "storage",
     "tables",
@@ -24,6 +24,7 @@ const SECTIONS: [&str; 16] = [
     "auth",
     "audit",
     "quotas",
+    "encryption",
     "log",
 ];
 
@@ -136,6 +137,9 @@ pub fn parse(text: &str) -> Result<HubConfig, ConfigErrors> {
     }
     if let Some(v) = section(&document, "quotas", &mut errors) {
         config.quotas = v;
+    }
+    if let Some(v) = section(&document, "encryption", &mut errors) {
+        config.encryption = v;
     }
     if let Some(v) = section(&document, "log", &mut errors) {
         config.log = v;

@@ -53,6 +53,7 @@ pub struct HubConfig {
     pub auth: AuthConfig,
     pub audit: crate::audit::AuditConfig,
     pub quotas: crate::quota::QuotaConfig,
+    pub encryption: crate::encryption::EncryptionConfig,
     pub log: LogConfig,
 }
 
@@ -195,6 +196,7 @@ impl HubConfig {
         self.import.validate(errors);
         self.audit.validate(errors);
         self.quotas.validate(errors);
+        self.encryption.validate(errors);
         if self.ingest.max_batch_segments == 0 {
             errors.push("ingest.max_batch_segments: must be at least 1".to_owned());
         }

@@ -69,6 +69,8 @@ pub enum ServerError {
     },
     #[error("server.tls: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("encryption: {0}")]
+    Keys(#[from] crate::encryption::KeyError),
 }
 
 /// Starts hubs.
@@ -129,7 +131,14 @@ impl Hub {
             None
         };
         let tables_shutdown = CancellationToken::new();
-        let tables = Tables::open(&config.storage, &config.tables, tables_shutdown.clone()).await?;
+        let encryption = crate::encryption::Encryption::open(&config.encryption)?;
+        let tables = Tables::open_with(
+            &config.storage,
+            &config.tables,
+            encryption,
+            tables_shutdown.clone(),
+        )
+        .await?;
 
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -261,6 +270,10 @@ impl RunningHub {
         tracing::info!("stopping import jobs");
         state.imports.stop().await;
         state.query.shutdown();
+        if let Some(enc) = state.tables.encryption() {
+            tracing::info!("stopping re-encryption");
+            enc.job.stop().await;
+        }
         tracing::info!("stopping maintenance");
         maintenance_shutdown.cancel();
         maintenance_tracker.close();

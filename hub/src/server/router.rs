@@ -22,6 +22,7 @@
 //! | `GET /api/v1/quotas`, `PUT, DELETE /api/v1/quotas/{tokens,databases}/{key}` | admin | [`crate::quota::routes`] |
 //! | `GET /api/v1/usage` | any (admin: everyone's) | [`crate::quota::routes`] |
 //! | `GET /api/v1/admin/audit-log`, `GET /api/v1/admin/audit-log/verify` | admin | [`crate::audit::routes`] |
+//! | `GET /api/v1/admin/keys`, `POST /api/v1/admin/keys/{rotate,reencrypt}` | admin | [`crate::encryption::routes`] |
 //!
 //! Layers: the body limit (`server.max_body`, answered 413 with an error
 //! body by the extractors), request metrics by matched route and status,
@@ -43,7 +44,7 @@ use crate::ingest::{line_protocol, msgpack, segment_batch, segments};
 use crate::lastcache;
 use crate::maintenance::policy_routes as policies;
 use crate::maintenance::routes as maint;
-use crate::{audit, data, fleet, import, metrics as m, query, quota};
+use crate::{audit, data, encryption, fleet, import, metrics as m, query, quota};
 
 /// The hub's router.
 pub fn router(state: AppState) -> Router {
@@ -186,6 +187,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/usage", get(quota::routes::usage))
         .route("/api/v1/admin/audit-log", get(audit::routes::list))
         .route("/api/v1/admin/audit-log/verify", get(audit::routes::verify))
+        .route("/api/v1/admin/keys", get(encryption::routes::list))
+        .route(
+            "/api/v1/admin/keys/rotate",
+            axum::routing::post(encryption::routes::rotate),
+        )
+        .route(
+            "/api/v1/admin/keys/reencrypt",
+            axum::routing::post(encryption::routes::reencrypt),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(health::health))

@@ -314,6 +314,8 @@ pub(crate) struct ResolvedStorage {
     pub(crate) root: String,
     pub(crate) options: HashMap<String, String>,
     pub(crate) multi_writer: bool,
+    /// `[encryption]`, when on: every table's store encrypts.
+    pub(crate) encryption: Option<std::sync::Arc<crate::encryption::Encryption>>,
 }
 
 impl ResolvedStorage {
@@ -390,6 +392,7 @@ fn resolve_fs(path: &Path) -> Result<ResolvedStorage, TableError> {
         root,
         options: HashMap::new(),
         multi_writer: false,
+        encryption: None,
     })
 }
 
@@ -448,6 +451,7 @@ fn resolve_s3(s3: &S3Config) -> Result<ResolvedStorage, TableError> {
         root,
         options,
         multi_writer: s3.multi_writer,
+        encryption: None,
     })
 }
 
@@ -553,6 +557,7 @@ fn resolve_azure(az: &AzureConfig) -> Result<ResolvedStorage, TableError> {
         root,
         options,
         multi_writer: az.multi_writer,
+        encryption: None,
     })
 }
 

@@ -112,6 +112,7 @@ mod scan;
 mod schema;
 mod service;
 mod sort_key;
+mod store;
 mod writer;
 
 #[cfg(test)]

@@ -111,15 +111,42 @@ impl Tables {
         config: &TableConfig,
         shutdown: CancellationToken,
     ) -> Result<Tables, TableError> {
+        Tables::open_with(storage, config, None, shutdown).await
+    }
+
+    /// [`Tables::open`], encrypting every object when `encryption` is
+    /// given. A store written with encryption is refused without it, and
+    /// encryption is refused for a store that holds plaintext tables
+    /// ([`crate::encryption::lake`]).
+    pub async fn open_with(
+        storage: &StorageConfig,
+        config: &TableConfig,
+        encryption: Option<Arc<crate::encryption::Encryption>>,
+        shutdown: CancellationToken,
+    ) -> Result<Tables, TableError> {
         REGISTER_HANDLERS.call_once(|| {
             deltalake::aws::register_handlers(None);
             deltalake::azure::register_handlers(None);
         });
-        let resolved = storage.resolve()?;
+        let mut resolved = storage.resolve()?;
+        resolved.encryption = encryption;
+        let root_url = url::Url::parse(&resolved.root)
+            .map_err(|e| TableError::Config(format!("{}: {e}", resolved.root)))?;
+        let (raw, root) = super::store::plain_root_store(&resolved, &root_url)
+            .map_err(|e| TableError::Config(format!("{}: {e}", resolved.root)))?;
+        crate::encryption::lake::check(
+            raw.as_ref(),
+            &root,
+            resolved.encryption.is_some(),
+            &resolved.root,
+        )
+        .await
+        .map_err(TableError::Config)?;
         info!(
             root = %resolved.root,
             options = ?redacted(&resolved.options),
             multi_writer = resolved.multi_writer,
+            encrypted = resolved.encryption.is_some(),
             "opening tables"
         );
         let tables = Tables {
@@ -139,6 +166,23 @@ impl Tables {
         let existing = tables.list().await?;
         info!(tables = existing.len(), "tables opened");
         Ok(tables)
+    }
+
+    /// `[encryption]`, when on.
+    pub fn encryption(&self) -> Option<&Arc<crate::encryption::Encryption>> {
+        self.inner.storage.encryption.as_ref()
+    }
+
+    /// The store without encryption, and the root's path in it: the raw
+    /// objects, for the re-encryption job.
+    pub(crate) fn raw_root(
+        &self,
+    ) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path), TableError> {
+        let storage = &self.inner.storage;
+        let url = url::Url::parse(&storage.root)
+            .map_err(|e| TableError::Config(format!("{}: {e}", storage.root)))?;
+        super::store::plain_root_store(storage, &url)
+            .map_err(|e| TableError::storage(&storage.root, e))
     }
 
     /// What the tables' writers ask of maintenance.

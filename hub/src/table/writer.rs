@@ -12,14 +12,13 @@ use deltalake::logstore::LogStoreRef;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::{BlindDeltaTable, DeltaTable, DeltaTableBuilder, DeltaTableError};
 use ferry_protocols::batch::{merge_schema, validate_schema};
-use object_store::local::LocalFileSystem;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use super::append::Log;
 use super::config::ResolvedStorage;
 use super::error::TableError;
-use super::local_log::{LocalLog, log_exists};
+use super::local_log::log_exists;
 use super::metrics as m;
 use super::name::{Origin, TableName, WriteOutcome, WriteRequest};
 use super::requests::Requests;
@@ -44,21 +43,23 @@ impl Pending {
     }
 }
 
-/// Opens the Delta table at `url` (not loading its log). On a local disk
-/// the store lists the log as `local_log.rs` describes.
+/// Opens the Delta table at `url` (not loading its log), through the
+/// store [`super::store::root_store`] builds.
 pub(crate) fn open_table(
     storage: &ResolvedStorage,
     url: &str,
 ) -> Result<DeltaTable, DeltaTableError> {
     let url = deltalake::ensure_table_uri(url)?;
     let builder = DeltaTableBuilder::from_url(url.clone())?;
-    if url.scheme() != "file" {
+    if url.scheme() != "file" && storage.encryption.is_none() {
         return builder
             .with_storage_options(storage.options.clone())
             .build();
     }
+    let (store, _) = super::store::root_store(storage, &url)?;
     builder
-        .with_storage_backend(Arc::new(LocalLog::new(LocalFileSystem::new())), url)
+        .with_storage_options(storage.options.clone())
+        .with_storage_backend(store, url)
         .build()
 }
 

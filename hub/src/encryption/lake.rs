@@ -1,0 +1,62 @@
+//! The marker object that says a store is encrypted: written (in plaintext)
+//! when an encrypting hub first opens an empty store, and checked at every
+//! start, so that a hub never mixes plaintext and encrypted tables, and a
+//! hub started without the keys says so instead of failing on every read.
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+/// The marker's name in the store's root.
+pub(crate) const MARKER: &str = "_ferry_encryption.json";
+
+/// Checks (and on first use writes) the marker at `root` of `store` (the
+/// store without encryption).
+pub(crate) async fn check(
+    store: &dyn ObjectStore,
+    root: &Path,
+    encrypted: bool,
+    root_url: &str,
+) -> Result<(), String> {
+    let marker = root.clone().join(MARKER);
+    let exists = match store.head(&marker).await {
+        Ok(_) => true,
+        Err(object_store::Error::NotFound { .. }) => false,
+        Err(e) => return Err(format!("{root_url}: cannot read {MARKER}: {e}")),
+    };
+    match (encrypted, exists) {
+        (true, true) | (false, false) => Ok(()),
+        (false, true) => Err(format!(
+            "the store at {root_url} is encrypted (it has {MARKER}): set [encryption] enabled = true with its key_file or key_env"
+        )),
+        (true, false) => {
+            let listing = store
+                .list_with_delimiter(Some(root))
+                .await
+                .map_err(|e| format!("{root_url}: cannot list: {e}"))?;
+            if !listing.common_prefixes.is_empty() {
+                return Err(format!(
+                    "the store at {root_url} holds tables written without encryption; [encryption] can be turned on only for an empty store (query the old hub and write into a new, encrypted one)"
+                ));
+            }
+            let body = serde_json::json!({
+                "ferry_encryption": 1,
+                "format": "FERRYENC v1: AES-256-GCM in 64 KiB chunks, HKDF-SHA256 object keys",
+                "created": chrono::Utc::now().to_rfc3339(),
+            });
+            let put = store
+                .put_opts(
+                    &marker,
+                    PutPayload::from(body.to_string().into_bytes()),
+                    PutOptions {
+                        mode: PutMode::Create,
+                        ..Default::default()
+                    },
+                )
+                .await;
+            match put {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+                Err(e) => Err(format!("{root_url}: cannot write {MARKER}: {e}")),
+            }
+        }
+    }
+}
