@@ -42,9 +42,15 @@ fn run_checks(storage_toml: &str, extra_env: &[(&str, String)]) {
 fn conformance_child() {
     let text = std::env::var("FERRY_CONFORMANCE_STORAGE").expect("FERRY_CONFORMANCE_STORAGE");
     let storage: ferry_hub::table::StorageConfig = toml::from_str(&text).expect("storage toml");
+    let encryption = std::env::var("FERRY_CONFORMANCE_KEYS").ok().map(|keys| {
+        std::sync::Arc::new(ferry_hub::encryption::Encryption::new(
+            ferry_hub::encryption::Keyring::from_text(&keys).expect("keys"),
+            &ferry_hub::encryption::EncryptionConfig::default(),
+        ))
+    });
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        ferry_hub::table::conformance::run(&storage)
+        ferry_hub::table::conformance::run_with(&storage, encryption)
             .await
             .expect("conformance");
     });
@@ -97,7 +103,16 @@ conditional_put = "etag"
 "#
     );
     run_checks(&storage, &[]);
+    // The same checks with `[encryption]` on, in a prefix of their own (a
+    // store is encrypted from its first object or not at all).
+    run_checks(
+        &storage.replace("prefix = \"lake\"", "prefix = \"sealed\""),
+        &[("FERRY_CONFORMANCE_KEYS", KEYS.to_owned())],
+    );
 }
+
+/// Two master keys (the second active) for the encrypted runs.
+const KEYS: &str = "old:1111111111111111111111111111111111111111111111111111111111111111\nnew:2222222222222222222222222222222222222222222222222222222222222222";
 
 #[test]
 fn azure_on_azurite() {
@@ -149,7 +164,14 @@ use_emulator = true
 endpoint = "{url}"
 "#
     );
-    run_checks(&storage, &[("AZURITE_BLOB_STORAGE_URL", url)]);
+    run_checks(&storage, &[("AZURITE_BLOB_STORAGE_URL", url.clone())]);
+    run_checks(
+        &storage.replace("prefix = \"lake\"", "prefix = \"sealed\""),
+        &[
+            ("AZURITE_BLOB_STORAGE_URL", url),
+            ("FERRY_CONFORMANCE_KEYS", KEYS.to_owned()),
+        ],
+    );
 }
 
 fn python() -> std::path::PathBuf {

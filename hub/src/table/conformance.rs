@@ -112,6 +112,15 @@ fn expect(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
 /// Write, deduplicate (sequential, concurrent, after reopening) and read
 /// back against `storage`. `Err` says which check failed.
 pub async fn run(storage: &StorageConfig) -> Result<(), String> {
+    run_with(storage, None).await
+}
+
+/// [`run`] with `[encryption]` on; afterwards every object in the store but
+/// the lake's marker must be ciphertext.
+pub async fn run_with(
+    storage: &StorageConfig,
+    encryption: Option<std::sync::Arc<crate::encryption::Encryption>>,
+) -> Result<(), String> {
     let config = TableConfig {
         commit_interval: Duration::from_millis(50),
         ..TableConfig::default()
@@ -124,7 +133,7 @@ pub async fn run(storage: &StorageConfig) -> Result<(), String> {
     let sql_table = format!("{db}.\"sensor readings\"");
     let t0 = 1_764_115_200_000_000_000; // 2025-11-26T00:00:00Z
     let shutdown = CancellationToken::new();
-    let tables = Tables::open(storage, &config, shutdown.clone())
+    let tables = Tables::open_with(storage, &config, encryption.clone(), shutdown.clone())
         .await
         .map_err(|e| format!("open: {e}"))?;
 
@@ -195,7 +204,7 @@ pub async fn run(storage: &StorageConfig) -> Result<(), String> {
 
     // 4. A new hub instance still knows both segments.
     let shutdown = CancellationToken::new();
-    let reopened = Tables::open(storage, &config, shutdown.clone())
+    let reopened = Tables::open_with(storage, &config, encryption.clone(), shutdown.clone())
         .await
         .map_err(|e| format!("reopen: {e}"))?;
     for seq in [1, 2] {
@@ -218,9 +227,39 @@ pub async fn run(storage: &StorageConfig) -> Result<(), String> {
         format!("count after reopen is {n}, expected 10")
     })?;
     maintain(&reopened, &table, &sql_table, t0).await?;
+    if encryption.is_some() {
+        all_ciphertext(&reopened).await?;
+    }
     shutdown.cancel();
     reopened.wait_stopped().await;
     Ok(())
+}
+
+/// Every object under the root, read raw, starts with the encryption header.
+async fn all_ciphertext(tables: &Tables) -> Result<(), String> {
+    use futures_util::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let (raw, root) = tables.raw_root().map_err(|e| e.to_string())?;
+    let objects: Vec<_> = raw
+        .list(Some(&root))
+        .try_collect()
+        .await
+        .map_err(|e| format!("raw listing: {e}"))?;
+    let mut checked = 0;
+    for meta in objects {
+        if meta.location.filename() == Some(crate::encryption::lake::MARKER) {
+            continue;
+        }
+        let head = raw
+            .get_range(&meta.location, 0..8)
+            .await
+            .map_err(|e| format!("{}: {e}", meta.location))?;
+        expect(&head[..] == crate::encryption::format::MAGIC, || {
+            format!("{} is not encrypted", meta.location)
+        })?;
+        checked += 1;
+    }
+    expect(checked > 3, || format!("only {checked} objects in the store"))
 }
 
 /// Step 5: compaction, retention and vacuum on the table that steps 1 to 4
