@@ -13,6 +13,8 @@ mod auth;
 mod continuous;
 #[path = "api_tests/delete.rs"]
 mod delete;
+#[path = "api_tests/encryption.rs"]
+mod encryption;
 #[path = "api_tests/governance.rs"]
 mod governance;
 #[path = "api_tests/import.rs"]

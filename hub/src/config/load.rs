@@ -264,6 +264,9 @@ mod tests {
             [quotas]
             database_rows_per_second = 100
             burst = "1s"
+            [encryption]
+            enabled = true
+            key_env = "HUB_KEYS"
             [log]
             format = "json"
         "#,
@@ -273,6 +276,7 @@ mod tests {
         assert_eq!(c.audit.failure_window.as_secs(), 5);
         assert_eq!(c.quotas.database_rows_per_second, 100);
         assert_eq!(c.quotas.burst.as_secs(), 1);
+        assert_eq!(c.encryption.key_env.as_deref(), Some("HUB_KEYS"));
         assert_eq!(c.server.listen.port(), 9000);
         assert_eq!(c.server.max_body_bytes(), 1024 * 1024);
         assert_eq!(c.query.timeout.as_secs(), 5);

@@ -348,6 +348,29 @@ usage_retention = "400days"
 # Rate buckets kept at most (idle ones are dropped first).
 max_buckets = 100000
 
+[encryption]
+# Encrypt every object the hub writes to the store (data files, the Delta
+# log, checkpoints) with AES-256-GCM. Off by default. It can be turned on
+# only for an empty store, and a hub without it refuses an encrypted store
+# (the marker _ferry_encryption.json in the store's root says which).
+# Other engines cannot read an encrypted lake: they read it through the
+# hub's SQL (docs/decisions/0017-encryption-at-rest.md).
+enabled = false
+# The master keys, never stored in the store or the metadata: a key file
+# with one "<id>:<64 hex digits>" per line (created with one new key, mode
+# 0600, if missing; back it up apart from the store), or an environment
+# variable with the same entries separated by commas. Set one of the two.
+# The last key seals new objects; every listed key opens what it sealed.
+# POST /api/v1/admin/keys/rotate activates a new key (appended to the key
+# file by the hub, or added last to the variable before a restart);
+# POST /api/v1/admin/keys/reencrypt seals old objects with it.
+# key_file = "/etc/ferry/hub.keys"
+# key_env = "FERRY_HUB_KEYS"
+# How fast the re-encryption job rewrites objects.
+reencrypt_bytes_per_second = "64MiB"
+# Object headers kept in memory for range reads (one small read per miss).
+header_cache_entries = 100000
+
 [log]
 # A tracing filter: "info", "debug", "ferry_hub=debug,info", ...
 # The FERRY_LOG environment variable overrides it.
@@ -378,6 +401,7 @@ mod tests {
             "[retention]",
             "[delete]",
             "[continuous_queries]",
+            "[encryption]",
             "[last_cache]",
             "[import]",
             "[metadata]",
