@@ -44,6 +44,8 @@ pub struct HubOptions {
     pub compaction: bool,
     /// `query.timeout`.
     pub query_timeout: String,
+    /// `[encryption]` on, with a key file in the hub's directory.
+    pub encryption: bool,
 }
 
 impl Default for HubOptions {
@@ -52,6 +54,7 @@ impl Default for HubOptions {
             commit_interval: "0s".to_owned(),
             compaction: false,
             query_timeout: "600s".to_owned(),
+            encryption: false,
         }
     }
 }
@@ -66,12 +69,15 @@ pub fn start_hub(dir: &Path, addr: SocketAddr, o: &HubOptions) -> Hub {
         format!(
             "[server]\nlisten = \"{addr}\"\nmax_body = \"256MiB\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
              [tables]\ncommit_interval = \"{}\"\n[compaction]\nenabled = {}\n[metadata]\npath = \"{}\"\n\
-             [query]\ntimeout = \"{}\"\n[auth]\nenabled = true\n[log]\nlevel = \"warn\"\n",
+             [query]\ntimeout = \"{}\"\n[auth]\nenabled = true\n[log]\nlevel = \"warn\"\n\
+             [encryption]\nenabled = {}\nkey_file = \"{}\"\n",
             dir.join("tables").display(),
             o.commit_interval,
             o.compaction,
             dir.join("hub.db").display(),
             o.query_timeout,
+            o.encryption,
+            dir.join("hub.keys").display(),
         ),
     )
     .expect("write hub.toml");

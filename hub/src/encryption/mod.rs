@@ -84,3 +84,19 @@ impl Encryption {
         }
     }
 }
+
+/// Seals `plain` as one object under the active key of `keys`: the bytes
+/// the store layer writes (for tools and `ferry-bench`).
+pub fn seal_object(keys: &Keyring, plain: &[u8]) -> Vec<u8> {
+    format::seal(keys.current().new_object_key(), plain)
+}
+
+/// Opens an object [`seal_object`] (or the store layer) wrote.
+pub fn open_object(keys: &Keyring, object: &[u8]) -> Result<Vec<u8>, String> {
+    let header = Header::parse(object).map_err(|e| e.to_string())?;
+    let key = keys
+        .current()
+        .object_key(header)
+        .ok_or("sealed with a key that is not in the keyring")?;
+    key.open(object).map_err(|e| e.to_string())
+}

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod commit_growth;
 pub mod delete;
 pub mod drain;
+pub mod encryption;
 pub mod footprint;
 pub mod freshness;
 pub mod hub_ingest;
