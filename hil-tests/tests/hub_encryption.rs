@@ -133,7 +133,11 @@ print("OPENED" if opened else "NONE", *opened)
         .output()
         .expect("run python");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(text.trim(), "NONE", "opened without the key: {text}");
 
     drop(hub);

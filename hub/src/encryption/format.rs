@@ -87,7 +87,9 @@ impl Header {
             return Err(FormatError::Version(data[8]));
         }
         let id_len = usize::from(data[9]);
-        if id_len == 0 || id_len > MAX_KEY_ID || std::str::from_utf8(&data[10..10 + id_len]).is_err()
+        if id_len == 0
+            || id_len > MAX_KEY_ID
+            || std::str::from_utf8(&data[10..10 + id_len]).is_err()
         {
             return Err(FormatError::BadHeader);
         }
@@ -234,12 +236,18 @@ impl ObjectKey {
 
 /// Seals a stream of plaintext chunk by chunk: full chunks as soon as they
 /// are complete, the short last chunk at [`Sealer::finish`].
-#[derive(Debug)]
 pub(crate) struct Sealer {
     key: ObjectKey,
     next: u64,
     pending: Vec<u8>,
     header_written: bool,
+}
+
+/// Shows no plaintext.
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sealer({:?}, chunk {})", self.key, self.next)
+    }
 }
 
 impl Sealer {
@@ -275,7 +283,8 @@ impl Sealer {
             }
         }
         while data.len() >= chunk {
-            self.key.seal_chunk(self.next, false, &data[..chunk], &mut out);
+            self.key
+                .seal_chunk(self.next, false, &data[..chunk], &mut out);
             self.next += 1;
             data = &data[chunk..];
         }

@@ -11,7 +11,10 @@ fn sizes_map_both_ways() {
     for plain in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 5] {
         let cipher = cipher_len(plain);
         assert_eq!(plain_len(cipher), Ok(plain), "plain {plain}");
-        assert_eq!(seal(key("k", 1), &vec![9; plain as usize]).len() as u64, cipher);
+        assert_eq!(
+            seal(key("k", 1), &vec![9; plain as usize]).len() as u64,
+            cipher
+        );
     }
     // Lengths no plaintext has: too short, or a last chunk as long as a full one.
     assert!(plain_len(HEADER_LEN + TAG - 1).is_err());

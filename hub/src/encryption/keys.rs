@@ -44,7 +44,9 @@ pub enum KeyError {
     },
     #[error("{0}: cannot read or write: {1}")]
     Io(String, std::io::Error),
-    #[error("{0} holds no new key: add one as its last entry (the hub cannot change its own environment), then restart or rotate")]
+    #[error(
+        "{0} holds no new key: add one as its last entry (the hub cannot change its own environment), then restart or rotate"
+    )]
     NothingNew(String),
 }
 
@@ -140,8 +142,9 @@ pub(crate) fn parse(text: &str, source: &KeySource) -> Result<KeySet, KeyError> 
         };
         let id = id.trim();
         if !valid_id(id) {
+            // Not echoed: a swapped entry would put the key here.
             return Err(invalid(format!(
-                "entry {n}: key id {id:?} must be 1 to {MAX_KEY_ID} of A-Z a-z 0-9 - _ ."
+                "entry {n}: the key id (before the colon) must be 1 to {MAX_KEY_ID} of A-Z a-z 0-9 - _ ."
             )));
         }
         let mut bytes = Zeroizing::new([0u8; 32]);
@@ -169,6 +172,11 @@ pub(crate) fn parse(text: &str, source: &KeySource) -> Result<KeySet, KeyError> 
 pub struct Keyring {
     source: KeySource,
     set: RwLock<Arc<KeySet>>,
+    /// One rotation at a time: two would read the same file and each
+    /// append its own key, and the first one's key would be lost.
+    rotation: std::sync::Mutex<()>,
+    /// The key file did not exist and this start created it.
+    created: bool,
 }
 
 /// What a rotation did.
@@ -185,14 +193,17 @@ impl Keyring {
     /// one new key (mode 0600), so a first start needs no key ceremony;
     /// the log says to back it up.
     pub fn load(source: KeySource) -> Result<Keyring, KeyError> {
+        let mut created = false;
         if let KeySource::File(path) = &source
             && !path.exists()
         {
             let id = new_key_id(None);
-            write_key_file(path, &format!(
+            let text = Zeroizing::new(format!(
                 "# Ferry hub master keys: <id>:<hex>; the last one seals new data.\n# Without this file the lake cannot be read: back it up apart from the store.\n{}\n",
-                new_entry(&id)
-            ))?;
+                new_entry(&id).as_str()
+            ));
+            write_key_file(path, &text)?;
+            created = true;
             tracing::warn!(path = %path.display(), key_id = %id, "created a new encryption key file: back it up, the lake cannot be read without it");
         }
         let set = read(&source)?;
@@ -200,7 +211,15 @@ impl Keyring {
         Ok(Keyring {
             source,
             set: RwLock::new(Arc::new(set)),
+            rotation: std::sync::Mutex::new(()),
+            created,
         })
+    }
+
+    /// Whether this start created the key file (a store that is already
+    /// encrypted then refuses it: its key file went missing).
+    pub(crate) fn created(&self) -> bool {
+        self.created
     }
 
     /// Keys from text, for tests and tools.
@@ -210,6 +229,8 @@ impl Keyring {
         Ok(Keyring {
             source,
             set: RwLock::new(Arc::new(set)),
+            rotation: std::sync::Mutex::new(()),
+            created: false,
         })
     }
 
@@ -234,6 +255,7 @@ impl Keyring {
     /// Makes a new key active: the source's last entry if it is new;
     /// otherwise, for a key file, a key the hub generates and appends.
     pub fn rotate(&self) -> Result<Rotated, KeyError> {
+        let _one = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
         let previous = self.current().active().id.clone();
         let reread = read(&self.source)?;
         if reread.active().id != previous {
@@ -248,10 +270,10 @@ impl Keyring {
         let KeySource::File(path) = &self.source else {
             return Err(KeyError::NothingNew(self.source.to_string()));
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| KeyError::Io(self.source.to_string(), e))?;
+        let mut updated = Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| KeyError::Io(self.source.to_string(), e))?,
+        );
         let id = new_key_id(Some(&reread));
-        let mut updated = text;
         if !updated.ends_with('\n') {
             updated.push('\n');
         }
@@ -270,53 +292,78 @@ impl Keyring {
 
 fn read(source: &KeySource) -> Result<KeySet, KeyError> {
     let text = match source {
-        KeySource::File(path) => {
-            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| KeyError::Io(source.to_string(), e))?)
+        KeySource::File(path) => Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| KeyError::Io(source.to_string(), e))?,
+        ),
+        KeySource::Env(var) => {
+            Zeroizing::new(std::env::var(var).map_err(|_| KeyError::Invalid {
+                source_name: source.to_string(),
+                message: "is not set (or not UTF-8)".to_owned(),
+            })?)
         }
-        KeySource::Env(var) => Zeroizing::new(std::env::var(var).map_err(|_| KeyError::Invalid {
-            source_name: source.to_string(),
-            message: "is not set (or not UTF-8)".to_owned(),
-        })?),
     };
     parse(&text, source)
 }
 
-/// `k<UTC time>`, made unique against `existing`.
-fn new_key_id(existing: Option<&KeySet>) -> String {
-    let base = format!("k{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
-    let mut id = base.clone();
-    let mut n = 1;
-    while existing.is_some_and(|s| s.get(&id).is_some()) {
-        n += 1;
-        id = format!("{base}-{n}");
-    }
-    id
-}
-
-fn new_entry(id: &str) -> String {
-    let mut bytes = Zeroizing::new([0u8; 32]);
+fn random<const N: usize>() -> Zeroizing<[u8; N]> {
+    let mut bytes = Zeroizing::new([0u8; N]);
     SystemRandom::new()
         .fill(bytes.as_mut())
         .expect("the system random number generator works");
-    format!("{id}:{}", hex::encode(bytes.as_ref()))
+    bytes
+}
+
+/// `k<UTC time>-<4 random hex digits>` (hubs sharing a store do not pick the
+/// same id for different keys), made unique against `existing`.
+fn new_key_id(existing: Option<&KeySet>) -> String {
+    loop {
+        let id = format!(
+            "k{}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+            hex::encode(random::<2>().as_ref())
+        );
+        if !existing.is_some_and(|s| s.get(&id).is_some()) {
+            return id;
+        }
+    }
+}
+
+fn new_entry(id: &str) -> Zeroizing<String> {
+    Zeroizing::new(format!("{id}:{}", hex::encode(random::<32>().as_ref())))
 }
 
 /// Replaces the key file atomically (temporary file, fsync, rename), mode 0600.
 fn write_key_file(path: &Path, text: &str) -> Result<(), KeyError> {
     let io = |e| KeyError::Io(KeySource::File(path.to_owned()).to_string(), e);
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = path.with_extension("tmp-rotate");
-    {
+    // A new file of our own (never one already there, nor a symlink's
+    // target), private from the start, removed if anything fails.
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.{}.tmp",
+        hex::encode(random::<8>().as_ref())
+    ));
+    let written = (|| {
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp).map_err(io)?;
-        file.write_all(text.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
+        let mut file = options.open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
     }
-    std::fs::rename(&tmp, path).map_err(io)?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -334,3 +381,7 @@ fn warn_if_readable(source: &KeySource) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "keys_tests.rs"]
+mod tests;

@@ -3,8 +3,12 @@
 //! start, so that a hub never mixes plaintext and encrypted tables, and a
 //! hub started without the keys says so instead of failing on every read.
 
+use futures_util::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use super::format::{HEADER_LEN, Header};
+use super::{Encryption, KeySource};
 
 /// The marker's name in the store's root.
 pub(crate) const MARKER: &str = "_ferry_encryption.json";
@@ -14,7 +18,7 @@ pub(crate) const MARKER: &str = "_ferry_encryption.json";
 pub(crate) async fn check(
     store: &dyn ObjectStore,
     root: &Path,
-    encrypted: bool,
+    encryption: Option<&Encryption>,
     root_url: &str,
 ) -> Result<(), String> {
     let marker = root.clone().join(MARKER);
@@ -23,12 +27,13 @@ pub(crate) async fn check(
         Err(object_store::Error::NotFound { .. }) => false,
         Err(e) => return Err(format!("{root_url}: cannot read {MARKER}: {e}")),
     };
-    match (encrypted, exists) {
-        (true, true) | (false, false) => Ok(()),
-        (false, true) => Err(format!(
+    match (encryption, exists) {
+        (Some(enc), true) => keys_fit(store, root, enc, root_url).await,
+        (None, false) => Ok(()),
+        (None, true) => Err(format!(
             "the store at {root_url} is encrypted (it has {MARKER}): set [encryption] enabled = true with its key_file or key_env"
         )),
-        (true, false) => {
+        (Some(_), false) => {
             let listing = store
                 .list_with_delimiter(Some(root))
                 .await
@@ -59,4 +64,46 @@ pub(crate) async fn check(
             }
         }
     }
+}
+
+/// An encrypted store and the hub's keys belong together: a key file this
+/// start created (the real one went missing) is removed again and refused,
+/// and the first object found must be under a key the hub holds.
+async fn keys_fit(
+    store: &dyn ObjectStore,
+    root: &Path,
+    enc: &Encryption,
+    root_url: &str,
+) -> Result<(), String> {
+    if enc.keyring.created() {
+        if let KeySource::File(path) = enc.keyring.source() {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(format!(
+            "the store at {root_url} is encrypted, but the {} did not exist (a new one was made and removed again): restore the key file",
+            enc.keyring.source()
+        ));
+    }
+    let marker = root.clone().join(MARKER);
+    let mut listing = store.list(Some(root));
+    while let Some(item) = listing.next().await {
+        let meta = item.map_err(|e| format!("{root_url}: cannot list: {e}"))?;
+        if meta.location == marker || meta.size < HEADER_LEN {
+            continue;
+        }
+        let head = store
+            .get_range(&meta.location, 0..HEADER_LEN)
+            .await
+            .map_err(|e| format!("{}: {e}", meta.location))?;
+        let header = Header::parse(&head).map_err(|e| format!("{}: {e}", meta.location))?;
+        if enc.keyring.current().get(header.key_id()).is_none() {
+            return Err(format!(
+                "the store at {root_url} holds objects sealed with key {:?}, which the {} does not have",
+                header.key_id(),
+                enc.keyring.source()
+            ));
+        }
+        return Ok(());
+    }
+    Ok(())
 }

@@ -41,6 +41,29 @@ pub struct Encryption {
     capacity: usize,
     pub(crate) job: reencrypt::Job,
     pub(crate) rate: u64,
+    /// Objects being written, per key id (a multipart upload holds its key
+    /// from start to completion).
+    writers: Mutex<HashMap<String, usize>>,
+}
+
+/// One object being written under key `id`; counted until dropped.
+#[derive(Debug)]
+pub(crate) struct Writing {
+    enc: Arc<Encryption>,
+    id: String,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.enc.writers.lock()
+            && let Some(n) = w.get_mut(&self.id)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                w.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl Encryption {
@@ -60,7 +83,33 @@ impl Encryption {
             capacity: config.header_cache_entries.max(1),
             job: reencrypt::Job::default(),
             rate: config.reencrypt_bytes_per_second.as_u64().max(1),
+            writers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Counts a write under key `id` until the guard is dropped.
+    pub(crate) fn writing(self: &Arc<Self>, id: &str) -> Writing {
+        if let Ok(mut w) = self.writers.lock() {
+            *w.entry(id.to_owned()).or_default() += 1;
+        }
+        Writing {
+            enc: Arc::clone(self),
+            id: id.to_owned(),
+        }
+    }
+
+    /// Writes in flight under another key than the active one.
+    pub(crate) fn writers_under_old_keys(&self) -> usize {
+        let active = self.keyring.current().active().id().to_owned();
+        self.writers
+            .lock()
+            .map(|w| {
+                w.iter()
+                    .filter(|(id, _)| **id != active)
+                    .map(|(_, n)| n)
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 
     fn cached(&self, path: &Path) -> Option<(Header, u64)> {

@@ -74,7 +74,10 @@ fn enabled(state: &AppState) -> ApiResult<&Arc<Encryption>> {
     })
 }
 
-pub async fn list(principal: Principal, State(state): State<AppState>) -> ApiResult<Json<KeysView>> {
+pub async fn list(
+    principal: Principal,
+    State(state): State<AppState>,
+) -> ApiResult<Json<KeysView>> {
     principal.require(Permission::Admin)?;
     Ok(Json(view(state.tables.encryption())))
 }
@@ -142,10 +145,7 @@ fn start_job(state: &AppState, enc: &Arc<Encryption>) -> ApiResult<bool> {
 
 /// `POST /api/v1/admin/keys/reencrypt`: 202 and the job's state; 409 if
 /// one is running.
-pub async fn reencrypt(
-    principal: Principal,
-    State(state): State<AppState>,
-) -> ApiResult<Response> {
+pub async fn reencrypt(principal: Principal, State(state): State<AppState>) -> ApiResult<Response> {
     principal.require(Permission::Admin)?;
     let enc = enabled(&state)?;
     if !start_job(&state, enc)? {

@@ -18,8 +18,8 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    RenameOptions, Result, UploadPart,
+    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result, UploadPart,
 };
 
 use super::Encryption;
@@ -65,12 +65,16 @@ impl Sealed {
 
     fn object_key(&self, path: &Path, header: Header) -> Result<ObjectKey> {
         let id = header.key_id().to_owned();
-        self.enc.keyring.current().object_key(header).ok_or_else(|| {
-            error(
-                path,
-                format!("sealed with key {id:?}, which is not in the hub's keys"),
-            )
-        })
+        self.enc
+            .keyring
+            .current()
+            .object_key(header)
+            .ok_or_else(|| {
+                error(
+                    path,
+                    format!("sealed with key {id:?}, which is not in the hub's keys"),
+                )
+            })
     }
 
     /// The header and ciphertext size of `path`, from the cache or the store.
@@ -104,30 +108,26 @@ impl Sealed {
         Ok(plain)
     }
 
-    /// Reads plaintext `ranges` (each within the object) in one go.
+    /// Reads the plaintext ranges `resolve` picks from the object's
+    /// plaintext size, in one go. The ranges are picked again when a stale
+    /// header is read again.
     async fn read_ranges(
         &self,
         path: &Path,
-        ranges: &[Range<u64>],
+        resolve: &(dyn Fn(u64) -> Result<Vec<Range<u64>>> + Send + Sync),
         options: &GetOptions,
-    ) -> Result<(Vec<Bytes>, ObjectMeta)> {
+    ) -> Result<(Vec<Bytes>, Vec<Range<u64>>, ObjectMeta)> {
         let mut tries = 0;
         loop {
             tries += 1;
             let (header, cipher) = self.header(path, options).await?;
             let plain = format::plain_len(cipher).map_err(|e| error(path, e))?;
             let key = self.object_key(path, header)?;
+            let ranges = resolve(plain)?;
             let mut chunks = Vec::with_capacity(ranges.len());
-            for r in ranges {
+            for r in &ranges {
                 if r.end > plain || r.start > r.end {
-                    return Err(object_store::Error::Generic {
-                        store: STORE,
-                        source: format!(
-                            "{path}: range {}..{} is outside the object's {plain} bytes",
-                            r.start, r.end
-                        )
-                        .into(),
-                    });
+                    return Err(out_of_range(path, r, plain));
                 }
                 chunks.push(format::chunks_for(r, plain));
             }
@@ -150,13 +150,23 @@ impl Sealed {
             };
             let mut out = Vec::with_capacity(ranges.len());
             let mut failed = None;
-            for ((r, (index, _)), bytes) in ranges.iter().zip(&chunks).zip(&fetched) {
+            for ((r, (index, cipher_range)), bytes) in ranges.iter().zip(&chunks).zip(&fetched) {
+                // A store clips a range past the object's end: a shorter
+                // answer means the object changed since its header was read.
+                if bytes.len() as u64 != cipher_range.end - cipher_range.start {
+                    failed = Some(FormatError::Length(bytes.len() as u64));
+                    break;
+                }
                 match key.open_chunks(index.start, bytes, plain) {
                     Ok(opened) => {
                         let from = (r.start - index.start * format::CHUNK) as usize;
                         let to = from + (r.end - r.start) as usize;
-                        m::opened(to - from);
-                        out.push(Bytes::copy_from_slice(&opened[from..to]));
+                        let Some(slice) = opened.get(from..to) else {
+                            failed = Some(FormatError::Length(opened.len() as u64));
+                            break;
+                        };
+                        m::opened(slice.len());
+                        out.push(Bytes::copy_from_slice(slice));
                     }
                     Err(e) => {
                         failed = Some(e);
@@ -179,11 +189,11 @@ impl Sealed {
                             version: None,
                         },
                     };
-                    return Ok((out, meta));
+                    return Ok((out, ranges, meta));
                 }
-                // The object may have been re-encrypted since its header
+                // The object may have been sealed again since its header
                 // was cached: read the header again, once.
-                Some(FormatError::Authentication(_)) if tries == 1 => {
+                Some(FormatError::Authentication(_) | FormatError::Length(_)) if tries == 1 => {
                     self.enc.forget(path);
                 }
                 Some(e) => return Err(error(path, e)),
@@ -197,34 +207,39 @@ impl Sealed {
         range: GetRange,
         options: GetOptions,
     ) -> Result<GetResult> {
-        let (_, cipher) = self.header(path, &options).await?;
-        let plain = format::plain_len(cipher).map_err(|e| error(path, e))?;
-        let wanted = match range {
-            GetRange::Bounded(r) => r.start..r.end.min(plain),
-            GetRange::Offset(o) => o..plain,
-            GetRange::Suffix(n) => plain.saturating_sub(n)..plain,
+        let resolve = move |plain: u64| -> Result<Vec<Range<u64>>> {
+            let wanted = match &range {
+                GetRange::Bounded(r) => r.start..r.end.min(plain),
+                GetRange::Offset(o) => *o..plain,
+                GetRange::Suffix(n) => plain.saturating_sub(*n)..plain,
+            };
+            let empty_suffix = matches!(range, GetRange::Suffix(0));
+            if wanted.start > wanted.end || (wanted.start >= plain && plain > 0 && !empty_suffix) {
+                return Err(out_of_range(path, &wanted, plain));
+            }
+            Ok(vec![wanted])
         };
-        if wanted.start > wanted.end || (wanted.start >= plain && plain > 0) {
-            return Err(object_store::Error::Generic {
-                store: STORE,
-                source: format!(
-                    "{path}: range starting at {} is past the object's {plain} bytes",
-                    wanted.start
-                )
-                .into(),
-            });
-        }
         // One range: fetched with `get_opts`, so `meta` is the object's.
-        let (mut bytes, meta) = self
-            .read_ranges(path, std::slice::from_ref(&wanted), &options)
-            .await?;
+        let (mut bytes, ranges, meta) = self.read_ranges(path, &resolve, &options).await?;
         let data = bytes.pop().unwrap_or_default();
+        let wanted = ranges.into_iter().next().unwrap_or(0..0);
         Ok(GetResult {
             payload: GetResultPayload::Stream(stream::once(async move { Ok(data) }).boxed()),
             meta,
             range: wanted,
             attributes: Default::default(),
         })
+    }
+}
+
+fn out_of_range(path: &Path, r: &Range<u64>, plain: u64) -> object_store::Error {
+    object_store::Error::Generic {
+        store: STORE,
+        source: format!(
+            "{path}: range {}..{} is outside the object's {plain} bytes",
+            r.start, r.end
+        )
+        .into(),
     }
 }
 
@@ -250,8 +265,9 @@ impl ObjectStore for Sealed {
         opts: PutOptions,
     ) -> Result<PutResult> {
         let plain: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
-        let key = self.enc.keyring.current().new_object_key();
-        let sealed = format::seal(key, &plain);
+        let keys = self.enc.keyring.current();
+        let _writing = self.enc.writing(keys.active().id());
+        let sealed = format::seal(keys.new_object_key(), &plain);
         m::sealed(plain.len());
         self.enc.forget(location);
         self.inner
@@ -264,13 +280,15 @@ impl ObjectStore for Sealed {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
+        let keys = self.enc.keyring.current();
+        let writing = self.enc.writing(keys.active().id());
         let inner = self.inner.put_multipart_opts(location, opts).await?;
         self.enc.forget(location);
-        let key = self.enc.keyring.current().new_object_key();
         Ok(Box::new(SealedUpload {
             inner,
-            sealer: Some(Sealer::new(key)),
+            sealer: Some(Sealer::new(keys.new_object_key())),
             buffer: Vec::new(),
+            _writing: writing,
         }))
     }
 
@@ -304,8 +322,13 @@ impl ObjectStore for Sealed {
         if ranges.is_empty() {
             return Ok(Vec::new());
         }
-        let (bytes, _) = self
-            .read_ranges(location, ranges, &GetOptions::default())
+        let wanted = ranges.to_vec();
+        let (bytes, _, _) = self
+            .read_ranges(
+                location,
+                &move |_| Ok(wanted.clone()),
+                &GetOptions::default(),
+            )
             .await?;
         Ok(bytes)
     }
@@ -327,10 +350,7 @@ impl ObjectStore for Sealed {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner
-            .list(prefix)
-            .map(|m| m.map(plain_meta))
-            .boxed()
+        self.inner.list(prefix).map(|m| m.map(plain_meta)).boxed()
     }
 
     fn list_with_offset(
@@ -367,11 +387,25 @@ impl ObjectStore for Sealed {
 const PART_PLAIN: usize = 128 * format::CHUNK as usize;
 
 /// A multipart upload that seals its parts.
-#[derive(Debug)]
 struct SealedUpload {
     inner: Box<dyn MultipartUpload>,
     sealer: Option<Sealer>,
+    /// Plaintext not sealed yet.
     buffer: Vec<u8>,
+    /// Counts the upload under its key until it is dropped.
+    _writing: super::Writing,
+}
+
+/// Shows no plaintext.
+impl std::fmt::Debug for SealedUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SealedUpload({:?}, {} bytes buffered)",
+            self.inner,
+            self.buffer.len()
+        )
+    }
 }
 
 #[async_trait]
@@ -384,7 +418,12 @@ impl MultipartUpload for SealedUpload {
             return Box::pin(async { Ok(()) });
         }
         let Some(sealer) = self.sealer.as_mut() else {
-            return Box::pin(async { Err(object_store::Error::Generic { store: STORE, source: "part after completion".into() }) });
+            return Box::pin(async {
+                Err(object_store::Error::Generic {
+                    store: STORE,
+                    source: "part after completion".into(),
+                })
+            });
         };
         let take = self.buffer.len() - self.buffer.len() % PART_PLAIN;
         let sealed = sealer.push(&self.buffer[..take]);

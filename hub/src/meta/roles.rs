@@ -87,7 +87,7 @@ fn grants_json(grants: &[Grant]) -> Result<String> {
 
 /// The names and grants of the roles token `id` holds.
 pub(super) fn of_token(c: &Connection, id: i64) -> Result<(Vec<String>, Grants)> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT r.name, r.grants FROM token_roles t JOIN roles r ON r.id = t.role_id
          WHERE t.token_id = ?1 ORDER BY r.name",
     )?;

@@ -315,13 +315,10 @@ impl Meta {
         self.call(move |c| {
             let now = now_ms();
             let row = c
-                .query_row(
-                    &format!(
-                        "SELECT {COLUMNS}, hash = ?1 FROM tokens WHERE hash = ?1 OR previous_hash = ?1"
-                    ),
-                    [&hash.0[..]],
-                    |r| Ok((record(r)?, r.get::<_, bool>(11)?)),
-                )
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS}, hash = ?1 FROM tokens WHERE hash = ?1 OR previous_hash = ?1"
+                ))?
+                .query_row([&hash.0[..]], |r| Ok((record(r)?, r.get::<_, bool>(11)?)))
                 .optional()?;
             let Some((raw, current)) = row else {
                 return Ok(TokenLookup::Unknown);
@@ -333,11 +330,18 @@ impl Meta {
             if !current && rec.previous_valid_until.is_none_or(|until| until <= now) {
                 return Ok(TokenLookup::Rotated(rec));
             }
-            c.execute(
-                "UPDATE tokens SET last_used_ms = ?2
-                 WHERE id = ?1 AND (last_used_ms IS NULL OR last_used_ms <= ?2 - ?3)",
-                params![rec.id, now, LAST_USED_RESOLUTION_MS],
-            )?;
+            // Only a stale `last_used` costs a write statement: a token in
+            // steady use is read, not written, on each request.
+            if rec
+                .last_used
+                .is_none_or(|t| t <= now - LAST_USED_RESOLUTION_MS)
+            {
+                c.execute(
+                    "UPDATE tokens SET last_used_ms = ?2
+                     WHERE id = ?1 AND (last_used_ms IS NULL OR last_used_ms <= ?2 - ?3)",
+                    params![rec.id, now, LAST_USED_RESOLUTION_MS],
+                )?;
+            }
             Ok(TokenLookup::Valid {
                 record: rec,
                 previous: !current,

@@ -259,7 +259,9 @@ async fn all_ciphertext(tables: &Tables) -> Result<(), String> {
         })?;
         checked += 1;
     }
-    expect(checked > 3, || format!("only {checked} objects in the store"))
+    expect(checked > 3, || {
+        format!("only {checked} objects in the store")
+    })
 }
 
 /// Step 5: compaction, retention and vacuum on the table that steps 1 to 4

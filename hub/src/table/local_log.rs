@@ -291,6 +291,10 @@ impl ObjectStore for LocalLog {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        if let object_store::PutMode::Update(expected) = &opts.mode {
+            return super::local_update::update(&self.fs, location, payload, expected.clone())
+                .await;
+        }
         self.inner.put_opts(location, payload, opts).await
     }
 

@@ -102,6 +102,7 @@ mod delete;
 mod error;
 mod listing;
 mod local_log;
+mod local_update;
 mod maintain;
 pub mod metrics;
 mod name;

@@ -137,7 +137,7 @@ impl Tables {
         crate::encryption::lake::check(
             raw.as_ref(),
             &root,
-            resolved.encryption.is_some(),
+            resolved.encryption.as_deref(),
             &resolved.root,
         )
         .await

@@ -113,7 +113,10 @@ pub fn run(scale: &Scale, dir: &std::path::Path) -> Section {
     for (name, sql) in QUERIES {
         let a = plain.query(sql).expect("query");
         let b = sealed.query(sql).expect("query");
-        assert_eq!(a["data"], b["data"], "{name}: the encrypted hub answers differently");
+        assert_eq!(
+            a["data"], b["data"],
+            "{name}: the encrypted hub answers differently"
+        );
         let mut p = Vec::new();
         let mut s = Vec::new();
         for i in 0..QUERY_REPEATS * scale.runs {
@@ -164,13 +167,15 @@ fn batch(rows: usize) -> RecordBatch {
         ("device", Arc::new(StringArray::from(devices)) as ArrayRef),
         (
             "temp",
-            Arc::new(Float64Array::from_iter_values((0..rows).map(|i| (i % 97) as f64 + 0.5)))
-                as ArrayRef,
+            Arc::new(Float64Array::from_iter_values(
+                (0..rows).map(|i| (i % 97) as f64 + 0.5),
+            )) as ArrayRef,
         ),
         (
             "load",
-            Arc::new(Int64Array::from_iter_values((0..rows).map(|i| (i % 1_000) as i64)))
-                as ArrayRef,
+            Arc::new(Int64Array::from_iter_values(
+                (0..rows).map(|i| (i % 1_000) as i64),
+            )) as ArrayRef,
         ),
     ])
     .expect("batch")
@@ -189,7 +194,8 @@ fn write(batch: &RecordBatch, modular: bool) -> Vec<u8> {
         );
     }
     let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props.build())).expect("writer");
+    let mut w =
+        ArrowWriter::try_new(&mut out, batch.schema(), Some(props.build())).expect("writer");
     w.write(batch).expect("write");
     w.close().expect("close");
     out
@@ -232,7 +238,10 @@ fn formats(scale: &Scale, rows: usize, section: &mut Section) {
         let t = Instant::now();
         let pme = write(&batch, true);
         w_pme.push(ms(t));
-        assert!(!pme.windows(6).any(|w| w == b"d00042"), "modular encryption left plaintext");
+        assert!(
+            !pme.windows(6).any(|w| w == b"d00042"),
+            "modular encryption left plaintext"
+        );
         let t = Instant::now();
         assert_eq!(read(pme, true), rows);
         r_pme.push(ms(t));
@@ -246,8 +255,16 @@ fn formats(scale: &Scale, rows: usize, section: &mut Section) {
         r_layer.push(ms(t));
     }
     for (what, ferry, base) in [
-        ("write one Parquet file, sealed by the store layer", &w_layer, &w_plain),
-        ("write one Parquet file, modular encryption", &w_pme, &w_plain),
+        (
+            "write one Parquet file, sealed by the store layer",
+            &w_layer,
+            &w_plain,
+        ),
+        (
+            "write one Parquet file, modular encryption",
+            &w_pme,
+            &w_plain,
+        ),
         ("read it back, store layer", &r_layer, &r_plain),
         ("read it back, modular encryption", &r_pme, &r_plain),
     ] {
