@@ -30,6 +30,7 @@ use object_store::path::Path;
 
 pub use config::EncryptionConfig;
 pub use keys::{KeyError, KeySource, Keyring};
+pub use reencrypt::JobState;
 
 use format::Header;
 
@@ -148,4 +149,25 @@ pub fn open_object(keys: &Keyring, object: &[u8]) -> Result<Vec<u8>, String> {
         .object_key(header)
         .ok_or("sealed with a key that is not in the keyring")?;
     key.open(object).map_err(|e| e.to_string())
+}
+
+/// Runs the re-encryption job over `tables`' store to its end and returns
+/// its final state (`None`: encryption is off, or a job already runs).
+pub async fn reencrypt_to_end(
+    tables: &crate::table::Tables,
+) -> Result<Option<JobState>, crate::table::TableError> {
+    let Some(enc) = tables.encryption() else {
+        return Ok(None);
+    };
+    let (store, root) = tables.raw_root()?;
+    if !reencrypt::Job::start(enc, store, root) {
+        return Ok(None);
+    }
+    loop {
+        let state = enc.job.state();
+        if !state.running {
+            return Ok(Some(state));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
