@@ -322,7 +322,7 @@ fn new_key_id(existing: Option<&KeySet>) -> String {
             chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
             hex::encode(random::<2>().as_ref())
         );
-        if !existing.is_some_and(|s| s.get(&id).is_some()) {
+        if existing.is_none_or(|s| s.get(&id).is_none()) {
             return id;
         }
     }
