@@ -33,6 +33,8 @@ mod query;
 mod quotas;
 #[path = "api_tests/rbac.rs"]
 mod rbac;
+#[path = "api_tests/rbac_admin.rs"]
+mod rbac_admin;
 #[path = "api_tests/restart.rs"]
 mod restart;
 #[path = "api_tests/retention_policies.rs"]

@@ -127,6 +127,14 @@ impl Grants {
             .any(|g| g.gives(permission) && g.database.matches(database))
     }
 
+    /// `permission` on every table of `database` (a grant not narrowed to
+    /// measurements).
+    pub fn whole(&self, permission: Permission, database: &str) -> bool {
+        self.0
+            .iter()
+            .any(|g| g.gives(permission) && g.database.matches(database) && g.whole_databases())
+    }
+
     /// `permission` on every table of every database.
     pub fn everywhere(&self, permission: Permission) -> bool {
         self.0

@@ -267,6 +267,27 @@ impl Principal {
         }
     }
 
+    /// `Ok` if `permission` covers what a database-level object (a
+    /// retention policy, a continuous query) reaches: table
+    /// `database.measurement`, or with `None` the whole database; else a
+    /// 403 naming it.
+    pub fn require_database(
+        &self,
+        permission: Permission,
+        database: &str,
+        measurement: Option<&str>,
+    ) -> Result<(), ApiError> {
+        match measurement {
+            Some(m) => self.require_on(permission, database, m),
+            None if self.grants.whole(permission, database) => Ok(()),
+            None => Err(self.forbidden(format!(
+                "token {:?} may not {} all of database {database}",
+                self.name,
+                permission.as_str()
+            ))),
+        }
+    }
+
     fn forbidden(&self, message: String) -> ApiError {
         metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "forbidden").increment(1);
         ApiError::forbidden(message)

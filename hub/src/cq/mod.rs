@@ -324,8 +324,13 @@ impl ContinuousQueries {
 
     /// Plans `cq`'s statement for the window starting at `from_ms`: its
     /// answer's columns.
+    /// Planned with `principal`'s read grants: a statement that reads a
+    /// table the principal may not read is refused (403 naming it), so a
+    /// database-scoped admin cannot make the hub copy other data into its
+    /// database.
     pub async fn check(
         &self,
+        principal: &crate::auth::Principal,
         database: &DatabaseName,
         query: &str,
         interval_ms: i64,
@@ -333,7 +338,16 @@ impl ContinuousQueries {
     ) -> Result<(), ApiError> {
         let from = floor(now_ms(), interval_ms);
         let sql = substitute(query, from, from.saturating_add(interval_ms));
-        let schema = self.answer_schema(database, &sql).await?;
+        let probe = Probe::new(self.inner.query.memory_pool());
+        let schema = engine::output_schema(
+            &self.inner.tables,
+            &sql,
+            Some(database),
+            self.inner.query.session_base().for_principal(principal),
+            self.limits(),
+            probe,
+        )
+        .await?;
         rows::check_columns(&schema, tags).map_err(|e| ApiError::bad_request(format!("query: {e}")))
     }
 

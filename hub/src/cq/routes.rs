@@ -220,16 +220,22 @@ fn check_lookback(lookback: u32) -> ApiResult<u32> {
     Ok(lookback)
 }
 
+/// A continuous query is visible to tokens that may read its source table.
+fn visible(principal: &Principal, cq: &ContinuousQuery) -> ApiResult<()> {
+    principal.require_on(Permission::Read, &cq.database, &cq.source_measurement)
+}
+
 pub async fn create(
     principal: Principal,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CqCreate>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Permission::Admin)?;
+    principal.require_anywhere(Permission::Admin)?;
     enabled(&state)?;
     let name = check_policy_name(Some(&body.name))?;
     let database = DatabaseName::new(body.database.as_str())
         .map_err(|e| ApiError::bad_request(format!("database {:?}: {e}", body.database)))?;
+    principal.require_database(Permission::Admin, database.as_str(), None)?;
     for (what, m) in [
         ("source_measurement", &body.source_measurement),
         ("destination_measurement", &body.destination_measurement),
@@ -249,7 +255,7 @@ pub async fn create(
     let tags = body.tag_columns.unwrap_or_default();
     state
         .cqs
-        .check(&database, &body.query, every, &tags)
+        .check(&principal, &database, &body.query, every, &tags)
         .await?;
     let start_ms = match body.start_time.as_deref() {
         Some(raw) => floor(parse_time("start_time", raw)?, every),
@@ -292,9 +298,15 @@ pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    principal.require(Permission::Read)?;
+    principal.require_anywhere(Permission::Read)?;
     enabled(&state)?;
-    let queries = state.meta.list_cqs(q.database, q.is_active).await?;
+    let queries: Vec<_> = state
+        .meta
+        .list_cqs(q.database, q.is_active)
+        .await?
+        .into_iter()
+        .filter(|cq| visible(&principal, cq).is_ok())
+        .collect();
     Ok(Json(json!({ "count": queries.len(), "queries": queries })))
 }
 
@@ -303,9 +315,11 @@ pub async fn get(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    principal.require(Permission::Read)?;
+    principal.require_anywhere(Permission::Read)?;
     enabled(&state)?;
-    Ok(wrapped(&existing(&state, query_id(&raw)?).await?))
+    let cq = existing(&state, query_id(&raw)?).await?;
+    visible(&principal, &cq)?;
+    Ok(wrapped(&cq))
 }
 
 pub async fn update(
@@ -314,10 +328,11 @@ pub async fn update(
     Path(raw): Path<String>,
     JsonBody(body): JsonBody<CqUpdate>,
 ) -> ApiResult<Json<Value>> {
-    principal.require(Permission::Admin)?;
+    principal.require_anywhere(Permission::Admin)?;
     enabled(&state)?;
     let id = query_id(&raw)?;
     let old = existing(&state, id).await?;
+    principal.require_database(Permission::Admin, &old.database, None)?;
     unsupported(body.retention_days, body.delete_source_after_days)?;
     let name = match body.name.as_deref() {
         Some(n) => Some(check_policy_name(Some(n))?),
@@ -335,6 +350,7 @@ pub async fn update(
     state
         .cqs
         .check(
+            &principal,
             &database,
             body.query.as_deref().unwrap_or(&old.query),
             interval.as_ref().map_or(old.interval_ms, |(_, ms)| *ms),
@@ -367,9 +383,11 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    principal.require(Permission::Admin)?;
+    principal.require_anywhere(Permission::Admin)?;
     enabled(&state)?;
     let id = query_id(&raw)?;
+    let cq = existing(&state, id).await?;
+    principal.require_database(Permission::Admin, &cq.database, None)?;
     match state.meta.delete_cq(id).await? {
         Some(cq) => {
             tracing::info!(by = %principal.name, id, name = %cq.name, "continuous query deleted");
@@ -391,11 +409,12 @@ pub async fn execute(
     Path(raw): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Execution>> {
-    principal.require(Permission::Admin)?;
+    principal.require_anywhere(Permission::Admin)?;
     enabled(&state)?;
     let id = query_id(&raw)?;
     let request: ExecuteRequest = crate::server::json_or_default(&body)?;
     let cq = existing(&state, id).await?;
+    principal.require_database(Permission::Admin, &cq.database, None)?;
     if !cq.is_active {
         return Err(ApiError::bad_request(format!(
             "continuous query {id} is not active"
@@ -431,10 +450,10 @@ pub async fn executions(
     Path(raw): Path<String>,
     Query(q): Query<ExecutionsQuery>,
 ) -> ApiResult<Json<Executions>> {
-    principal.require(Permission::Read)?;
+    principal.require_anywhere(Permission::Read)?;
     enabled(&state)?;
     let id = query_id(&raw)?;
-    existing(&state, id).await?;
+    visible(&principal, &existing(&state, id).await?)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let executions = state.meta.cq_executions(id, limit).await?;
     Ok(Json(Executions {

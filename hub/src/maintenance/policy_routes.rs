@@ -77,13 +77,25 @@ async fn existing(state: &AppState, id: i64) -> ApiResult<RetentionPolicy> {
         .ok_or_else(|| ApiError::not_found(format!("retention policy {id} not found")))
 }
 
+/// `permission` on what `policy` reaches (its measurement, or its whole
+/// database).
+fn scoped(
+    principal: &Principal,
+    permission: Permission,
+    policy: &RetentionPolicy,
+) -> ApiResult<()> {
+    principal.require_database(permission, &policy.database, policy.measurement.as_deref())
+}
+
 pub async fn get(
     principal: Principal,
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<RetentionPolicy>> {
-    principal.require(Permission::Read)?;
-    Ok(Json(existing(&state, policy_id(&raw)?).await?))
+    principal.require_anywhere(Permission::Read)?;
+    let policy = existing(&state, policy_id(&raw)?).await?;
+    scoped(&principal, Permission::Read, &policy)?;
+    Ok(Json(policy))
 }
 
 pub async fn update(
@@ -92,9 +104,10 @@ pub async fn update(
     Path(raw): Path<String>,
     JsonBody(body): JsonBody<PolicyUpdate>,
 ) -> ApiResult<Json<RetentionPolicy>> {
-    principal.require(Permission::Admin)?;
+    principal.require_anywhere(Permission::Admin)?;
     let id = policy_id(&raw)?;
     let old = existing(&state, id).await?;
+    scoped(&principal, Permission::Admin, &old)?;
     let name = match body.name.as_deref() {
         Some(n) => Some(check_policy_name(Some(n))?),
         None => None,
@@ -108,6 +121,9 @@ pub async fn update(
             Some(Some(m))
         }
     };
+    if let Some(m) = &measurement {
+        principal.require_database(Permission::Admin, &old.database, m.as_deref())?;
+    }
     check_days(
         body.retention_days.unwrap_or(old.retention_days),
         body.buffer_days.unwrap_or(old.buffer_days),
@@ -136,8 +152,9 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    principal.require(Permission::Admin)?;
+    principal.require_anywhere(Permission::Admin)?;
     let id = policy_id(&raw)?;
+    scoped(&principal, Permission::Admin, &existing(&state, id).await?)?;
     match state.meta.delete_retention_by_id(id).await? {
         Some(policy) => {
             tracing::info!(by = %principal.name, id, name = %policy.name, "retention policy deleted");
@@ -159,11 +176,12 @@ pub async fn execute(
     Path(raw): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<PolicyExecution>> {
-    principal.require(Permission::Admin)?;
+    principal.require_anywhere(Permission::Admin)?;
     let id = policy_id(&raw)?;
     // An empty body is a real run without confirmation (refused below).
     let request: ExecuteRequest = crate::server::json_or_default(&body)?;
     let policy = existing(&state, id).await?;
+    scoped(&principal, Permission::Admin, &policy)?;
     if !request.dry_run && !request.confirm {
         return Err(ApiError::new(
             ErrorCode::ConfirmRequired,
@@ -196,9 +214,9 @@ pub async fn executions(
     Path(raw): Path<String>,
     Query(q): Query<ExecutionsQuery>,
 ) -> ApiResult<Json<Executions>> {
-    principal.require(Permission::Read)?;
+    principal.require_anywhere(Permission::Read)?;
     let id = policy_id(&raw)?;
-    existing(&state, id).await?;
+    scoped(&principal, Permission::Read, &existing(&state, id).await?)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let executions = state.meta.retention_executions(id, limit).await?;
     Ok(Json(Executions {

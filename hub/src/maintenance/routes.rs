@@ -99,10 +99,22 @@ pub async fn list_policies(
     principal: Principal,
     State(state): State<AppState>,
 ) -> ApiResult<Json<PolicyList>> {
-    principal.require(Permission::Read)?;
+    principal.require_anywhere(Permission::Read)?;
+    // A token scoped to some databases sees their policies only.
+    let policies = state
+        .meta
+        .list_retention()
+        .await?
+        .into_iter()
+        .filter(|p| {
+            principal
+                .require_database(Permission::Read, &p.database, p.measurement.as_deref())
+                .is_ok()
+        })
+        .collect();
     Ok(Json(PolicyList {
         default_days: state.maintenance.retention_config().default_days,
-        policies: state.meta.list_retention().await?,
+        policies,
         last_run: state.maintenance.last_retention(),
     }))
 }
@@ -112,8 +124,13 @@ pub async fn set_policy(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<SetPolicy>,
 ) -> ApiResult<Response> {
-    principal.require(Permission::Admin)?;
+    principal.require_anywhere(Permission::Admin)?;
     check_names(&body.database, body.measurement.as_deref())?;
+    principal.require_database(
+        Permission::Admin,
+        &body.database,
+        body.measurement.as_deref(),
+    )?;
     let arc = body.name.is_some()
         || body.retention_days.is_some()
         || body.buffer_days.is_some()
@@ -200,8 +217,9 @@ pub async fn delete_policy(
     State(state): State<AppState>,
     Query(key): Query<PolicyKey>,
 ) -> ApiResult<Json<PolicyAnswer>> {
-    principal.require(Permission::Admin)?;
+    principal.require_anywhere(Permission::Admin)?;
     check_names(&key.database, key.measurement.as_deref())?;
+    principal.require_database(Permission::Admin, &key.database, key.measurement.as_deref())?;
     match state
         .meta
         .delete_retention(&key.database, key.measurement.as_deref())
