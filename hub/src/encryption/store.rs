@@ -264,7 +264,10 @@ impl ObjectStore for Sealed {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        let plain: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+        let mut plain = Vec::with_capacity(payload.content_length());
+        for part in payload.iter() {
+            plain.extend_from_slice(part);
+        }
         let keys = self.enc.keyring.current();
         let _writing = self.enc.writing(keys.active().id());
         let sealed = format::seal(keys.new_object_key(), &plain);
