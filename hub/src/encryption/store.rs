@@ -161,12 +161,12 @@ impl Sealed {
                     Ok(opened) => {
                         let from = (r.start - index.start * format::CHUNK) as usize;
                         let to = from + (r.end - r.start) as usize;
-                        let Some(slice) = opened.get(from..to) else {
+                        if to > opened.len() {
                             failed = Some(FormatError::Length(opened.len() as u64));
                             break;
-                        };
-                        m::opened(slice.len());
-                        out.push(Bytes::copy_from_slice(slice));
+                        }
+                        m::opened(to - from);
+                        out.push(Bytes::from(opened).slice(from..to));
                     }
                     Err(e) => {
                         failed = Some(e);
