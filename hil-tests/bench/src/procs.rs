@@ -69,15 +69,22 @@ pub fn start_hub(dir: &Path, addr: SocketAddr, o: &HubOptions) -> Hub {
         format!(
             "[server]\nlisten = \"{addr}\"\nmax_body = \"256MiB\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
              [tables]\ncommit_interval = \"{}\"\n[compaction]\nenabled = {}\n[metadata]\npath = \"{}\"\n\
-             [query]\ntimeout = \"{}\"\n[auth]\nenabled = true\n[log]\nlevel = \"warn\"\n\
-             [encryption]\nenabled = {}\nkey_file = \"{}\"\n",
+             [query]\ntimeout = \"{}\"\n[auth]\nenabled = true\n[log]\nlevel = \"warn\"\n{}",
             dir.join("tables").display(),
             o.commit_interval,
             o.compaction,
             dir.join("hub.db").display(),
             o.query_timeout,
-            o.encryption,
-            dir.join("hub.keys").display(),
+            // Only when on: a hub built before `[encryption]` existed (a
+            // baseline binary) refuses the section.
+            if o.encryption {
+                format!(
+                    "[encryption]\nenabled = true\nkey_file = \"{}\"\n",
+                    dir.join("hub.keys").display()
+                )
+            } else {
+                String::new()
+            },
         ),
     )
     .expect("write hub.toml");

@@ -204,27 +204,44 @@ impl ObjectKey {
         cipher: &[u8],
         plain: u64,
     ) -> Result<Vec<u8>, FormatError> {
+        self.open_chunks_in_place(first, cipher.to_vec(), plain)
+    }
+
+    /// [`ObjectKey::open_chunks`] in `data` itself: each chunk is opened
+    /// where it lies and its plaintext moved down over the tags before it,
+    /// so a read costs no copy beyond that move.
+    pub(crate) fn open_chunks_in_place(
+        &self,
+        first: u64,
+        mut data: Vec<u8>,
+        plain: u64,
+    ) -> Result<Vec<u8>, FormatError> {
         let last_chunk = plain / CHUNK;
-        let mut out = Vec::with_capacity(cipher.len());
-        let mut buf = Vec::with_capacity((CHUNK + TAG) as usize);
-        for (i, sealed) in cipher.chunks((CHUNK + TAG) as usize).enumerate() {
-            let index = first + i as u64;
-            if index > last_chunk || sealed.len() < TAG as usize {
+        let sealed_len = (CHUNK + TAG) as usize;
+        let mut at = 0;
+        let mut written = 0;
+        let mut index = first;
+        while at < data.len() {
+            let end = (at + sealed_len).min(data.len());
+            if index > last_chunk || end - at < TAG as usize {
                 return Err(FormatError::Authentication(index));
             }
-            buf.clear();
-            buf.extend_from_slice(sealed);
             let opened = self
                 .key
                 .open_in_place(
                     Self::nonce(index, index == last_chunk),
                     Aad::from(self.header.bytes()),
-                    &mut buf,
+                    &mut data[at..end],
                 )
-                .map_err(|_| FormatError::Authentication(index))?;
-            out.extend_from_slice(opened);
+                .map_err(|_| FormatError::Authentication(index))?
+                .len();
+            data.copy_within(at..at + opened, written);
+            written += opened;
+            at = end;
+            index += 1;
         }
-        Ok(out)
+        data.truncate(written);
+        Ok(data)
     }
 
     /// Decrypts a whole object (header included).

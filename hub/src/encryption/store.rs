@@ -150,14 +150,19 @@ impl Sealed {
             };
             let mut out = Vec::with_capacity(ranges.len());
             let mut failed = None;
-            for ((r, (index, cipher_range)), bytes) in ranges.iter().zip(&chunks).zip(&fetched) {
+            for ((r, (index, cipher_range)), bytes) in ranges.iter().zip(&chunks).zip(fetched) {
                 // A store clips a range past the object's end: a shorter
                 // answer means the object changed since its header was read.
                 if bytes.len() as u64 != cipher_range.end - cipher_range.start {
                     failed = Some(FormatError::Length(bytes.len() as u64));
                     break;
                 }
-                match key.open_chunks(index.start, bytes, plain) {
+                // The fetched buffer is normally ours alone: opened in place.
+                let data = match bytes.try_into_mut() {
+                    Ok(mine) => Vec::from(mine),
+                    Err(shared) => shared.to_vec(),
+                };
+                match key.open_chunks_in_place(index.start, data, plain) {
                     Ok(opened) => {
                         let from = (r.start - index.start * format::CHUNK) as usize;
                         let to = from + (r.end - r.start) as usize;
