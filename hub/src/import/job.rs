@@ -135,7 +135,9 @@ async fn run_chunks(inner: &Inner, job: &ImportJob, options: ImportOptions, path
         if seq <= job.chunks_done {
             continue;
         }
-        if let Err(end) = commit_chunk(inner, &database, &agent, seq, chunk, &mut progress).await {
+        if let Err(end) =
+            commit_chunk(inner, job, &database, &agent, seq, chunk, &mut progress).await
+        {
             break end;
         }
         progress.chunks_done = seq;
@@ -166,6 +168,7 @@ async fn run_chunks(inner: &Inner, job: &ImportJob, options: ImportOptions, path
 /// Commits one chunk into every table it touches, with `txn` version `seq`.
 async fn commit_chunk(
     inner: &Inner,
+    job: &ImportJob,
     database: &ferry_protocols::DatabaseName,
     agent: &AgentId,
     seq: u64,
@@ -193,6 +196,7 @@ async fn commit_chunk(
     };
     let mut pending = std::mem::take(&mut prepared.tables);
     let mut attempt = 0u32;
+    let mut committed = 0u64;
     while !pending.is_empty() {
         let writes = pending.iter().map(|t| {
             inner.tables.write(WriteRequest {
@@ -211,6 +215,7 @@ async fn commit_chunk(
             match result {
                 Ok(WriteOutcome::Committed { rows, .. }) => {
                     progress.rows_imported += rows;
+                    committed += rows;
                     metrics::counter!(m::IMPORT_ROWS, "outcome" => "imported").increment(rows);
                     note_measurement(progress, t.measurement.as_str());
                 }
@@ -246,6 +251,13 @@ async fn commit_chunk(
             }
         }
     }
+    inner.quotas.imported(
+        job.created_by_token,
+        job.created_by.as_deref().unwrap_or(""),
+        database.as_str(),
+        committed,
+        chunk.bytes_done.saturating_sub(progress.bytes_done),
+    );
     progress.bytes_done = chunk.bytes_done;
     progress.rows_rejected += prepared.rejected_count as u64;
     metrics::counter!(m::IMPORT_ROWS, "outcome" => "rejected")

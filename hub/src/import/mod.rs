@@ -54,6 +54,8 @@ pub struct Imports {
 #[derive(Debug)]
 struct Inner {
     tables: Tables,
+    /// Usage: the rows a job commits count for the token that created it.
+    quotas: crate::quota::Quotas,
     meta: Meta,
     config: ImportConfig,
     max_columns: usize,
@@ -75,9 +77,11 @@ impl Imports {
         config: ImportConfig,
         spool_dir: PathBuf,
         max_columns: usize,
+        quotas: crate::quota::Quotas,
     ) -> Self {
         Imports {
             inner: Arc::new(Inner {
+                quotas,
                 spool: spool::Spool::new(spool_dir, &config),
                 uploads: Arc::new(Semaphore::new(config.max_uploads)),
                 tables,

@@ -161,9 +161,8 @@ pub async fn import(
         options.measurement.as_deref().unwrap_or("*"),
     )?;
     // A database over its stored-bytes quota (or a token in debt) takes no
-    // import either; the rows are counted in usage when the job ends here.
+    // import either; the job counts its rows in the creating token's usage.
     state.quotas.admit(&principal, &options.database, 0, 0)?;
-    let usage_principal = principal.clone();
     let pending = state.meta.pending_import_jobs().await.map_err(meta_error)?;
     if pending >= config.max_pending_jobs as u64 {
         return Err(refused(
@@ -235,15 +234,9 @@ pub async fn import(
         )
             .into_response());
     }
+    // Usage is counted by the job, chunk by chunk, for the creating token
+    // (the same whether the client waits or not).
     let job = wait(&state, job).await?;
-    if !duplicate {
-        state.quotas.ingested(
-            &usage_principal,
-            &job.database,
-            job.rows_imported,
-            job.bytes_total,
-        );
-    }
     answer(job, duplicate).map(|r| (note, r).into_response())
 }
 
@@ -335,6 +328,7 @@ async fn make_job(
         spool: spool.job_path(&id).display().to_string(),
         bytes_total: received.bytes,
         created_by: Some(principal.name.clone()),
+        created_by_token: principal.token_id,
     };
     let created = state.meta.create_import_job(new).await;
     let created = match created {

@@ -54,6 +54,8 @@ pub struct ImportJob {
     pub time_max_ns: Option<i64>,
     pub error: Option<String>,
     pub created_by: Option<String>,
+    /// The creating token's id (usage is counted under it).
+    pub created_by_token: Option<i64>,
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
@@ -73,6 +75,8 @@ pub struct NewImportJob {
     pub spool: String,
     pub bytes_total: u64,
     pub created_by: Option<String>,
+    /// The creating token's id (usage is counted under it).
+    pub created_by_token: Option<i64>,
 }
 
 /// What a committed chunk moved.
@@ -101,7 +105,7 @@ pub enum Created {
 const SELECT: &str = "SELECT id, key, content_sha256, format, database, measurement, options,
     file_name, spool, state, bytes_total, bytes_done, chunks_done, rows_imported, rows_rejected,
     rejections, measurements, time_min_ns, time_max_ns, error, created_by, created_at_ms,
-    started_at_ms, finished_at_ms FROM import_jobs";
+    started_at_ms, finished_at_ms, created_by_token FROM import_jobs";
 
 fn u(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
     Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
@@ -136,6 +140,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportJob> {
         created_at_ms: r.get(21)?,
         started_at_ms: r.get(22)?,
         finished_at_ms: r.get(23)?,
+        created_by_token: r.get(24)?,
     })
 }
 
@@ -166,7 +171,7 @@ impl Meta {
                     tx.execute(
                         "UPDATE import_jobs SET state = ?2, spool = ?3, options = ?4,
                             file_name = ?5, error = NULL, finished_at_ms = NULL,
-                            bytes_total = ?6, created_by = ?7
+                            bytes_total = ?6, created_by = ?7, created_by_token = ?8
                          WHERE id = ?1",
                         params![
                             job.id,
@@ -175,7 +180,8 @@ impl Meta {
                             options,
                             new.file_name,
                             i(new.bytes_total),
-                            new.created_by
+                            new.created_by,
+                            new.created_by_token
                         ],
                     )?;
                     let job = get(&tx, &job.id)?.ok_or_else(|| {
@@ -192,8 +198,8 @@ impl Meta {
                     tx.execute(
                         "INSERT INTO import_jobs (id, seq, key, content_sha256, format, database,
                             measurement, options, file_name, spool, state, bytes_total,
-                            created_by, created_at_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                            created_by, created_at_ms, created_by_token)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                         params![
                             new.id,
                             seq,
@@ -208,7 +214,8 @@ impl Meta {
                             QUEUED,
                             i(new.bytes_total),
                             new.created_by,
-                            now_ms()
+                            now_ms(),
+                            new.created_by_token
                         ],
                     )?;
                     let job = get(&tx, &new.id)?.ok_or_else(|| {
@@ -358,6 +365,7 @@ mod tests {
             spool: "/tmp/a".to_owned(),
             bytes_total: 10,
             created_by: None,
+            created_by_token: None,
         }
     }
 

@@ -86,10 +86,10 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 11;
+pub(super) const CURRENT_VERSION: i64 = 12;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -361,6 +361,11 @@ CREATE TABLE storage_daily (
     measured_at_ms INTEGER NOT NULL,
     PRIMARY KEY (day, database)
 );
+"#,
+    // v12: the token that created an import job, so that its rows count in
+    // that token's usage.
+    r#"
+ALTER TABLE import_jobs ADD COLUMN created_by_token INTEGER;
 "#,
 ];
 

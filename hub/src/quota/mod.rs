@@ -300,10 +300,20 @@ impl Quotas {
     }
 
     fn add(&self, principal: &Principal, database: &str, f: impl FnOnce(&mut UsageDelta)) {
+        self.add_as(principal.token_id, &principal.name, database, f);
+    }
+
+    fn add_as(
+        &self,
+        token_id: Option<i64>,
+        name: &str,
+        database: &str,
+        f: impl FnOnce(&mut UsageDelta),
+    ) {
         let key = (
             today(),
-            principal.token_id.unwrap_or(-1),
-            principal.name.clone(),
+            token_id.unwrap_or(-1),
+            name.to_owned(),
             database.to_owned(),
         );
         if let Ok(mut u) = self.inner.usage.lock() {
@@ -316,6 +326,24 @@ impl Quotas {
         metrics::counter!(m::USAGE_ROWS, "database" => database.to_owned()).increment(rows);
         metrics::counter!(m::USAGE_BYTES, "database" => database.to_owned()).increment(bytes);
         self.add(principal, database, |d| {
+            d.rows_ingested += rows;
+            d.bytes_ingested += bytes;
+        });
+    }
+
+    /// Counts rows a bulk import committed for the token that created it
+    /// (`token_id`, `name`), with the file bytes that carried them.
+    pub fn imported(
+        &self,
+        token_id: Option<i64>,
+        name: &str,
+        database: &str,
+        rows: u64,
+        bytes: u64,
+    ) {
+        metrics::counter!(m::USAGE_ROWS, "database" => database.to_owned()).increment(rows);
+        metrics::counter!(m::USAGE_BYTES, "database" => database.to_owned()).increment(bytes);
+        self.add_as(token_id, name, database, |d| {
             d.rows_ingested += rows;
             d.bytes_ingested += bytes;
         });

@@ -63,16 +63,18 @@ impl AppState {
             query.clone(),
             config.continuous_queries.clone(),
         );
+        let quotas = crate::quota::Quotas::new(meta.clone(), tables.clone(), config.quotas.clone());
         let imports = crate::import::Imports::new(
             tables.clone(),
             meta.clone(),
             config.import.clone(),
             config.import.spool_dir_for(&config.metadata.path),
             config.tables.max_columns.get(),
+            quotas.clone(),
         );
         AppState {
             audit: crate::audit::Audit::new(meta.clone(), config.audit.clone()),
-            quotas: crate::quota::Quotas::new(meta.clone(), tables.clone(), config.quotas.clone()),
+            quotas,
             cqs,
             imports,
             ingest_budget: crate::ingest::budget::IngestBudget::new(

@@ -206,12 +206,43 @@ async fn usage_is_reported_per_day_token_and_database() {
             .unwrap();
         assert_eq!(a.status(), StatusCode::OK);
     }
+    // A bulk import's rows count for the token that imported them.
+    let csv: String = std::iter::once("time,host,v\n".to_owned())
+        .chain((0..5).map(|i| format!("{},a,{i}.5\n", 1_704_067_200 + i)))
+        .collect();
+    let imported = hub
+        .post(
+            "/api/v1/import/csv?db=imported&measurement=m&tag_columns=host&time_format=epoch_s",
+            &w,
+        )
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        imported.status().is_success(),
+        "{}",
+        imported.text().await.unwrap()
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let report = hub.admin_get("/api/v1/usage").await;
+    let import_row = report["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["database"] == "imported")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(import_row["token_id"], wid, "{report}");
+    assert_eq!(import_row["rows_ingested"], 5, "{report}");
+    assert!(
+        import_row["bytes_ingested"].as_i64().unwrap_or(0) > 0,
+        "{report}"
+    );
     let rows = report["usage"].as_array().unwrap();
     let of = |name: &str| {
         rows.iter()
-            .find(|u| u["token_name"] == name)
+            .find(|u| u["token_name"] == name && u["database"] == "plant")
             .unwrap()
             .clone()
     };
