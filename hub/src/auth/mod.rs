@@ -288,6 +288,20 @@ impl Principal {
         }
     }
 
+    /// Whether [`Principal::require_database`] would pass, without counting
+    /// a refusal (for filtering lists).
+    pub fn may_database(
+        &self,
+        permission: Permission,
+        database: &str,
+        measurement: Option<&str>,
+    ) -> bool {
+        match measurement {
+            Some(m) => self.grants.allows(permission, database, m),
+            None => self.grants.whole(permission, database),
+        }
+    }
+
     fn forbidden(&self, message: String) -> ApiError {
         metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "forbidden").increment(1);
         ApiError::forbidden(message)

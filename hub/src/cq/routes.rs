@@ -305,7 +305,9 @@ pub async fn list(
         .list_cqs(q.database, q.is_active)
         .await?
         .into_iter()
-        .filter(|cq| visible(&principal, cq).is_ok())
+        .filter(|cq| {
+            principal.may_database(Permission::Read, &cq.database, Some(&cq.source_measurement))
+        })
         .collect();
     Ok(Json(json!({ "count": queries.len(), "queries": queries })))
 }

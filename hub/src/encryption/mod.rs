@@ -151,6 +151,16 @@ pub fn open_object(keys: &Keyring, object: &[u8]) -> Result<Vec<u8>, String> {
     key.open(object).map_err(|e| e.to_string())
 }
 
+/// Starts the re-encryption job over `tables`' store (the raw objects);
+/// false if one runs already.
+pub(crate) fn start_reencryption(
+    tables: &crate::table::Tables,
+    enc: &Arc<Encryption>,
+) -> Result<bool, crate::table::TableError> {
+    let (store, root) = tables.raw_root()?;
+    Ok(reencrypt::Job::start(enc, store, root))
+}
+
 /// Runs the re-encryption job over `tables`' store to its end and returns
 /// its final state (`None`: encryption is off, or a job already runs).
 pub async fn reencrypt_to_end(
@@ -159,8 +169,7 @@ pub async fn reencrypt_to_end(
     let Some(enc) = tables.encryption() else {
         return Ok(None);
     };
-    let (store, root) = tables.raw_root()?;
-    if !reencrypt::Job::start(enc, store, root) {
+    if !start_reencryption(tables, enc)? {
         return Ok(None);
     }
     loop {

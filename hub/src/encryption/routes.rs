@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use super::reencrypt::{Job, JobState};
+use super::reencrypt::JobState;
 use super::{Encryption, KeyError};
 use crate::audit::AuditNote;
 use crate::auth::{Permission, Principal};
@@ -136,11 +136,8 @@ pub async fn rotate(
 }
 
 fn start_job(state: &AppState, enc: &Arc<Encryption>) -> ApiResult<bool> {
-    let (store, root) = state
-        .tables
-        .raw_root()
-        .map_err(|e| ApiError::internal("opening the store", e))?;
-    Ok(Job::start(enc, store, root))
+    super::start_reencryption(&state.tables, enc)
+        .map_err(|e| ApiError::internal("opening the store", e))
 }
 
 /// `POST /api/v1/admin/keys/reencrypt`: 202 and the job's state; 409 if

@@ -106,11 +106,7 @@ pub async fn list_policies(
         .list_retention()
         .await?
         .into_iter()
-        .filter(|p| {
-            principal
-                .require_database(Permission::Read, &p.database, p.measurement.as_deref())
-                .is_ok()
-        })
+        .filter(|p| principal.may_database(Permission::Read, &p.database, p.measurement.as_deref()))
         .collect();
     Ok(Json(PolicyList {
         default_days: state.maintenance.retention_config().default_days,
