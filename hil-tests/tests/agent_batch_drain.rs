@@ -28,7 +28,7 @@ fn launch_hub(dir: &Path, addr: SocketAddr, extra: &str) -> Peer {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
+            "[server]\nlisten = \"{addr}\"\n[flight]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
              [metadata]\npath = \"{}\"\n[auth]\nenabled = false\n{extra}",
             dir.join("tables").display(),
             dir.join("hub.db").display()

@@ -18,7 +18,7 @@ fn launch(dir: &Path, addr: SocketAddr, log: &str) -> Peer {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
+            "[server]\nlisten = \"{addr}\"\n[flight]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
              [tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n[auth]\nenabled = false\n\
              [continuous_queries]\npoll_interval = \"200ms\"\ndelay = \"1s\"\nbackfill_chunk = \"10m\"\n",
             dir.join("tables").display(),

@@ -31,7 +31,7 @@ fn launch_hub(dir: &Path, addr: SocketAddr, failpoint: bool, log: &str) -> Peer 
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n[tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n[auth]\nenabled = false\n",
+            "[server]\nlisten = \"{addr}\"\n[flight]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n[tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n[auth]\nenabled = false\n",
             dir.join("tables").display(),
             dir.join("hub.db").display()
         ),

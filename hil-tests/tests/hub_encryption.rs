@@ -38,7 +38,7 @@ fn encrypted_files_open_only_through_the_hub() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n[tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n[auth]\nenabled = false\n[encryption]\nenabled = true\nkey_env = \"FERRY_TEST_HUB_KEYS\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n",
+            "[server]\nlisten = \"{addr}\"\n[flight]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n[tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n[auth]\nenabled = false\n[encryption]\nenabled = true\nkey_env = \"FERRY_TEST_HUB_KEYS\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n",
             tables.display(),
             dir.path().join("hub.db").display()
         ),

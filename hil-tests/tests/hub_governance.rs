@@ -63,7 +63,7 @@ fn secrets_stay_out_of_every_log_through_rotation_and_revocation() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n[metadata]\npath = \"{}\"\n[log]\nlevel = \"debug\"\n",
+            "[server]\nlisten = \"{addr}\"\n[flight]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n[metadata]\npath = \"{}\"\n[log]\nlevel = \"debug\"\n",
             dir.path().join("tables").display(),
             dir.path().join("hub.db").display()
         ),

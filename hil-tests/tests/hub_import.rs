@@ -23,7 +23,7 @@ fn launch(dir: &Path, addr: SocketAddr, log: &str, first: bool) -> (Peer, Option
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
+            "[server]\nlisten = \"{addr}\"\n[flight]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
              [tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n\
              [import]\nchunk_rows = 2000\n",
             dir.join("tables").display(),

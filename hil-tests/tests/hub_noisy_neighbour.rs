@@ -111,7 +111,7 @@ fn start(dir: &Path) -> (ferry_hil_tests::Peer, SocketAddr, String) {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
+            "[server]\nlisten = \"{addr}\"\n[flight]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
              [tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n\
              [auth]\nenabled = true\n[query]\ntimeout = \"{TIMEOUT_S}s\"\n",
             dir.join("tables").display(),

@@ -192,7 +192,7 @@ fn agents_and_influx_clients_reach_the_hub_over_tls_and_certificates_reload() {
         &config,
         format!(
             "[server]\nlisten = \"{addr}\"\n[server.tls]\ncert = \"{crt}\"\nkey = \"{key}\"\nreload_interval = \"200ms\"\n\
-             [storage]\nbackend = \"fs\"\npath = \"{tables}\"\n[tables]\ncommit_interval = \"50ms\"\n\
+             [flight]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"fs\"\npath = \"{tables}\"\n[tables]\ncommit_interval = \"50ms\"\n\
              [metadata]\npath = \"{meta}\"\n[auth]\nenabled = true\n",
             crt = d.join("hub.crt").display(),
             key = d.join("hub.key").display(),

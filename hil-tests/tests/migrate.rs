@@ -35,7 +35,7 @@ fn hub(dir: &Path) -> Hub {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
+            "[server]\nlisten = \"{addr}\"\n[flight]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
              [tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n",
             dir.join("tables").display(),
             dir.join("hub.db").display()

@@ -33,6 +33,7 @@ pub mod cq;
 pub mod data;
 pub mod encryption;
 pub mod fleet;
+pub mod flight;
 pub mod import;
 pub mod ingest;
 pub mod lastcache;

@@ -69,6 +69,12 @@ pub const CQ_LAG: &str = "ferry_hub_cq_lag_seconds";
 /// Counter: authentication failures, label `reason` (`missing`, `malformed`,
 /// `invalid`, `expired`, `revoked`, `rotated`, `forbidden`, `agent_binding`).
 pub const AUTH_FAILURES: &str = "ferry_hub_auth_failures_total";
+/// Counter: Flight SQL calls answered, labels `call` (`handshake`,
+/// `get_flight_info`, `do_get`, `do_action`, ...) and `code` (the gRPC
+/// status: `ok`, `unauthenticated`, `invalid_argument`, ...).
+pub const FLIGHT_CALLS: &str = "ferry_hub_flight_calls_total";
+/// Gauge: Flight SQL connections open.
+pub const FLIGHT_CONNECTIONS: &str = "ferry_hub_flight_connections";
 
 /// Histogram buckets for request and query latency, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [

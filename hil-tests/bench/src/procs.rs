@@ -67,7 +67,7 @@ pub fn start_hub(dir: &Path, addr: SocketAddr, o: &HubOptions) -> Hub {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\nmax_body = \"256MiB\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
+            "[server]\nlisten = \"{addr}\"\nmax_body = \"256MiB\"\n[flight]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
              [tables]\ncommit_interval = \"{}\"\n[compaction]\nenabled = {}\n[metadata]\npath = \"{}\"\n\
              [query]\ntimeout = \"{}\"\n[auth]\nenabled = true\n[log]\nlevel = \"warn\"\n{}",
             dir.join("tables").display(),

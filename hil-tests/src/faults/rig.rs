@@ -63,7 +63,7 @@ impl HubCtl {
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"{}\"\n[storage]\n{storage}\n[tables]\ncommit_interval = \"100ms\"\n[metadata]\npath = \"{}\"\n[auth]\nenabled = false\n",
+                "[server]\nlisten = \"{}\"\n[flight]\nlisten = \"127.0.0.1:0\"\n[storage]\n{storage}\n[tables]\ncommit_interval = \"100ms\"\n[metadata]\npath = \"{}\"\n[auth]\nenabled = false\n",
                 self.addr,
                 self.dir.join("hub.db").display()
             ),

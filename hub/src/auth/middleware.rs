@@ -31,24 +31,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let principal = if state.config.auth.enabled {
         let query_allowed = QUERY_AUTH_PATHS.contains(&path.as_str());
         let credential = credentials::extract(req.headers(), req.uri(), query_allowed);
-        match resolve(&state, credential).await {
-            Ok(p) => Principal { source: peer, ..p },
-            Err(failure) => {
-                metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => failure.reason)
-                    .increment(1);
-                state.audit.failure(
-                    FailureKey {
-                        event_type: events::AUTH_FAILURE,
-                        source: peer.map(|ip| ip.to_string()),
-                        actor: failure.actor,
-                        actor_token_id: failure.token_id,
-                        reason: failure.reason,
-                    },
-                    failure.error.status().as_u16(),
-                    Some(format!("{method} {}", route.as_deref().unwrap_or(&path))),
-                );
-                return failure.error.into_response();
-            }
+        let what = format!("{method} {}", route.as_deref().unwrap_or(&path));
+        match principal_for(&state, credential, peer, what).await {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
         }
     } else {
         // Without tokens, per-client limits (query.max_per_token) key on the
@@ -105,6 +91,37 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     )
     .await;
     response
+}
+
+/// The principal of `credential` presented from `peer` (auth on): a
+/// failure is counted in `ferry_hub_auth_failures_total` and written to the
+/// audit log with `what` (the route or the Flight SQL call) before it is
+/// returned. Every interface (HTTP, Flight SQL) authenticates through here.
+pub(crate) async fn principal_for(
+    state: &AppState,
+    credential: Credential,
+    peer: Option<std::net::IpAddr>,
+    what: String,
+) -> Result<Principal, ApiError> {
+    match resolve(state, credential).await {
+        Ok(p) => Ok(Principal { source: peer, ..p }),
+        Err(failure) => {
+            metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => failure.reason)
+                .increment(1);
+            state.audit.failure(
+                FailureKey {
+                    event_type: events::AUTH_FAILURE,
+                    source: peer.map(|ip| ip.to_string()),
+                    actor: failure.actor,
+                    actor_token_id: failure.token_id,
+                    reason: failure.reason,
+                },
+                failure.error.status().as_u16(),
+                Some(what),
+            );
+            Err(failure.error)
+        }
+    }
 }
 
 /// Why a request has no principal.

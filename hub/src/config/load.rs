@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 17] = [
+const SECTIONS: [&str; 18] = [
     "server",
+    "flight",
     "storage",
     "tables",
     "compaction",
@@ -95,6 +96,9 @@ pub fn parse(text: &str) -> Result<HubConfig, ConfigErrors> {
     let mut config = HubConfig::default();
     if let Some(v) = section(&document, "server", &mut errors) {
         config.server = v;
+    }
+    if let Some(v) = section(&document, "flight", &mut errors) {
+        config.flight = v;
     }
     if let Some(v) = section_whole(&document, "storage", &mut errors) {
         config.storage = v;

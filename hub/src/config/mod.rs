@@ -39,6 +39,7 @@ pub const MAX_BODY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
 #[serde(deny_unknown_fields, default)]
 pub struct HubConfig {
     pub server: ServerConfig,
+    pub flight: crate::flight::FlightConfig,
     pub storage: StorageConfig,
     pub tables: TableConfig,
     pub compaction: CompactionConfig,
@@ -178,6 +179,7 @@ impl HubConfig {
         if self.metadata.path.as_os_str().is_empty() {
             errors.push("metadata.path: must not be empty".to_owned());
         }
+        self.flight.validate(errors);
         self.compaction.validate(errors);
         self.retention.validate(errors);
         if self.storage.lacks_conditional_put() {

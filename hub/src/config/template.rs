@@ -27,6 +27,19 @@ shutdown_timeout = "30s"
 # key = "/etc/ferry/tls/hub.key"    # PEM private key
 # reload_interval = "10s"           # how often the files are checked
 
+[flight]
+# Arrow Flight SQL (gRPC) for ADBC, JDBC, Grafana and influxdb3-python: the
+# same tokens, read-only rules, query limits and TLS as /api/v1/query.
+enabled = true
+# Unset: server.listen's address with the next port (8001 beside 8000).
+# listen = "0.0.0.0:8001"
+# Largest request message (a statement); larger ones get OUT_OF_RANGE.
+max_request_bytes = "4MiB"
+# Calls one connection may have open at once (HTTP/2 streams).
+max_streams_per_connection = 64
+# Connections open at once; more wait in the kernel's backlog.
+max_connections = 1024
+
 [storage]
 # Where the Delta tables live: "fs" (a local directory, the default), "s3"
 # or "azure".
@@ -394,6 +407,7 @@ mod tests {
     fn template_names_every_section() {
         for section in [
             "[server]",
+            "[flight]",
             "[storage]",
             "[tables]",
             "[compaction]",

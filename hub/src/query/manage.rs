@@ -137,12 +137,7 @@ pub async fn explain(
         database: request.database.clone(),
     };
     let db = database(&as_query, &headers, &uri)?;
-    let config = &state.config.query;
-    let limits = engine::Limits {
-        max_rows: config.max_rows.get(),
-        max_result_bytes: usize::try_from(config.max_result_bytes.as_u64()).unwrap_or(usize::MAX),
-        max_string_bytes: config.max_string_bytes.as_u64(),
-    };
+    let limits = super::limits(&state.config.query);
     let ticket = state.queries.start(
         &principal,
         remote.0,

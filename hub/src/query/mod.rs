@@ -185,7 +185,73 @@ async fn answer(
     format: Format,
 ) -> ApiResult<Response> {
     principal.require_anywhere(Permission::Read)?;
-    let database = database(&request, headers_map, uri)?;
+    let statement = Statement {
+        database: database(&request, headers_map, uri)?,
+        sql: request.sql,
+        remote: remote.0,
+    };
+    let answer = execute(&state, &principal, statement, move |output, started| {
+        encode_answer(&output, format, started)
+    })
+    .await?;
+    Ok(with_meta(answer))
+}
+
+/// One statement to run for a client.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub sql: String,
+    /// The default database (schema) of unqualified table names.
+    pub database: Option<DatabaseName>,
+    /// The client's address, for the query history.
+    pub remote: Option<std::net::SocketAddr>,
+}
+
+/// What the query history and the metrics count of an answer.
+pub trait Answered {
+    fn rows(&self) -> usize;
+    fn size(&self) -> usize;
+}
+
+impl Answered for Encoded {
+    fn rows(&self) -> usize {
+        self.row_count
+    }
+    fn size(&self) -> usize {
+        self.body.len()
+    }
+}
+
+impl Answered for engine::QueryOutput {
+    fn rows(&self) -> usize {
+        self.row_count
+    }
+    fn size(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Runs `statement` for `principal` the one way every query interface does
+/// (HTTP and Flight SQL): `SHOW` from the table list, anything else on the
+/// [`QueryExecutor`] (admission, `query.timeout`, memory pool) with the
+/// read-only rules and the principal's readable tables; the run goes into
+/// the query history, the query metrics and the principal's usage.
+/// `finish` turns the output into the answer on the query runtime.
+pub async fn execute<T, F>(
+    state: &AppState,
+    principal: &Principal,
+    statement: Statement,
+    finish: F,
+) -> ApiResult<T>
+where
+    T: Answered + Send + 'static,
+    F: FnOnce(engine::QueryOutput, Instant) -> Result<T, ApiError> + Send + 'static,
+{
+    let Statement {
+        sql,
+        database,
+        remote,
+    } = statement;
     // Usage is kept per database that exists: a client naming made-up
     // databases must not grow the usage table.
     let usage_database = database
@@ -193,22 +259,16 @@ async fn answer(
         .filter(|d| state.tables.known_databases().contains(d))
         .map(|d| d.as_str().to_owned());
     let started = Instant::now();
-    let config = &state.config.query;
-    let limits = engine::Limits {
-        max_rows: config.max_rows.get(),
-        max_result_bytes: usize::try_from(config.max_result_bytes.as_u64()).unwrap_or(usize::MAX),
-        max_string_bytes: config.max_string_bytes.as_u64(),
-    };
-
+    let limits = limits(&state.config.query);
     let ticket = state.queries.start(
-        &principal,
-        remote.0,
+        principal,
+        remote,
         database.as_ref().map(DatabaseName::as_str),
-        &request.sql,
+        &sql,
         state.query.memory_pool(),
     );
-    let base = state.query.session_base().for_principal(&principal);
-    let result = match show::parse(&request.sql) {
+    let base = state.query.session_base().for_principal(principal);
+    let result = match show::parse(&sql) {
         Some(s) => show::run(
             &state.tables,
             s,
@@ -217,28 +277,27 @@ async fn answer(
             base.readable.as_deref(),
         )
         .await
-        .and_then(|output| encode_answer(&output, format, started))
-        .map(|encoded| (encoded, None)),
+        .and_then(|output| finish(output, started))
+        .map(|answer| (answer, None)),
         None => {
             let tables = state.tables.clone();
-            let sql = request.sql;
             let probe = ticket.probe.clone();
             state
                 .query
                 .run(&principal.key(), &ticket.cancel, async move {
                     let output =
                         engine::run(&tables, &sql, database.as_ref(), base, limits, probe).await?;
-                    let encoded = encode_answer(&output, format, started)?;
-                    Ok((encoded, output.plan))
+                    let plan = output.plan.clone();
+                    Ok((finish(output, started)?, plan))
                 })
                 .await
         }
     };
     let finished = match &result {
-        Ok((encoded, plan)) => tracker::Finished {
+        Ok((answer, plan)) => tracker::Finished {
             error: None,
-            rows: encoded.row_count as u64,
-            bytes: encoded.body.len() as u64,
+            rows: answer.rows() as u64,
+            bytes: answer.size() as u64,
             plan: plan.as_ref(),
         },
         Err(e) => tracker::Finished {
@@ -249,7 +308,7 @@ async fn answer(
         },
     };
     state.queries.finish(ticket, finished).await;
-    let result = result.map(|(encoded, _)| encoded);
+    let result = result.map(|(answer, _)| answer);
     let elapsed = started.elapsed();
     let outcome = match &result {
         Ok(_) => "ok",
@@ -260,17 +319,25 @@ async fn answer(
     metrics::histogram!(m::QUERY_SECONDS, "outcome" => outcome).record(elapsed.as_secs_f64());
     state
         .quotas
-        .queried(&principal, usage_database.as_deref(), elapsed);
+        .queried(principal, usage_database.as_deref(), elapsed);
     let answer = result?;
-    metrics::counter!(m::QUERY_ROWS).increment(answer.row_count as u64);
+    metrics::counter!(m::QUERY_ROWS).increment(answer.rows() as u64);
     tracing::debug!(
         principal = %principal.name,
-        rows = answer.row_count,
-        truncated = answer.truncated,
+        rows = answer.rows(),
         ms = elapsed.as_millis() as u64,
         "query"
     );
-    Ok(with_meta(answer))
+    Ok(answer)
+}
+
+/// What one query may produce and build, from `[query]`.
+pub fn limits(config: &QueryConfig) -> engine::Limits {
+    engine::Limits {
+        max_rows: config.max_rows.get(),
+        max_result_bytes: usize::try_from(config.max_result_bytes.as_u64()).unwrap_or(usize::MAX),
+        max_string_bytes: config.max_string_bytes.as_u64(),
+    }
 }
 
 fn with_meta(answer: Encoded) -> Response {

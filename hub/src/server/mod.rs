@@ -69,6 +69,8 @@ pub enum ServerError {
     },
     #[error("server.tls: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("flight sql: {0}")]
+    Flight(String),
     #[error("encryption: {0}")]
     Keys(#[from] crate::encryption::KeyError),
 }
@@ -110,6 +112,7 @@ pub struct RunningHub {
     maintenance_tracker: TaskTracker,
     tracker: TaskTracker,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    flight: Option<crate::flight::FlightServer>,
 }
 
 impl Hub {
@@ -159,6 +162,7 @@ impl Hub {
         let app = router(state.clone()).into_make_service_with_connect_info::<PeerAddr>();
         let http_shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let flight = crate::flight::start(&state, &tracker, http_shutdown.clone()).await?;
         let stop = http_shutdown.clone();
         let server = match &config.server.tls {
             None => tracker.spawn(async move {
@@ -167,7 +171,13 @@ impl Hub {
                     .await
             }),
             Some(tls) => {
-                let listener = tls::listen(listener, tls, &tracker, http_shutdown.clone())?;
+                let listener = tls::listen(
+                    listener,
+                    tls,
+                    &[b"http/1.1"],
+                    &tracker,
+                    http_shutdown.clone(),
+                )?;
                 tracker.spawn(async move {
                     axum::serve(listener, app)
                         .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -213,6 +223,7 @@ impl Hub {
             maintenance_tracker,
             tracker,
             server,
+            flight,
         })
     }
 }
@@ -221,6 +232,11 @@ impl RunningHub {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The Flight SQL listener's address, when `flight.enabled`.
+    pub fn flight_addr(&self) -> Option<SocketAddr> {
+        self.flight.as_ref().map(|f| f.addr)
     }
 
     /// The admin token created by this start, if the store had none.
@@ -243,6 +259,7 @@ impl RunningHub {
             maintenance_tracker,
             tracker,
             mut server,
+            flight,
             ..
         } = self;
         tracing::info!("shutting down: no new connections");
@@ -254,6 +271,7 @@ impl RunningHub {
         state.imports.cancel();
         http_shutdown.cancel();
         let grace = state.config.server.shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + grace;
         let served = match tokio::time::timeout(grace, &mut server).await {
             Ok(joined) => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
             Err(_) => {
@@ -265,6 +283,16 @@ impl RunningHub {
                 Ok(())
             }
         };
+        if let Some(mut flight) = flight {
+            // Flight SQL calls in flight finish within what is left of the grace.
+            if tokio::time::timeout_at(deadline, &mut flight.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("flight sql calls did not finish in time; closing them");
+                flight.task.abort();
+            }
+        }
         tracing::info!("stopping continuous queries");
         state.cqs.stop().await;
         tracing::info!("stopping import jobs");

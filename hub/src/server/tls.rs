@@ -151,6 +151,14 @@ pub struct TlsListener {
     local: SocketAddr,
 }
 
+impl TlsListener {
+    /// The next connection whose handshake completed; `None` once the
+    /// acceptor stopped (shutdown).
+    pub async fn next(&mut self) -> Option<(TlsStream<TcpStream>, SocketAddr)> {
+        self.rx.recv().await
+    }
+}
+
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;
@@ -170,10 +178,12 @@ impl axum::serve::Listener for TlsListener {
 
 /// Loads the certificate (failing the start if it does not load), and
 /// starts the accept loop and the reload watcher on `tracker` until
-/// `shutdown`.
+/// `shutdown`. `alpn`: the protocols offered (`http/1.1` for the HTTP API,
+/// `h2` for Flight SQL's gRPC).
 pub fn listen(
     tcp: TcpListener,
     config: &ServerTlsConfig,
+    alpn: &[&[u8]],
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<TlsListener, TlsError> {
@@ -190,7 +200,7 @@ pub fn listen(
         .with_no_client_auth()
         .with_cert_resolver(resolver.clone());
     let mut server = server;
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    server.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let acceptor = TlsAcceptor::from(Arc::new(server));
     let (tx, rx) = mpsc::channel(64);
     tracker.spawn(accept_loop(
