@@ -12,6 +12,12 @@ tls_client.py fingerprint HOST PORT CA
                                       the server presents (verified by CA)
 tls_client.py plain HOST PORT         sends plain HTTP to the port; prints
                                       "refused" if no HTTP answer comes back
+tls_client.py flight PORT TOKEN CA SQL
+                                      runs SQL over Flight SQL with ADBC
+                                      (grpc+tls, trusting CA); prints the
+                                      first value, or "error: ..."
+tls_client.py flight-plain PORT TOKEN SQL
+                                      the same without TLS (grpc://)
 """
 import hashlib
 import json
@@ -79,6 +85,21 @@ def plain(host, port):
     print("answered" if data.startswith(b"HTTP/") else "refused")
 
 
+def flight(uri, token, ca, sql):
+    import adbc_driver_flightsql.dbapi as adbc
+
+    kwargs = {"adbc.flight.sql.authorization_header": f"Bearer {token}"}
+    if ca is not None:
+        with open(ca) as f:
+            kwargs["adbc.flight.sql.client_option.tls_root_certs"] = f.read()
+    try:
+        with adbc.connect(uri, db_kwargs=kwargs, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            print(cur.fetchone()[0])
+    except Exception as e:  # noqa: BLE001 - printed for the test
+        print("error:", type(e).__name__, str(e).splitlines()[0])
+
+
 command = sys.argv[1]
 if command == "write":
     write(*sys.argv[2:5])
@@ -88,6 +109,12 @@ elif command == "post":
     post(*sys.argv[2:7])
 elif command == "fingerprint":
     fingerprint(*sys.argv[2:5])
+elif command == "flight":
+    port, token, ca, sql = sys.argv[2:6]
+    flight(f"grpc+tls://127.0.0.1:{port}", token, ca, sql)
+elif command == "flight-plain":
+    port, token, sql = sys.argv[2:5]
+    flight(f"grpc://127.0.0.1:{port}", token, None, sql)
 elif command == "plain":
     plain(*sys.argv[2:4])
 else:

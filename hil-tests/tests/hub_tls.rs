@@ -6,7 +6,9 @@
 //! The test checks that plain HTTP gets no answer on the TLS port, that a
 //! new certificate is served after SIGHUP and after a file change without a
 //! restart (the agent keeps uploading across both), and that no token, not
-//! even one sent in the `/write?p=` query string, reaches the logs.
+//! even one sent in the `/write?p=` query string, reaches the logs. Flight
+//! SQL speaks TLS with the same certificate (ADBC trusting the CA; a plain
+//! gRPC client gets nothing) and follows its reloads.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -168,7 +170,7 @@ impl Client {
 
 #[test]
 fn agents_and_influx_clients_reach_the_hub_over_tls_and_certificates_reload() {
-    let Some(python) = python_with(&["influxdb_client"]) else {
+    let Some(python) = python_with(&["influxdb_client", "adbc_driver_flightsql"]) else {
         return;
     };
     if require_tool("openssl", "apt-get install openssl").is_none()
@@ -186,13 +188,14 @@ fn agents_and_influx_clients_reach_the_hub_over_tls_and_certificates_reload() {
     std::fs::copy(d.join("first.key"), d.join("hub.key")).expect("copy");
 
     let port = free_port();
+    let flight_port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let config = d.join("hub.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"{addr}\"\n[server.tls]\ncert = \"{crt}\"\nkey = \"{key}\"\nreload_interval = \"200ms\"\n\
-             [flight]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"fs\"\npath = \"{tables}\"\n[tables]\ncommit_interval = \"50ms\"\n\
+             [flight]\nlisten = \"127.0.0.1:{flight_port}\"\n[storage]\nbackend = \"fs\"\npath = \"{tables}\"\n[tables]\ncommit_interval = \"50ms\"\n\
              [metadata]\npath = \"{meta}\"\n[auth]\nenabled = true\n",
             crt = d.join("hub.crt").display(),
             key = d.join("hub.key").display(),
@@ -250,6 +253,13 @@ fn agents_and_influx_clients_reach_the_hub_over_tls_and_certificates_reload() {
         client.count(&reader, "SELECT count(*) FROM tls.over_tls"),
         Some(4)
     );
+    // Flight SQL over TLS with the same certificate; plain gRPC gets nothing.
+    let fp = flight_port.to_string();
+    let count = "SELECT count(*) FROM tls.over_tls";
+    assert_eq!(client.run(&["flight", &fp, &reader, &ca, count]), "4");
+    let plain = client.run(&["flight-plain", &fp, &reader, count]);
+    assert!(plain.starts_with("error:"), "plain gRPC on the TLS port: {plain}");
+    assert_eq!(client.fingerprint(flight_port), der_sha256(d, "first.crt"));
 
     // An agent uploading over TLS, trusting only the test CA.
     let mqtt = free_port();
@@ -310,8 +320,9 @@ listen = "127.0.0.1:{http}"
     assert!(kill.success());
     let second = der_sha256(d, "second.crt");
     wait_until("the second certificate", Duration::from_secs(10), || {
-        client.fingerprint(port) == second
+        client.fingerprint(port) == second && client.fingerprint(flight_port) == second
     });
+    assert_eq!(client.run(&["flight", &fp, &reader, &ca, count]), "4");
     publish_lines(
         &mosquitto_pub,
         mqtt,

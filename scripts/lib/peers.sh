@@ -20,6 +20,11 @@ PY_PACKAGES=(
   "arc-tsdb-client[pandas]==0.1.*"
   # ClickHouse's engine, for the migration guide's export (hil-tests/tests/migrate.rs).
   "chdb==3.*"
+  # Flight SQL clients (hil-tests/tests/hub_flight_sql.rs, hub_tls.rs).
+  "adbc-driver-flightsql==1.*"
+  "adbc-driver-manager==1.*"
+  "influxdb3-python==0.*"
+  "flightsql-dbapi==0.2.*"
 )
 
 install_peers() {
@@ -33,7 +38,7 @@ install_peers() {
     log "creating the Python venv at $FERRY_VENV"
     python3 -m venv "$FERRY_VENV"
   fi
-  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, datafusion, pymodbus, serial, fuse, arc_client, pandas, chdb; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
+  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, datafusion, pymodbus, serial, fuse, arc_client, pandas, chdb, adbc_driver_flightsql, influxdb_client_3, flightsql; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
     log "installing Python test packages"
     "$FERRY_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi
