@@ -258,7 +258,10 @@ fn agents_and_influx_clients_reach_the_hub_over_tls_and_certificates_reload() {
     let count = "SELECT count(*) FROM tls.over_tls";
     assert_eq!(client.run(&["flight", &fp, &reader, &ca, count]), "4");
     let plain = client.run(&["flight-plain", &fp, &reader, count]);
-    assert!(plain.starts_with("error:"), "plain gRPC on the TLS port: {plain}");
+    assert!(
+        plain.starts_with("error:"),
+        "plain gRPC on the TLS port: {plain}"
+    );
     assert_eq!(client.fingerprint(flight_port), der_sha256(d, "first.crt"));
 
     // An agent uploading over TLS, trusting only the test CA.

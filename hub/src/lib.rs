@@ -36,6 +36,7 @@ pub mod fleet;
 pub mod flight;
 pub mod import;
 pub mod ingest;
+pub mod instance;
 pub mod lastcache;
 pub mod maintenance;
 pub mod meta;

@@ -21,6 +21,8 @@ mod governance;
 mod import;
 #[path = "api_tests/ingest.rs"]
 mod ingest;
+#[path = "api_tests/instance.rs"]
+mod instance;
 #[path = "api_tests/last_cache.rs"]
 mod last_cache;
 #[path = "api_tests/maintenance.rs"]

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 18] = [
+const SECTIONS: [&str; 19] = [
     "server",
     "flight",
     "storage",
@@ -25,6 +25,7 @@ const SECTIONS: [&str; 18] = [
     "auth",
     "audit",
     "quotas",
+    "instance",
     "encryption",
     "log",
 ];
@@ -141,6 +142,9 @@ pub fn parse(text: &str) -> Result<HubConfig, ConfigErrors> {
     }
     if let Some(v) = section(&document, "quotas", &mut errors) {
         config.quotas = v;
+    }
+    if let Some(v) = section(&document, "instance", &mut errors) {
+        config.instance = v;
     }
     if let Some(v) = section(&document, "encryption", &mut errors) {
         config.encryption = v;

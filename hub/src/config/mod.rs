@@ -54,6 +54,7 @@ pub struct HubConfig {
     pub auth: AuthConfig,
     pub audit: crate::audit::AuditConfig,
     pub quotas: crate::quota::QuotaConfig,
+    pub instance: crate::instance::InstanceConfig,
     pub encryption: crate::encryption::EncryptionConfig,
     pub log: LogConfig,
 }
@@ -198,6 +199,7 @@ impl HubConfig {
         self.import.validate(errors);
         self.audit.validate(errors);
         self.quotas.validate(errors);
+        self.instance.validate(errors);
         self.encryption.validate(errors);
         if self.ingest.max_batch_segments == 0 {
             errors.push("ingest.max_batch_segments: must be at least 1".to_owned());

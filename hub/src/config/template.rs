@@ -336,6 +336,13 @@ max_failure_keys = 10000
 # entry, and the chain still verifies. "0s" keeps everything.
 retention = "400days"
 
+[instance]
+# GET /api/v1/instance and /history: how often the hub samples its CPU,
+# memory, ingest, commit and query rates, and how many samples it keeps in
+# memory (360 x 10s = the last hour).
+sample_interval = "10s"
+history = 360
+
 [quotas]
 # Ingest rates (line protocol, MessagePack, segments), per token and per
 # database, as token buckets holding `burst` of their rate. Over a rate a
@@ -423,6 +430,7 @@ mod tests {
             "[auth]",
             "[audit]",
             "[quotas]",
+            "[instance]",
             "[log]",
         ] {
             assert!(TEMPLATE.contains(section), "{section}");

@@ -372,6 +372,16 @@ impl Quotas {
         }
     }
 
+    /// Each database's stored bytes as last measured (empty until the
+    /// first measurement).
+    pub fn stored(&self) -> HashMap<String, u64> {
+        self.inner
+            .stored
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
     /// Measures each database's stored bytes (the sum of its tables' active
     /// files) and records them for today.
     pub async fn measure_storage(&self) {

@@ -197,6 +197,11 @@ impl Hub {
         state
             .quotas
             .spawn(&maintenance_tracker, maintenance_shutdown.clone());
+        state.instance.spawn(
+            state.clone(),
+            &maintenance_tracker,
+            maintenance_shutdown.clone(),
+        );
         state.cqs.start().await;
         state
             .imports

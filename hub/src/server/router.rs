@@ -21,6 +21,7 @@
 //! | `GET, POST /api/v1/auth/roles`, `GET, PUT, DELETE /api/v1/auth/roles/{id}`, `PUT /api/v1/auth/tokens/{id}/roles`, `GET /api/v1/auth/tokens/{id}/permissions` | admin | [`crate::auth::role_routes`], [`crate::auth::routes`] |
 //! | `GET /api/v1/quotas`, `PUT, DELETE /api/v1/quotas/{tokens,databases}/{key}` | admin | [`crate::quota::routes`] |
 //! | `GET /api/v1/usage` | any (admin: everyone's) | [`crate::quota::routes`] |
+//! | `GET /api/v1/instance`, `GET /api/v1/instance/history` | read | [`crate::instance`] |
 //! | `GET /api/v1/admin/audit-log`, `GET /api/v1/admin/audit-log/verify` | admin | [`crate::audit::routes`] |
 //! | `GET /api/v1/admin/keys`, `POST /api/v1/admin/keys/{rotate,reencrypt}` | admin | [`crate::encryption::routes`] |
 //!
@@ -185,6 +186,8 @@ pub fn router(state: AppState) -> Router {
             axum::routing::put(quota::routes::set).delete(quota::routes::remove),
         )
         .route("/api/v1/usage", get(quota::routes::usage))
+        .route("/api/v1/instance", get(crate::instance::instance))
+        .route("/api/v1/instance/history", get(crate::instance::history))
         .route("/api/v1/admin/audit-log", get(audit::routes::list))
         .route("/api/v1/admin/audit-log/verify", get(audit::routes::verify))
         .route("/api/v1/admin/keys", get(encryption::routes::list))

@@ -38,6 +38,8 @@ pub struct AppState {
     pub audit: crate::audit::Audit,
     /// Ingest quotas and usage.
     pub quotas: crate::quota::Quotas,
+    /// The instance sampler (`/api/v1/instance`).
+    pub instance: crate::instance::Instance,
 }
 
 impl AppState {
@@ -89,6 +91,7 @@ impl AppState {
             queries,
             query,
             started: std::time::Instant::now(),
+            instance: crate::instance::Instance::default(),
         }
     }
 }
