@@ -3,7 +3,7 @@
 # agent with its MQTT broker, publishes a first reading, queries it back, and
 # shows how to do the same by hand. Ctrl-C stops both.
 #
-# Usage: scripts/quickstart.sh   (state goes to ./ferry-data; ports 1883, 8000, 9180)
+# Usage: scripts/quickstart.sh   (state goes to ./ferry-data; ports 1883, 8000, 8001, 9180)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$(ferry_root)"
@@ -76,6 +76,7 @@ Publish (any MQTT client; QoS 1 is acknowledged only once stored):
 Query:
   curl -s localhost:8000/api/v1/query -H "Authorization: Bearer \$(cat $data/admin.token)" \\
     -d '{"sql": "SELECT device, avg(bar) FROM sensors.pressure GROUP BY device"}'
+  or over Arrow Flight SQL (ADBC, Grafana) on localhost:8001 with the same token.
 
 Agent status:  $bin/ferry-agent status
 Logs:          $data/hub.log, $data/agent.log

@@ -35,7 +35,7 @@ pub const SEGMENTS: &str = "ferry_hub_segments_total";
 /// bad framing, order or more than `ingest.max_batch_segments`).
 pub const SEGMENT_BATCHES: &str = "ferry_hub_segment_batches_total";
 /// Histogram: query latency in seconds (planning to last row), label
-/// `outcome` (`ok`, `error`, `timeout`).
+/// `outcome` (`ok`, `error`, `timeout`, `refused`: no query slot).
 pub const QUERY_SECONDS: &str = "ferry_hub_query_duration_seconds";
 /// Gauge: queries running on the query runtime.
 pub const QUERIES_RUNNING: &str = "ferry_hub_queries_running";

@@ -42,6 +42,7 @@ enum Scenario {
     LastCache,
     Import,
     Encryption,
+    Flight,
     All,
 }
 
@@ -49,7 +50,7 @@ enum Scenario {
 #[derive(Debug, Parser)]
 #[command(name = "ferry-bench", version)]
 struct Cli {
-    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog commit-growth ingest-long topics delete last-cache import encryption, or all (ingest-long only with --long or --quick).
+    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog commit-growth ingest-long topics delete last-cache import encryption flight, or all (ingest-long only with --long or --quick).
     #[arg(value_enum, required = true)]
     scenarios: Vec<Scenario>,
     /// Small counts, one run each: every scenario end to end in under 3 minutes (CI).
@@ -100,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::LastCache,
             Scenario::Import,
             Scenario::Encryption,
+            Scenario::Flight,
         ]
         .into_iter()
         .chain((cli.long || cli.quick).then_some(Scenario::IngestLong))
@@ -174,6 +176,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::LastCache => scenario::last_cache::run(&scale, &dir),
             Scenario::Import => scenario::import::run(&scale, &dir),
             Scenario::Encryption => scenario::encryption::run(&scale, &dir),
+            Scenario::Flight => scenario::flight::run(&scale, &dir),
             Scenario::CommitGrowth => scenario::commit_growth::run(&scale, &dir),
             Scenario::IngestLong => scenario::ingest_long::run(&scale, &dir),
             Scenario::All => unreachable!("expanded above"),

@@ -46,6 +46,8 @@ pub struct HubOptions {
     pub query_timeout: String,
     /// `[encryption]` on, with a key file in the hub's directory.
     pub encryption: bool,
+    /// `flight.listen`'s port (0: any free one).
+    pub flight_port: u16,
 }
 
 impl Default for HubOptions {
@@ -55,6 +57,7 @@ impl Default for HubOptions {
             compaction: false,
             query_timeout: "600s".to_owned(),
             encryption: false,
+            flight_port: 0,
         }
     }
 }
@@ -67,9 +70,10 @@ pub fn start_hub(dir: &Path, addr: SocketAddr, o: &HubOptions) -> Hub {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"{addr}\"\nmax_body = \"256MiB\"\n[flight]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
+            "[server]\nlisten = \"{addr}\"\nmax_body = \"256MiB\"\n[flight]\nlisten = \"127.0.0.1:{}\"\n[storage]\nbackend = \"fs\"\npath = \"{}\"\n\
              [tables]\ncommit_interval = \"{}\"\n[compaction]\nenabled = {}\n[metadata]\npath = \"{}\"\n\
              [query]\ntimeout = \"{}\"\n[auth]\nenabled = true\n[log]\nlevel = \"warn\"\n{}",
+            o.flight_port,
             dir.join("tables").display(),
             o.commit_interval,
             o.compaction,

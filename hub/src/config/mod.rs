@@ -180,7 +180,7 @@ impl HubConfig {
         if self.metadata.path.as_os_str().is_empty() {
             errors.push("metadata.path: must not be empty".to_owned());
         }
-        self.flight.validate(errors);
+        self.flight.validate(self.server.listen, errors);
         self.compaction.validate(errors);
         self.retention.validate(errors);
         if self.storage.lacks_conditional_put() {

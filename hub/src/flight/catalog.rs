@@ -12,7 +12,7 @@ use deltalake::datafusion::catalog::CatalogProvider;
 use deltalake::datafusion::datasource::TableType;
 
 use crate::auth::Principal;
-use crate::query::engine::{self, CATALOG};
+use crate::query::engine;
 use crate::server::{ApiError, AppState};
 
 /// The table types `GetTableTypes` lists.
@@ -47,6 +47,18 @@ pub(super) fn like(pattern: &str, name: &str) -> bool {
     matches[s.len()]
 }
 
+/// The catalog queries resolve tables in (DataFusion's default catalog,
+/// `datafusion` unless `query.datafusion` renames it).
+pub(super) fn catalog_name(state: &AppState) -> String {
+    state
+        .query
+        .session_base()
+        .options
+        .catalog
+        .default_catalog
+        .clone()
+}
+
 fn matches(pattern: Option<&String>, name: &str) -> bool {
     pattern.is_none_or(|p| like(p, name))
 }
@@ -72,16 +84,23 @@ where
         .query
         .run(&principal.key(), &cancel, async move {
             let ctx = engine::session(&tables, None, base, max_string, probe).await?;
+            let name = ctx
+                .state()
+                .config()
+                .options()
+                .catalog
+                .default_catalog
+                .clone();
             let catalog = ctx
-                .catalog(CATALOG)
+                .catalog(&name)
                 .ok_or_else(|| ApiError::internal("Flight SQL catalog", "no default catalog"))?;
             f(catalog).await
         })
         .await
 }
 
-fn wrong_catalog(catalog: Option<&String>) -> bool {
-    catalog.is_some_and(|c| !c.is_empty() && c != CATALOG)
+fn wrong_catalog(catalog: Option<&String>, ours: &str) -> bool {
+    catalog.is_some_and(|c| !c.is_empty() && c != ours)
 }
 
 /// `GetDbSchemas`.
@@ -90,12 +109,13 @@ pub(super) async fn schemas(
     principal: &Principal,
     query: CommandGetDbSchemas,
 ) -> Result<RecordBatch, ApiError> {
-    let skip = wrong_catalog(query.catalog.as_ref());
+    let ours = catalog_name(state);
+    let skip = wrong_catalog(query.catalog.as_ref(), &ours);
     let mut builder = query.into_builder();
     let names = with_catalog(state, principal, |c| async move { Ok(c.schema_names()) }).await?;
     if !skip {
         for name in names {
-            builder.append(CATALOG, name);
+            builder.append(&ours, name);
         }
     }
     builder
@@ -109,7 +129,8 @@ pub(super) async fn tables(
     principal: &Principal,
     query: CommandGetTables,
 ) -> Result<RecordBatch, ApiError> {
-    let skip = wrong_catalog(query.catalog.as_ref());
+    let ours = catalog_name(state);
+    let skip = wrong_catalog(query.catalog.as_ref(), &ours);
     let schema_pattern = query.db_schema_filter_pattern.clone();
     let table_pattern = query.table_name_filter_pattern.clone();
     let include_schema = query.include_schema;
@@ -157,7 +178,7 @@ pub(super) async fn tables(
     .await?;
     for (schema, table, kind, columns) in rows {
         builder
-            .append(CATALOG, schema, table, kind, &columns)
+            .append(&ours, schema, table, kind, &columns)
             .map_err(|e| ApiError::internal("GetTables", e))?;
     }
     builder

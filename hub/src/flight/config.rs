@@ -22,8 +22,9 @@ pub struct FlightConfig {
     /// Calls one connection may have open at once (HTTP/2 streams); a
     /// client opening more is refused the extra streams.
     pub max_streams_per_connection: u32,
-    /// Connections open at once; further ones wait in the kernel's backlog
-    /// until one closes.
+    /// Connections served at once; further ones wait until one closes (in
+    /// the kernel's backlog; with TLS, after their handshake, which the
+    /// listener bounds as for HTTPS).
     pub max_connections: usize,
 }
 
@@ -51,7 +52,15 @@ impl FlightConfig {
         })
     }
 
-    pub fn validate(&self, errors: &mut Vec<String>) {
+    /// `http` is `server.listen`: the default Flight port is the next one.
+    pub fn validate(&self, http: SocketAddr, errors: &mut Vec<String>) {
+        if self.enabled && self.listen.is_none() && http.port() == u16::MAX {
+            errors.push(
+                "flight.listen: server.listen uses port 65535, so there is no next port for \
+                 Flight SQL; set flight.listen"
+                    .to_owned(),
+            );
+        }
         if self.max_request_bytes.as_u64() < 1024 {
             errors.push("flight.max_request_bytes: must be at least 1 KiB".to_owned());
         }

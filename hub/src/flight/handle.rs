@@ -1,7 +1,10 @@
 //! What a statement ticket and a prepared statement handle carry: the
-//! statement and its default database, as JSON. Nothing is kept on the
-//! hub between calls; a handle a client made up is no more than a
-//! statement it could have sent, and it is authorised again at `DoGet`.
+//! statement and its default database, as JSON, and for a prepared
+//! statement the columns planned when it was prepared (so that its
+//! `GetFlightInfo` does not plan again). Nothing is kept on the hub between
+//! calls; a handle a client made up is no more than a statement it could
+//! have sent (a made-up schema only misleads that client: the rows carry
+//! their own), and it is authorised again at `DoGet`.
 
 use ferry_protocols::DatabaseName;
 use serde::{Deserialize, Serialize};
@@ -15,6 +18,9 @@ pub struct Handle {
     pub sql: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// The answer's Arrow schema (IPC, base64), for prepared statements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
 }
 
 impl Handle {
@@ -22,7 +28,24 @@ impl Handle {
         Handle {
             sql,
             database: database.map(|d| d.as_str().to_owned()),
+            schema: None,
         }
+    }
+
+    /// With `ipc` (an encoded schema) kept in the handle.
+    pub fn with_schema(mut self, ipc: &[u8]) -> Self {
+        use base64::Engine;
+        self.schema = Some(base64::engine::general_purpose::STANDARD.encode(ipc));
+        self
+    }
+
+    /// The schema kept in the handle, if it decodes.
+    pub fn schema(&self) -> Option<deltalake::arrow::datatypes::Schema> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.schema.as_deref()?)
+            .ok()?;
+        deltalake::arrow::datatypes::Schema::try_from(arrow_flight::IpcMessage(bytes.into())).ok()
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -91,6 +114,7 @@ impl InfluxTicket {
         Some(Ok(Handle {
             sql: ticket.sql_query,
             database: ticket.database.filter(|d| !d.is_empty()),
+            schema: None,
         }))
     }
 }
@@ -108,6 +132,7 @@ mod tests {
         let bad_db = Handle {
             sql: "SELECT 1".into(),
             database: Some("../x".into()),
+            schema: None,
         };
         assert!(bad_db.database().is_err());
         assert!(InfluxTicket::parse(b"\x0a\x01x").is_none());

@@ -21,8 +21,29 @@ pub(super) async fn reader<T>(
     call: &str,
 ) -> Result<Principal, ApiError> {
     let principal = caller(state, request, call).await?.0;
-    principal.require_anywhere(Permission::Read)?;
+    principal
+        .require_anywhere(Permission::Read)
+        .map_err(|e| denied(state, &principal, call, e))?;
     Ok(principal)
+}
+
+/// `e`, written to the audit log as `auth.denied` when it is a refusal
+/// of what the token may do (as the HTTP API does for a 403).
+pub(super) fn denied(state: &AppState, principal: &Principal, call: &str, e: ApiError) -> ApiError {
+    if e.code() == ferry_protocols::api::ErrorCode::Forbidden && state.audit.enabled() {
+        state.audit.failure(
+            crate::audit::FailureKey {
+                event_type: crate::audit::events::AUTH_DENIED,
+                source: principal.source.map(|ip| ip.to_string()),
+                actor: principal.name.clone(),
+                actor_token_id: principal.token_id,
+                reason: "forbidden",
+            },
+            403,
+            Some(format!("Flight SQL {call}")),
+        );
+    }
+    e
 }
 
 /// The caller of `request` and the credential it presented.

@@ -19,6 +19,7 @@ use arrow_flight::sql::{
     CommandStatementQuery, ProstMessageExt, SqlInfo, SqlSupportedCaseSensitivity,
     SqlSupportedTransaction, TicketStatementQuery,
 };
+use arrow_flight::utils::batches_to_flight_data;
 use arrow_flight::{
     Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
     HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
@@ -86,7 +87,9 @@ impl FerrySql {
         );
         b.append(
             SqlInfo::SqlQuotedIdentifierCase,
-            SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32,
+            // Quoted identifiers keep their case; Flight SQL has no value
+            // for "case sensitive", so: unknown.
+            SqlSupportedCaseSensitivity::SqlCaseSensitivityUnknown as i32,
         );
         let info = b
             .build()
@@ -139,7 +142,9 @@ impl FerrySql {
         Ok(Response::new(info))
     }
 
-    /// Runs `handle` for `principal` and streams its rows.
+    /// Runs `handle` for `principal` and streams its rows, encoded as
+    /// Flight data on the query runtime (as HTTP answers are encoded
+    /// there): the threads that serve calls only send.
     pub(super) async fn results(
         &self,
         principal: &Principal,
@@ -151,17 +156,43 @@ impl FerrySql {
             sql: handle.sql,
             remote,
         };
-        let output = query::execute(&self.state, principal, statement, |out, _| Ok(out))
-            .await
-            .map_err(st)?;
-        let truncated = output.truncated;
-        let mut response = Response::new(batches(output.schema, output.batches));
-        if truncated {
-            response
-                .metadata_mut()
-                .insert(TRUNCATED, MetadataValue::from_static("true"));
-        }
+        let answer = query::execute(&self.state, principal, statement, |out, _| {
+            let bytes = out.bytes;
+            let data = batches_to_flight_data(&out.schema, out.batches)
+                .map_err(|e| ApiError::internal("encoding the answer as Flight data", e))?;
+            Ok(Encoded {
+                data,
+                rows: out.row_count,
+                bytes,
+                truncated: out.truncated,
+            })
+        })
+        .await
+        .map_err(|e| st(metadata::denied(&self.state, principal, "DoGet", e)))?;
+        let truncated = if answer.truncated { "true" } else { "false" };
+        let stream = futures_util::stream::iter(answer.data.into_iter().map(Ok));
+        let mut response: Response<DoGetStream> = Response::new(Box::pin(stream));
+        response
+            .metadata_mut()
+            .insert(TRUNCATED, MetadataValue::from_static(truncated));
         Ok(response)
+    }
+}
+
+/// An answer encoded as Flight data (the schema first).
+struct Encoded {
+    data: Vec<FlightData>,
+    rows: usize,
+    bytes: usize,
+    truncated: bool,
+}
+
+impl query::Answered for Encoded {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn size(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -245,7 +276,12 @@ impl FlightSqlService for FerrySql {
             .await
             .map_err(st)?;
         let handle = Handle::decode(&cmd.prepared_statement_handle).map_err(st)?;
-        let schema = self.schema_of(&principal, &handle).await.map_err(st)?;
+        // Planned when it was prepared; planned again only for a handle
+        // without its schema.
+        let schema = match handle.schema() {
+            Some(s) => Arc::new(s),
+            None => self.schema_of(&principal, &handle).await.map_err(st)?,
+        };
         let ticket = TicketStatementQuery {
             statement_handle: cmd.prepared_statement_handle,
         };
@@ -299,7 +335,7 @@ impl FlightSqlService for FerrySql {
                 Status::internal(format!("encoding the schema: {e}"))
             })?;
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: handle.encode().into(),
+            prepared_statement_handle: handle.with_schema(&dataset_schema).encode().into(),
             dataset_schema,
             parameter_schema: Default::default(),
         })
@@ -369,7 +405,7 @@ impl FlightSqlService for FerrySql {
             .await
             .map_err(st)?;
         let mut builder = query.into_builder();
-        builder.append(engine::CATALOG);
+        builder.append(catalog::catalog_name(&self.state));
         one(builder.build())
     }
 

@@ -261,7 +261,8 @@ pub struct InstanceAnswer {
     /// Sum of `databases` (as last measured).
     pub stored_bytes: u64,
     pub databases: Vec<DatabaseStorage>,
-    pub queries_running: usize,
+    /// Queries running or waiting for a slot (HTTP and Flight SQL).
+    pub queries_active: usize,
     /// The latest sample (rates over the last `instance.sample_interval`);
     /// `None` until the first interval has passed.
     pub latest: Option<Sample>,
@@ -317,7 +318,7 @@ pub async fn instance(
         },
         stored_bytes: databases.iter().map(|d| d.stored_bytes).sum(),
         databases,
-        queries_running: state.query.busy(),
+        queries_active: state.query.busy(),
         latest: state.instance.latest(),
         sample_interval_seconds: state.config.instance.sample_interval.as_secs_f64(),
     }))

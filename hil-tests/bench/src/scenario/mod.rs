@@ -7,6 +7,7 @@ pub mod commit_growth;
 pub mod delete;
 pub mod drain;
 pub mod encryption;
+pub mod flight;
 pub mod footprint;
 pub mod freshness;
 pub mod hub_ingest;
