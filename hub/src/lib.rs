@@ -26,6 +26,7 @@
 //! The binary (`main.rs`) only parses the command line and calls
 //! [`server::Hub`], [`config::check_file`] and [`config::TEMPLATE`].
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod config;

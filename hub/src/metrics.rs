@@ -73,6 +73,12 @@ pub const AUTH_FAILURES: &str = "ferry_hub_auth_failures_total";
 /// `get_flight_info`, `do_get`, `do_action`, ...) and `code` (the gRPC
 /// status: `ok`, `unauthenticated`, `invalid_argument`, ...).
 pub const FLIGHT_CALLS: &str = "ferry_hub_flight_calls_total";
+/// Counter: alert rule evaluations, label `outcome` (`value`, `no_value`).
+pub const ALERT_EVALUATIONS: &str = "ferry_hub_alert_evaluations_total";
+/// Gauge: alert rules firing now.
+pub const ALERTS_FIRING: &str = "ferry_hub_alerts_firing";
+/// Counter: alert webhook deliveries, label `result` (`ok`, `failed`).
+pub const ALERT_WEBHOOKS: &str = "ferry_hub_alert_webhooks_total";
 /// Gauge: Flight SQL connections open.
 pub const FLIGHT_CONNECTIONS: &str = "ferry_hub_flight_connections";
 

@@ -7,6 +7,8 @@
 // does not reach them.
 #![allow(clippy::unwrap_used)]
 
+#[path = "api_tests/alerts.rs"]
+mod alerts;
 #[path = "api_tests/auth.rs"]
 mod auth;
 #[path = "api_tests/continuous.rs"]

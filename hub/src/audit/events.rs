@@ -66,6 +66,8 @@ const EVENTS: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/v1/queries/{id}", "query.cancel"),
     ("POST", "/api/v1/admin/keys/rotate", "keys.rotate"),
     ("POST", "/api/v1/admin/keys/reencrypt", "keys.reencrypt"),
+    ("POST", "/api/v1/alerts", "alert.create"),
+    ("DELETE", "/api/v1/alerts/{id}", "alert.delete"),
 ];
 
 /// The event type of an administrative request, `None` for the others.

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 19] = [
+const SECTIONS: [&str; 20] = [
     "server",
     "flight",
     "storage",
@@ -26,6 +26,7 @@ const SECTIONS: [&str; 19] = [
     "audit",
     "quotas",
     "instance",
+    "alerts",
     "encryption",
     "log",
 ];
@@ -142,6 +143,9 @@ pub fn parse(text: &str) -> Result<HubConfig, ConfigErrors> {
     }
     if let Some(v) = section(&document, "quotas", &mut errors) {
         config.quotas = v;
+    }
+    if let Some(v) = section(&document, "alerts", &mut errors) {
+        config.alerts = v;
     }
     if let Some(v) = section(&document, "instance", &mut errors) {
         config.instance = v;

@@ -55,6 +55,7 @@ pub struct HubConfig {
     pub audit: crate::audit::AuditConfig,
     pub quotas: crate::quota::QuotaConfig,
     pub instance: crate::instance::InstanceConfig,
+    pub alerts: crate::alerts::AlertsConfig,
     pub encryption: crate::encryption::EncryptionConfig,
     pub log: LogConfig,
 }
@@ -200,6 +201,7 @@ impl HubConfig {
         self.audit.validate(errors);
         self.quotas.validate(errors);
         self.instance.validate(errors);
+        self.alerts.validate(errors);
         self.encryption.validate(errors);
         if self.ingest.max_batch_segments == 0 {
             errors.push("ingest.max_batch_segments: must be at least 1".to_owned());

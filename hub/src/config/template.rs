@@ -343,6 +343,19 @@ retention = "400days"
 sample_interval = "10s"
 history = 360
 
+[alerts]
+# Threshold alerts over SQL or a hub metric (POST /api/v1/alerts, admin).
+enabled = true
+# Rules that may exist at most.
+max_rules = 100
+# The shortest interval a rule may have, and how often due rules are looked for.
+min_interval = "10s"
+poll_interval = "1s"
+# A webhook answering later than this counts as failed (not retried).
+webhook_timeout = "5s"
+# State changes kept per rule.
+history = 100
+
 [quotas]
 # Ingest rates (line protocol, MessagePack, segments), per token and per
 # database, as token buckets holding `burst` of their rate. Over a rate a
@@ -431,6 +444,7 @@ mod tests {
             "[audit]",
             "[quotas]",
             "[instance]",
+            "[alerts]",
             "[log]",
         ] {
             assert!(TEMPLATE.contains(section), "{section}");

@@ -97,7 +97,7 @@ struct Totals {
 
 /// Sums of the counters in a Prometheus text rendering, by metric name
 /// (labels summed over).
-fn sums(text: &str) -> HashMap<&str, f64> {
+pub(crate) fn sums(text: &str) -> HashMap<&str, f64> {
     let mut out: HashMap<&str, f64> = HashMap::new();
     for line in text.lines() {
         if line.starts_with('#') || line.is_empty() {

@@ -26,6 +26,7 @@
 //! segment: one connection is plenty.
 
 pub mod agents;
+pub mod alerts;
 pub mod audit;
 pub mod continuous;
 pub mod imports;

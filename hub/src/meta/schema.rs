@@ -86,10 +86,10 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 12;
+pub(super) const CURRENT_VERSION: i64 = 13;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 12] = [
+const MIGRATIONS: [&str; 13] = [
     r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -366,6 +366,36 @@ CREATE TABLE storage_daily (
     // that token's usage.
     r#"
 ALTER TABLE import_jobs ADD COLUMN created_by_token INTEGER;
+"#,
+    // v13: alert rules and their state changes.
+    r#"
+CREATE TABLE alert_rules (
+    id               INTEGER PRIMARY KEY,
+    name             TEXT    NOT NULL UNIQUE,
+    kind             TEXT    NOT NULL CHECK (kind IN ('sql', 'metric')),
+    query            TEXT    NOT NULL,
+    database         TEXT,
+    op               TEXT    NOT NULL CHECK (op IN ('>', '>=', '<', '<=', '==', '!=')),
+    threshold        REAL    NOT NULL,
+    interval_ms      INTEGER NOT NULL,
+    webhook_url      TEXT,
+    created_by       TEXT    NOT NULL,
+    created_at_ms    INTEGER NOT NULL,
+    state            TEXT    NOT NULL DEFAULT 'ok' CHECK (state IN ('ok', 'firing', 'resolved')),
+    state_since_ms   INTEGER NOT NULL,
+    last_value       REAL,
+    last_evaluated_ms INTEGER,
+    last_error       TEXT
+);
+CREATE TABLE alert_events (
+    id             INTEGER PRIMARY KEY,
+    rule_id        INTEGER NOT NULL REFERENCES alert_rules (id) ON DELETE CASCADE,
+    at_ms          INTEGER NOT NULL,
+    state          TEXT    NOT NULL,
+    value          REAL,
+    webhook_status TEXT
+);
+CREATE INDEX alert_events_rule ON alert_events (rule_id, id);
 "#,
 ];
 

@@ -202,6 +202,11 @@ impl Hub {
             &maintenance_tracker,
             maintenance_shutdown.clone(),
         );
+        crate::alerts::spawn(
+            state.clone(),
+            &maintenance_tracker,
+            maintenance_shutdown.clone(),
+        );
         state.cqs.start().await;
         state
             .imports

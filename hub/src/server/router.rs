@@ -22,6 +22,7 @@
 //! | `GET /api/v1/quotas`, `PUT, DELETE /api/v1/quotas/{tokens,databases}/{key}` | admin | [`crate::quota::routes`] |
 //! | `GET /api/v1/usage` | any (admin: everyone's) | [`crate::quota::routes`] |
 //! | `GET /api/v1/instance`, `GET /api/v1/instance/history` | read | [`crate::instance`] |
+//! | `/api/v1/alerts`, `/api/v1/alerts/{id}`, `POST /api/v1/alerts/{id}/evaluate` | admin | [`crate::alerts::routes`] |
 //! | `GET /api/v1/admin/audit-log`, `GET /api/v1/admin/audit-log/verify` | admin | [`crate::audit::routes`] |
 //! | `GET /api/v1/admin/keys`, `POST /api/v1/admin/keys/{rotate,reencrypt}` | admin | [`crate::encryption::routes`] |
 //!
@@ -186,6 +187,18 @@ pub fn router(state: AppState) -> Router {
             axum::routing::put(quota::routes::set).delete(quota::routes::remove),
         )
         .route("/api/v1/usage", get(quota::routes::usage))
+        .route(
+            "/api/v1/alerts",
+            get(crate::alerts::routes::list).post(crate::alerts::routes::create),
+        )
+        .route(
+            "/api/v1/alerts/{id}",
+            get(crate::alerts::routes::get).delete(crate::alerts::routes::delete),
+        )
+        .route(
+            "/api/v1/alerts/{id}/evaluate",
+            post(crate::alerts::routes::evaluate),
+        )
         .route("/api/v1/instance", get(crate::instance::instance))
         .route("/api/v1/instance/history", get(crate::instance::history))
         .route("/api/v1/admin/audit-log", get(audit::routes::list))
