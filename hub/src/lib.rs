@@ -30,6 +30,7 @@ pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod cq;
 pub mod data;
 pub mod encryption;

@@ -25,6 +25,9 @@ PY_PACKAGES=(
   "adbc-driver-manager==1.*"
   "influxdb3-python==0.*"
   "flightsql-dbapi==0.2.*"
+  # The Control Center's browser test (hil-tests/tests/hub_console.rs)
+  # drives Debian's chromium; no browser is downloaded.
+  "playwright==1.*"
 )
 
 install_peers() {
@@ -33,12 +36,12 @@ install_peers() {
   # influxdb, influxdb-client, postgresql: the sources of the migration
   # guides' tested exports (hil-tests/tests/migrate.rs).
   apt_install mosquitto mosquitto-clients openssl socat libfuse2 iptables faketime \
-    influxdb influxdb-client postgresql
+    influxdb influxdb-client postgresql chromium
   if [ ! -x "$FERRY_VENV/bin/python" ]; then
     log "creating the Python venv at $FERRY_VENV"
     python3 -m venv "$FERRY_VENV"
   fi
-  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, datafusion, pymodbus, serial, fuse, arc_client, pandas, chdb, adbc_driver_flightsql, influxdb_client_3, flightsql; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
+  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, datafusion, pymodbus, serial, fuse, arc_client, pandas, chdb, adbc_driver_flightsql, influxdb_client_3, flightsql, playwright; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
     log "installing Python test packages"
     "$FERRY_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi

@@ -421,3 +421,34 @@ pub async fn delete(
     )
         .into_response())
 }
+
+/// `GET /api/v1/auth/whoami` (any valid token): the caller's name, role
+/// and what it may do on every database, for clients (the Control
+/// Center) that show only what a token may use.
+pub async fn whoami(principal: Principal) -> Json<serde_json::Value> {
+    let everywhere: std::collections::BTreeMap<&'static str, bool> = [
+        Permission::Read,
+        Permission::Write,
+        Permission::Delete,
+        Permission::Admin,
+    ]
+    .into_iter()
+    .map(|p| (p.as_str(), principal.can(p)))
+    .collect();
+    let somewhere: std::collections::BTreeMap<&'static str, bool> = [
+        Permission::Read,
+        Permission::Write,
+        Permission::Delete,
+        Permission::Admin,
+    ]
+    .into_iter()
+    .map(|p| (p.as_str(), principal.grants.anywhere(p)))
+    .collect();
+    Json(serde_json::json!({
+        "token_id": principal.token_id,
+        "name": principal.name,
+        "role": principal.role,
+        "everywhere": everywhere,
+        "somewhere": somewhere,
+    }))
+}

@@ -22,6 +22,8 @@
 //! | `GET /api/v1/quotas`, `PUT, DELETE /api/v1/quotas/{tokens,databases}/{key}` | admin | [`crate::quota::routes`] |
 //! | `GET /api/v1/usage` | any (admin: everyone's) | [`crate::quota::routes`] |
 //! | `GET /api/v1/instance`, `GET /api/v1/instance/history` | read | [`crate::instance`] |
+//! | `GET /api/v1/auth/whoami` | any | [`crate::auth::routes::whoami`] |
+//! | `GET /ui`, `/ui/app.js`, `/ui/app.css` | none (no data) | [`crate::console`] |
 //! | `/api/v1/alerts`, `/api/v1/alerts/{id}`, `POST /api/v1/alerts/{id}/evaluate` | admin | [`crate::alerts::routes`] |
 //! | `GET /api/v1/admin/audit-log`, `GET /api/v1/admin/audit-log/verify` | admin | [`crate::audit::routes`] |
 //! | `GET /api/v1/admin/keys`, `POST /api/v1/admin/keys/{rotate,reencrypt}` | admin | [`crate::encryption::routes`] |
@@ -199,6 +201,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/alerts/{id}/evaluate",
             post(crate::alerts::routes::evaluate),
         )
+        .route("/api/v1/auth/whoami", get(crate::auth::routes::whoami))
         .route("/api/v1/instance", get(crate::instance::instance))
         .route("/api/v1/instance/history", get(crate::instance::history))
         .route("/api/v1/admin/audit-log", get(audit::routes::list))
@@ -218,6 +221,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/ping", get(health::ping).head(health::ping))
+        .route("/ui", get(crate::console::index))
+        .route("/ui/", get(crate::console::index))
+        .route("/ui/app.js", get(crate::console::app_js))
+        .route("/ui/app.css", get(crate::console::app_css))
         .merge(protected)
         .fallback(not_found)
         .layer(middleware::from_fn(track))
