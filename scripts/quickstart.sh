@@ -78,6 +78,9 @@ Query:
     -d '{"sql": "SELECT device, avg(bar) FROM sensors.pressure GROUP BY device"}'
   or over Arrow Flight SQL (ADBC, Grafana) on localhost:8001 with the same token.
 
+Control Center (fleet, hub metrics, queries, tokens, alerts):
+  http://localhost:8000/ui   (log in with the admin token)
+
 Agent status:  $bin/ferry-agent status
 Logs:          $data/hub.log, $data/agent.log
 Press Ctrl-C to stop both.

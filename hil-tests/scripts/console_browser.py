@@ -1,6 +1,6 @@
 """Drives the hub's Control Center in Debian's Chromium with Playwright.
 
-Usage: console_browser.py BASE_URL ADMIN_TOKEN READ_TOKEN SHOTS_DIR
+Usage: console_browser.py BASE_URL ADMIN_TOKEN READ_TOKEN SHOTS_DIR CHROMIUM
 
 Logs in, finds the gateway the test's agent made appear, runs a query and
 sees its chart, creates and revokes a token, creates an alert whose webhook
@@ -18,7 +18,7 @@ import urllib.request
 
 from playwright.sync_api import sync_playwright
 
-BASE, ADMIN, READER, SHOTS = sys.argv[1:5]
+BASE, ADMIN, READER, SHOTS, CHROMIUM = sys.argv[1:6]
 report = {"steps": []}
 received = []
 
@@ -58,7 +58,7 @@ def shot(page, name):
 requests_seen = []
 with sync_playwright() as p:
     browser = p.chromium.launch(
-        executable_path="/usr/bin/chromium",
+        executable_path=CHROMIUM,
         args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
               "--disable-background-networking", "--disable-component-update", "--disable-sync"])
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -81,6 +81,8 @@ with sync_playwright() as p:
     shot(page, "fleet")
     page.click("text=gw-console")
     page.wait_for_selector("h2:has-text('Gateway gw-console')")
+    page.wait_for_selector("svg.chart polyline[data-series='rows received']", state="attached")
+    report["gateway_charts"] = page.locator("svg.chart").count()
     shot(page, "gateway")
     step("fleet")
 

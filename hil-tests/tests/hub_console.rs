@@ -43,9 +43,10 @@ fn control_center_in_chromium() {
     let Some(python) = python_with(&["playwright"]) else {
         return;
     };
-    if require_tool("chromium", "apt-get install chromium").is_none()
-        || require_tool("mosquitto_pub", "apt-get install mosquitto-clients").is_none()
-    {
+    let Some(chromium) = require_tool("chromium", "apt-get install chromium") else {
+        return;
+    };
+    if require_tool("mosquitto_pub", "apt-get install mosquitto-clients").is_none() {
         return;
     }
     let mosquitto_pub = require_tool("mosquitto_pub", "").expect("mosquitto_pub");
@@ -125,6 +126,7 @@ fn control_center_in_chromium() {
         .arg(format!("http://{addr}"))
         .args([&admin, &reader])
         .arg(&shots)
+        .arg(&chromium)
         .output()
         .expect("run console_browser.py");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -147,6 +149,7 @@ fn control_center_in_chromium() {
         "{report}"
     );
     assert!(report["hub_charts"].as_u64().unwrap_or(0) >= 4, "{report}");
+    assert_eq!(report["gateway_charts"], 2, "{report}");
     assert_eq!(report["query_rows"], 20, "{report}");
     assert_eq!(report["chart_series"], 1, "{report}");
     assert_eq!(report["csv_first_line"], "time,value", "{report}");

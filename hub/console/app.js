@@ -106,18 +106,26 @@ function chart(series, { title = '', xTime = true } = {}) {
 // ---------------------------------------------------------------- pages
 
 let me = null;
-const can = (p) => Boolean(me && me.everywhere && me.everywhere[p]);
+// `read` pages work with read on some database (the API filters); `read!`
+// needs it on every database (the fleet); `admin` on every database.
+const can = (need) => {
+  if (!me) return false;
+  if (need === 'read') return Boolean(me.somewhere && me.somewhere.read);
+  const p = need.replace('!', '');
+  return Boolean(me.everywhere && me.everywhere[p]);
+};
 
 async function fleetPage(el) {
   const { agents } = await api('GET', '/api/v1/agents');
   el.append(h('h2', {}, 'Fleet'),
     h('p', { class: 'muted' }, `${agents.length} gateway(s), worst first. Stale: not heard from for over ${agents.length ? Math.round((agents[0].stale_after_seconds || 300) / 60) : 5} min.`),
-    table(['gateway', 'health', 'backlog (readings)', 'lag', 'last seen', 'version', 'segments', 'rows'],
+    table(['gateway', 'health', 'backlog (readings)', 'lag', 'last seen', 'version', 'segments', 'rows', 'failed uploads', 'last error'],
       agents.map((a) => [
         h('a', { href: `#/fleet/${encodeURIComponent(a.id)}` }, a.id),
         h('span', { class: a.health }, a.health),
         a.backlog_readings ?? '—', a.lag_seconds === undefined ? '—' : `${Math.round(a.lag_seconds)} s`,
-        ago(a.last_seen), a.version ?? '—', a.segments_received, a.rows_received,
+        ago(a.last_seen), a.version ?? '—', a.segments_received, a.rows_received, a.uploads_failed,
+        a.last_error ? `${ago(a.last_error_at)}: ${a.last_error.slice(0, 60)}` : '—',
       ]), (v) => v));
 }
 
@@ -127,6 +135,13 @@ async function gatewayPage(el, id) {
   el.append(h('h2', {}, `Gateway ${id}`), h('p', {}, h('a', { href: '#/fleet' }, '← fleet')));
   if (!a) { el.append(errorBox('no such gateway')); return; }
   el.append(table(['field', 'value'], Object.entries(a)));
+  const hist = await api('GET', `/api/v1/agents/${encodeURIComponent(id)}/history`);
+  const at = (s) => Date.parse(s.at);
+  el.append(h('h3', {}, `History (a sample every ${hist.sample_every_seconds} s while it uploads, the last day)`),
+    h('div', { class: 'grid' },
+      chart([{ name: 'backlog readings', points: hist.samples.map((s) => [at(s), s.backlog_readings ?? NaN]) }], { title: 'backlog' }),
+      chart([{ name: 'rows received', points: hist.samples.map((s) => [at(s), s.rows_received]) },
+        { name: 'failed uploads', points: hist.samples.map((s) => [at(s), s.uploads_failed]) }], { title: 'uploads' })));
 }
 
 async function hubPage(el) {
@@ -262,7 +277,7 @@ async function alertsPage(el) {
   el.append(h('div', { id: 'alert-list' }, table(['name', 'state', 'since', 'value', 'condition', 'every', 'last error', ''], alerts.map((a) => [
     h('a', { href: `#/alerts/${a.id}` }, a.name), h('span', { class: a.state, 'data-state': a.name }, a.state), ago(a.state_since), a.last_value ?? '—',
     `${a.op} ${a.threshold}`, `${a.interval_seconds} s`, a.last_error ?? '',
-    h('button', { class: 'secondary', onclick: async () => { await api('DELETE', `/api/v1/alerts/${a.id}`); await render(); } }, 'delete'),
+    h('button', { class: 'secondary', onclick: async () => { if (!window.confirm(`Delete alert ${a.name}?`)) return; try { await api('DELETE', `/api/v1/alerts/${a.id}`); await render(); } catch (e) { msg.replaceChildren(errorBox(e)); } } }, 'delete'),
   ]), (v) => v)));
 }
 
@@ -276,7 +291,7 @@ async function alertPage(el, id) {
 // ---------------------------------------------------------------- shell
 
 const PAGES = [
-  ['fleet', 'Fleet', fleetPage, 'read'],
+  ['fleet', 'Fleet', fleetPage, 'read!'],
   ['hub', 'Hub', hubPage, 'read'],
   ['query', 'Query', queryPage, 'read'],
   ['tokens', 'Tokens', tokensPage, 'admin'],
@@ -293,7 +308,7 @@ function loginPage(el, why) {
     sessionStorage.setItem('ferry-token', input.value.trim());
     if (location.hash === '#/fleet') await render(); else location.hash = '#/fleet';
   } }, h('p', {}, 'A hub token (kept in this browser tab only):'), h('div', { class: 'row' }, input, h('button', { type: 'submit' }, 'Log in'))),
-  why ? errorBox(why) : null);
+  ...(why ? [errorBox(why)] : []));
 }
 
 // Each render builds the page off-screen and shows it only if no later
@@ -318,7 +333,7 @@ async function render() {
     if (can(need)) nav.append(h('a', { href: `#/${key}`, class: key === page ? 'active' : '' }, label));
   }
   who.append(`${me.name} `, h('button', { class: 'secondary', id: 'logout', onclick: logout }, 'Log out'));
-  const found = PAGES.find((p) => p[0] === page) || PAGES[0];
+  const found = PAGES.find((p) => p[0] === page) || PAGES.find((p) => can(p[3])) || PAGES[0];
   if (!can(found[3])) { el.append(errorBox(`this token may not see ${found[1]}`)); show(); return; }
   try {
     if (page === 'fleet' && arg) await gatewayPage(el, decodeURIComponent(arg));

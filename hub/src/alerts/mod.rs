@@ -126,9 +126,24 @@ async fn evaluate(state: &AppState, rule: &AlertRule) -> Result<f64, String> {
     }
 }
 
+/// One evaluation at a time (the scheduler's and `POST .../evaluate`), so
+/// that two cannot both record the same change.
+static EVALUATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Evaluates `rule` now: records the value and any state change, then
 /// calls the webhook for a change. The rule's new state.
 pub async fn run_rule(state: &AppState, rule: &AlertRule) -> Result<String, ApiError> {
+    let _one = EVALUATING.lock().await;
+    // The state as it is now, not as the caller read it.
+    let Some(rule) = state
+        .meta
+        .get_alert_rule(rule.id)
+        .await
+        .map_err(|e| ApiError::internal("reading an alert rule", e))?
+    else {
+        return Err(ApiError::not_found(format!("no alert rule {}", rule.id)));
+    };
+    let rule = &rule;
     let result = evaluate(state, rule).await;
     let (value, error, change) = match &result {
         Ok(v) => {
@@ -143,15 +158,20 @@ pub async fn run_rule(state: &AppState, rule: &AlertRule) -> Result<String, ApiE
     };
     let event = state
         .meta
-        .record_alert_evaluation(rule.id, value, error, change.map(str::to_owned))
+        .record_alert_evaluation(
+            rule.id,
+            value,
+            error,
+            change.map(str::to_owned),
+            state.config.alerts.history,
+        )
         .await
         .map_err(|e| ApiError::internal("recording an alert evaluation", e))?;
     let new_state = change.unwrap_or(rule.state.as_str()).to_owned();
     if let (Some(event), Some(to), Some(url)) = (event, change, rule.webhook_url.as_deref()) {
         tracing::info!(rule = %rule.name, state = to, value = ?value, "alert state changed");
         let status = deliver(state, rule, url, to, value).await;
-        let keep = state.config.alerts.history;
-        if let Err(e) = state.meta.record_alert_webhook(event, status, keep).await {
+        if let Err(e) = state.meta.record_alert_webhook(event, status).await {
             tracing::warn!(error = %e, "recording a webhook delivery failed");
         }
     } else if let Some(to) = change {

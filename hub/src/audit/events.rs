@@ -68,6 +68,7 @@ const EVENTS: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/admin/keys/reencrypt", "keys.reencrypt"),
     ("POST", "/api/v1/alerts", "alert.create"),
     ("DELETE", "/api/v1/alerts/{id}", "alert.delete"),
+    ("POST", "/api/v1/alerts/{id}/evaluate", "alert.evaluate"),
 ];
 
 /// The event type of an administrative request, `None` for the others.

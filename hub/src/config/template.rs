@@ -306,7 +306,8 @@ max_batch_segments = 64
 
 [auth]
 # Require a token (Authorization: Bearer <token>) on every route except
-# /health, /ready and /metrics. On the first start with no tokens the hub
+# /health, /ready, /metrics, /ping and the Control Center's files under /ui
+# (which hold no data). On the first start with no tokens the hub
 # creates an admin token and prints it once on stdout.
 # Set to false only for local experiments: every request is then an admin.
 enabled = true

@@ -7,8 +7,11 @@
 //! [`crate::meta::agents`]); the tables are the truth.
 //!
 //! Each agent also has a `health`, worst first in the list: `stale` (no
-//! upload for more than [`STALE_AFTER`]), `backlog` (it reported readings
-//! still buffered), `ok`; and its `lag_seconds` since the last upload.
+//! upload for more than [`STALE_AFTER`]), `failing` (its last upload had a
+//! segment the hub could not accept), `backlog` (it reported readings
+//! still buffered), `ok`; its `lag_seconds` since the last upload; and
+//! `uploads_failed` with the `last_error`. `GET /api/v1/agents/{id}/history`
+//! gives its samples over the last day.
 
 use std::time::Duration;
 
@@ -28,7 +31,7 @@ pub const STALE_AFTER: Duration = Duration::from_secs(300);
 pub struct AgentHealth {
     #[serde(flatten)]
     pub record: AgentRecord,
-    /// `stale`, `backlog` or `ok`.
+    /// `stale`, `failing`, `backlog` or `ok`.
     pub health: &'static str,
     /// Seconds since its last upload.
     pub lag_seconds: f64,
@@ -44,8 +47,9 @@ pub struct AgentList {
 fn rank(health: &str) -> u8 {
     match health {
         "stale" => 0,
-        "backlog" => 1,
-        _ => 2,
+        "failing" => 1,
+        "backlog" => 2,
+        _ => 3,
     }
 }
 
@@ -66,8 +70,14 @@ pub async fn list(
                 .map(|t| (now - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0)
                 .unwrap_or(1e12)
                 .max(0.0);
+            let failing = record
+                .last_error_at
+                .as_deref()
+                .is_some_and(|at| at >= record.last_seen.as_str());
             let health = if lag_seconds > STALE_AFTER.as_secs_f64() {
                 "stale"
+            } else if failing {
+                "failing"
             } else if record.backlog_readings.is_some_and(|b| b > 0) {
                 "backlog"
             } else {
@@ -87,4 +97,20 @@ pub async fn list(
             .then(b.lag_seconds.total_cmp(&a.lag_seconds))
     });
     Ok(Json(AgentList { agents }))
+}
+
+/// `GET /api/v1/agents/{id}/history`: the gateway's samples (one a minute
+/// at most while it uploads, the last day), oldest first.
+pub async fn history(
+    principal: Principal,
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    principal.require(Permission::Read)?;
+    let samples = state.meta.agent_samples(id.clone()).await?;
+    Ok(Json(serde_json::json!({
+        "agent": id,
+        "sample_every_seconds": crate::meta::agents::SAMPLE_EVERY_MS / 1000,
+        "samples": samples,
+    })))
 }

@@ -182,11 +182,18 @@ pub async fn upload(
                                 received as u64,
                             );
                         }
+                        // The agent counts this upload's readings in its backlog.
+                        report.backlog_readings =
+                            report.backlog_readings.map(|b| b.saturating_sub(ack.rows));
                         let (last, rows) = report.committed.unwrap_or((0, 0));
                         report.committed = Some((last.max(seq), rows + ack.rows));
                         SegmentOutcome::Ack(ack)
                     }
-                    Err(e) => rejected(Some(seq), ApiError::from(e)),
+                    Err(e) => {
+                        report.failed += 1;
+                        report.error = Some(e.to_string().chars().take(500).collect());
+                        rejected(Some(seq), ApiError::from(e))
+                    }
                 },
             );
         }

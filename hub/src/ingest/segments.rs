@@ -165,8 +165,16 @@ pub async fn upload(
     }
     let mut report = agent_report(&agent, &headers_map);
     let ack = answer(&agent, seq.0, table_label, received, outcome);
-    if let Ok(ack) = &ack {
-        report.committed = Some((seq.0, ack.rows));
+    match &ack {
+        Ok(ack) => {
+            report.committed = Some((seq.0, ack.rows));
+            // The agent counts this upload's readings in its backlog.
+            report.backlog_readings = report.backlog_readings.map(|b| b.saturating_sub(ack.rows));
+        }
+        Err(e) => {
+            report.failed = 1;
+            report.error = Some(e.to_string().chars().take(500).collect());
+        }
     }
     record_agent(&state, report).await;
     Ok(Json(ack.map_err(ApiError::from)?))
@@ -197,6 +205,8 @@ pub(super) fn agent_report(agent: &AgentId, headers_map: &HeaderMap) -> AgentRep
             .get(headers::AGENT_VERSION)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(64).collect()),
+        failed: 0,
+        error: None,
     }
 }
 

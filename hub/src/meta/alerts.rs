@@ -188,7 +188,9 @@ impl Meta {
         value: Option<f64>,
         error: Option<String>,
         new_state: Option<String>,
+        keep: usize,
     ) -> Result<Option<i64>> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         self.call(move |c| {
             let tx = c.transaction()?;
             let now = now_ms();
@@ -208,6 +210,11 @@ impl Meta {
                     params![id, now, state, value],
                 )?;
                 event = Some(tx.last_insert_rowid());
+                tx.execute(
+                    "DELETE FROM alert_events WHERE rule_id = ?1 AND id NOT IN
+                       (SELECT id FROM alert_events WHERE rule_id = ?1 ORDER BY id DESC LIMIT ?2)",
+                    params![id, keep],
+                )?;
             }
             tx.commit()?;
             Ok(event)
@@ -215,25 +222,12 @@ impl Meta {
         .await
     }
 
-    /// What the webhook answered for event `event`; keeps the newest
-    /// `keep` events of its rule.
-    pub async fn record_alert_webhook(
-        &self,
-        event: i64,
-        status: String,
-        keep: usize,
-    ) -> Result<()> {
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    /// What the webhook answered for event `event`.
+    pub async fn record_alert_webhook(&self, event: i64, status: String) -> Result<()> {
         self.call(move |c| {
             c.execute(
                 "UPDATE alert_events SET webhook_status = ?2 WHERE id = ?1",
                 params![event, status],
-            )?;
-            c.execute(
-                "DELETE FROM alert_events WHERE rule_id = (SELECT rule_id FROM alert_events WHERE id = ?1)
-                   AND id NOT IN (SELECT id FROM alert_events WHERE rule_id =
-                       (SELECT rule_id FROM alert_events WHERE id = ?1) ORDER BY id DESC LIMIT ?2)",
-                params![event, keep],
             )?;
             Ok(())
         })

@@ -86,10 +86,10 @@ use rusqlite::Connection;
 use super::{MetaError, Result};
 
 /// The schema version this build writes.
-pub(super) const CURRENT_VERSION: i64 = 13;
+pub(super) const CURRENT_VERSION: i64 = 14;
 
 /// `MIGRATIONS[i]` migrates version `i` to `i + 1`.
-const MIGRATIONS: [&str; 13] = [
+const MIGRATIONS: [&str; 14] = [
     r#"
 CREATE TABLE tokens (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -396,6 +396,22 @@ CREATE TABLE alert_events (
     webhook_status TEXT
 );
 CREATE INDEX alert_events_rule ON alert_events (rule_id, id);
+"#,
+    // v14: each gateway's failed uploads and last error, and a history of
+    // its reports (one sample a minute at most, a day kept).
+    r#"
+ALTER TABLE agents ADD COLUMN uploads_failed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN last_error TEXT;
+ALTER TABLE agents ADD COLUMN last_error_ms INTEGER;
+CREATE TABLE agent_samples (
+    agent_id          TEXT    NOT NULL,
+    at_ms             INTEGER NOT NULL,
+    backlog_readings  INTEGER,
+    rows_received     INTEGER NOT NULL,
+    segments_received INTEGER NOT NULL,
+    uploads_failed    INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, at_ms)
+);
 "#,
 ];
 

@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/delete", post(data::delete::delete))
         .route("/api/v1/delete/config", get(data::delete::config))
         .route("/api/v1/agents", get(fleet::list))
+        .route("/api/v1/agents/{id}/history", get(fleet::history))
         .route(
             "/api/v1/retention",
             get(maint::list_policies)
