@@ -121,10 +121,22 @@ with sync_playwright() as p:
     report["revoked_status"] = page.inner_text("#token-list tr:has-text('ui-made') .bad")
     step("tokens")
 
-    # Data page.
+    # Data: set a retention policy, create a last-value cache, delete the policy.
     page.goto(f"{BASE}/ui#/data")
-    page.wait_for_selector("h3:has-text('Last-value caches')")
+    page.wait_for_selector("#create-retention")
+    page.fill("#ret-db", "plant")
+    page.fill("#ret-days", "30")
+    page.click("#create-retention button")
+    page.wait_for_selector("#retention-list td:has-text('plant')")
+    page.fill("#lvc-db", "plant")
+    page.fill("#lvc-measurement", "boiler")
+    page.click("#create-lvc button")
+    page.wait_for_selector("#lvc-list td:has-text('boiler')")
+    report["lvc_listed"] = True
     shot(page, "data")
+    page.click("#retention-list button[data-delete]")
+    page.wait_for_selector("#retention-list:has-text('none')")
+    report["retention_deleted"] = True
     step("data")
 
     # Alerts: a rule over the data, fired by new data; the webhook hears it.

@@ -144,10 +144,8 @@ fn control_center_in_chromium() {
             "login", "fleet", "hub", "query", "tokens", "data", "alerts", "roles"
         ])
     );
-    assert!(
-        ["ok", "backlog"].contains(&report["fleet_health"].as_str().unwrap_or_default()),
-        "{report}"
-    );
+    // Every reading committed: nothing left at the gateway.
+    assert_eq!(report["fleet_health"], "ok", "{report}");
     assert!(report["hub_charts"].as_u64().unwrap_or(0) >= 4, "{report}");
     assert_eq!(report["gateway_charts"], 2, "{report}");
     assert_eq!(report["query_rows"], 20, "{report}");
@@ -155,6 +153,8 @@ fn control_center_in_chromium() {
     assert_eq!(report["csv_first_line"], "time,value", "{report}");
     assert_eq!(report["secret_prefix"], "ferry_", "{report}");
     assert_eq!(report["revoked_status"], "revoked", "{report}");
+    assert_eq!(report["lvc_listed"], true, "{report}");
+    assert_eq!(report["retention_deleted"], true, "{report}");
     assert_eq!(report["alert_initial"], "ok", "{report}");
     assert_eq!(report["alert_state"], "firing", "{report}");
     assert_eq!(report["webhook"][0]["state"], "firing", "{report}");

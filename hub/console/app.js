@@ -241,19 +241,49 @@ async function tokensPage(el) {
 
 async function dataPage(el) {
   el.append(h('h2', {}, 'Data'));
-  const section = async (title, path, key) => {
-    el.append(h('h3', {}, title));
-    try {
-      const j = await api('GET', path);
-      const rows = Array.isArray(j) ? j : (j[key] || []);
-      if (!rows.length) { el.append(h('p', { class: 'muted' }, 'none')); return; }
-      const cols = Object.keys(rows[0]);
-      el.append(table(cols, rows.map((r) => cols.map((c) => r[c]))));
-    } catch (e) { el.append(errorBox(e)); }
+  const manage = Boolean(me && me.somewhere && me.somewhere.admin);
+  const msg = h('div', { id: 'data-msg' });
+  el.append(msg);
+  const act = (f) => async (ev) => {
+    if (ev && ev.preventDefault) ev.preventDefault();
+    try { await f(); await render(); } catch (e) { msg.replaceChildren(errorBox(e)); }
   };
-  await section('Retention policies', '/api/v1/retention', 'policies');
-  await section('Continuous queries', '/api/v1/continuous_queries', 'queries');
-  await section('Last-value caches', '/api/v1/last_cache', 'caches');
+  // Rows of `items` with the columns `cols`, and a delete button per row.
+  const listing = (id, items, cols, del) => {
+    if (!items.length) return h('p', { class: 'muted', id }, 'none');
+    return h('div', { id }, table([...cols, ''], items.map((r) => [...cols.map((c) => r[c]),
+      manage ? h('button', { class: 'secondary', 'data-delete': r.name ?? r.id, onclick: act(async () => {
+        if (!window.confirm(`Delete ${r.name ?? r.id}?`)) return;
+        await api('DELETE', del(r));
+      }) }, 'delete') : '']), (v) => (v === null || v === undefined ? '—' : v)));
+  };
+
+  const ret = await api('GET', '/api/v1/retention');
+  const rdb = h('input', { id: 'ret-db', placeholder: 'database' });
+  const rm = h('input', { id: 'ret-measurement', placeholder: 'measurement (optional)' });
+  const rd = h('input', { id: 'ret-days', placeholder: 'days', size: 6 });
+  el.append(h('h3', {}, 'Retention policies'),
+    h('p', { class: 'muted' }, `Databases without a policy keep data ${ret.default_days ? `${ret.default_days} days` : 'forever'}.`),
+    manage ? h('form', { id: 'create-retention', onsubmit: act(async () => {
+      const body = { database: rdb.value, days: Number(rd.value) };
+      if (rm.value) body.measurement = rm.value;
+      await api('POST', '/api/v1/retention', body);
+    }) }, h('div', { class: 'row' }, rdb, rm, rd, h('button', { type: 'submit' }, 'Set policy'))) : null,
+    listing('retention-list', ret.policies, ['name', 'database', 'measurement', 'days', 'is_active', 'updated_at'], (r) => `/api/v1/retention/${r.id}`));
+
+  const cq = await api('GET', '/api/v1/continuous_queries');
+  el.append(h('h3', {}, 'Continuous queries'),
+    h('p', { class: 'muted' }, 'Created with POST /api/v1/continuous_queries (docs/hub-api.md).'),
+    listing('cq-list', cq.queries || [], ['name', 'database', 'source_measurement', 'destination_measurement', 'interval', 'is_active'], (r) => `/api/v1/continuous_queries/${r.id}`));
+
+  const lvc = await api('GET', '/api/v1/last_cache');
+  const ldb = h('input', { id: 'lvc-db', placeholder: 'database' });
+  const lm = h('input', { id: 'lvc-measurement', placeholder: 'measurement' });
+  el.append(h('h3', {}, 'Last-value caches'),
+    manage ? h('form', { id: 'create-lvc', onsubmit: act(async () => {
+      await api('POST', '/api/v1/last_cache', { database: ldb.value, measurement: lm.value });
+    }) }, h('div', { class: 'row' }, ldb, lm, h('button', { type: 'submit' }, 'Create cache (keys: the tags)'))) : null,
+    listing('lvc-list', lvc.caches || [], ['name', 'database', 'measurement', 'key_columns', 'count', 'ttl_seconds'], (r) => `/api/v1/last_cache/${r.id}`));
 }
 
 async function alertsPage(el) {
