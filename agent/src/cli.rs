@@ -85,7 +85,30 @@ pub fn status(addr: &str, json: bool) -> Result<String, String> {
     if json {
         return Ok(format!("{doc:#}\n"));
     }
-    Ok(render_status(&doc))
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Ok(render_status(&doc, now))
+}
+
+/// A Unix-milliseconds timestamp as an age from `now_ms`: `3 s ago`,
+/// `4 min ago`, `2 h ago`, `5 d ago`; `never` without one. A time ahead of
+/// this machine's clock says so (the agent's and this clock disagree).
+fn ago(v: &serde_json::Value, now_ms: i64) -> String {
+    let Some(at) = v.as_i64() else {
+        return "never".to_owned();
+    };
+    let ms = now_ms.saturating_sub(at);
+    if ms < 0 {
+        return format!("{} s ahead of this clock", (-ms + 999) / 1000);
+    }
+    let s = ms / 1000;
+    match s {
+        0..=89 => format!("{s} s ago"),
+        90..=5_399 => format!("{} min ago", (s + 30) / 60),
+        5_400..=172_799 => format!("{} h ago", (s + 1_800) / 3_600),
+        _ => format!("{} d ago", (s + 43_200) / 86_400),
+    }
 }
 
 fn http_get(addr: &str, path: &str) -> Result<String, String> {
@@ -109,7 +132,7 @@ fn http_get(addr: &str, path: &str) -> Result<String, String> {
     Ok(body.to_owned())
 }
 
-fn render_status(doc: &serde_json::Value) -> String {
+fn render_status(doc: &serde_json::Value, now_ms: i64) -> String {
     let get = |path: &[&str]| -> String {
         let mut v = doc;
         for p in path {
@@ -145,7 +168,10 @@ fn render_status(doc: &serde_json::Value) -> String {
     line("oldest unsent age", get(&["buffer", "oldest_unsent_age"]));
     line("dead letters", get(&["buffer", "dead_letters"]));
     line("drops by reason", get(&["buffer", "drops"]));
-    line("last upload (unix ms)", get(&["uplink", "last_success_ms"]));
+    line(
+        "last upload",
+        ago(&doc["uplink"]["last_success_ms"], now_ms),
+    );
     line("last acked segment", get(&["uplink", "last_acked_seq"]));
     line("uplink error", get(&["uplink", "last_error"]));
     line(
@@ -154,7 +180,7 @@ fn render_status(doc: &serde_json::Value) -> String {
     );
     if let Some(ports) = doc["serial"].as_object() {
         for (name, p) in ports {
-            render_port(&mut out, name, p);
+            render_port(&mut out, name, p, now_ms);
         }
     }
     out
@@ -195,7 +221,7 @@ fn render_health(health: &serde_json::Value) -> String {
 }
 
 /// One serial port or Modbus TCP device, and its slaves.
-fn render_port(out: &mut String, name: &str, p: &serde_json::Value) {
+fn render_port(out: &mut String, name: &str, p: &serde_json::Value, now_ms: i64) {
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "-".to_owned(),
         serde_json::Value::String(s) => s.clone(),
@@ -207,14 +233,14 @@ fn render_port(out: &mut String, name: &str, p: &serde_json::Value) {
         "disconnected"
     };
     out.push_str(&format!(
-        "{:<28}{} {} {state}, readings {}, rejected {}, errors {}, last reading (unix ms) {}\n",
+        "{:<28}{} {} {state}, readings {}, rejected {}, errors {}, last reading {}\n",
         format!("port {name}"),
         text(&p["kind"]),
         text(&p["path"]),
         text(&p["readings"]),
         text(&p["rejected"]),
         text(&p["errors"]),
-        text(&p["last_reading_ms"]),
+        ago(&p["last_reading_ms"], now_ms),
     ));
     if p["connected"].as_bool() != Some(true) || !p["last_error"].is_null() {
         out.push_str(&format!(
@@ -231,11 +257,11 @@ fn render_port(out: &mut String, name: &str, p: &serde_json::Value) {
                 "dead"
             };
             out.push_str(&format!(
-                "{:<28}{alive}, polls {}, requests {}, last value (unix ms) {}\n",
+                "{:<28}{alive}, polls {}, requests {}, last value {}\n",
                 format!("  slave {id}"),
                 text(&s["polls"]),
                 text(&s["requests"]),
-                text(&s["last_value_ms"]),
+                ago(&s["last_value_ms"], now_ms),
             ));
         }
     }
@@ -243,7 +269,7 @@ fn render_port(out: &mut String, name: &str, p: &serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
-    use super::render_status;
+    use super::{ago, render_status};
 
     #[test]
     fn status_lists_each_serial_port_and_slave() {
@@ -264,13 +290,15 @@ mod tests {
                 }
             }
         });
-        let text = render_status(&doc);
+        let text = render_status(&doc, 3_005);
         assert!(
             text.contains(
                 "port meters                 modbus-rtu /dev/ttyUSB1 connected, readings 12"
             ),
             "{text}"
         );
+        assert!(text.contains("last reading 3 s ago"), "{text}");
+        assert!(text.contains("last value never"), "{text}");
         assert!(
             text.contains("  slave 3                   dead, polls 9, requests {\"timeout\":4}"),
             "{text}"
@@ -300,7 +328,7 @@ mod tests {
                 "last_exit": { "kind": "panic", "component": "uplink", "at": "2026-12-03T10:00:00Z" }
             }
         });
-        let text = render_status(&doc);
+        let text = render_status(&doc, 0);
         assert!(
             text.contains("health                      UNHEALTHY: broker.mqtt-v5 stalled: no answer within 5s (starts 3, unclean exits 2, panics 1, stalls 1)"),
             "{text}"
@@ -309,5 +337,18 @@ mod tests {
             text.contains("previous run ended          panic, uplink, 2026-12-03T10:00:00Z"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn times_are_ages() {
+        let now = 10_000_000_000;
+        let at = |ms_ago: i64| serde_json::json!(now - ms_ago);
+        assert_eq!(ago(&at(3_400), now), "3 s ago");
+        assert_eq!(ago(&at(89_000), now), "89 s ago");
+        assert_eq!(ago(&at(4 * 60_000), now), "4 min ago");
+        assert_eq!(ago(&at(2 * 3_600_000), now), "2 h ago");
+        assert_eq!(ago(&at(5 * 86_400_000), now), "5 d ago");
+        assert_eq!(ago(&serde_json::Value::Null, now), "never");
+        assert_eq!(ago(&at(-2_500), now), "3 s ahead of this clock");
     }
 }
