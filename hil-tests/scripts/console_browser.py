@@ -88,7 +88,10 @@ with sync_playwright() as p:
 
     # Hub: instance metrics as charts.
     page.goto(f"{BASE}/ui#/hub")
-    page.wait_for_selector("svg.chart")
+    # A hash change renders the new page in place: wait for this page's own
+    # chart, not any chart (the gateway page's are still shown until then).
+    page.wait_for_selector("h2:has-text('Hub')")
+    page.wait_for_selector("svg.chart[aria-label='ingest rows/s']", state="attached")
     report["hub_charts"] = page.locator("svg.chart").count()
     shot(page, "hub")
     step("hub")
