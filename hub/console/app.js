@@ -160,7 +160,7 @@ async function hubPage(el) {
     chart([ser('queries/s', (x) => x.queries_per_second), ser('query ms', (x) => x.query_latency_ms)], { title: 'queries' }),
     chart([ser('CPU %', (x) => x.cpu_percent), ser('RSS MiB', (x) => (x.rss_bytes ?? NaN) / 1048576)], { title: 'process' })),
   h('h3', {}, 'Storage by database'),
-  h('p', { class: 'muted' }, 'As last measured (every quotas.storage_interval, and at start).'),
+  h('p', { class: 'muted' }, 'As last measured (at start, a minute later, then every quotas.storage_interval).'),
   table(['database', 'stored'], inst.databases.map((d) => [d.database, bytes(d.stored_bytes)])));
 }
 

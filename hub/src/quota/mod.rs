@@ -439,11 +439,23 @@ impl Quotas {
             flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut storage = tokio::time::interval(q.inner.config.storage_interval);
             storage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // One more measurement a minute after start (if sooner than the
+            // interval's): a new hub's first tables then show in
+            // /api/v1/instance and the Control Center without waiting for
+            // the whole interval.
+            let soon = Duration::from_secs(60);
+            let early = tokio::time::sleep(soon);
+            tokio::pin!(early);
+            let mut early_pending = soon < q.inner.config.storage_interval;
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     _ = flush.tick() => q.flush().await,
                     _ = storage.tick() => q.measure_storage().await,
+                    () = &mut early, if early_pending => {
+                        early_pending = false;
+                        q.measure_storage().await;
+                    }
                 }
             }
             q.flush().await;
