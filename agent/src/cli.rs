@@ -173,6 +173,8 @@ fn render_status(doc: &serde_json::Value, now_ms: i64) -> String {
         ago(&doc["uplink"]["last_success_ms"], now_ms),
     );
     line("last acked segment", get(&["uplink", "last_acked_seq"]));
+    line("hub", get(&["uplink", "hub"]));
+    line("hub failovers", get(&["uplink", "failovers"]));
     line("uplink error", get(&["uplink", "last_error"]));
     line(
         "consecutive failures",

@@ -10,3 +10,4 @@ pub const UPLINK_BYTES_TOTAL: &str = "ferry_agent_uplink_bytes_total";
 pub const UPLINK_ROWS_TOTAL: &str = "ferry_agent_uplink_rows_total";
 pub const UPLINK_RETRIES_TOTAL: &str = "ferry_agent_uplink_retries_total";
 pub const UPLINK_SECONDS: &str = "ferry_agent_uplink_seconds";
+pub const UPLINK_FAILOVERS_TOTAL: &str = "ferry_agent_uplink_failovers_total";

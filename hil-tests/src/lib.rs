@@ -5,7 +5,8 @@
 //! 127.0.0.1. This library holds what they share: finding the external
 //! tools, free ports, child processes that die with the test, and waiting
 //! for a port without sleeping blindly. [`faults`] is the fault-injection
-//! harness and its scenarios (`docs/faults.md`); [`serial`] and
+//! harness and its scenarios (`docs/faults.md`); [`census`] counts what
+//! reached the lake; [`serial`] and
 //! [`lossy_fs`] provide virtual serial lines and a power-cut filesystem;
 //! [`supervised`] plays systemd (restart on failure, the watchdog socket).
 //!
@@ -15,6 +16,7 @@
 //! whose peer is missing says so on stderr and returns early.
 
 mod args;
+pub mod census;
 pub mod faults;
 mod http;
 pub mod lossy_fs;

@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ferry_hil_tests::census::{backlog_empty, expect_census, readings, segments_metric};
 use ferry_hil_tests::{
-    Peer, agent_status, free_port, http, publish_lines, query, require_tool, spawn_agent,
-    wait_for_port, wait_until, workspace_bin,
+    Peer, agent_status, free_port, publish_lines, require_tool, spawn_agent, wait_for_port,
+    wait_until, workspace_bin,
 };
 use serde_json::Value;
 
@@ -90,53 +91,6 @@ listen = "127.0.0.1:{http_port}"
     .expect("agent.toml");
     let peer = spawn_agent(&config, mqtt, &dir.join("agent.log"));
     (peer, mqtt, SocketAddr::from(([127, 0, 0, 1], http_port)))
-}
-
-/// `{"n": i}` for each i in `range`, one per line.
-fn readings(range: std::ops::Range<u64>) -> String {
-    range.map(|i| format!("{{\"n\": {i}}}\n")).collect()
-}
-
-/// (count, distinct, min, max) of `n` in `plant.<table>`, if the hub answers.
-fn census(hub: SocketAddr, table: &str) -> Option<(u64, u64, f64, f64)> {
-    let sql = format!("SELECT count(*), count(DISTINCT n), min(n), max(n) FROM plant.{table}");
-    let v = query(hub, None, &sql)?;
-    let row = &v["data"][0];
-    Some((
-        row[0].as_u64()?,
-        row[1].as_u64()?,
-        row[2].as_f64()?,
-        row[3].as_f64()?,
-    ))
-}
-
-fn expect_census(hub: SocketAddr, table: &str, total: u64) {
-    let want = (total, total, 0.0, total as f64 - 1.0);
-    let mut got = None;
-    wait_until(
-        &format!("{total} distinct readings in plant.{table}"),
-        Duration::from_secs(60),
-        || {
-            got = census(hub, table);
-            got.is_some_and(|c| c.0 >= total)
-        },
-    );
-    assert_eq!(got, Some(want), "(count, distinct, min, max) of n");
-}
-
-/// The hub's `ferry_hub_segments_total` for one status.
-fn segments_metric(hub: SocketAddr, status: &str) -> u64 {
-    let (_, text) = http("GET", hub, "/metrics", &[], b"");
-    let key = format!("ferry_hub_segments_total{{status=\"{status}\"}}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
-fn backlog_empty(status_addr: SocketAddr) -> bool {
-    let b = &agent_status(status_addr)["buffer"];
-    b["pending_segments"] == 0 && b["backlog_readings"] == 0
 }
 
 /// Every Delta action in the table's log, with the version of its commit.
@@ -246,7 +200,7 @@ fn abort_after_commit_then_retry_is_exactly_once() {
         // there, and the agent's retry is a duplicate.
         let mut hub = launch_hub(dir.path(), addr, false, &format!("hub-{cycle}.log"));
         let total = (cycle + 1) * N;
-        expect_census(addr, "crash", total);
+        expect_census(addr, "plant.crash", total);
         wait_until(
             "the agent's backlog to drain",
             Duration::from_secs(60),
@@ -262,7 +216,7 @@ fn abort_after_commit_then_retry_is_exactly_once() {
             0,
             "cycle {cycle}: nothing new to commit"
         );
-        expect_census(addr, "crash", total);
+        expect_census(addr, "plant.crash", total);
         hub.kill();
     }
     let quarantined = &agent_status(status)["buffer"]["quarantined_segments"];
@@ -349,13 +303,13 @@ fn sigkill_during_uploads_is_exactly_once() {
     publisher.join().expect("publisher");
 
     let total = BATCHES * BATCH;
-    expect_census(addr, "stream", total);
+    expect_census(addr, "plant.stream", total);
     wait_until(
         "the agent's backlog to drain",
         Duration::from_secs(60),
         || backlog_empty(status),
     );
-    expect_census(addr, "stream", total);
+    expect_census(addr, "plant.stream", total);
     duplicates += segments_metric(addr, "duplicate");
     let buffer = &agent_status(status)["buffer"];
     assert_eq!(buffer["quarantined_segments"], 0, "{buffer}");

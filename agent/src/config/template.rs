@@ -196,6 +196,11 @@ max_columns = 1024
 
 [uplink]
 hub_url = "http://127.0.0.1:8000"
+# Or several hubs sharing the same tables (docs/scale-out.md), in order of
+# preference; the agent moves to the next when one is down or answers 5xx,
+# 401 or 403, and tries the first again after failback_after:
+# hub_urls = ["https://hub-a:8000", "https://hub-b:8000"]
+failback_after = "5m"
 # The agent's token (role write). Prefer token_file or FERRY_UPLINK_TOKEN.
 # token = "ferry_..."
 # token_file = "/etc/ferry/agent.token"

@@ -10,7 +10,8 @@ fn the_template_parses_validates_and_matches_the_defaults() {
     assert_eq!(config.segment, defaults.segment);
     assert_eq!(config.mqtt, defaults.mqtt);
     assert_eq!(config.http.listen, defaults.http.listen);
-    assert_eq!(config.uplink.hub_url, defaults.uplink.hub_url);
+    assert_eq!(config.uplink.hubs(), defaults.uplink.hubs());
+    assert_eq!(config.uplink.failback_after, defaults.uplink.failback_after);
     assert_eq!(config.agent.data_dir, defaults.agent.data_dir);
     assert_eq!(config.routes.len(), 1, "the template has one example route");
 }
@@ -62,6 +63,49 @@ database = "db"
         errors
             .iter()
             .any(|e| e.starts_with("routes[0].measurement")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn hub_urls_are_checked_one_by_one() {
+    let errors_of = |text: &str| match parse(Path::new("a.toml"), text) {
+        Err(ConfigError::Invalid { errors, .. }) => errors,
+        Err(e) => panic!("expected Invalid, got {e}"),
+        Ok(_) => Vec::new(),
+    };
+    let ok = parse(
+        Path::new("a.toml"),
+        "[uplink]\nhub_urls = [\"http://a:8000\", \"https://b:8000/\"]\n",
+    )
+    .expect("two hubs");
+    assert_eq!(ok.uplink.hubs(), ["http://a:8000", "https://b:8000/"]);
+    let errors =
+        errors_of("[uplink]\nhub_url = \"http://a:8000\"\nhub_urls = [\"http://b:8000\"]\n");
+    assert!(errors.iter().any(|e| e.contains("not both")), "{errors:?}");
+    let errors = errors_of(
+        "[uplink]\nhub_urls = [\"http://a:8000\", \"ftp://b\", \"http://a:8000/\"]\nfailback_after = \"0s\"\n",
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("uplink.hub_urls") && e.contains("ftp://b")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("listed twice")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("uplink.failback_after")),
+        "{errors:?}"
+    );
+    let many: Vec<String> = (0..17).map(|i| format!("\"http://h{i}:8000\"")).collect();
+    let errors = errors_of(&format!("[uplink]\nhub_urls = [{}]\n", many.join(", ")));
+    assert!(
+        errors.iter().any(|e| e.contains("at most 16")),
         "{errors:?}"
     );
 }

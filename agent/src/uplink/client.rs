@@ -34,9 +34,14 @@ pub enum UploadError {
     /// The hub rejected the segment itself; retrying cannot help.
     #[error("hub rejected the segment ({status}): {message}")]
     Permanent { status: u16, message: String },
-    /// Anything else: the network, the hub's health, auth. Retry.
+    /// Anything else: the network, the hub's health, auth. Retry, on the
+    /// next hub of `uplink.hub_urls` if there is one.
     #[error("{0}")]
     Transient(String),
+    /// The hub limits this agent (429: a quota or a rate): retry after its
+    /// `Retry-After`, on the same hub (the next would apply the same limit).
+    #[error("{0}")]
+    Throttled(String),
 }
 
 /// Could not build the HTTP client.
@@ -48,13 +53,26 @@ pub enum ClientError {
     Build(#[from] reqwest::Error),
 }
 
-/// Talks to one hub.
+/// One hub's upload URLs.
 #[derive(Debug, Clone)]
-pub struct HubClient {
-    http: reqwest::Client,
+struct Hub {
+    /// The configured base URL.
+    base: String,
+    /// `POST /api/v1/segments`.
     url: String,
     /// `POST /api/v1/segments/batch`.
     batch_url: String,
+}
+
+/// Talks to the hub in use, one of `uplink.hub_urls`.
+#[derive(Debug, Clone)]
+pub struct HubClient {
+    http: reqwest::Client,
+    hubs: Vec<Hub>,
+    /// The hub in use (an index into `hubs`) and since when.
+    current: usize,
+    since: std::time::Instant,
+    failback_after: Duration,
     token: Option<String>,
     agent_id: AgentId,
     /// The `Retry-After` of the hub's last 429 or 503, until taken.
@@ -88,15 +106,61 @@ impl HubClient {
                 .map_err(|e| ClientError::Ca(e.to_string()))?;
             builder = builder.tls_certs_only(certs);
         }
-        let base = config.hub_url.trim_end_matches('/');
+        let hubs = config
+            .hubs()
+            .into_iter()
+            .map(|base| {
+                let trimmed = base.trim_end_matches('/');
+                Hub {
+                    url: format!("{trimmed}{}", api::SEGMENTS_PATH),
+                    batch_url: format!("{trimmed}{}", api::SEGMENT_BATCH_PATH),
+                    base,
+                }
+            })
+            .collect();
         Ok(HubClient {
             http: builder.build()?,
-            url: format!("{base}{}", api::SEGMENTS_PATH),
-            batch_url: format!("{base}{}", api::SEGMENT_BATCH_PATH),
+            hubs,
+            current: 0,
+            since: std::time::Instant::now(),
+            failback_after: config.failback_after,
             token,
             agent_id,
             retry_after: Default::default(),
         })
+    }
+
+    /// The base URL of the hub in use.
+    pub fn hub(&self) -> &str {
+        &self.hub_in_use().base
+    }
+
+    /// How many hubs `uplink.hub_urls` lists (1 for `hub_url`).
+    pub fn hub_count(&self) -> usize {
+        self.hubs.len()
+    }
+
+    fn hub_in_use(&self) -> &Hub {
+        // `hubs` is never empty (`UplinkConfig::hubs`), `current` < len.
+        &self.hubs[self.current.min(self.hubs.len().saturating_sub(1))]
+    }
+
+    /// Moves to the next hub of the list (after the last, the first).
+    pub fn fail_over(&mut self) {
+        self.current = (self.current + 1) % self.hubs.len().max(1);
+        self.since = std::time::Instant::now();
+    }
+
+    /// On another hub than the first for `uplink.failback_after`: go back
+    /// to the first (true when it did). If the first is still down, the
+    /// next failure moves on again.
+    pub fn fail_back_if_due(&mut self) -> bool {
+        if self.current == 0 || self.since.elapsed() < self.failback_after {
+            return false;
+        }
+        self.current = 0;
+        self.since = std::time::Instant::now();
+        true
     }
 
     /// Uploads one segment and waits for the hub's acknowledgement.
@@ -106,7 +170,7 @@ impl HubClient {
         backlog: Backlog,
     ) -> Result<SegmentAck, UploadError> {
         let request = self
-            .request(&self.url, api::SEGMENT_CONTENT_TYPE, backlog)
+            .request(&self.hub_in_use().url, api::SEGMENT_CONTENT_TYPE, backlog)
             .header(headers::SEGMENT_SEQ, segment.seq.to_string())
             .body(segment.file.clone());
         let (status, body) = self.send(request).await?;
@@ -122,7 +186,11 @@ impl HubClient {
     ) -> Result<Vec<Result<SegmentAck, UploadError>>, BatchRefused> {
         let body = encode_batch(segments.iter().map(|s| s.file.as_ref()));
         let request = self
-            .request(&self.batch_url, api::SEGMENT_BATCH_CONTENT_TYPE, backlog)
+            .request(
+                &self.hub_in_use().batch_url,
+                api::SEGMENT_BATCH_CONTENT_TYPE,
+                backlog,
+            )
             .body(body);
         let (status, body) = self.send(request).await.map_err(BatchRefused::Failed)?;
         super::batch::classify_batch(status, &body, &self.agent_id, segments)
@@ -221,6 +289,8 @@ pub(crate) fn classify_error(status: u16, parsed: Option<ErrorBody>, body: &[u8]
     };
     if permanent {
         UploadError::Permanent { status, message }
+    } else if status == 429 {
+        UploadError::Throttled(format!("hub answered {status}: {message}"))
     } else {
         UploadError::Transient(format!("hub answered {status}: {message}"))
     }
@@ -245,6 +315,55 @@ mod tests {
 
     fn id() -> AgentId {
         AgentId::new("gw-1").unwrap()
+    }
+
+    fn client(hubs: &[&str], failback_after: Duration) -> HubClient {
+        let config = UplinkConfig {
+            hub_urls: hubs.iter().map(|h| (*h).to_owned()).collect(),
+            failback_after,
+            ..UplinkConfig::default()
+        };
+        HubClient::new(&config, None, id()).unwrap()
+    }
+
+    #[test]
+    fn fail_over_goes_round_the_list_and_back_to_the_first() {
+        let mut c = client(&["http://a:1/", "http://b:2", "http://c:3"], Duration::ZERO);
+        assert_eq!(c.hub_count(), 3);
+        assert_eq!(c.hub(), "http://a:1/");
+        assert_eq!(c.hub_in_use().url, "http://a:1/api/v1/segments");
+        assert!(!c.fail_back_if_due(), "already on the first");
+        c.fail_over();
+        assert_eq!(c.hub(), "http://b:2");
+        assert_eq!(c.hub_in_use().batch_url, "http://b:2/api/v1/segments/batch");
+        c.fail_over();
+        c.fail_over();
+        assert_eq!(c.hub(), "http://a:1/", "after the last, the first");
+        c.fail_over();
+        assert!(c.fail_back_if_due(), "failback_after 0: at once");
+        assert_eq!(c.hub(), "http://a:1/");
+
+        let mut c = client(&["http://a:1", "http://b:2"], Duration::from_secs(3600));
+        c.fail_over();
+        assert!(!c.fail_back_if_due(), "not before failback_after");
+        assert_eq!(c.hub(), "http://b:2");
+
+        let one = HubClient::new(&UplinkConfig::default(), None, id()).unwrap();
+        assert_eq!(one.hub(), "http://127.0.0.1:8000");
+        assert_eq!(one.hub_count(), 1);
+    }
+
+    #[test]
+    fn a_429_is_throttled_not_a_reason_to_move() {
+        let quota = serde_json::to_vec(&ErrorBody::new(ErrorCode::QuotaExceeded, "x")).unwrap();
+        assert!(matches!(
+            classify(429, &quota, &id(), 3),
+            Err(UploadError::Throttled(_))
+        ));
+        assert!(matches!(
+            classify(429, b"", &id(), 3),
+            Err(UploadError::Throttled(_))
+        ));
     }
 
     #[test]

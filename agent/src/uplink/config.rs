@@ -9,9 +9,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UplinkConfig {
-    /// The hub's base URL, `http://` or `https://`.
-    #[serde(default = "default_hub_url")]
-    pub hub_url: String,
+    /// The hub's base URL, `http://` or `https://` (default
+    /// `http://127.0.0.1:8000`). Set this or `hub_urls`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_url: Option<String>,
+    /// Several hubs sharing the same tables, in order of preference: the
+    /// agent uploads to the first that answers, moves to the next when one
+    /// is down or answers 5xx, 401 or 403, and tries the first again after
+    /// `failback_after`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hub_urls: Vec<String>,
+    /// On another hub than the first of `hub_urls`, how long before the
+    /// agent tries the first again.
+    #[serde(default = "default_failback_after", with = "humantime_serde")]
+    pub failback_after: Duration,
     /// The agent's token (role `write`). Prefer `token_file` or the
     /// `FERRY_UPLINK_TOKEN` environment variable in production.
     #[serde(default)]
@@ -47,8 +58,13 @@ pub struct UplinkConfig {
     pub batch_max_bytes: bytesize::ByteSize,
 }
 
-fn default_hub_url() -> String {
-    "http://127.0.0.1:8000".into()
+/// The hub an agent uploads to when neither `hub_url` nor `hub_urls` is set.
+const DEFAULT_HUB_URL: &str = "http://127.0.0.1:8000";
+/// Most entries in `uplink.hub_urls`.
+const MAX_HUB_URLS: usize = 16;
+
+fn default_failback_after() -> Duration {
+    Duration::from_secs(300)
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(30)
@@ -69,7 +85,9 @@ fn default_batch_max_bytes() -> bytesize::ByteSize {
 impl Default for UplinkConfig {
     fn default() -> Self {
         UplinkConfig {
-            hub_url: default_hub_url(),
+            hub_url: None,
+            hub_urls: Vec::new(),
+            failback_after: default_failback_after(),
             token: None,
             token_file: None,
             ca_file: None,
@@ -86,11 +104,36 @@ impl Default for UplinkConfig {
 impl UplinkConfig {
     /// Reports every problem with its key path.
     pub fn validate(&self, errors: &mut Vec<String>) {
-        if !(self.hub_url.starts_with("http://") || self.hub_url.starts_with("https://")) {
+        let key = if self.hub_urls.is_empty() {
+            "uplink.hub_url"
+        } else {
+            "uplink.hub_urls"
+        };
+        if self.hub_url.is_some() && !self.hub_urls.is_empty() {
+            errors.push("uplink.hub_urls: set either hub_url or hub_urls, not both".into());
+        }
+        if self.hub_urls.len() > MAX_HUB_URLS {
             errors.push(format!(
-                "uplink.hub_url: {:?} must start with http:// or https://",
-                self.hub_url
+                "uplink.hub_urls: {} hubs, at most {MAX_HUB_URLS}",
+                self.hub_urls.len()
             ));
+        }
+        let hubs = self.hubs();
+        for (i, url) in hubs.iter().enumerate() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                errors.push(format!(
+                    "{key}: {url:?} must start with http:// or https://"
+                ));
+            } else if reqwest::Url::parse(url).is_err() {
+                errors.push(format!("{key}: {url:?} is not a URL"));
+            }
+            let base = url.trim_end_matches('/');
+            if hubs[..i].iter().any(|u| u.trim_end_matches('/') == base) {
+                errors.push(format!("{key}: {url:?} is listed twice"));
+            }
+        }
+        if self.failback_after.is_zero() {
+            errors.push("uplink.failback_after: must be greater than 0".into());
         }
         if self.token.is_some() && self.token_file.is_some() {
             errors.push("uplink.token_file: set either token or token_file, not both".into());
@@ -120,6 +163,19 @@ impl UplinkConfig {
         if self.batch_segments == 0 {
             errors.push("uplink.batch_segments: must be at least 1".into());
         }
+    }
+
+    /// The hubs to upload to, in order of preference: `hub_urls`, or
+    /// `hub_url`, or the default.
+    pub fn hubs(&self) -> Vec<String> {
+        if !self.hub_urls.is_empty() {
+            return self.hub_urls.clone();
+        }
+        vec![
+            self.hub_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_HUB_URL.to_owned()),
+        ]
     }
 
     /// The token, from `token`, `token_file` or `FERRY_UPLINK_TOKEN`.

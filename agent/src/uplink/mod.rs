@@ -21,6 +21,15 @@
 //!   with exponential backoff and jitter (`backoff_initial` to `backoff_max`),
 //!   or after the hub's `Retry-After` on a 429 or 503 when that is longer
 //!   (a quota of the hub; at most an hour).
+//! - With several hubs (`uplink.hub_urls`, hubs sharing the same tables), a
+//!   failed round other than a 429 moves to the next hub at once; only when
+//!   every hub failed in a row does the uplink back off. A 429 stays on its
+//!   hub (another would apply the same quota). On another hub than the
+//!   first for `failback_after`, the next upload tries the first again.
+//!   Segments stay in sequence order across hubs, and a segment one hub
+//!   committed but could not acknowledge is a `duplicate` on the next: the
+//!   `txn` that makes it one is in the shared table, so exactly-once holds
+//!   when the hubs write the same tables (`storage.multi_writer`).
 //! - `max_bytes_per_second` caps the *average* upload rate: after each upload
 //!   the uplink waits until the bytes sent fit the budget. A single segment
 //!   still goes out at line rate; keep `segment.max_bytes` small on slow links.
@@ -87,7 +96,11 @@ pub async fn run<Q: SegmentQueue>(
     beat: Beat,
     shutdown: CancellationToken,
 ) {
+    let mut client = client;
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
+    // Hubs that failed one after the other since the last success.
+    let mut failed_hubs = 0usize;
+    status.set_hub(client.hub());
     let rate = config.max_bytes_per_second.as_u64();
     // Until then, one segment per request (the hub refused a batch).
     let mut single_until: Option<Instant> = None;
@@ -118,6 +131,11 @@ pub async fn run<Q: SegmentQueue>(
                 continue;
             }
         };
+        if client.fail_back_if_due() {
+            tracing::info!(hub = client.hub(), "uplink trying the first hub again");
+            status.set_hub(client.hub());
+            failed_hubs = 0;
+        }
         let batching =
             config.batch_segments > 1 && single_until.is_none_or(|t| Instant::now() >= t);
         let segments = if batching {
@@ -151,6 +169,7 @@ pub async fn run<Q: SegmentQueue>(
         };
         let bytes: u64 = segments.iter().map(|s| s.file.len() as u64).sum();
         let mut retry: Option<String> = None;
+        let mut throttled = false;
         let mut progress = false;
         for (segment, result) in segments.iter().zip(results) {
             match result {
@@ -182,6 +201,10 @@ pub async fn run<Q: SegmentQueue>(
                 Err(UploadError::Transient(message)) => {
                     retry.get_or_insert(message);
                 }
+                Err(UploadError::Throttled(message)) => {
+                    throttled = true;
+                    retry.get_or_insert(message);
+                }
             }
         }
         metrics::histogram!(m::UPLINK_SECONDS).record(started.elapsed().as_secs_f64());
@@ -190,6 +213,7 @@ pub async fn run<Q: SegmentQueue>(
             // table failed): the hub is up, so the rest goes again at once.
             // A round without progress backs off.
             Some(message) if progress => {
+                failed_hubs = 0;
                 metrics::counter!(m::UPLINK_RETRIES_TOTAL).increment(1);
                 tracing::debug!(error = %message, "part of a batch to send again");
                 // Unless a quota of the hub refused the rest: then after
@@ -203,13 +227,28 @@ pub async fn run<Q: SegmentQueue>(
             }
             Some(message) => {
                 metrics::counter!(m::UPLINK_RETRIES_TOTAL).increment(1);
+                let first = segments.first().map_or(0, |s| s.seq);
+                // Another hub, at once, until each has failed in turn.
+                if !throttled && client.hub_count() > 1 {
+                    failed_hubs += 1;
+                    let from = client.hub().to_owned();
+                    client.fail_over();
+                    metrics::counter!(m::UPLINK_FAILOVERS_TOTAL).increment(1);
+                    status.record_failover(client.hub());
+                    tracing::warn!(seq = first, %from, to = client.hub(), error = %message, "upload failed; moving to the next hub");
+                    if failed_hubs < client.hub_count() {
+                        status.record_failure(message);
+                        client.take_retry_after();
+                        continue;
+                    }
+                    failed_hubs = 0;
+                }
                 // The hub's Retry-After (a quota, a full queue) when it gave
                 // one and it is longer than the backoff.
                 let delay = match client.take_retry_after() {
                     Some(after) => backoff.next_delay().max(after),
                     None => backoff.next_delay(),
                 };
-                let first = segments.first().map_or(0, |s| s.seq);
                 if status.record_failure(message.clone()) {
                     tracing::warn!(seq = first, error = %message, retry_in = ?delay, "upload failed; retrying");
                 } else {
@@ -223,6 +262,7 @@ pub async fn run<Q: SegmentQueue>(
             }
             None => {
                 backoff.reset();
+                failed_hubs = 0;
                 client.take_retry_after();
             }
         }

@@ -15,6 +15,10 @@ pub struct UplinkState {
     pub consecutive_failures: u64,
     pub quarantined_total: u64,
     pub last_quarantine: Option<String>,
+    /// The hub uploads go to (one of `uplink.hub_urls`).
+    pub hub: Option<String>,
+    /// Moves to another hub since the agent started.
+    pub failovers: u64,
 }
 
 /// Shared, cheap to clone.
@@ -52,6 +56,16 @@ impl UplinkStatus {
         let changed = s.last_error.as_deref() != Some(error.as_str());
         s.last_error = Some(error);
         s.consecutive_failures == 1 || changed
+    }
+
+    pub(crate) fn set_hub(&self, hub: &str) {
+        self.lock().hub = Some(hub.to_owned());
+    }
+
+    pub(crate) fn record_failover(&self, to: &str) {
+        let mut s = self.lock();
+        s.failovers += 1;
+        s.hub = Some(to.to_owned());
     }
 
     pub(crate) fn record_quarantine(&self, seq: u64, reason: String) {

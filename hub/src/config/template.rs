@@ -45,6 +45,8 @@ max_connections = 1024
 # or "azure".
 backend = "fs"
 path = "./ferry-data/tables"
+# Other hubs write the same directory (docs/scale-out.md):
+multi_writer = false
 #
 # backend = "s3"
 # bucket = "lake"                  # required

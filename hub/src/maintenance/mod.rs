@@ -477,6 +477,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = crate::table::StorageConfig::Fs(crate::table::config::FsConfig {
             path: dir.path().join("tables"),
+            multi_writer: false,
         });
         let stop = CancellationToken::new();
         let tables = Tables::open(

@@ -48,7 +48,9 @@
 //! - `multi_writer = true`: several hubs may commit to the same tables. The
 //!   hub reloads the table log before every commit and relies on Delta's
 //!   conflict detection. Requires `conditional_put = "etag"` and a store whose
-//!   conditional put is atomic (AWS S3, Azure, local fs). Nothing can check
+//!   conditional put is atomic (AWS S3, Azure, a local file system: the
+//!   commit file is created with `link`, which fails if it exists; not NFS
+//!   before v3 or a file system without hard links). Nothing can check
 //!   atomicity from the client side; choosing the store is the operator's job.
 //! - `conditional_put = "disabled"` (S3-compatible servers that reject
 //!   `If-None-Match`) is refused by the hub's config check: deltalake 1.1
@@ -131,12 +133,17 @@ pub struct FsConfig {
     /// The directory that holds the tables; created if missing.
     #[serde(default = "default_fs_path")]
     pub path: PathBuf,
+    /// Other hubs on this machine (or on a shared file system whose
+    /// exclusive create is atomic) write the same directory.
+    #[serde(default)]
+    pub multi_writer: bool,
 }
 
 impl Default for FsConfig {
     fn default() -> Self {
         FsConfig {
             path: default_fs_path(),
+            multi_writer: false,
         }
     }
 }
@@ -365,14 +372,14 @@ impl StorageConfig {
     /// Checks the section and builds the root URL and the object_store options.
     pub(crate) fn resolve(&self) -> Result<ResolvedStorage, TableError> {
         match self {
-            StorageConfig::Fs(fs) => resolve_fs(&fs.path),
+            StorageConfig::Fs(fs) => resolve_fs(&fs.path, fs.multi_writer),
             StorageConfig::S3(s3) => resolve_s3(s3),
             StorageConfig::Azure(az) => resolve_azure(az),
         }
     }
 }
 
-fn resolve_fs(path: &Path) -> Result<ResolvedStorage, TableError> {
+fn resolve_fs(path: &Path, multi_writer: bool) -> Result<ResolvedStorage, TableError> {
     std::fs::create_dir_all(path).map_err(|e| {
         TableError::Config(format!(
             "storage.path {}: cannot create: {e}",
@@ -391,7 +398,7 @@ fn resolve_fs(path: &Path) -> Result<ResolvedStorage, TableError> {
     Ok(ResolvedStorage {
         root,
         options: HashMap::new(),
-        multi_writer: false,
+        multi_writer,
         encryption: None,
     })
 }

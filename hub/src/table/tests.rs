@@ -36,6 +36,7 @@ async fn hub(interval_ms: u64) -> Hub {
     let dir = tempfile::tempdir().unwrap();
     let storage = StorageConfig::Fs(config::FsConfig {
         path: dir.path().join("tables"),
+        multi_writer: false,
     });
     let shutdown = CancellationToken::new();
     let tables = Tables::open(&storage, &config(interval_ms), shutdown.clone())
@@ -215,6 +216,7 @@ async fn max_commit_rows_commits_early() {
     let dir = tempfile::tempdir().unwrap();
     let storage = StorageConfig::Fs(config::FsConfig {
         path: dir.path().to_owned(),
+        multi_writer: false,
     });
     let config = TableConfig {
         commit_interval: Duration::from_secs(3600),
@@ -240,6 +242,7 @@ async fn idle_and_big_writes_commit_at_once_and_small_ones_wait() {
     let dir = tempfile::tempdir().unwrap();
     let storage = StorageConfig::Fs(config::FsConfig {
         path: dir.path().to_owned(),
+        multi_writer: false,
     });
     let config = TableConfig {
         commit_interval: Duration::from_secs(3600),
@@ -418,6 +421,7 @@ async fn shutdown_commits_what_is_queued() {
     let dir = tempfile::tempdir().unwrap();
     let storage = StorageConfig::Fs(config::FsConfig {
         path: dir.path().to_owned(),
+        multi_writer: false,
     });
     let shutdown = CancellationToken::new();
     let tables = Tables::open(&storage, &config(3_600_000), shutdown.clone())
@@ -458,6 +462,7 @@ async fn conformance_on_local_fs() {
     let dir = tempfile::tempdir().unwrap();
     let storage = StorageConfig::Fs(config::FsConfig {
         path: dir.path().to_owned(),
+        multi_writer: false,
     });
     conformance::run(&storage).await.unwrap();
 }
@@ -466,6 +471,10 @@ async fn conformance_on_local_fs() {
 fn storage_config_parses() {
     let fs: StorageConfig = toml::from_str("").unwrap();
     assert_eq!(fs, StorageConfig::default());
+    assert!(!fs.resolve().unwrap().multi_writer);
+    let shared: StorageConfig =
+        toml::from_str("backend = \"fs\"\npath = \"/tmp/lake\"\nmulti_writer = true").unwrap();
+    assert!(shared.resolve().unwrap().multi_writer);
     let s3: StorageConfig = toml::from_str(
         r#"backend = "s3"
 bucket = "lake"
@@ -554,7 +563,10 @@ async fn conformance_from_env() {
 #[ignore = "needs FERRY_SAMPLE_TABLES"]
 async fn write_sample_tables() {
     let path = std::env::var("FERRY_SAMPLE_TABLES").expect("FERRY_SAMPLE_TABLES");
-    let storage = StorageConfig::Fs(config::FsConfig { path: path.into() });
+    let storage = StorageConfig::Fs(config::FsConfig {
+        path: path.into(),
+        multi_writer: false,
+    });
     let tables = Tables::open(&storage, &config(20), CancellationToken::new())
         .await
         .unwrap();

@@ -18,6 +18,7 @@ const T0: i64 = 1_764_115_200_000_000_000; // 2025-11-26T00:00:00Z
 async fn open(dir: &Path) -> (Tables, StorageConfig, CancellationToken) {
     let storage = StorageConfig::Fs(config::FsConfig {
         path: dir.join("tables"),
+        multi_writer: false,
     });
     let shutdown = CancellationToken::new();
     let config = TableConfig {

@@ -15,6 +15,7 @@ const T0: i64 = 1_764_115_200_000_000_000; // 2025-11-26T00:00:00Z
 async fn open(dir: &std::path::Path, idle_ms: u64) -> (Tables, CancellationToken) {
     let storage = StorageConfig::Fs(config::FsConfig {
         path: dir.join("tables"),
+        multi_writer: false,
     });
     let config = TableConfig {
         commit_interval: Duration::from_millis(10),
@@ -149,6 +150,7 @@ async fn a_full_table_queue_refuses_by_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let storage = StorageConfig::Fs(config::FsConfig {
         path: dir.path().join("tables"),
+        multi_writer: false,
     });
     let config = TableConfig {
         // Writes wait here long enough to pile up.

@@ -15,6 +15,7 @@ const SEC: i64 = 1_000_000_000;
 async fn open(dir: &std::path::Path) -> (Tables, CancellationToken) {
     let storage = StorageConfig::Fs(config::FsConfig {
         path: dir.join("tables"),
+        multi_writer: false,
     });
     let config = TableConfig {
         commit_interval: Duration::from_millis(10),

@@ -30,6 +30,7 @@ pub(crate) fn config(dir: &Path, tweak: impl FnOnce(&mut HubConfig)) -> HubConfi
     c.server.shutdown_timeout = Duration::from_secs(10);
     c.storage = StorageConfig::Fs(FsConfig {
         path: dir.join("tables"),
+        multi_writer: false,
     });
     c.metadata.path = dir.join("meta/hub.db");
     c.tables.commit_interval = Duration::from_millis(10);
