@@ -33,6 +33,10 @@ log "systemd units (verify, security exposure)"
 units_status=0
 scripts/check-units.sh 2>&1 | tee -a "$out" || units_status=1
 
+log "Kubernetes manifests (images/k8s: schemas, references, hub configs)"
+k8s_status=0
+FERRY_HUB_BIN="$(realpath "${CARGO_TARGET_DIR:-target}/debug/ferry-hub")" scripts/validate-k8s.sh 2>&1 | tee -a "$out" || k8s_status=1
+
 log "gateway builds: four cross targets, end-to-end smoke tests under qemu-user, .debs + lintian"
 cross_status=0
 FERRY_HUB_BIN="$(realpath "${CARGO_TARGET_DIR:-target}/debug/ferry-hub")" scripts/cross-ci.sh 2>&1 | tee -a "$out" || cross_status=1
@@ -40,4 +44,4 @@ FERRY_HUB_BIN="$(realpath "${CARGO_TARGET_DIR:-target}/debug/ferry-hub")" script
 # One closing line for the whole suite.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$out"
-exit $(( units_status | cross_status | bench_status ))
+exit $(( units_status | cross_status | bench_status | k8s_status ))

@@ -6,7 +6,7 @@
 //! tools, free ports, child processes that die with the test, and waiting
 //! for a port without sleeping blindly. [`faults`] is the fault-injection
 //! harness and its scenarios (`docs/faults.md`); [`census`] counts what
-//! reached the lake; [`serial`] and
+//! reached the lake; [`shared_hubs`] runs several hubs over one lake; [`serial`] and
 //! [`lossy_fs`] provide virtual serial lines and a power-cut filesystem;
 //! [`supervised`] plays systemd (restart on failure, the watchdog socket).
 //!
@@ -21,6 +21,7 @@ pub mod faults;
 mod http;
 pub mod lossy_fs;
 pub mod serial;
+pub mod shared_hubs;
 pub mod supervised;
 
 pub use args::Args;

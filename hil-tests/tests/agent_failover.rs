@@ -22,51 +22,17 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_hil_tests::census::{backlog_empty, expect_census, readings, segments_metric};
+use ferry_hil_tests::shared_hubs::{Role, launch};
 use ferry_hil_tests::{
-    Peer, agent_status, free_port, publish_lines, require_tool, spawn_agent, wait_for_port,
-    wait_until, workspace_bin,
+    agent_status, free_port, publish_lines, require_tool, spawn_agent, wait_until, workspace_bin,
 };
 
 const TABLE: &str = "plant.failover";
-
-/// A hub on `addr`, sharing `dir/tables` with the other hubs
-/// (`multi_writer`), with its own metadata `dir/<name>.db`.
-fn launch_hub(dir: &Path, name: &str, addr: SocketAddr, failpoint: bool, run: u32) -> Peer {
-    let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"{addr}\"\n[flight]\nlisten = \"127.0.0.1:0\"\n\
-             [storage]\nbackend = \"fs\"\npath = \"{}\"\nmulti_writer = true\n\
-             [tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n\
-             [auth]\nenabled = false\n",
-            dir.join("tables").display(),
-            dir.join(format!("{name}.db")).display()
-        ),
-    )
-    .expect("write the hub's config");
-    let mut cmd = Command::new(workspace_bin("ferry-hub"));
-    cmd.args(["serve", "--config"]).arg(&config);
-    if failpoint {
-        cmd.env("FERRY_HUB_FAILPOINT", "abort_after_commit");
-    } else {
-        cmd.env_remove("FERRY_HUB_FAILPOINT");
-    }
-    let peer = Peer::spawn(
-        "ferry-hub",
-        &mut cmd,
-        &dir.join(format!("{name}-{run}.log")),
-    );
-    wait_for_port(addr, Duration::from_secs(60));
-    peer
-}
 
 /// Answers every request `503` with `Retry-After: 30`, counting them.
 fn unavailable_server() -> (SocketAddr, Arc<AtomicU64>) {
@@ -116,8 +82,8 @@ fn agent_moves_between_hubs_and_every_reading_lands_once() {
     let (down, down_requests) = unavailable_server();
     let (url_a, url_b) = (format!("http://{a}"), format!("http://{b}"));
 
-    let mut hub_a = launch_hub(dir, "hub-a", a, true, 0);
-    let _hub_b = launch_hub(dir, "hub-b", b, false, 0);
+    let mut hub_a = launch(dir, "hub-a", a, Role::WriterAbortingAfterCommit, 0);
+    let _hub_b = launch(dir, "hub-b", b, Role::Writer, 0);
     let mqtt = free_port();
     let status = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let config = dir.join("agent.toml");
@@ -185,7 +151,7 @@ listen = "{status}"
 
     // 2. A is back. Uploads stay on B until failback_after (2 s) has
     // passed since the move; the first upload after that goes to A.
-    let mut hub_a = launch_hub(dir, "hub-a", a, false, 1);
+    let mut hub_a = launch(dir, "hub-a", a, Role::Writer, 1);
     publish_lines(
         &pubber,
         mqtt,

@@ -18,6 +18,8 @@ pub const TLS_HANDSHAKE_FAILURES: &str = "ferry_hub_tls_handshake_failures_total
 /// Counter: HTTP requests answered, labels `route` (the matched route
 /// template, e.g. `/api/v1/query`) and `status` (the numeric status).
 pub const HTTP_REQUESTS: &str = "ferry_hub_http_requests_total";
+/// Counter: writes a read replica refused (`replica.role = "reader"`).
+pub const REPLICA_REFUSED: &str = "ferry_hub_replica_refused_total";
 /// Histogram: HTTP request duration in seconds, label `route`.
 pub const HTTP_REQUEST_SECONDS: &str = "ferry_hub_http_request_duration_seconds";
 /// Counter: rows committed to tables, label `source` (`segment`,

@@ -30,6 +30,14 @@ PY_PACKAGES=(
   "playwright==1.*"
 )
 
+# The project's Python venv, created if missing.
+ensure_venv() {
+  if [ ! -x "$FERRY_VENV/bin/python" ]; then
+    log "creating the Python venv at $FERRY_VENV"
+    python3 -m venv "$FERRY_VENV"
+  fi
+}
+
 install_peers() {
   # libfuse2: fusepy's library, for hil-tests/peers/lossy_fs.py (root mounts
   # without fusermount). Debian 13 names it libfuse2t64.
@@ -37,10 +45,7 @@ install_peers() {
   # guides' tested exports (hil-tests/tests/migrate.rs).
   apt_install mosquitto mosquitto-clients openssl socat libfuse2 iptables faketime \
     influxdb influxdb-client postgresql chromium
-  if [ ! -x "$FERRY_VENV/bin/python" ]; then
-    log "creating the Python venv at $FERRY_VENV"
-    python3 -m venv "$FERRY_VENV"
-  fi
+  ensure_venv
   if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, datafusion, pymodbus, serial, fuse, arc_client, pandas, chdb, adbc_driver_flightsql, influxdb_client_3, flightsql, playwright; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
     log "installing Python test packages"
     "$FERRY_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"

@@ -87,6 +87,11 @@ pub struct CreateToken {
     /// The token stops working this long after its creation.
     #[serde(default)]
     pub expires_in: Option<DurationArg>,
+    /// The secret, when it is not new: the same token on another hub over
+    /// the same tables (docs/scale-out.md). `ferry_` + 64 lowercase hex
+    /// digits, as the hub generates them; without it the hub draws one.
+    #[serde(default)]
+    pub secret: Option<String>,
 }
 
 /// `PATCH` body.
@@ -308,7 +313,26 @@ pub async fn create(
             humantime::format_duration(max)
         )));
     }
-    let secret = token::generate();
+    let given = body.secret.is_some();
+    let secret = match body.secret {
+        None => token::generate(),
+        Some(secret) if token::well_formed(&secret) => {
+            if !matches!(
+                state.meta.find_token(token::hash(&secret)).await?,
+                crate::meta::TokenLookup::Unknown
+            ) {
+                return Err(ApiError::conflict(
+                    "a token with this secret exists on this hub already",
+                ));
+            }
+            secret
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "secret must be \"ferry_\" followed by 64 lowercase hex digits, as the hub generates them (leave it out for a new one)",
+            ));
+        }
+    };
     let change = state
         .meta
         .insert_token(NewToken {
@@ -335,6 +359,7 @@ pub async fn create(
         "roles": record.roles,
         "agents": record.agents.as_ref().map(AgentPattern::as_str),
         "expires_at": record.expires_at.map(format_ms),
+        "secret_given": given,
     });
     Ok((
         StatusCode::CREATED,

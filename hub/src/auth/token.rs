@@ -50,6 +50,18 @@ pub fn generate() -> String {
     s
 }
 
+/// Whether `secret` has the form [`generate`] gives (`ferry_` + 64
+/// lowercase hex digits): what `POST /api/v1/auth/tokens` accepts as a
+/// token's given secret (the same token on several hubs).
+pub fn well_formed(secret: &str) -> bool {
+    secret.strip_prefix(TOKEN_PREFIX).is_some_and(|hex| {
+        hex.len() == 2 * TOKEN_BYTES
+            && hex
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    })
+}
+
 /// The hash under which `token` is stored and looked up.
 pub fn hash(token: &str) -> TokenHash {
     TokenHash(Sha256::digest(token.as_bytes()).into())
@@ -71,6 +83,18 @@ mod tests {
                 .bytes()
                 .all(|c| c.is_ascii_hexdigit())
         );
+        assert!(well_formed(&a));
+        for bad in [
+            "",
+            "ferry_",
+            &a[..a.len() - 1],
+            &format!("{a}0"),
+            &a.to_uppercase(),
+            &a.replace("ferry_", "token_"),
+            &format!("ferry_{}", "g".repeat(64)),
+        ] {
+            assert!(!well_formed(bad), "{bad}");
+        }
         assert_eq!(hash(&a), hash(&a));
         assert_ne!(hash(&a), hash(&b));
     }

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::HubConfig;
 
 /// The top-level sections of `hub.toml`.
-const SECTIONS: [&str; 20] = [
+const SECTIONS: [&str; 21] = [
     "server",
     "flight",
     "storage",
@@ -28,6 +28,7 @@ const SECTIONS: [&str; 20] = [
     "instance",
     "alerts",
     "encryption",
+    "replica",
     "log",
 ];
 
@@ -152,6 +153,9 @@ pub fn parse(text: &str) -> Result<HubConfig, ConfigErrors> {
     }
     if let Some(v) = section(&document, "encryption", &mut errors) {
         config.encryption = v;
+    }
+    if let Some(v) = section(&document, "replica", &mut errors) {
+        config.replica = v;
     }
     if let Some(v) = section(&document, "log", &mut errors) {
         config.log = v;

@@ -57,7 +57,48 @@ pub struct HubConfig {
     pub instance: crate::instance::InstanceConfig,
     pub alerts: crate::alerts::AlertsConfig,
     pub encryption: crate::encryption::EncryptionConfig,
+    pub replica: ReplicaConfig,
     pub log: LogConfig,
+}
+
+/// What this hub does among hubs sharing the same tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Takes writes, runs maintenance and serves queries.
+    #[default]
+    Writer,
+    /// Serves queries from tables other hubs write: no writes, no
+    /// maintenance, continuous queries, imports or alerts.
+    Reader,
+}
+
+/// `[replica]`: several hubs over the same tables (docs/scale-out.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicaConfig {
+    pub role: Role,
+    /// A reader serves a table it checked less than this long ago without
+    /// reading the table's log again; its answers lag the writers by at
+    /// most this much.
+    #[serde(with = "humantime_serde")]
+    pub max_staleness: Duration,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig {
+            role: Role::Writer,
+            max_staleness: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ReplicaConfig {
+    /// Whether this hub is a read replica.
+    pub fn is_reader(&self) -> bool {
+        self.role == Role::Reader
+    }
 }
 
 /// `[server]`: the HTTP listener.

@@ -407,6 +407,17 @@ reencrypt_bytes_per_second = "64MiB"
 # Object headers kept in memory for range reads (one small read per miss).
 header_cache_entries = 100000
 
+[replica]
+# Several hubs over the same tables (docs/scale-out.md). "writer" takes
+# writes and runs maintenance; "reader" serves queries, the console and the
+# fleet view from tables other hubs write, refuses writes (403), and runs
+# no maintenance, continuous queries, imports or alerts.
+role = "writer"
+# A reader serves a table it checked less than this long ago without
+# reading the table's log again: its answers lag the writers by at most
+# this much (ferry_hub_replica_snapshot_age_seconds).
+max_staleness = "2s"
+
 [log]
 # A tracing filter: "info", "debug", "ferry_hub=debug,info", ...
 # The FERRY_LOG environment variable overrides it.
@@ -448,6 +459,7 @@ mod tests {
             "[quotas]",
             "[instance]",
             "[alerts]",
+            "[replica]",
             "[log]",
         ] {
             assert!(TEMPLATE.contains(section), "{section}");

@@ -267,6 +267,13 @@ pub struct InstanceAnswer {
     /// `None` until the first interval has passed.
     pub latest: Option<Sample>,
     pub sample_interval_seconds: f64,
+    /// `writer` or `reader` (`replica.role`).
+    pub role: &'static str,
+    /// On a reader: how long before the latest query the table snapshot it
+    /// used was known to be the latest (at most `replica.max_staleness`).
+    pub replica_lag_seconds: Option<f64>,
+    /// On a reader: `replica.max_staleness`.
+    pub replica_max_staleness_seconds: Option<f64>,
 }
 
 /// `GET /api/v1/instance/history`.
@@ -321,6 +328,17 @@ pub async fn instance(
         queries_active: state.query.busy(),
         latest: state.instance.latest(),
         sample_interval_seconds: state.config.instance.sample_interval.as_secs_f64(),
+        role: if state.config.replica.is_reader() {
+            "reader"
+        } else {
+            "writer"
+        },
+        replica_lag_seconds: state.tables.replica_lag().map(|d| d.as_secs_f64()),
+        replica_max_staleness_seconds: state
+            .config
+            .replica
+            .is_reader()
+            .then(|| state.config.replica.max_staleness.as_secs_f64()),
     }))
 }
 

@@ -19,6 +19,7 @@ mod error;
 mod extract;
 mod health;
 pub mod logging;
+mod replica;
 mod router;
 mod state;
 pub mod tls;
@@ -142,6 +143,11 @@ impl Hub {
             tables_shutdown.clone(),
         )
         .await?;
+        let reader = config.replica.is_reader();
+        if reader {
+            tables.follow_writers(config.replica.max_staleness);
+            tracing::info!(max_staleness = ?config.replica.max_staleness, "read replica: serving queries, refusing writes, no maintenance");
+        }
 
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -187,9 +193,11 @@ impl Hub {
         };
         let maintenance_shutdown = CancellationToken::new();
         let maintenance_tracker = TaskTracker::new();
-        state
-            .maintenance
-            .spawn(&maintenance_tracker, maintenance_shutdown.clone());
+        if !reader {
+            state
+                .maintenance
+                .spawn(&maintenance_tracker, maintenance_shutdown.clone());
+        }
         state
             .audit
             .spawn(&maintenance_tracker, maintenance_shutdown.clone());
@@ -202,24 +210,26 @@ impl Hub {
             &maintenance_tracker,
             maintenance_shutdown.clone(),
         );
-        crate::alerts::spawn(
-            state.clone(),
-            &maintenance_tracker,
-            maintenance_shutdown.clone(),
-        );
-        state.cqs.start().await;
-        state
-            .imports
-            .start()
-            .await
-            .map_err(|source| ServerError::Spool {
-                path: config
-                    .import
-                    .spool_dir_for(&config.metadata.path)
-                    .display()
-                    .to_string(),
-                source,
-            })?;
+        if !reader {
+            crate::alerts::spawn(
+                state.clone(),
+                &maintenance_tracker,
+                maintenance_shutdown.clone(),
+            );
+            state.cqs.start().await;
+            state
+                .imports
+                .start()
+                .await
+                .map_err(|source| ServerError::Spool {
+                    path: config
+                        .import
+                        .spool_dir_for(&config.metadata.path)
+                        .display()
+                        .to_string(),
+                    source,
+                })?;
+        }
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(%addr, tls = config.server.tls.is_some(), version = env!("CARGO_PKG_VERSION"), "ferry-hub listening");
         crate::ingest::segments::warn_if_failpoint();

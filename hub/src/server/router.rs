@@ -228,6 +228,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/app.css", get(crate::console::app_css))
         .merge(protected)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::replica::refuse_writes,
+        ))
         .layer(middleware::from_fn(track))
         // A handler that panics answers 500 to its own request only.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

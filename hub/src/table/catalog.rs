@@ -117,14 +117,24 @@ impl Tables {
         let label = name.to_string();
         let cached = self.inner.readers.lock().await.get(name).cloned();
         let now = std::time::Instant::now();
+        let follow = self.inner.follow.get().copied();
         let mut reader = match cached {
-            Some(reader) if unchanged_on_disk(&reader.table) => reader,
+            // A replica serves a table checked within replica.max_staleness
+            // without reading the log again.
+            Some(reader) if follow.is_some_and(|max| now.duration_since(reader.checked) < max) => {
+                reader
+            }
+            Some(mut reader) if unchanged_on_disk(&reader.table) => {
+                reader.checked = now;
+                reader
+            }
             Some(mut reader) => {
                 reader
                     .table
                     .update_incremental(None)
                     .await
                     .map_err(|e| TableError::storage(&label, e))?;
+                reader.checked = now;
                 reader
             }
             None => match self.load(name).await? {
@@ -132,10 +142,19 @@ impl Tables {
                     table,
                     scan: None,
                     used: now,
+                    checked: now,
                 },
                 None => return Ok(None),
             },
         };
+        if follow.is_some() {
+            let age = now.duration_since(reader.checked);
+            metrics::histogram!(super::metrics::REPLICA_SNAPSHOT_AGE).record(age.as_secs_f64());
+            self.inner.served_age_ms.store(
+                u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         let version = reader.table.version();
         if reader
             .scan

@@ -110,7 +110,7 @@ impl Tables {
     /// With `multi_writer`, lists the store again if the known tables are
     /// older than `tables.listing_staleness`; otherwise nothing.
     pub(super) async fn refresh_known(&self) -> Result<(), TableError> {
-        let stale = self.inner.storage.multi_writer
+        let stale = self.others_write()
             && self.inner.known.read().map_or(true, |k| {
                 k.listed.elapsed() > self.inner.config.listing_staleness
             });
@@ -118,6 +118,12 @@ impl Tables {
             self.list().await?;
         }
         Ok(())
+    }
+
+    /// Whether other hubs write the store: `multi_writer`, or this hub is
+    /// a read replica.
+    pub(super) fn others_write(&self) -> bool {
+        self.inner.storage.multi_writer || self.inner.follow.get().is_some()
     }
 
     /// The known tables that `keep` accepts, sorted (no store access).

@@ -1,6 +1,7 @@
 //! Metric names of the table capability (Prometheus, via the `metrics` crate).
 //!
-//! Every metric carries a `table` label (`database.measurement`).
+//! Every metric carries a `table` label (`database.measurement`), but for
+//! the replica's snapshot age.
 
 /// Counter: Delta commits made by the batcher.
 pub const COMMITS: &str = "ferry_table_commits_total";
@@ -26,6 +27,10 @@ pub const INVALID_REQUESTS: &str = "ferry_table_invalid_requests_total";
 pub const QUEUE_PUSHED: &str = "ferry_table_queue_pushed_total";
 /// Counter: write requests taken from a table's queue by its batcher.
 pub const QUEUE_POPPED: &str = "ferry_table_queue_popped_total";
+/// Histogram, seconds (no labels): on a read replica, how long before a
+/// query the table snapshot it used was known to be the latest (at most
+/// `replica.max_staleness`).
+pub const REPLICA_SNAPSHOT_AGE: &str = "ferry_hub_replica_snapshot_age_seconds";
 /// Counter: writes refused because the table held `tables.max_queued_bytes`.
 pub const QUEUE_REFUSED: &str = "ferry_table_queue_refused_total";
 /// Gauge: requests in the table's queue right now (sampled by the batcher).

@@ -52,6 +52,12 @@ pub(super) struct Inner {
     pub(super) requests: Requests,
     /// The last-value caches, fed by every commit.
     pub(super) last_caches: crate::lastcache::Registry,
+    /// On a read replica (`replica.role = "reader"`): how old a cached
+    /// table may be when a query uses it without reading the log again.
+    pub(super) follow: std::sync::OnceLock<std::time::Duration>,
+    /// Milliseconds since the snapshot the latest query used was known to
+    /// be the latest (a replica's lag; 0 on a writer).
+    pub(super) served_age_ms: AtomicU64,
 }
 
 /// A loaded table in the reader cache: the table, the files its scan reads
@@ -62,6 +68,8 @@ pub(super) struct Reader {
     pub(super) table: DeltaTable,
     pub(super) scan: Option<Arc<ScanFiles>>,
     pub(super) used: std::time::Instant,
+    /// When `table` was last known to be the table's latest version.
+    pub(super) checked: std::time::Instant,
 }
 
 /// A table's queue, its writer lock and the Arrow bytes of the writes it
@@ -114,6 +122,25 @@ impl Tables {
         Tables::open_with(storage, config, None, shutdown).await
     }
 
+    /// Makes this a read replica's tables: other hubs write the store, and
+    /// a cached table checked less than `max_staleness` ago is served
+    /// without reading its log again. Set once, before serving.
+    pub fn follow_writers(&self, max_staleness: std::time::Duration) {
+        let _ = self.inner.follow.set(max_staleness);
+    }
+
+    /// On a read replica, how long before the latest query the snapshot
+    /// it used was known to be the latest; `None` on a writer.
+    pub fn replica_lag(&self) -> Option<std::time::Duration> {
+        self.inner.follow.get().map(|_| {
+            std::time::Duration::from_millis(
+                self.inner
+                    .served_age_ms
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
+    }
+
     /// [`Tables::open`], encrypting every object when `encryption` is
     /// given. A store written with encryption is refused without it, and
     /// encryption is refused for a store that holds plaintext tables
@@ -161,6 +188,8 @@ impl Tables {
                 pushed: AtomicU64::new(0),
                 requests: Requests::default(),
                 last_caches: crate::lastcache::Registry::default(),
+                follow: std::sync::OnceLock::new(),
+                served_age_ms: AtomicU64::new(0),
             }),
         };
         let existing = tables.list().await?;

@@ -219,3 +219,79 @@ async fn admin_token_crud() {
     error(r, StatusCode::BAD_REQUEST, "bad_request").await;
     hub.stop().await;
 }
+
+/// The same token on two hubs (each has its own metadata store): the
+/// secret one hub drew is given to the other, and works there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_given_its_secret_on_another_hub() {
+    let one = start().await;
+    let two = start().await;
+    let (_, secret) = one.token("write").await;
+    let create = |hub: &crate::support::TestHub, body: Value| {
+        hub.post("/api/v1/auth/tokens", &hub.admin)
+            .json(&body)
+            .send()
+    };
+    let r = create(
+        &two,
+        json!({"name": "gw", "role": "write", "secret": secret}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["token"], secret.as_str());
+    let r = two
+        .post("/api/v1/write/line-protocol?db=plant", &secret)
+        .body("m v=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "the given secret writes on the second hub"
+    );
+    let r = create(
+        &two,
+        json!({"name": "again", "role": "read", "secret": secret}),
+    )
+    .await
+    .unwrap();
+    error(r, StatusCode::CONFLICT, "conflict").await;
+    let r = create(
+        &one,
+        json!({"name": "again", "role": "read", "secret": one.admin}),
+    )
+    .await
+    .unwrap();
+    error(r, StatusCode::CONFLICT, "conflict").await;
+    for bad in [
+        "secret",
+        "ferry_",
+        &secret[..secret.len() - 2],
+        &secret.to_uppercase(),
+    ] {
+        let r = create(&two, json!({"name": "x", "role": "read", "secret": bad}))
+            .await
+            .unwrap();
+        let body = error(r, StatusCode::BAD_REQUEST, "bad_request").await;
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("64 lowercase hex"),
+            "{body}"
+        );
+    }
+    // Only an admin creates tokens, with or without a secret.
+    let r = two
+        .post("/api/v1/auth/tokens", &secret)
+        .json(&json!({"name": "x", "role": "admin", "secret": one.admin}))
+        .send()
+        .await
+        .unwrap();
+    error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    one.stop().await;
+    two.stop().await;
+}
