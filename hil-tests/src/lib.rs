@@ -6,7 +6,8 @@
 //! tools, free ports, child processes that die with the test, and waiting
 //! for a port without sleeping blindly. [`faults`] is the fault-injection
 //! harness and its scenarios (`docs/faults.md`); [`census`] counts what
-//! reached the lake; [`shared_hubs`] runs several hubs over one lake; [`serial`] and
+//! reached the lake; [`shared_hubs`] runs several hubs over one lake; [`stores`]
+//! starts moto and Azurite; [`serial`] and
 //! [`lossy_fs`] provide virtual serial lines and a power-cut filesystem;
 //! [`supervised`] plays systemd (restart on failure, the watchdog socket).
 //!
@@ -22,6 +23,7 @@ mod http;
 pub mod lossy_fs;
 pub mod serial;
 pub mod shared_hubs;
+pub mod stores;
 pub mod supervised;
 
 pub use args::Args;

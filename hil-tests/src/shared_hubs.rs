@@ -1,4 +1,5 @@
-//! Several `ferry-hub` processes over one table directory: writers with
+//! Several `ferry-hub` processes over one lake (a table directory, or a
+//! bucket on moto or Azurite: [`crate::stores`]): writers with
 //! `storage.multi_writer = true` and read replicas (`replica.role =
 //! "reader"`), each with its own metadata store, no auth (each hub would
 //! have its own tokens; see docs/scale-out.md).
@@ -8,7 +9,48 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::stores::Store;
 use crate::{Peer, wait_for_port, workspace_bin};
+
+/// Where the shared tables are, and the directory for each hub's metadata
+/// and log.
+#[derive(Debug, Clone)]
+pub struct Lake<'a> {
+    dir: &'a Path,
+    /// `[storage]` keys, without `multi_writer`.
+    storage: String,
+    env: Vec<(String, String)>,
+}
+
+impl<'a> Lake<'a> {
+    /// Tables in `dir/tables`.
+    pub fn fs(dir: &'a Path) -> Lake<'a> {
+        Lake {
+            dir,
+            storage: format!(
+                "backend = \"fs\"\npath = \"{}\"\n",
+                dir.join("tables").display()
+            ),
+            env: Vec::new(),
+        }
+    }
+
+    /// Tables in `store`'s bucket or container.
+    pub fn on(dir: &'a Path, store: &Store) -> Lake<'a> {
+        Lake {
+            dir,
+            storage: store.storage.clone(),
+            env: store.env.clone(),
+        }
+    }
+
+    /// Starts hub `name` on `addr` over this lake, with metadata
+    /// `dir/<name>.db` and log `dir/<name>-<run>.log`, and waits until it
+    /// listens.
+    pub fn launch(&self, name: &str, addr: SocketAddr, role: Role, run: u32) -> Peer {
+        launch_with(self, name, addr, role, run)
+    }
+}
 
 /// What a shared hub is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,10 +63,8 @@ pub enum Role {
     Reader(Duration),
 }
 
-/// Starts hub `name` on `addr` over `dir/tables`, with metadata
-/// `dir/<name>.db` and log `dir/<name>-<run>.log`, and waits until it
-/// listens.
-pub fn launch(dir: &Path, name: &str, addr: SocketAddr, role: Role, run: u32) -> Peer {
+fn launch_with(lake: &Lake<'_>, name: &str, addr: SocketAddr, role: Role, run: u32) -> Peer {
+    let dir = lake.dir;
     let config = dir.join(format!("{name}.toml"));
     let replica = match role {
         Role::Reader(staleness) => format!(
@@ -37,16 +77,17 @@ pub fn launch(dir: &Path, name: &str, addr: SocketAddr, role: Role, run: u32) ->
         &config,
         format!(
             "[server]\nlisten = \"{addr}\"\n[flight]\nlisten = \"127.0.0.1:0\"\n\
-             [storage]\nbackend = \"fs\"\npath = \"{}\"\nmulti_writer = true\n\
+             [storage]\n{}multi_writer = true\n\
              [tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n\
              [auth]\nenabled = false\n{replica}",
-            dir.join("tables").display(),
+            lake.storage,
             dir.join(format!("{name}.db")).display()
         ),
     )
     .expect("write the hub's config");
     let mut cmd = Command::new(workspace_bin("ferry-hub"));
     cmd.args(["serve", "--config"]).arg(&config);
+    cmd.envs(lake.env.iter().map(|(k, v)| (k, v)));
     if role == Role::WriterAbortingAfterCommit {
         cmd.env("FERRY_HUB_FAILPOINT", "abort_after_commit");
     } else {

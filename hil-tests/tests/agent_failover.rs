@@ -27,9 +27,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_hil_tests::census::{backlog_empty, expect_census, readings, segments_metric};
-use ferry_hil_tests::shared_hubs::{Role, launch};
+use ferry_hil_tests::shared_hubs::{Lake, Role};
 use ferry_hil_tests::{
-    agent_status, free_port, publish_lines, require_tool, spawn_agent, wait_until, workspace_bin,
+    agent_status, free_port, publish_lines, require_tool, spawn_agent, wait_for_port, wait_until,
+    workspace_bin,
 };
 
 const TABLE: &str = "plant.failover";
@@ -81,9 +82,10 @@ fn agent_moves_between_hubs_and_every_reading_lands_once() {
     let b = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let (down, down_requests) = unavailable_server();
     let (url_a, url_b) = (format!("http://{a}"), format!("http://{b}"));
+    let lake = Lake::fs(dir);
 
-    let mut hub_a = launch(dir, "hub-a", a, Role::WriterAbortingAfterCommit, 0);
-    let _hub_b = launch(dir, "hub-b", b, Role::Writer, 0);
+    let mut hub_a = lake.launch("hub-a", a, Role::WriterAbortingAfterCommit, 0);
+    let _hub_b = lake.launch("hub-b", b, Role::Writer, 0);
     let mqtt = free_port();
     let status = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let config = dir.join("agent.toml");
@@ -117,6 +119,8 @@ listen = "{status}"
     )
     .expect("agent.toml");
     let _agent = spawn_agent(&config, mqtt, &dir.join("agent.log"));
+    // Its status server, which the checks below read, is up.
+    wait_for_port(status, Duration::from_secs(30));
 
     // 1. A dies between its first commit and its answer.
     const N: u64 = 400;
@@ -151,7 +155,7 @@ listen = "{status}"
 
     // 2. A is back. Uploads stay on B until failback_after (2 s) has
     // passed since the move; the first upload after that goes to A.
-    let mut hub_a = launch(dir, "hub-a", a, Role::Writer, 1);
+    let mut hub_a = lake.launch("hub-a", a, Role::Writer, 1);
     publish_lines(
         &pubber,
         mqtt,

@@ -7,13 +7,9 @@
 //! re-executed copy of this test binary, so that environment variables the
 //! Azure emulator needs are set for that process only.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use ferry_hil_tests::{Peer, find_tool, free_port, require_tool, wait_for_port};
+use ferry_hil_tests::stores;
 
 /// Runs the conformance checks in a child copy of this binary.
 fn run_checks(storage_toml: &str, extra_env: &[(&str, String)]) {
@@ -107,56 +103,19 @@ async fn reencrypt(storage: &ferry_hub::table::StorageConfig, keys: &str) {
     tables.wait_stopped().await;
 }
 
-fn http_put(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    write!(
-        s,
-        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out
-}
-
 #[test]
 fn s3_on_moto() {
-    let Some(moto) = require_tool("moto_server", "pip install 'moto[server]'") else {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(store) = stores::moto(dir.path(), "ferry") else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let _server = Peer::spawn(
-        "moto",
-        Command::new(moto).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
-        &dir.path().join("moto.log"),
-    );
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_for_port(addr, Duration::from_secs(30));
-    let answer = http_put(addr, "/ferry");
-    assert!(
-        answer.starts_with("HTTP/1.1 200"),
-        "create bucket: {answer}"
-    );
-    let storage = format!(
-        r#"
-backend = "s3"
-bucket = "ferry"
-prefix = "lake"
-endpoint = "http://{addr}"
-region = "us-east-1"
-access_key_id = "test"
-secret_access_key = "test"
-allow_http = true
-addressing = "path"
-conditional_put = "etag"
-"#
-    );
-    run_checks(&storage, &[]);
+    run_checks(&store.storage, &[]);
     // The same checks with `[encryption]` on, in a prefix of their own (a
     // store is encrypted from its first object or not at all).
     run_checks(
-        &storage.replace("prefix = \"lake\"", "prefix = \"sealed\""),
+        &store
+            .storage
+            .replace("prefix = \"lake\"", "prefix = \"sealed\""),
         &[("FERRY_CONFORMANCE_KEYS", KEYS.to_owned())],
     );
 }
@@ -166,73 +125,22 @@ const KEYS: &str = "old:11111111111111111111111111111111111111111111111111111111
 
 #[test]
 fn azure_on_azurite() {
-    let Some(azurite) = require_tool("azurite-blob", "npm install -g azurite") else {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(store) = stores::azurite(dir.path(), "ferry") else {
         return;
     };
-    let python = python();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let _server = Peer::spawn(
-        "azurite",
-        Command::new(azurite).args([
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            &port.to_string(),
-            "--location",
-            &dir.path().join("data").to_string_lossy(),
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-        ]),
-        &dir.path().join("azurite.log"),
-    );
-    wait_for_port(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(30),
-    );
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../hil-tests/scripts/azure_container.py");
-    let out = Command::new(&python)
-        .arg(script)
-        .args([&port.to_string(), "ferry"])
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "create container: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    let storage = format!(
-        r#"
-backend = "azure"
-account = "devstoreaccount1"
-container = "ferry"
-prefix = "lake"
-access_key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-use_emulator = true
-endpoint = "{url}"
-"#
-    );
-    run_checks(&storage, &[("AZURITE_BLOB_STORAGE_URL", url.clone())]);
+    let env: Vec<(&str, String)> = store
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    run_checks(&store.storage, &env);
+    let mut sealed = env.clone();
+    sealed.push(("FERRY_CONFORMANCE_KEYS", KEYS.to_owned()));
     run_checks(
-        &storage.replace("prefix = \"lake\"", "prefix = \"sealed\""),
-        &[
-            ("AZURITE_BLOB_STORAGE_URL", url),
-            ("FERRY_CONFORMANCE_KEYS", KEYS.to_owned()),
-        ],
+        &store
+            .storage
+            .replace("prefix = \"lake\"", "prefix = \"sealed\""),
+        &sealed,
     );
-}
-
-fn python() -> std::path::PathBuf {
-    for candidate in ["python"] {
-        if let Some(p) = find_tool(candidate)
-            && p.to_string_lossy().contains("venv")
-        {
-            return p;
-        }
-    }
-    let venv = std::env::var("FERRY_VENV")
-        .unwrap_or_else(|_| format!("{}/../.venv", env!("CARGO_MANIFEST_DIR")));
-    Path::new(&venv).join("bin/python")
 }
