@@ -140,12 +140,18 @@ impl ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MetadataConfig {
     pub path: PathBuf,
+    /// Share tokens, roles, quotas, policies, continuous queries, caches
+    /// and alert rules with the lake's other hubs through the log in the
+    /// store ([`crate::meta::shared`]). `None`: on when other hubs share
+    /// the tables (`multi_writer`, or a read replica).
+    pub shared: Option<bool>,
 }
 
 impl Default for MetadataConfig {
     fn default() -> Self {
         MetadataConfig {
             path: PathBuf::from("./ferry-data/hub.db"),
+            shared: None,
         }
     }
 }

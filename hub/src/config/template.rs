@@ -235,6 +235,12 @@ max_record_size = "1MiB"
 # queries, last-value cache definitions, the query history and settings.
 # Back it up with the tables: the tokens and definitions live only here.
 path = "./ferry-data/hub.db"
+# Share tokens, roles, quotas, retention policies, continuous queries,
+# last-value caches and alert rules with the other hubs of the lake, through
+# a log in the store (_ferry/meta/log/). A change made on one hub is seen by
+# the others within replica.max_staleness. Unset: on when other hubs use
+# the tables (storage multi_writer = true, or replica.role = "reader").
+# shared = true
 
 [query]
 # Queries run on their own threads, apart from ingest, health and metrics.

@@ -243,20 +243,29 @@ pub async fn create_cache(state: &AppState, body: CacheCreate) -> ApiResult<Last
     Ok(def)
 }
 
-/// Loads every stored cache (and creates the ones `[last_cache]` declares)
-/// at start, each filled from its table.
-pub async fn load(state: &AppState) {
+/// Makes the caches in memory those stored: drops the ones deleted, adds
+/// and fills the new ones (at start, and when another hub changed them
+/// through the shared metadata log). The stored definitions, or `None` if
+/// they cannot be read.
+pub async fn sync(state: &AppState) -> Option<Vec<crate::meta::last_caches::LastCacheDef>> {
     if !state.config.last_cache.enabled {
-        return;
+        return None;
     }
     let stored = match state.meta.list_last_caches().await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the last-value caches");
-            return;
+            return None;
         }
     };
-    for def in &stored {
+    let registry = state.tables.last_caches();
+    let held: Vec<i64> = registry.all().iter().map(|c| c.def.id).collect();
+    for id in &held {
+        if !stored.iter().any(|d| d.id == *id) {
+            registry.remove(*id);
+        }
+    }
+    for def in stored.iter().filter(|d| !held.contains(&d.id)) {
         let (Ok(db), Ok(m)) = (
             DatabaseName::new(def.database.as_str()),
             Measurement::new(def.measurement.as_str()),
@@ -277,6 +286,18 @@ pub async fn load(state: &AppState) {
             }
         }
     }
+    Some(stored)
+}
+
+/// Loads every stored cache (and creates the ones `[last_cache]` declares)
+/// at start, each filled from its table.
+pub async fn load(state: &AppState) {
+    if !state.config.last_cache.enabled {
+        return;
+    }
+    let Some(stored) = sync(state).await else {
+        return;
+    };
     for declared in &state.config.last_cache.caches {
         let exists = stored.iter().any(|d| {
             d.database == declared.database

@@ -119,7 +119,7 @@ impl Meta {
         max: usize,
     ) -> Result<std::result::Result<AlertRule, String>> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let count: i64 = tx.query_row("SELECT count(*) FROM alert_rules", [], |r| r.get(0))?;
             if usize::try_from(count).unwrap_or(usize::MAX) >= max {
                 return Ok(Err(format!(
@@ -166,7 +166,7 @@ impl Meta {
     /// Deletes a rule and its history; the rule as it was.
     pub async fn delete_alert_rule(&self, id: i64) -> Result<Option<AlertRule>> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let rule = tx
                 .query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)
                 .optional()?;
@@ -192,7 +192,7 @@ impl Meta {
     ) -> Result<Option<i64>> {
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let now = now_ms();
             tx.execute(
                 "UPDATE alert_rules SET last_value = ?2, last_error = ?3, last_evaluated_ms = ?4

@@ -167,7 +167,7 @@ fn hash32(bytes: &[u8], id: i64) -> Result<[u8; 32]> {
 
 /// Appends `entries` in one transaction, each chained to the one before.
 fn append(c: &mut Connection, entries: &[NewAuditEntry]) -> Result<Vec<i64>> {
-    let tx = c.transaction()?;
+    let tx = c.savepoint()?;
     let ids = append_in(&tx, entries)?;
     tx.commit()?;
     Ok(ids)
@@ -385,7 +385,7 @@ impl Meta {
     /// the first kept entry chains to. `None` when nothing was old enough.
     pub async fn prune_audit(&self, cutoff_ms: i64) -> Result<Option<u64>> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             // The leading run of entries older than the cutoff: ids, not
             // times, are the chain's order (a coalesced failure carries its
             // window's first time; a clock can step back).

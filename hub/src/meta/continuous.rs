@@ -310,7 +310,7 @@ impl Meta {
     /// Deletes query `id` and its executions; the deleted one, or `None`.
     pub async fn delete_cq(&self, id: i64) -> Result<Option<ContinuousQuery>> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let found = by_id(&tx, id)?;
             tx.execute("DELETE FROM continuous_queries WHERE id = ?1", params![id])?;
             tx.execute("DELETE FROM cq_executions WHERE query_id = ?1", params![id])?;

@@ -158,7 +158,7 @@ impl Meta {
     /// [`Created`]).
     pub async fn create_import_job(&self, new: NewImportJob) -> Result<Created> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let existing = tx
                 .query_row(&format!("{SELECT} WHERE key = ?1"), [&new.key], row)
                 .optional()?;
@@ -263,7 +263,7 @@ impl Meta {
     /// Takes the oldest queued job and marks it running.
     pub async fn claim_import_job(&self) -> Result<Option<ImportJob>> {
         self.call(|c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let id: Option<String> = tx
                 .query_row(
                     "SELECT id FROM import_jobs WHERE state = 'queued' ORDER BY seq LIMIT 1",

@@ -37,10 +37,11 @@ pub mod retention;
 pub mod roles;
 mod schema;
 pub mod settings;
+pub mod shared;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
@@ -70,6 +71,16 @@ pub enum MetaError {
     Task(String),
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    #[error("shared metadata log: {0}")]
+    Shared(String),
+    #[error("the metadata changed on another hub at the same moment; retry")]
+    Conflict,
+    #[error("a read replica does not change metadata; ask a writer hub")]
+    ReadOnly,
+    #[error(
+        "this hub's metadata file has {0} shared rows (tokens, roles, policies...) of its own, but the lake already has a shared metadata log: start it with an empty metadata file, or with the file of a hub that follows the log"
+    )]
+    Diverged(usize),
 }
 
 /// `Result` of the metadata store.
@@ -79,6 +90,8 @@ pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct Meta {
     conn: Arc<Mutex<Option<Connection>>>,
+    /// The lake's shared metadata log, once [`shared::attach`]ed.
+    shared: Arc<OnceLock<Arc<shared::SharedLog>>>,
 }
 
 impl Meta {
@@ -90,11 +103,26 @@ impl Meta {
             .map_err(|e| MetaError::Task(e.to_string()))??;
         Ok(Meta {
             conn: Arc::new(Mutex::new(Some(conn))),
+            shared: Arc::new(OnceLock::new()),
         })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the connection on the blocking pool; with the shared
+    /// log on, what `f` changes in the shared tables is published first
+    /// ([`shared`]).
     pub(crate) async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        match self.shared() {
+            None => self.call_local(f).await,
+            Some(log) => self.call_local(move |c| log.run(c, f)).await,
+        }
+    }
+
+    /// [`Meta::call`] without the shared log: for the log's own work.
+    pub(crate) async fn call_local<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
@@ -109,6 +137,17 @@ impl Meta {
         })
         .await
         .map_err(|e| MetaError::Task(e.to_string()))?
+    }
+
+    /// The shared metadata log, when on.
+    pub fn shared(&self) -> Option<Arc<shared::SharedLog>> {
+        self.shared.get().cloned()
+    }
+
+    fn set_shared(&self, log: Arc<shared::SharedLog>) -> Result<()> {
+        self.shared
+            .set(log)
+            .map_err(|_| MetaError::Shared("attached twice".to_owned()))
     }
 
     /// Checkpoints the WAL and closes the connection. Later calls fail with

@@ -166,7 +166,7 @@ impl Meta {
         deltas: Vec<((String, i64, String, String), UsageDelta)>,
     ) -> Result<()> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             {
                 let mut stmt = tx.prepare(
                     "INSERT INTO usage_daily (day, token_id, token_name, database, rows_ingested,
@@ -210,7 +210,7 @@ impl Meta {
     /// Records the stored bytes of each database today.
     pub async fn record_storage(&self, day: String, sizes: Vec<(String, u64)>) -> Result<()> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let now = now_ms();
             for (database, bytes) in sizes {
                 tx.execute(

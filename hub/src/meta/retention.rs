@@ -375,7 +375,7 @@ impl Meta {
 }
 
 fn delete_by_id(c: &mut rusqlite::Connection, id: i64) -> Result<Option<RetentionPolicy>> {
-    let tx = c.transaction()?;
+    let tx = c.savepoint()?;
     let found = by_id(&tx, id)?;
     tx.execute("DELETE FROM retention WHERE id = ?1", params![id])?;
     tx.execute(

@@ -193,7 +193,7 @@ impl Meta {
     /// Deletes role `id` unless a token holds it.
     pub async fn delete_role(&self, id: i64) -> Result<RoleChange> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let Some(rec) = get(&tx, id)? else {
                 return Ok(RoleChange::NotFound);
             };

@@ -239,7 +239,7 @@ impl Meta {
     /// Stores a new token (not when a role it names does not exist).
     pub async fn insert_token(&self, token: NewToken) -> Result<TokenChange> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let change = insert(&tx, &token)?;
             if matches!(change, TokenChange::Done(_)) {
                 tx.commit()?;
@@ -252,7 +252,7 @@ impl Meta {
     /// Gives token `id` exactly the roles `names`.
     pub async fn set_token_roles(&self, id: i64, names: Vec<String>) -> Result<TokenChange> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let now = now_ms();
             if get(&tx, id, now)?.is_none() {
                 return Ok(TokenChange::NotFound);
@@ -273,7 +273,7 @@ impl Meta {
     /// token), atomically. `None` if tokens already exist.
     pub async fn insert_first_token(&self, token: NewToken) -> Result<Option<TokenRecord>> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let n: i64 = tx.query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))?;
             if n > 0 {
                 return Ok(None);
@@ -378,7 +378,7 @@ impl Meta {
         grace_until_ms: i64,
     ) -> Result<TokenChange> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let now = now_ms();
             let Some(rec) = get(&tx, id, now)? else {
                 return Ok(TokenChange::NotFound);
@@ -403,7 +403,7 @@ impl Meta {
     /// The last active admin token is refused.
     pub async fn revoke_token(&self, id: i64) -> Result<TokenChange> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let now = now_ms();
             let Some(rec) = get(&tx, id, now)? else {
                 return Ok(TokenChange::NotFound);
@@ -432,7 +432,7 @@ impl Meta {
     /// Deletes token `id`; the last active admin token is refused.
     pub async fn delete_token(&self, id: i64) -> Result<TokenChange> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let now = now_ms();
             let Some(rec) = get(&tx, id, now)? else {
                 return Ok(TokenChange::NotFound);

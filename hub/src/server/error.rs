@@ -144,7 +144,13 @@ impl From<TableError> for ApiError {
 
 impl From<crate::meta::MetaError> for ApiError {
     fn from(e: crate::meta::MetaError) -> Self {
-        Self::internal("metadata store", e)
+        use crate::meta::MetaError;
+        match e {
+            MetaError::Conflict => Self::unavailable(e.to_string()).with_retry_after(1),
+            MetaError::ReadOnly => Self::forbidden(e.to_string()),
+            MetaError::Shared(_) => Self::unavailable(e.to_string()).with_retry_after(1),
+            _ => Self::internal("metadata store", e),
+        }
     }
 }
 

@@ -126,14 +126,6 @@ impl Hub {
             source,
         };
         let meta = Meta::open(&config.metadata.path).await.map_err(meta_err)?;
-        let bootstrap_token = if config.auth.enabled {
-            crate::auth::bootstrap::ensure_admin_token(&meta)
-                .await
-                .map_err(meta_err)?
-        } else {
-            tracing::warn!("auth.enabled = false: every request acts as an admin");
-            None
-        };
         let tables_shutdown = CancellationToken::new();
         let encryption = crate::encryption::Encryption::open(&config.encryption)?;
         let tables = Tables::open_with(
@@ -148,6 +140,32 @@ impl Hub {
             tables.follow_writers(config.replica.max_staleness);
             tracing::info!(max_staleness = ?config.replica.max_staleness, "read replica: serving queries, refusing writes, no maintenance");
         }
+        if config
+            .metadata
+            .shared
+            .unwrap_or(reader || tables.multi_writer())
+        {
+            let (store, root) = tables.raw_root()?;
+            let place = crate::meta::shared::LogPlace {
+                store,
+                root,
+                hub: format!("{} pid {}", config.server.listen, std::process::id()),
+                read_only: reader,
+            };
+            crate::meta::shared::attach(&meta, place)
+                .await
+                .map_err(meta_err)?;
+        }
+        let bootstrap_token = if !config.auth.enabled {
+            tracing::warn!("auth.enabled = false: every request acts as an admin");
+            None
+        } else if reader {
+            None
+        } else {
+            crate::auth::bootstrap::ensure_admin_token(&meta)
+                .await
+                .map_err(meta_err)?
+        };
 
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -202,6 +220,27 @@ impl Hub {
             .audit
             .spawn(&maintenance_tracker, maintenance_shutdown.clone());
         state.quotas.load().await.map_err(meta_err)?;
+        if state.meta.shared().is_some() {
+            let follower = state.clone();
+            maintenance_tracker.spawn(crate::meta::shared::follow(
+                state.meta.clone(),
+                config.replica.max_staleness,
+                maintenance_shutdown.clone(),
+                move |changed| {
+                    let state = follower.clone();
+                    async move {
+                        if changed.contains("quotas") {
+                            if let Err(e) = state.quotas.load().await {
+                                tracing::warn!(error = %e, "cannot reload the quotas");
+                            }
+                        }
+                        if changed.contains("last_caches") {
+                            crate::lastcache::routes::sync(&state).await;
+                        }
+                    }
+                },
+            ));
+        }
         state
             .quotas
             .spawn(&maintenance_tracker, maintenance_shutdown.clone());

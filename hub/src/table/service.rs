@@ -214,6 +214,11 @@ impl Tables {
             .map_err(|e| TableError::storage(&storage.root, e))
     }
 
+    /// Whether other hubs may commit to these tables (`multi_writer`).
+    pub fn multi_writer(&self) -> bool {
+        self.inner.storage.multi_writer
+    }
+
     /// What the tables' writers ask of maintenance.
     pub fn requests(&self) -> &Requests {
         &self.inner.requests

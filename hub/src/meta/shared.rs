@@ -1,0 +1,724 @@
+//! Shared metadata: the same tokens, roles, quotas, retention policies,
+//! continuous queries, last-value caches and alert rules on every hub of a
+//! lake.
+//!
+//! # The log
+//!
+//! Each hub keeps its own SQLite file; what they share is an append-only
+//! log in the lake's store, `_ferry/meta/log/<version>.json` (20 digits).
+//! Entry `n` holds the row changes of one committed change of metadata,
+//! made against the state after entry `n - 1`. Entries are created with a
+//! conditional put (create if absent), the same primitive as the Delta
+//! log's commits, so two hubs can never both write version `n`.
+//!
+//! # Writing
+//!
+//! With the log on, every [`Meta`](super::Meta) call runs inside a
+//! savepoint. Temporary triggers record the rows it changed in the
+//! [`SHARED`] tables (only their shared columns: a token's `last_used_ms`
+//! or an alert's evaluation state stay local). No change: the savepoint is
+//! released, nothing else happens, so reads and local bookkeeping cost a
+//! savepoint and one indexed read. A change: the hub writes entry
+//! `applied + 1`, then releases the savepoint. If another hub took that
+//! version first, the change is rolled back, this hub applies the entries
+//! it missed, and the caller gets [`MetaError::Conflict`] (503 with
+//! `Retry-After: 1` at the API): nothing is half-applied anywhere.
+//!
+//! # Following
+//!
+//! [`follow`] reads entries past the hub's version every `interval`
+//! (`replica.max_staleness`), applies each in one SQLite transaction
+//! together with the new version (`settings` key `shared_meta.version`),
+//! and tells the hub which tables changed so that it reloads what it keeps
+//! in memory (quotas, last-value caches). A token created on one hub is
+//! accepted by the others within that interval.
+//!
+//! # Joining
+//!
+//! A hub whose metadata has never followed the log ([`attach`]): if the log
+//! is empty, its shared rows become entry 1 (a lake that grows from one hub
+//! to several keeps its tokens); if the log is not empty and the hub has
+//! shared rows of its own, it refuses to start rather than merge two
+//! histories. A reader never writes the log.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{Meta, MetaError, Result};
+
+/// The shared tables and the columns an update of which is shared. Every
+/// column of a new row is shared; updates of other columns stay local.
+pub const SHARED: &[(&str, &[&str])] = &[
+    (
+        "tokens",
+        &[
+            "name",
+            "role",
+            "hash",
+            "agents",
+            "description",
+            "expires_at_ms",
+            "revoked_at_ms",
+            "rotated_at_ms",
+            "previous_hash",
+            "previous_valid_until_ms",
+        ],
+    ),
+    (
+        "roles",
+        &[
+            "name",
+            "description",
+            "grants",
+            "created_at_ms",
+            "updated_at_ms",
+        ],
+    ),
+    ("token_roles", &["token_id", "role_id"]),
+    (
+        "quotas",
+        &[
+            "scope",
+            "key",
+            "rows_per_second",
+            "bytes_per_second",
+            "max_bytes",
+            "updated_at_ms",
+        ],
+    ),
+    (
+        "retention",
+        &[
+            "name",
+            "database",
+            "measurement",
+            "days",
+            "buffer_days",
+            "is_active",
+            "created_at_ms",
+            "updated_at_ms",
+        ],
+    ),
+    (
+        "continuous_queries",
+        &[
+            "name",
+            "description",
+            "database",
+            "source_measurement",
+            "destination_measurement",
+            "query",
+            "interval_ms",
+            "interval",
+            "tag_columns",
+            "lookback_windows",
+            "start_ms",
+            "retention_days",
+            "delete_source_after_days",
+            "is_active",
+            "created_at_ms",
+            "updated_at_ms",
+        ],
+    ),
+    (
+        "last_caches",
+        &[
+            "name",
+            "database",
+            "measurement",
+            "key_columns",
+            "value_columns",
+            "count",
+            "ttl_ms",
+            "created_at_ms",
+        ],
+    ),
+    (
+        "alert_rules",
+        &[
+            "name",
+            "kind",
+            "query",
+            "database",
+            "op",
+            "threshold",
+            "interval_ms",
+            "webhook_url",
+            "created_by",
+            "created_at_ms",
+        ],
+    ),
+];
+
+/// The `settings` key of the last log version applied.
+const VERSION_KEY: &str = "shared_meta.version";
+/// Counter: entries this hub wrote to the shared log.
+pub const WRITTEN: &str = "ferry_hub_shared_meta_written_total";
+/// Counter: entries this hub applied from other hubs.
+pub const APPLIED: &str = "ferry_hub_shared_meta_applied_total";
+/// Counter: changes rolled back because another hub wrote first.
+pub const CONFLICTS: &str = "ferry_hub_shared_meta_conflicts_total";
+/// Gauge: the last log version this hub has applied.
+pub const VERSION: &str = "ferry_hub_shared_meta_version";
+
+/// One row change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Change {
+    pub table: String,
+    /// `upsert` or `delete`.
+    pub op: String,
+    pub rowid: i64,
+    /// The shared columns (blobs as hex); empty for a delete.
+    #[serde(default)]
+    pub row: Map<String, Value>,
+}
+
+/// One log entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub version: u64,
+    /// The hub that wrote it (`server.listen` host and the process id).
+    pub hub: String,
+    pub at_ms: i64,
+    pub changes: Vec<Change>,
+}
+
+/// A column of a shared table.
+#[derive(Debug, Clone)]
+struct Column {
+    name: String,
+    blob: bool,
+}
+
+/// The log as one hub sees it.
+#[derive(Debug)]
+pub struct SharedLog {
+    store: Arc<dyn ObjectStore>,
+    dir: Path,
+    hub: String,
+    read_only: bool,
+    handle: tokio::runtime::Handle,
+    applied: AtomicU64,
+    columns: Vec<(String, Vec<Column>)>,
+}
+
+impl SharedLog {
+    fn path(&self, version: u64) -> Path {
+        self.dir.clone().join(format!("{version:020}.json"))
+    }
+
+    /// The last version applied (as of the last call).
+    pub fn version(&self) -> u64 {
+        self.applied.load(Ordering::SeqCst)
+    }
+
+    fn columns(&self, table: &str) -> Result<&[Column]> {
+        self.columns
+            .iter()
+            .find(|(t, _)| t == table)
+            .map(|(_, c)| c.as_slice())
+            .ok_or_else(|| MetaError::Corrupt(format!("shared log names unknown table {table:?}")))
+    }
+
+    async fn fetch(&self, version: u64) -> Result<Option<Entry>> {
+        let got = match self.store.get(&self.path(version)).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(MetaError::Shared(e.to_string())),
+        };
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| MetaError::Shared(e.to_string()))?;
+        let entry: Entry = serde_json::from_slice(&bytes)
+            .map_err(|e| MetaError::Corrupt(format!("shared log version {version}: {e}")))?;
+        if entry.version != version {
+            return Err(MetaError::Corrupt(format!(
+                "shared log file {version} says version {}",
+                entry.version
+            )));
+        }
+        Ok(Some(entry))
+    }
+
+    /// Creates entry `version`; `Ok(false)` if another hub has it.
+    async fn put(&self, version: u64, changes: Vec<Change>) -> Result<bool> {
+        let entry = Entry {
+            version,
+            hub: self.hub.clone(),
+            at_ms: super::now_ms(),
+            changes,
+        };
+        let body = serde_json::to_vec(&entry).map_err(|e| MetaError::Shared(e.to_string()))?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(
+                &self.path(version),
+                PutPayload::from(Bytes::from(body)),
+                opts,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(MetaError::Shared(e.to_string())),
+        }
+    }
+
+    /// Runs `f` inside a savepoint and publishes what it changed (see the
+    /// module docs). Runs on the blocking pool with the connection locked.
+    pub(super) fn run<T>(
+        &self,
+        c: &mut Connection,
+        f: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        c.execute_batch("SAVEPOINT ferry_shared")?;
+        let out = f(c);
+        let changes = match take_changes(c, self) {
+            Ok(ch) => ch,
+            Err(e) => {
+                rollback(c);
+                return Err(e);
+            }
+        };
+        if out.is_err() || changes.is_empty() {
+            if out.is_err() {
+                rollback(c);
+            } else {
+                c.execute_batch("RELEASE ferry_shared")?;
+            }
+            return out;
+        }
+        if self.read_only {
+            rollback(c);
+            return Err(MetaError::ReadOnly);
+        }
+        let version = applied(c)? + 1;
+        match self.handle.block_on(self.put(version, changes)) {
+            Ok(true) => {
+                set_applied(c, version)?;
+                c.execute_batch("RELEASE ferry_shared")?;
+                self.applied.store(version, Ordering::SeqCst);
+                metrics::counter!(WRITTEN).increment(1);
+                metrics::gauge!(VERSION).set(version as f64);
+                out
+            }
+            Ok(false) => {
+                rollback(c);
+                metrics::counter!(CONFLICTS).increment(1);
+                while let Some(entry) = self.handle.block_on(self.fetch(applied(c)? + 1))? {
+                    apply(c, self, &entry)?;
+                }
+                Err(MetaError::Conflict)
+            }
+            Err(e) => {
+                rollback(c);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn rollback(c: &Connection) {
+    if let Err(e) = c.execute_batch("ROLLBACK TO ferry_shared; RELEASE ferry_shared;") {
+        tracing::error!(error = %e, "cannot roll back a metadata change");
+    }
+}
+
+fn applied(c: &Connection) -> Result<u64> {
+    let v: Option<String> = c
+        .query_row(
+            "SELECT value FROM settings WHERE key = ?1",
+            [VERSION_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match v {
+        None => Ok(0),
+        Some(s) => s
+            .parse()
+            .map_err(|_| MetaError::Corrupt(format!("{VERSION_KEY} = {s:?}"))),
+    }
+}
+
+fn set_applied(c: &Connection, version: u64) -> Result<()> {
+    c.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![VERSION_KEY, version.to_string()],
+    )?;
+    Ok(())
+}
+
+/// The changes the triggers recorded since the last call, oldest first;
+/// clears them.
+fn take_changes(c: &Connection, log: &SharedLog) -> Result<Vec<Change>> {
+    let mut stmt =
+        c.prepare_cached("SELECT tbl, op, rid, row FROM temp.ferry_changes ORDER BY seq")?;
+    let raw = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    c.execute("DELETE FROM temp.ferry_changes", [])?;
+    let mut out = Vec::with_capacity(raw.len());
+    for (table, op, rowid, row) in raw {
+        log.columns(&table)?;
+        let row = match row {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| MetaError::Corrupt(format!("recorded change: {e}")))?,
+            None => Map::new(),
+        };
+        out.push(Change {
+            table,
+            op,
+            rowid,
+            row,
+        });
+    }
+    Ok(out)
+}
+
+/// Applies `entry` if it is the next version; ignores it if already
+/// applied. One transaction.
+fn apply(c: &mut Connection, log: &SharedLog, entry: &Entry) -> Result<bool> {
+    let tx = c.savepoint()?;
+    let current = applied(&tx)?;
+    if entry.version <= current {
+        return Ok(false);
+    }
+    if entry.version != current + 1 {
+        return Err(MetaError::Corrupt(format!(
+            "shared log version {} follows {current}",
+            entry.version
+        )));
+    }
+    for ch in &entry.changes {
+        apply_change(&tx, log, ch)?;
+    }
+    tx.execute("DELETE FROM temp.ferry_changes", [])?;
+    set_applied(&tx, entry.version)?;
+    tx.commit()?;
+    log.applied.store(entry.version, Ordering::SeqCst);
+    metrics::counter!(APPLIED).increment(1);
+    metrics::gauge!(VERSION).set(entry.version as f64);
+    Ok(true)
+}
+
+fn apply_change(c: &Connection, log: &SharedLog, ch: &Change) -> Result<()> {
+    let columns = log.columns(&ch.table)?;
+    let table = &ch.table;
+    match ch.op.as_str() {
+        "delete" => {
+            c.execute(
+                &format!("DELETE FROM \"{table}\" WHERE rowid = ?1"),
+                [ch.rowid],
+            )?;
+        }
+        "upsert" => {
+            let mut names = Vec::new();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            for (name, value) in &ch.row {
+                let col = columns.iter().find(|c| &c.name == name).ok_or_else(|| {
+                    MetaError::Corrupt(format!("shared log names unknown column {table}.{name}"))
+                })?;
+                names.push(name.as_str());
+                values.push(to_sql(value, col.blob).map_err(|e| {
+                    MetaError::Corrupt(format!("shared log value of {table}.{name}: {e}"))
+                })?);
+            }
+            let set = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("\"{n}\" = ?{}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut args = vec![rusqlite::types::Value::Integer(ch.rowid)];
+            args.extend(values);
+            let updated = if names.is_empty() {
+                c.query_row(
+                    &format!("SELECT count(*) FROM \"{table}\" WHERE rowid = ?1"),
+                    [ch.rowid],
+                    |r| r.get::<_, i64>(0),
+                )? as usize
+            } else {
+                c.execute(
+                    &format!("UPDATE \"{table}\" SET {set} WHERE rowid = ?1"),
+                    params_from_iter(args.iter()),
+                )?
+            };
+            if updated == 0 {
+                let cols = std::iter::once("rowid".to_owned())
+                    .chain(names.iter().map(|n| format!("\"{n}\"")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let marks = (1..=args.len())
+                    .map(|i| format!("?{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                c.execute(
+                    &format!("INSERT INTO \"{table}\" ({cols}) VALUES ({marks})"),
+                    params_from_iter(args.iter()),
+                )?;
+            }
+        }
+        other => {
+            return Err(MetaError::Corrupt(format!(
+                "shared log change of unknown kind {other:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn to_sql(v: &Value, blob: bool) -> std::result::Result<rusqlite::types::Value, String> {
+    use rusqlite::types::Value as V;
+    Ok(match v {
+        Value::Null => V::Null,
+        Value::Bool(b) => V::Integer(i64::from(*b)),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => V::Integer(i),
+            (None, Some(f)) => V::Real(f),
+            _ => return Err(format!("number {n} out of range")),
+        },
+        Value::String(s) if blob => V::Blob(hex::decode(s).map_err(|e| e.to_string())?),
+        Value::String(s) => V::Text(s.clone()),
+        Value::Array(_) | Value::Object(_) => return Err("not a column value".to_owned()),
+    })
+}
+
+/// The columns of every shared table, from the file's own schema.
+fn read_columns(c: &Connection) -> Result<Vec<(String, Vec<Column>)>> {
+    let mut out = Vec::new();
+    for (table, _) in SHARED {
+        let mut stmt = c.prepare(&format!("PRAGMA table_info(\"{table}\")"))?;
+        let cols = stmt
+            .query_map([], |r| {
+                let name: String = r.get(1)?;
+                let ty: String = r.get(2)?;
+                Ok(Column {
+                    name,
+                    blob: ty.eq_ignore_ascii_case("BLOB"),
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        if cols.is_empty() {
+            return Err(MetaError::Corrupt(format!("no table {table}")));
+        }
+        out.push(((*table).to_owned(), cols));
+    }
+    Ok(out)
+}
+
+fn json_of(prefix: &str, cols: &[&Column]) -> String {
+    let args = cols
+        .iter()
+        .map(|c| {
+            let v = if c.blob {
+                format!(
+                    "CASE WHEN {prefix}.\"{n}\" IS NULL THEN NULL ELSE hex({prefix}.\"{n}\") END",
+                    n = c.name
+                )
+            } else {
+                format!("{prefix}.\"{}\"", c.name)
+            };
+            format!("'{}', {v}", c.name)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("json_object({args})")
+}
+
+/// The temporary change table and triggers (this connection only; the
+/// file's schema is unchanged).
+fn install_triggers(c: &Connection, columns: &[(String, Vec<Column>)]) -> Result<()> {
+    c.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS ferry_changes (
+             seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, op TEXT NOT NULL,
+             rid INTEGER NOT NULL, row TEXT);",
+    )?;
+    for ((table, shared), (_, cols)) in SHARED.iter().zip(columns) {
+        let all: Vec<&Column> = cols.iter().collect();
+        let some: Vec<&Column> = cols
+            .iter()
+            .filter(|c| shared.contains(&c.name.as_str()))
+            .collect();
+        let of = some
+            .iter()
+            .map(|c| format!("\"{}\"", c.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        c.execute_batch(&format!(
+            "CREATE TEMP TRIGGER IF NOT EXISTS ferry_{table}_ins AFTER INSERT ON main.\"{table}\" BEGIN
+               INSERT INTO ferry_changes (tbl, op, rid, row) VALUES ('{table}', 'upsert', NEW.rowid, {ins});
+             END;
+             CREATE TEMP TRIGGER IF NOT EXISTS ferry_{table}_upd AFTER UPDATE OF {of} ON main.\"{table}\" BEGIN
+               INSERT INTO ferry_changes (tbl, op, rid, row) VALUES ('{table}', 'upsert', NEW.rowid, {upd});
+             END;
+             CREATE TEMP TRIGGER IF NOT EXISTS ferry_{table}_del AFTER DELETE ON main.\"{table}\" BEGIN
+               INSERT INTO ferry_changes (tbl, op, rid, row) VALUES ('{table}', 'delete', OLD.rowid, NULL);
+             END;",
+            ins = json_of("NEW", &all),
+            upd = json_of("NEW", &some),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Every shared row, as upserts (the first entry of a log started by a hub
+/// that already has metadata).
+fn image(c: &Connection, columns: &[(String, Vec<Column>)]) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    for (table, cols) in columns {
+        let all: Vec<&Column> = cols.iter().collect();
+        let mut stmt = c.prepare(&format!(
+            "SELECT t.rowid, {} FROM main.\"{table}\" AS t ORDER BY t.rowid",
+            json_of("t", &all)
+        ))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (rowid, json) in rows {
+            let row = serde_json::from_str(&json)
+                .map_err(|e| MetaError::Corrupt(format!("{table} row {rowid}: {e}")))?;
+            out.push(Change {
+                table: table.clone(),
+                op: "upsert".to_owned(),
+                rowid,
+                row,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Where the log lives and who writes it.
+#[derive(Debug, Clone)]
+pub struct LogPlace {
+    pub store: Arc<dyn ObjectStore>,
+    /// The lake's root in `store`.
+    pub root: Path,
+    /// Names this hub in the entries it writes.
+    pub hub: String,
+    /// A read replica: follows, never writes.
+    pub read_only: bool,
+}
+
+/// Turns the log on for `meta`: installs the triggers, joins the log (see
+/// the module docs) and applies what the hub missed. Call once, before
+/// serving.
+pub async fn attach(meta: &Meta, place: LogPlace) -> Result<()> {
+    let handle = tokio::runtime::Handle::current();
+    let (columns, version, own_rows) = meta
+        .call_local(|c| {
+            let columns = read_columns(c)?;
+            install_triggers(c, &columns)?;
+            let version = applied(c)?;
+            let own = if version == 0 {
+                image(c, &columns)?
+            } else {
+                Vec::new()
+            };
+            Ok((columns, version, own))
+        })
+        .await?;
+    let log = Arc::new(SharedLog {
+        store: place.store,
+        dir: place.root.join("_ferry").join("meta").join("log"),
+        hub: place.hub,
+        read_only: place.read_only,
+        handle,
+        applied: AtomicU64::new(version),
+        columns,
+    });
+    if version == 0 && !own_rows.is_empty() {
+        if log.fetch(1).await?.is_some() {
+            return Err(MetaError::Diverged(own_rows.len()));
+        }
+        if !log.read_only && log.put(1, own_rows).await? {
+            meta.call_local(|c| set_applied(c, 1)).await?;
+            log.applied.store(1, Ordering::SeqCst);
+            tracing::info!("started the lake's shared metadata log with this hub's metadata");
+        } else {
+            return Err(MetaError::Diverged(0));
+        }
+    }
+    meta.set_shared(Arc::clone(&log))?;
+    catch_up(meta).await?;
+    tracing::info!(
+        version = log.version(),
+        read_only = log.read_only,
+        "following the shared metadata log"
+    );
+    Ok(())
+}
+
+/// Applies every entry past this hub's version; the tables that changed.
+pub async fn catch_up(meta: &Meta) -> Result<BTreeSet<String>> {
+    let Some(log) = meta.shared() else {
+        return Ok(BTreeSet::new());
+    };
+    let mut changed = BTreeSet::new();
+    loop {
+        let next = log.version() + 1;
+        let Some(entry) = log.fetch(next).await? else {
+            break;
+        };
+        for ch in &entry.changes {
+            changed.insert(ch.table.clone());
+        }
+        let l = Arc::clone(&log);
+        meta.call_local(move |c| apply(c, &l, &entry)).await?;
+    }
+    Ok(changed)
+}
+
+/// Follows the log until `shutdown`, every `interval`; `on_change` gets the
+/// tables each round changed.
+pub async fn follow<F, Fut>(
+    meta: Meta,
+    interval: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+    on_change: F,
+) where
+    F: Fn(BTreeSet<String>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match catch_up(&meta).await {
+            Ok(changed) if !changed.is_empty() => on_change(changed).await,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot follow the shared metadata log"),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "shared_tests.rs"]
+mod tests;
