@@ -15,10 +15,10 @@ pub fn readings(range: std::ops::Range<u64>) -> String {
 }
 
 /// (count, distinct, min, max) of `n` in `table` (`database.measurement`),
-/// if the hub answers.
-pub fn census(hub: SocketAddr, table: &str) -> Option<(u64, u64, f64, f64)> {
+/// if the hub answers (to `token`, when auth is on).
+pub fn census(hub: SocketAddr, token: Option<&str>, table: &str) -> Option<(u64, u64, f64, f64)> {
     let sql = format!("SELECT count(*), count(DISTINCT n), min(n), max(n) FROM {table}");
-    let v = query(hub, None, &sql)?;
+    let v = query(hub, token, &sql)?;
     let row = &v["data"][0];
     Some((
         row[0].as_u64()?,
@@ -30,14 +30,14 @@ pub fn census(hub: SocketAddr, table: &str) -> Option<(u64, u64, f64, f64)> {
 
 /// Waits until `table` holds `total` readings, then asserts they are
 /// `0..total`, each once.
-pub fn expect_census(hub: SocketAddr, table: &str, total: u64) {
+pub fn expect_census(hub: SocketAddr, token: Option<&str>, table: &str, total: u64) {
     let want = (total, total, 0.0, total as f64 - 1.0);
     let mut got = None;
     wait_until(
         &format!("{total} distinct readings in {table}"),
         Duration::from_secs(60),
         || {
-            got = census(hub, table);
+            got = census(hub, token, table);
             got.is_some_and(|c| c.0 >= total)
         },
     );

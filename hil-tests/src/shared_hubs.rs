@@ -1,8 +1,8 @@
 //! Several `ferry-hub` processes over one lake (a table directory, or a
 //! bucket on moto or Azurite: [`crate::stores`]): writers with
 //! `storage.multi_writer = true` and read replicas (`replica.role =
-//! "reader"`), each with its own metadata store, no auth (each hub would
-//! have its own tokens; see docs/scale-out.md).
+//! "reader"`), each with its own metadata store, following the lake's
+//! shared metadata log; auth off unless [`Lake::with_auth`].
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,6 +20,7 @@ pub struct Lake<'a> {
     /// `[storage]` keys, without `multi_writer`.
     storage: String,
     env: Vec<(String, String)>,
+    auth: bool,
 }
 
 impl<'a> Lake<'a> {
@@ -32,6 +33,7 @@ impl<'a> Lake<'a> {
                 dir.join("tables").display()
             ),
             env: Vec::new(),
+            auth: false,
         }
     }
 
@@ -41,7 +43,31 @@ impl<'a> Lake<'a> {
             dir,
             storage: store.storage.clone(),
             env: store.env.clone(),
+            auth: false,
         }
+    }
+
+    /// The hubs authenticate (`auth.enabled = true`): the first writer
+    /// prints the bootstrap admin token ([`Lake::admin_token`]), the others
+    /// get it through the shared metadata log.
+    pub fn with_auth(mut self) -> Lake<'a> {
+        self.auth = true;
+        self
+    }
+
+    /// The bootstrap admin token hub `name` printed in run `run`.
+    pub fn admin_token(&self, name: &str, run: u32) -> String {
+        let log = self.dir.join(format!("{name}-{run}.log"));
+        let mut token = None;
+        crate::wait_until("the bootstrap admin token", Duration::from_secs(20), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            token = text
+                .split_whitespace()
+                .find(|w| w.starts_with("ferry_"))
+                .map(str::to_owned);
+            token.is_some()
+        });
+        token.unwrap_or_default()
     }
 
     /// Starts hub `name` on `addr` over this lake, with metadata
@@ -79,9 +105,10 @@ fn launch_with(lake: &Lake<'_>, name: &str, addr: SocketAddr, role: Role, run: u
             "[server]\nlisten = \"{addr}\"\n[flight]\nlisten = \"127.0.0.1:0\"\n\
              [storage]\n{}multi_writer = true\n\
              [tables]\ncommit_interval = \"50ms\"\n[metadata]\npath = \"{}\"\n\
-             [auth]\nenabled = false\n{replica}",
+             [auth]\nenabled = {}\n{replica}",
             lake.storage,
-            dir.join(format!("{name}.db")).display()
+            dir.join(format!("{name}.db")).display(),
+            lake.auth
         ),
     )
     .expect("write the hub's config");

@@ -200,7 +200,7 @@ fn abort_after_commit_then_retry_is_exactly_once() {
         // there, and the agent's retry is a duplicate.
         let mut hub = launch_hub(dir.path(), addr, false, &format!("hub-{cycle}.log"));
         let total = (cycle + 1) * N;
-        expect_census(addr, "plant.crash", total);
+        expect_census(addr, None, "plant.crash", total);
         wait_until(
             "the agent's backlog to drain",
             Duration::from_secs(60),
@@ -216,7 +216,7 @@ fn abort_after_commit_then_retry_is_exactly_once() {
             0,
             "cycle {cycle}: nothing new to commit"
         );
-        expect_census(addr, "plant.crash", total);
+        expect_census(addr, None, "plant.crash", total);
         hub.kill();
     }
     let quarantined = &agent_status(status)["buffer"]["quarantined_segments"];
@@ -303,13 +303,13 @@ fn sigkill_during_uploads_is_exactly_once() {
     publisher.join().expect("publisher");
 
     let total = BATCHES * BATCH;
-    expect_census(addr, "plant.stream", total);
+    expect_census(addr, None, "plant.stream", total);
     wait_until(
         "the agent's backlog to drain",
         Duration::from_secs(60),
         || backlog_empty(status),
     );
-    expect_census(addr, "plant.stream", total);
+    expect_census(addr, None, "plant.stream", total);
     duplicates += segments_metric(addr, "duplicate");
     let buffer = &agent_status(status)["buffer"];
     assert_eq!(buffer["quarantined_segments"], 0, "{buffer}");

@@ -27,11 +27,11 @@
 //! # Following
 //!
 //! [`follow`] reads entries past the hub's version every `interval`
-//! (`replica.max_staleness`), applies each in one SQLite transaction
+//! (half of `replica.max_staleness`), applies each in one SQLite transaction
 //! together with the new version (`settings` key `shared_meta.version`),
 //! and tells the hub which tables changed so that it reloads what it keeps
 //! in memory (quotas, last-value caches). A token created on one hub is
-//! accepted by the others within that interval.
+//! accepted by the others within `replica.max_staleness`.
 //!
 //! # Joining
 //!

@@ -224,7 +224,7 @@ impl Hub {
             let follower = state.clone();
             maintenance_tracker.spawn(crate::meta::shared::follow(
                 state.meta.clone(),
-                config.replica.max_staleness,
+                (config.replica.max_staleness / 2).max(std::time::Duration::from_millis(50)),
                 maintenance_shutdown.clone(),
                 move |changed| {
                     let state = follower.clone();
