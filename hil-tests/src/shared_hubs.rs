@@ -97,7 +97,8 @@ fn launch_with(lake: &Lake<'_>, name: &str, addr: SocketAddr, role: Role, run: u
             "[replica]\nrole = \"reader\"\nmax_staleness = \"{}ms\"\n",
             staleness.as_millis()
         ),
-        _ => String::new(),
+        // A short maintenance lease, so that a takeover fits in a test.
+        _ => "[replica]\nlease_ttl = \"1s\"\n".to_owned(),
     };
     std::fs::write(
         &config,

@@ -19,6 +19,9 @@
 //!   every query that starts `replica.max_staleness` later. How long it
 //!   took to appear (polled every 10 ms) is printed: the measured lag.
 //! - `/api/v1/instance` on the reader reports its role, bound and lag.
+//! - Maintenance lease (`replica.lease_ttl = 1s`): one writer holds it;
+//!   when A, the holder, is killed with `kill -9`, B takes it over (the
+//!   time printed).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -48,6 +51,12 @@ fn try_write_seq(hub: SocketAddr, token: &str, seq: i64) -> (u16, String) {
 fn write_seq(hub: SocketAddr, token: &str, seq: i64) {
     let (status, body) = try_write_seq(hub, token, seq);
     assert!(status < 300, "write of seq {seq}: {status} {body}");
+}
+
+/// Whether `hub` reports holding the maintenance lease.
+fn holds_lease(hub: SocketAddr) -> bool {
+    let (_, text) = http("GET", hub, "/metrics", &[], b"");
+    text.contains("ferry_hub_maintenance_lease_held 1")
 }
 
 fn create_token(hub: SocketAddr, admin: &str, name: &str, role: &str) -> String {
@@ -285,6 +294,7 @@ fn two_writers_and_a_reader(lake: &Lake<'_>, store: &str, lag_writes: i64) {
     // Agent 2: the first third, kill -9 right after the last
     // acknowledgement (its segments still to seal or upload), a restart,
     // and the rest.
+    let mut takeover = None;
     for i in 0..BATCHES {
         if i == BATCHES / 3 {
             agent2.kill();
@@ -292,7 +302,18 @@ fn two_writers_and_a_reader(lake: &Lake<'_>, store: &str, lag_writes: i64) {
             wait_for_port(status2, Duration::from_secs(30));
         }
         if i == BATCHES / 2 {
+            assert!(
+                holds_lease(a) && !holds_lease(b),
+                "A, first, holds the lease"
+            );
             hub_a.kill();
+            let killed_at = Instant::now();
+            takeover = Some(std::thread::spawn(move || {
+                while !holds_lease(b) && killed_at.elapsed() < Duration::from_secs(10) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                killed_at.elapsed()
+            }));
         }
         publish_lines(
             &pubber,
@@ -304,6 +325,13 @@ fn two_writers_and_a_reader(lake: &Lake<'_>, store: &str, lag_writes: i64) {
         std::thread::sleep(Duration::from_millis(50));
     }
     wait_until("agent 1 on writer B", Duration::from_secs(30), || on(b));
+    // The lease: B takes it within lease_ttl (1 s) and a renewal period
+    // or two after A went silent.
+    let takeover = takeover.expect("A was killed").join().expect("poller");
+    assert!(
+        holds_lease(b) && takeover < Duration::from_secs(3),
+        "B took the lease {takeover:?} after A's kill"
+    );
     publisher.join().expect("publisher");
     for status in [status1, status2] {
         wait_until("the backlog to drain", Duration::from_secs(60), || {
@@ -317,6 +345,7 @@ fn two_writers_and_a_reader(lake: &Lake<'_>, store: &str, lag_writes: i64) {
     eprintln!(
         "replicas on {store}: reader lag after a writer's ack ({lag_writes} writes, polled every 10 ms, max_staleness {staleness:?}): \
          min {:?}, median {:?}, max {:?}; a token made on B worked on A after {write_on_a:?}, one made on A on the reader after {read_on_r:?}; \
+         B held the maintenance lease {takeover:?} after A's kill -9 (lease_ttl 1s, polled every 10 ms); \
          {} readings from each of 2 agents once each via the reader; {:.1?} in all",
         lags[0],
         lags[lags.len() / 2],

@@ -245,6 +245,9 @@ pub fn spawn(state: AppState, tracker: &TaskTracker, shutdown: CancellationToken
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            if !state.tables.lease().held() {
+                continue;
+            }
             let rules = match state.meta.list_alert_rules().await {
                 Ok(r) => r,
                 Err(e) => {

@@ -83,6 +83,11 @@ pub struct ReplicaConfig {
     /// most this much.
     #[serde(with = "humantime_serde")]
     pub max_staleness: Duration,
+    /// With several writers (`multi_writer`): how long the maintenance
+    /// lease's holder may be silent before another writer takes it
+    /// ([`crate::maintenance::lease`]).
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
 }
 
 impl Default for ReplicaConfig {
@@ -90,6 +95,7 @@ impl Default for ReplicaConfig {
         ReplicaConfig {
             role: Role::Writer,
             max_staleness: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -250,6 +256,15 @@ impl HubConfig {
         self.instance.validate(errors);
         self.alerts.validate(errors);
         self.encryption.validate(errors);
+        if self.replica.lease_ttl < Duration::from_millis(300) {
+            errors.push(format!(
+                "replica.lease_ttl: {} is too short; at least 300ms (the holder renews every third of it)",
+                humantime::format_duration(self.replica.lease_ttl)
+            ));
+        }
+        if self.replica.max_staleness.is_zero() {
+            errors.push("replica.max_staleness: must be greater than 0".to_owned());
+        }
         if self.ingest.max_batch_segments == 0 {
             errors.push("ingest.max_batch_segments: must be at least 1".to_owned());
         }

@@ -423,6 +423,12 @@ role = "writer"
 # reading the table's log again: its answers lag the writers by at most
 # this much (ferry_hub_replica_snapshot_age_seconds).
 max_staleness = "2s"
+# With several writers (storage multi_writer = true), one at a time runs
+# scheduled compaction, retention, continuous queries and alert rules: the
+# holder of a lease in the store (_ferry/lease/maintenance/). Another
+# writer takes it when the holder has been silent this long, or at once
+# when it stopped cleanly (ferry_hub_maintenance_lease_held).
+lease_ttl = "30s"
 
 [log]
 # A tracing filter: "info", "debug", "ferry_hub=debug,info", ...

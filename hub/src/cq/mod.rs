@@ -229,6 +229,9 @@ impl ContinuousQueries {
 
     /// One pass of the scheduler over every active query.
     async fn schedule_once(&self) {
+        if !self.inner.tables.lease().held() {
+            return;
+        }
         let queries = match self.inner.meta.list_cqs(None, Some(true)).await {
             Ok(q) => q,
             Err(e) => {

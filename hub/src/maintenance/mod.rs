@@ -21,6 +21,7 @@
 
 mod background;
 mod config;
+pub mod lease;
 pub mod policy;
 pub mod policy_routes;
 pub mod routes;
@@ -198,6 +199,9 @@ impl Maintenance {
             let every = self.inner.compaction.interval;
             tracker.spawn(async move {
                 while sleep_or_stop(every, &stop).await {
+                    if !this.inner.tables.lease().held() {
+                        continue;
+                    }
                     let (pass, until) = (this.clone(), stop.clone());
                     match tokio::spawn(async move { pass.compact_all(&until).await }).await {
                         Ok(run) if !run.errors.is_empty() => {
@@ -216,6 +220,9 @@ impl Maintenance {
         let every = self.inner.retention.interval;
         tracker.spawn(async move {
             while sleep_or_stop(every, &stop).await {
+                if !this.inner.tables.lease().held() {
+                    continue;
+                }
                 let (pass, until) = (this.clone(), stop.clone());
                 match tokio::spawn(async move { pass.enforce_retention(false, &until).await }).await
                 {
@@ -266,6 +273,9 @@ impl Maintenance {
                 break;
             }
             match kind {
+                // Another writer holds the lease: its scheduled runs
+                // compact this table too.
+                Ask::Compact if !self.inner.tables.lease().held() => {}
                 Ask::Compact => {
                     let _guard = self.inner.lock.lock().await;
                     if let Err(e) = self.compact(&name, &policy).await {

@@ -212,6 +212,19 @@ impl Hub {
         let maintenance_shutdown = CancellationToken::new();
         let maintenance_tracker = TaskTracker::new();
         if !reader {
+            if state.tables.multi_writer() {
+                let (store, root) = state.tables.raw_root()?;
+                state.tables.lease().contend(
+                    crate::maintenance::lease::LeasePlace {
+                        store,
+                        root,
+                        hub: format!("{addr} pid {}", std::process::id()),
+                        ttl: config.replica.lease_ttl,
+                    },
+                    &maintenance_tracker,
+                    maintenance_shutdown.clone(),
+                );
+            }
             state
                 .maintenance
                 .spawn(&maintenance_tracker, maintenance_shutdown.clone());

@@ -58,6 +58,8 @@ pub(super) struct Inner {
     /// Milliseconds since the snapshot the latest query used was known to
     /// be the latest (a replica's lag; 0 on a writer).
     pub(super) served_age_ms: AtomicU64,
+    /// Whether this hub runs the tables' scheduled maintenance.
+    pub(super) lease: crate::maintenance::lease::Lease,
 }
 
 /// A loaded table in the reader cache: the table, the files its scan reads
@@ -190,6 +192,7 @@ impl Tables {
                 last_caches: crate::lastcache::Registry::default(),
                 follow: std::sync::OnceLock::new(),
                 served_age_ms: AtomicU64::new(0),
+                lease: crate::maintenance::lease::Lease::default(),
             }),
         };
         let existing = tables.list().await?;
@@ -212,6 +215,13 @@ impl Tables {
             .map_err(|e| TableError::Config(format!("{}: {e}", storage.root)))?;
         super::store::plain_root_store(storage, &url)
             .map_err(|e| TableError::storage(&storage.root, e))
+    }
+
+    /// Whether this hub runs the tables' scheduled maintenance (compaction,
+    /// retention, continuous queries, alert rules): always when it writes
+    /// them alone; with several writers, while it holds the lease.
+    pub fn lease(&self) -> &crate::maintenance::lease::Lease {
+        &self.inner.lease
     }
 
     /// Whether other hubs may commit to these tables (`multi_writer`).

@@ -1,0 +1,108 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+
+use super::*;
+
+const TTL: Duration = Duration::from_millis(300);
+
+fn place(store: &Arc<dyn ObjectStore>, hub: &str) -> LeasePlace {
+    LeasePlace {
+        store: Arc::clone(store),
+        root: Path::from("lake"),
+        hub: hub.to_owned(),
+        ttl: TTL,
+    }
+}
+
+fn contender(store: &Arc<dyn ObjectStore>, hub: &str) -> (Lease, Contender) {
+    let lease = Lease::default();
+    lease.held.store(false, Ordering::SeqCst);
+    let c = Contender::new(&lease, place(store, hub));
+    (lease, c)
+}
+
+#[tokio::test]
+async fn one_holder_a_dead_one_is_replaced_after_the_ttl_and_a_released_one_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let (a, mut ca) = contender(&store, "a");
+    let (b, mut cb) = contender(&store, "b");
+    ca.round().await.unwrap();
+    cb.round().await.unwrap();
+    assert!(a.held() && !b.held());
+    assert_eq!(a.epoch(), 1);
+    // A renews: B sees the heartbeat move and waits.
+    tokio::time::sleep(TTL).await;
+    ca.round().await.unwrap();
+    cb.round().await.unwrap();
+    assert!(a.held() && !b.held());
+    // A dies (no more rounds): B takes epoch 2 after a whole ttl.
+    cb.round().await.unwrap();
+    assert!(!b.held(), "not before the ttl");
+    tokio::time::sleep(TTL).await;
+    cb.round().await.unwrap();
+    assert!(b.held());
+    assert_eq!(b.epoch(), 2);
+    // A comes back: it sees epoch 2 and stops.
+    ca.round().await.unwrap();
+    assert!(!a.held());
+    // B releases on a clean stop: A takes over at once.
+    cb.release().await;
+    assert!(!b.held());
+    ca.round().await.unwrap();
+    assert!(a.held());
+    assert_eq!(a.epoch(), 3);
+}
+
+#[tokio::test]
+async fn a_holder_that_cannot_renew_stops_before_anyone_may_take_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let (a, mut ca) = contender(&store, "a");
+    ca.round().await.unwrap();
+    assert!(a.held());
+    ca.renewed = Instant::now() - TTL * 2 / 3;
+    ca.expire();
+    assert!(!a.held());
+}
+
+#[tokio::test]
+async fn two_hubs_contending_in_tasks_agree_on_one_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let tracker = TaskTracker::new();
+    let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+    let (a, b) = (Lease::default(), Lease::default());
+    a.contend(place(&store, "a"), &tracker, stop_a.clone());
+    b.contend(place(&store, "b"), &tracker, stop_b.clone());
+    tokio::time::sleep(TTL).await;
+    assert!(
+        a.held() ^ b.held(),
+        "exactly one holds: {} {}",
+        a.held(),
+        b.held()
+    );
+    let (holder, stop, other) = if a.held() {
+        (&a, stop_a, &b)
+    } else {
+        (&b, stop_b, &a)
+    };
+    stop.cancel();
+    let t = Instant::now();
+    while !other.held() {
+        assert!(
+            t.elapsed() < TTL * 2,
+            "the other hub took over after a clean stop"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!holder.held());
+    tracker.close();
+}
