@@ -19,8 +19,14 @@ pub struct Store {
     /// The keys of the hub's `[storage]` section (no section header),
     /// with `prefix = "lake"`.
     pub storage: String,
-    /// Environment the hub process needs for this store.
+    /// Environment the hub process needs for this store (and any other
+    /// reader of it: Azurite's URL).
     pub env: Vec<(String, String)>,
+    /// The lake's URL for other engines (`s3://lake/lake`, `az://...`).
+    pub lake_url: String,
+    /// The storage options delta-rs and Polars take for it, as
+    /// docs/scale-out.md gives them.
+    pub reader_options: Vec<(String, String)>,
 }
 
 /// Azurite's well-known account key.
@@ -57,10 +63,21 @@ addressing = "path"
 conditional_put = "etag"
 "#
     );
+    let reader_options = [
+        ("AWS_ENDPOINT_URL", format!("http://{addr}")),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec();
     Some(Store {
         peer,
         storage,
         env: Vec::new(),
+        lake_url: format!("s3://{bucket}/lake"),
+        reader_options,
     })
 }
 
@@ -110,10 +127,19 @@ use_emulator = true
 endpoint = "{url}"
 "#
     );
+    let reader_options = [
+        ("azure_storage_account_name", "devstoreaccount1"),
+        ("azure_storage_account_key", AZURITE_KEY),
+        ("azure_storage_use_emulator", "true"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .to_vec();
     Some(Store {
         peer,
         storage,
         env: vec![("AZURITE_BLOB_STORAGE_URL".to_owned(), url)],
+        lake_url: format!("az://{container}/lake"),
+        reader_options,
     })
 }
 

@@ -28,6 +28,8 @@ PY_PACKAGES=(
   # The Control Center's browser test (hil-tests/tests/hub_console.rs)
   # drives Debian's chromium; no browser is downloaded.
   "playwright==1.*"
+  # Another engine reading the lake on S3 and Azure (hil-tests/tests/lake_engines.rs).
+  "polars==1.*"
 )
 
 # The project's Python venv, created if missing.
@@ -46,7 +48,7 @@ install_peers() {
   apt_install mosquitto mosquitto-clients openssl socat libfuse2 iptables faketime \
     influxdb influxdb-client postgresql chromium
   ensure_venv
-  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, datafusion, pymodbus, serial, fuse, arc_client, pandas, chdb, adbc_driver_flightsql, influxdb_client_3, flightsql, playwright; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
+  if ! "$FERRY_VENV/bin/python" -c "import moto, azure.storage.blob, paho.mqtt, influxdb_client, deltalake, pyarrow, duckdb, datafusion, pymodbus, serial, fuse, arc_client, pandas, chdb, adbc_driver_flightsql, influxdb_client_3, flightsql, playwright, polars; assert pymodbus.__version__.startswith('3.16.')" 2>/dev/null; then
     log "installing Python test packages"
     "$FERRY_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi
