@@ -94,11 +94,11 @@ fn launch_with(lake: &Lake<'_>, name: &str, addr: SocketAddr, role: Role, run: u
     let config = dir.join(format!("{name}.toml"));
     let replica = match role {
         Role::Reader(staleness) => format!(
-            "[replica]\nrole = \"reader\"\nmax_staleness = \"{}ms\"\n",
+            "[replica]\nrole = \"reader\"\nmax_staleness = \"{}ms\"\nfleet_interval = \"500ms\"\n",
             staleness.as_millis()
         ),
         // A short maintenance lease, so that a takeover fits in a test.
-        _ => "[replica]\nlease_ttl = \"1s\"\n".to_owned(),
+        _ => "[replica]\nlease_ttl = \"1s\"\nfleet_interval = \"500ms\"\n".to_owned(),
     };
     std::fs::write(
         &config,

@@ -19,6 +19,9 @@
 //!   every query that starts `replica.max_staleness` later. How long it
 //!   took to appear (polled every 10 ms) is printed: the measured lag.
 //! - `/api/v1/instance` on the reader reports its role, bound and lag.
+//! - The fleet view (`GET /api/v1/agents`) on the reader, which no agent
+//!   uploads to, lists both agents with every row they uploaded through
+//!   the writers (`replica.fleet_interval = 500ms`).
 //! - Maintenance lease (`replica.lease_ttl = 1s`): one writer holds it;
 //!   when A, the holder, is killed with `kill -9`, B takes it over (the
 //!   time printed).
@@ -342,6 +345,27 @@ fn two_writers_and_a_reader(lake: &Lake<'_>, store: &str, lag_writes: i64) {
         expect_census(r, Some(&dash), table, BATCHES * BATCH);
         expect_census(b, Some(&admin), table, BATCHES * BATCH);
     }
+    // The reader's fleet view: agent 2 uploaded only to B, which publishes
+    // its agents; agent 1's rows through A count until A's last publish.
+    let fleet = |id: &str| -> serde_json::Value {
+        let (status, text) = http(
+            "GET",
+            r,
+            "/api/v1/agents",
+            &[("Authorization", &format!("Bearer {dash}"))],
+            b"",
+        );
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        v["agents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|g| g["id"] == id).cloned())
+            .unwrap_or_default()
+    };
+    wait_until("the reader's fleet view", Duration::from_secs(10), || {
+        fleet("agent2")["rows_received"] == BATCHES * BATCH
+            && fleet("agent1")["rows_received"].as_u64() > Some(0)
+    });
     eprintln!(
         "replicas on {store}: reader lag after a writer's ack ({lag_writes} writes, polled every 10 ms, max_staleness {staleness:?}): \
          min {:?}, median {:?}, max {:?}; a token made on B worked on A after {write_on_a:?}, one made on A on the reader after {read_on_r:?}; \

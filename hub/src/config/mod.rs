@@ -88,6 +88,10 @@ pub struct ReplicaConfig {
     /// ([`crate::maintenance::lease`]).
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// With several hubs: how often a writer publishes its agents for the
+    /// others' fleet view, and how long a hub keeps the others' lists.
+    #[serde(with = "humantime_serde")]
+    pub fleet_interval: Duration,
 }
 
 impl Default for ReplicaConfig {
@@ -96,6 +100,7 @@ impl Default for ReplicaConfig {
             role: Role::Writer,
             max_staleness: Duration::from_secs(2),
             lease_ttl: Duration::from_secs(30),
+            fleet_interval: Duration::from_secs(10),
         }
     }
 }
@@ -261,6 +266,9 @@ impl HubConfig {
                 "replica.lease_ttl: {} is too short; at least 300ms (the holder renews every third of it)",
                 humantime::format_duration(self.replica.lease_ttl)
             ));
+        }
+        if self.replica.fleet_interval < Duration::from_millis(100) {
+            errors.push("replica.fleet_interval: must be at least 100ms".to_owned());
         }
         if self.replica.max_staleness.is_zero() {
             errors.push("replica.max_staleness: must be greater than 0".to_owned());

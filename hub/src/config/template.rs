@@ -429,6 +429,10 @@ max_staleness = "2s"
 # writer takes it when the holder has been silent this long, or at once
 # when it stopped cleanly (ferry_hub_maintenance_lease_held).
 lease_ttl = "30s"
+# With several hubs, each writer publishes its agents (_ferry/fleet/) this
+# often, and every hub merges the others' into its fleet view
+# (GET /api/v1/agents), read at most this often.
+fleet_interval = "10s"
 
 [log]
 # A tracing filter: "info", "debug", "ferry_hub=debug,info", ...

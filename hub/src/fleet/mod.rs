@@ -12,6 +12,11 @@
 //! still buffered), `ok`; its `lag_seconds` since the last upload; and
 //! `uploads_failed` with the `last_error`. `GET /api/v1/agents/{id}/history`
 //! gives its samples over the last day.
+//!
+//! With several hubs on one lake, the list merges every hub's agents
+//! ([`shared`]); the history is this hub's.
+
+pub mod shared;
 
 use std::time::Duration;
 
@@ -60,10 +65,11 @@ pub async fn list(
 ) -> ApiResult<Json<AgentList>> {
     principal.require(Permission::Read)?;
     let now = chrono::Utc::now();
-    let mut agents: Vec<AgentHealth> = state
-        .meta
-        .list_agents()
-        .await?
+    let mut lists = vec![state.meta.list_agents().await?];
+    if let Some(share) = state.fleet_share.get() {
+        lists.push(share.others().await);
+    }
+    let mut agents: Vec<AgentHealth> = shared::merge(lists)
         .into_iter()
         .map(|record| {
             let lag_seconds = chrono::DateTime::parse_from_rfc3339(&record.last_seen)

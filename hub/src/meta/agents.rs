@@ -43,7 +43,7 @@ pub struct AgentSample {
 }
 
 /// One agent as the fleet endpoint shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AgentRecord {
     pub id: String,
     /// RFC 3339.

@@ -234,6 +234,24 @@ impl Hub {
             .spawn(&maintenance_tracker, maintenance_shutdown.clone());
         state.quotas.load().await.map_err(meta_err)?;
         if state.meta.shared().is_some() {
+            let (store, root) = state.tables.raw_root()?;
+            let id = crate::fleet::shared::hub_id(&state.meta)
+                .await
+                .map_err(meta_err)?;
+            let share = Arc::new(crate::fleet::shared::FleetShare::new(
+                store,
+                &root,
+                id,
+                config.replica.fleet_interval,
+            ));
+            if !reader {
+                share.publish(
+                    state.meta.clone(),
+                    &maintenance_tracker,
+                    maintenance_shutdown.clone(),
+                );
+            }
+            let _ = state.fleet_share.set(share);
             let follower = state.clone();
             maintenance_tracker.spawn(crate::meta::shared::follow(
                 state.meta.clone(),

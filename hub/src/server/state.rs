@@ -18,6 +18,8 @@ pub struct AppState {
     pub tables: Tables,
     pub meta: Meta,
     pub maintenance: Maintenance,
+    /// The other hubs' agents, when hubs share the lake.
+    pub fleet_share: Arc<std::sync::OnceLock<Arc<crate::fleet::shared::FleetShare>>>,
     /// True once the tables and the metadata store are open and the
     /// listener is bound; false again during shutdown.
     pub ready: Arc<AtomicBool>,
@@ -83,6 +85,7 @@ impl AppState {
                 config.ingest.max_inflight_bytes.as_u64(),
             ),
             maintenance,
+            fleet_share: Arc::new(std::sync::OnceLock::new()),
             config,
             tables,
             meta,
