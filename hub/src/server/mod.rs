@@ -260,10 +260,10 @@ impl Hub {
                 move |changed| {
                     let state = follower.clone();
                     async move {
-                        if changed.contains("quotas") {
-                            if let Err(e) = state.quotas.load().await {
-                                tracing::warn!(error = %e, "cannot reload the quotas");
-                            }
+                        if changed.contains("quotas")
+                            && let Err(e) = state.quotas.load().await
+                        {
+                            tracing::warn!(error = %e, "cannot reload the quotas");
                         }
                         if changed.contains("last_caches") {
                             crate::lastcache::routes::sync(&state).await;
