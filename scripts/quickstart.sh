@@ -10,10 +10,11 @@ cd "$(ferry_root)"
 ensure_rust
 apt_install mosquitto-clients curl
 
-# FERRY_PROFILE=dev builds faster (unoptimised binaries); release is what a
-# gateway runs.
-profile="${FERRY_PROFILE:-release}"
-log "building ferry-hub and ferry-agent ($profile; the first build takes a while)"
+# The quickstart profile compiles fast (no optimisation of Ferry's own code,
+# no debug info); FERRY_PROFILE=release builds what a gateway or a production
+# hub runs (slower to build: LTO).
+profile="${FERRY_PROFILE:-quickstart}"
+log "building ferry-hub and ferry-agent ($profile profile; the first build takes a few minutes)"
 cargo build --profile "$profile" --locked -p ferry-hub -p ferry-agent
 dir=$profile; [ "$profile" = dev ] && dir=debug
 bin="${CARGO_TARGET_DIR:-target}/$dir"
