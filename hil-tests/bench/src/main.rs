@@ -43,6 +43,7 @@ enum Scenario {
     Import,
     Encryption,
     Flight,
+    Replicas,
     All,
 }
 
@@ -50,7 +51,7 @@ enum Scenario {
 #[derive(Debug, Parser)]
 #[command(name = "ferry-bench", version)]
 struct Cli {
-    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog commit-growth ingest-long topics delete last-cache import encryption flight, or all (ingest-long only with --long or --quick).
+    /// Scenarios to run, in this order: mqtt store footprint freshness hub-ingest drain storage queries recovery noisy-neighbour catalog commit-growth ingest-long topics delete last-cache import encryption flight replicas, or all (ingest-long only with --long or --quick).
     #[arg(value_enum, required = true)]
     scenarios: Vec<Scenario>,
     /// Small counts, one run each: every scenario end to end in under 3 minutes (CI).
@@ -102,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Import,
             Scenario::Encryption,
             Scenario::Flight,
+            Scenario::Replicas,
         ]
         .into_iter()
         .chain((cli.long || cli.quick).then_some(Scenario::IngestLong))
@@ -179,6 +181,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Flight => scenario::flight::run(&scale, &dir),
             Scenario::CommitGrowth => scenario::commit_growth::run(&scale, &dir),
             Scenario::IngestLong => scenario::ingest_long::run(&scale, &dir),
+            Scenario::Replicas => scenario::replicas::run(&scale, &dir),
             Scenario::All => unreachable!("expanded above"),
         }));
         let mut section = match result {

@@ -233,7 +233,8 @@ max_record_size = "1MiB"
 [metadata]
 # The SQLite file holding tokens, agents, retention policies, continuous
 # queries, last-value cache definitions, the query history and settings.
-# Back it up with the tables: the tokens and definitions live only here.
+# Back it up with the tables: on a hub alone on its tables, the tokens and
+# definitions live only here (with shared = true, also in the lake's log).
 path = "./ferry-data/hub.db"
 # Share tokens, roles, quotas, retention policies, continuous queries,
 # last-value caches and alert rules with the other hubs of the lake, through
@@ -426,8 +427,9 @@ max_staleness = "2s"
 # With several writers (storage multi_writer = true), one at a time runs
 # scheduled compaction, retention, continuous queries and alert rules: the
 # holder of a lease in the store (_ferry/lease/maintenance/). Another
-# writer takes it when the holder has been silent this long, or at once
-# when it stopped cleanly (ferry_hub_maintenance_lease_held).
+# writer takes it when the holder has been silent this long, or at its next
+# check (within a third of this) when the holder stopped cleanly
+# (ferry_hub_maintenance_lease_held).
 lease_ttl = "30s"
 # With several hubs, each writer publishes its agents (_ferry/fleet/) this
 # often, and every hub merges the others' into its fleet view

@@ -66,6 +66,17 @@ pub(crate) async fn check(
     }
 }
 
+/// Where the hubs of a lake keep their shared state (the metadata log, the
+/// maintenance lease, the fleet files): plain objects, never sealed, so the
+/// key checks and the re-encryption job pass them by.
+pub(crate) const HUB_STATE_DIR: &str = "_ferry";
+
+/// Whether `path` is hub state under `root` ([`HUB_STATE_DIR`]).
+pub(crate) fn is_hub_state(root: &Path, path: &Path) -> bool {
+    path.prefix_match(&root.clone().join(HUB_STATE_DIR))
+        .is_some()
+}
+
 /// An encrypted store and the hub's keys belong together: a key file this
 /// start created (the real one went missing) is removed again and refused,
 /// and the first object found must be under a key the hub holds.
@@ -88,7 +99,7 @@ async fn keys_fit(
     let mut listing = store.list(Some(root));
     while let Some(item) = listing.next().await {
         let meta = item.map_err(|e| format!("{root_url}: cannot list: {e}"))?;
-        if meta.location == marker || meta.size < HEADER_LEN {
+        if meta.location == marker || meta.size < HEADER_LEN || is_hub_state(root, &meta.location) {
             continue;
         }
         let head = store
@@ -106,4 +117,33 @@ async fn keys_fit(
         return Ok(());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_state_is_the_ferry_directory_only() {
+        let root = Path::from("bucket/lake");
+        for (path, state) in [
+            (
+                "bucket/lake/_ferry/meta/log/00000000000000000001.json",
+                true,
+            ),
+            (
+                "bucket/lake/_ferry/lease/maintenance/00000000000000000001.beat",
+                true,
+            ),
+            ("bucket/lake/_ferry/fleet/abc.json", true),
+            ("bucket/lake/_ferry_encryption.json", false),
+            (
+                "bucket/lake/plant/boiler/_delta_log/00000000000000000000.json",
+                false,
+            ),
+            ("bucket/other/_ferry/meta/log/1.json", false),
+        ] {
+            assert_eq!(is_hub_state(&root, &Path::from(path)), state, "{path}");
+        }
+    }
 }

@@ -151,7 +151,10 @@ async fn pass(enc: &Encryption, store: &dyn ObjectStore, root: &Path, reseal_old
                 return false;
             }
         };
-        if meta.location == marker || is_temporary(&meta.location) {
+        if meta.location == marker
+            || is_temporary(&meta.location)
+            || super::lake::is_hub_state(root, &meta.location)
+        {
             continue;
         }
         if reseal_old {

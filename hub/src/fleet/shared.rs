@@ -48,7 +48,10 @@ impl FleetShare {
     pub fn new(store: Arc<dyn ObjectStore>, root: &Path, me: String, interval: Duration) -> Self {
         FleetShare {
             store,
-            dir: root.clone().join("_ferry").join("fleet"),
+            dir: root
+                .clone()
+                .join(crate::encryption::lake::HUB_STATE_DIR)
+                .join("fleet"),
             me,
             interval,
             cache: Mutex::new(None),

@@ -129,7 +129,7 @@ impl Contender {
             dir: place
                 .root
                 .clone()
-                .join("_ferry")
+                .join(crate::encryption::lake::HUB_STATE_DIR)
                 .join("lease")
                 .join("maintenance"),
             place,

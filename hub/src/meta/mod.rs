@@ -78,9 +78,9 @@ pub enum MetaError {
     #[error("a read replica does not change metadata; ask a writer hub")]
     ReadOnly,
     #[error(
-        "this hub's metadata file has {0} shared rows (tokens, roles, policies...) of its own, but the lake already has a shared metadata log: start it with an empty metadata file, or with the file of a hub that follows the log"
+        "this hub's metadata file has {0} shared rows (tokens, roles, policies...) of its own that are not in the lake's shared metadata log ({1}): start it with an empty metadata file, or with the file of a hub that follows the log"
     )]
-    Diverged(usize),
+    Diverged(usize, &'static str),
 }
 
 /// `Result` of the metadata store.

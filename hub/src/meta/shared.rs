@@ -644,7 +644,11 @@ pub async fn attach(meta: &Meta, place: LogPlace) -> Result<()> {
         .await?;
     let log = Arc::new(SharedLog {
         store: place.store,
-        dir: place.root.join("_ferry").join("meta").join("log"),
+        dir: place
+            .root
+            .join(crate::encryption::lake::HUB_STATE_DIR)
+            .join("meta")
+            .join("log"),
         hub: place.hub,
         read_only: place.read_only,
         handle,
@@ -652,16 +656,25 @@ pub async fn attach(meta: &Meta, place: LogPlace) -> Result<()> {
         columns,
     });
     if version == 0 && !own_rows.is_empty() {
+        let rows = own_rows.len();
         if log.fetch(1).await?.is_some() {
-            return Err(MetaError::Diverged(own_rows.len()));
+            return Err(MetaError::Diverged(rows, "the log already has entries"));
         }
-        if !log.read_only && log.put(1, own_rows).await? {
-            meta.call_local(|c| set_applied(c, 1)).await?;
-            log.applied.store(1, Ordering::SeqCst);
-            tracing::info!("started the lake's shared metadata log with this hub's metadata");
-        } else {
-            return Err(MetaError::Diverged(0));
+        if log.read_only {
+            return Err(MetaError::Diverged(
+                rows,
+                "the log is empty, and a read replica never writes it; start a writer with this file first",
+            ));
         }
+        if !log.put(1, own_rows).await? {
+            return Err(MetaError::Diverged(
+                rows,
+                "another hub started the log at the same moment",
+            ));
+        }
+        meta.call_local(|c| set_applied(c, 1)).await?;
+        log.applied.store(1, Ordering::SeqCst);
+        tracing::info!("started the lake's shared metadata log with this hub's metadata");
     }
     meta.set_shared(Arc::clone(&log))?;
     catch_up(meta).await?;

@@ -172,7 +172,10 @@ async fn joining_keeps_a_lone_hubs_tokens_and_refuses_a_second_history() {
         },
     )
     .await;
-    assert!(matches!(joined, Err(MetaError::Diverged(1))), "{joined:?}");
+    assert!(
+        matches!(joined, Err(MetaError::Diverged(1, _))),
+        "{joined:?}"
+    );
 }
 
 #[tokio::test]

@@ -8,8 +8,10 @@
 //! a writer's client pointed at a reader learns why at once, and an agent
 //! that lists the reader among its `uplink.hub_urls` moves on to the next
 //! hub. What a reader still takes: queries (`POST /api/v1/query…`), query
-//! cancellation, a retention dry run, and its own tokens and roles (each
-//! hub has its own metadata store, docs/scale-out.md).
+//! cancellation, a retention dry run, and token and role changes: those
+//! the metadata store refuses (403) when it follows the lake's shared log,
+//! and takes when the reader keeps metadata of its own (`metadata.shared =
+//! false`; docs/scale-out.md).
 
 use axum::extract::{Request, State};
 use axum::http::Method;

@@ -19,6 +19,7 @@ pub mod mqtt;
 pub mod noisy;
 pub mod queries;
 pub mod recovery;
+pub mod replicas;
 pub mod storage;
 pub mod store;
 pub mod topics;
