@@ -35,6 +35,10 @@
 //!
 //! # Joining
 //!
+//! A hub with empty shared tables starts from the newest snapshot
+//! (`_ferry/meta/snapshot/`, one every [`SNAPSHOT_EVERY`] versions) and
+//! replays the entries after it.
+//!
 //! A hub whose metadata has never followed the log ([`attach`]): if the log
 //! is empty, its shared rows become entry 1 (a lake that grows from one hub
 //! to several keeps its tokens); if the log is not empty and the hub has
@@ -53,6 +57,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{Meta, MetaError, Result};
+
+#[path = "shared_snapshot.rs"]
+mod snapshot;
+pub use snapshot::SNAPSHOT_EVERY;
 
 /// The shared tables and the columns an update of which is shared. Every
 /// column of a new row is shared; updates of other columns stay local.
@@ -208,6 +216,7 @@ pub struct SharedLog {
     handle: tokio::runtime::Handle,
     applied: AtomicU64,
     columns: Vec<(String, Vec<Column>)>,
+    snapshot_every: u64,
 }
 
 impl SharedLog {
@@ -309,10 +318,23 @@ impl SharedLog {
         match self.handle.block_on(self.put(version, changes)) {
             Ok(true) => {
                 set_applied(c, version)?;
+                let snap = if version % self.snapshot_every == 0 {
+                    Some(snapshot::take(c, self, version))
+                } else {
+                    None
+                };
                 c.execute_batch("RELEASE ferry_shared")?;
                 self.applied.store(version, Ordering::SeqCst);
                 metrics::counter!(WRITTEN).increment(1);
                 metrics::gauge!(VERSION).set(version as f64);
+                // A snapshot that fails only costs a joining hub more reads.
+                match snap.map(|s| s.and_then(|s| self.handle.block_on(snapshot::put(self, &s)))) {
+                    Some(Err(e)) => {
+                        tracing::warn!(version, error = %e, "cannot write the shared metadata snapshot")
+                    }
+                    Some(Ok(())) => tracing::info!(version, "wrote a shared metadata snapshot"),
+                    None => {}
+                }
                 out
             }
             Ok(false) => {
@@ -622,6 +644,8 @@ pub struct LogPlace {
     pub hub: String,
     /// A read replica: follows, never writes.
     pub read_only: bool,
+    /// A snapshot every this many versions ([`SNAPSHOT_EVERY`]).
+    pub snapshot_every: u64,
 }
 
 /// Turns the log on for `meta`: installs the triggers, joins the log (see
@@ -654,6 +678,7 @@ pub async fn attach(meta: &Meta, place: LogPlace) -> Result<()> {
         handle,
         applied: AtomicU64::new(version),
         columns,
+        snapshot_every: place.snapshot_every.max(1),
     });
     if version == 0 && !own_rows.is_empty() {
         let rows = own_rows.len();
@@ -675,6 +700,14 @@ pub async fn attach(meta: &Meta, place: LogPlace) -> Result<()> {
         meta.call_local(|c| set_applied(c, 1)).await?;
         log.applied.store(1, Ordering::SeqCst);
         tracing::info!("started the lake's shared metadata log with this hub's metadata");
+    }
+    if version == 0
+        && log.version() == 0
+        && let Some(snap) = snapshot::newest(&log).await?
+    {
+        let l = Arc::clone(&log);
+        meta.call_local(move |c| snapshot::load(c, &l, &snap))
+            .await?;
     }
     meta.set_shared(Arc::clone(&log))?;
     catch_up(meta).await?;

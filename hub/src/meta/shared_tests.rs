@@ -33,6 +33,7 @@ impl Lake {
                 root: Path::from(""),
                 hub: name.to_owned(),
                 read_only,
+                snapshot_every: 3,
             },
         )
         .await?;
@@ -144,6 +145,7 @@ async fn joining_keeps_a_lone_hubs_tokens_and_refuses_a_second_history() {
             root: Path::from(""),
             hub: "alone".to_owned(),
             read_only: false,
+            snapshot_every: SNAPSHOT_EVERY,
         },
     )
     .await
@@ -169,6 +171,7 @@ async fn joining_keeps_a_lone_hubs_tokens_and_refuses_a_second_history() {
             root: Path::from(""),
             hub: "other".to_owned(),
             read_only: false,
+            snapshot_every: SNAPSHOT_EVERY,
         },
     )
     .await;
@@ -243,4 +246,47 @@ async fn a_corrupt_entry_is_an_error_not_a_panic_and_is_not_skipped() {
         assert_eq!(a.shared().unwrap().version(), 0);
     }
     assert!(a.list_tokens().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_joining_hub_starts_from_the_newest_snapshot_with_the_same_ids_to_come() {
+    let lake = Lake::new();
+    let a = lake.hub("a", false).await.unwrap();
+    for i in 0..5 {
+        create(&a, &format!("t{i}"), &format!("secret-{i}"))
+            .await
+            .unwrap();
+    }
+    // Version 6: the newest token goes (its id must never come back).
+    let last = a.list_tokens().await.unwrap().pop().unwrap();
+    assert!(matches!(
+        a.delete_token(last.id).await.unwrap(),
+        TokenChange::Done(_)
+    ));
+    assert_eq!(a.shared().unwrap().version(), 6);
+    // Snapshots at 3 and 6; without entries 1..=6 a fresh hub still joins.
+    for v in 1..=6 {
+        std::fs::remove_file(
+            lake.dir
+                .path()
+                .join(format!("lake/_ferry/meta/log/{v:020}.json")),
+        )
+        .unwrap();
+    }
+    let fresh = lake.hub("fresh", false).await.unwrap();
+    assert_eq!(fresh.shared().unwrap().version(), 6);
+    let ids = |m: Vec<crate::meta::TokenRecord>| {
+        m.into_iter().map(|t| (t.id, t.name)).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(fresh.list_tokens().await.unwrap()),
+        ids(a.list_tokens().await.unwrap())
+    );
+    // The next id on the fresh hub is the one A would give.
+    let id = create(&fresh, "after", "secret-after").await.unwrap();
+    assert_eq!(id, last.id + 1);
+    catch_up(&a).await.unwrap();
+    assert!(valid(
+        &a.find_token(token::hash("secret-after")).await.unwrap()
+    ));
 }

@@ -151,6 +151,7 @@ impl Hub {
                 root,
                 hub: format!("{} pid {}", config.server.listen, std::process::id()),
                 read_only: reader,
+                snapshot_every: crate::meta::shared::SNAPSHOT_EVERY,
             };
             crate::meta::shared::attach(&meta, place)
                 .await
