@@ -66,7 +66,9 @@ fn run(
     notify: fn(&str),
     stop: Arc<AtomicBool>,
 ) {
-    let mut last_ping: Option<Instant> = None;
+    // The first ping comes one interval after the start, never before the
+    // caller's READY=1 (which follows the spawn).
+    let mut last_ping: Option<Instant> = Some(Instant::now());
     let mut was_healthy = true;
     while !stop.load(Ordering::SeqCst) {
         let report = liveness.report();
