@@ -13,6 +13,9 @@
 //! - Ingest: line-protocol rows/s into writer A with the shared metadata
 //!   log and lease on, against a hub alone on its tables (the same body,
 //!   the same count, the same run).
+//! - Each freshness and token sample starts after a pause that varies
+//!   (0–997 ms), so that the samples spread over the followers' polling
+//!   interval instead of locking onto its phase.
 //! - Lease: the time from `kill -9` of the holder to the other writer
 //!   holding it (`lease_ttl = 1s`).
 
@@ -61,6 +64,13 @@ fn time_query(hub: SocketAddr, token: &str, sql: &str, n: usize) -> Vec<f64> {
             t.elapsed().as_secs_f64() * 1000.0
         })
         .collect()
+}
+
+/// A pause of 0–997 ms that differs between samples, so that samples do
+/// not lock onto the followers' polling phase (a loop that starts each
+/// sample right after the last was seen always waits a whole interval).
+fn stagger(i: usize) {
+    std::thread::sleep(Duration::from_millis((i as u64 * 379) % 997));
 }
 
 /// Polls `ok` every 5 ms; the time it took, ms (fails past 10 s).
@@ -156,6 +166,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     // Freshness: acknowledged by A, visible on the reader vs on A.
     let (mut lag_r, mut lag_a) = (Vec::new(), Vec::new());
     for i in 0..samples as i64 {
+        stagger(i as usize);
         post_lp(a, &admin, format!("fresh v={i}i").as_bytes());
         let t = Instant::now();
         lag_a.push(until(|| max_v(a, &admin) == Some(i)));
@@ -173,6 +184,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     // Tokens: made on A, accepted by B and the reader vs by A.
     let (mut on_a, mut on_b, mut on_r) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..samples.min(10) {
+        stagger(i);
         let token = create_token(a, &admin, &format!("bench-{i}"));
         let t = Instant::now();
         on_a.push(until(|| accepts(a, &token)));
