@@ -22,7 +22,10 @@
 //! `applied + 1`, then releases the savepoint. If another hub took that
 //! version first, the change is rolled back, this hub applies the entries
 //! it missed, and the caller gets [`MetaError::Conflict`] (503 with
-//! `Retry-After: 1` at the API): nothing is half-applied anywhere.
+//! `Retry-After: 1` at the API): nothing is half-applied anywhere. The
+//! store gets 5 s ([`STORE_TIMEOUT`]) while the connection is held; past
+//! that the change is rolled back (503) and, should the entry land after
+//! all, applied when the hub next follows the log.
 //!
 //! # Following
 //!
@@ -165,6 +168,11 @@ pub const SHARED: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+/// How long a change waits for the store while it holds the metadata
+/// connection: every token check waits behind it, so a store that hangs
+/// must not hold the hub longer than this.
+const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The `settings` key of the last log version applied.
 const VERSION_KEY: &str = "shared_meta.version";
@@ -315,7 +323,20 @@ impl SharedLog {
             return Err(MetaError::ReadOnly);
         }
         let version = applied(c)? + 1;
-        match self.handle.block_on(self.put(version, changes)) {
+        let put = self
+            .handle
+            .block_on(tokio::time::timeout(
+                STORE_TIMEOUT,
+                self.put(version, changes),
+            ))
+            .unwrap_or_else(|_| {
+                // The entry may still land: then the hub applies it when it
+                // next follows the log, as any other hub's.
+                Err(MetaError::Shared(format!(
+                    "the store did not answer within {STORE_TIMEOUT:?}"
+                )))
+            });
+        match put {
             Ok(true) => {
                 set_applied(c, version)?;
                 let snap = if version % self.snapshot_every == 0 {
@@ -340,7 +361,17 @@ impl SharedLog {
             Ok(false) => {
                 rollback(c);
                 metrics::counter!(CONFLICTS).increment(1);
-                while let Some(entry) = self.handle.block_on(self.fetch(applied(c)? + 1))? {
+                let next = |c: &Connection| -> Result<Option<Entry>> {
+                    let v = applied(c)? + 1;
+                    self.handle
+                        .block_on(tokio::time::timeout(STORE_TIMEOUT, self.fetch(v)))
+                        .unwrap_or_else(|_| {
+                            Err(MetaError::Shared(format!(
+                                "the store did not answer within {STORE_TIMEOUT:?}"
+                            )))
+                        })
+                };
+                while let Some(entry) = next(c)? {
                     apply(c, self, &entry)?;
                 }
                 Err(MetaError::Conflict)
