@@ -57,9 +57,14 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # The host hub, on local disk, without auth.
 hub_port=$(free_port)
+# Flight SQL gets a free port of its own (by default it takes the HTTP
+# port + 1, which another process may hold: CI saw that once).
+flight_port=$(free_port)
 cat >"$dir/hub.toml" <<EOF
 [server]
 listen = "127.0.0.1:$hub_port"
+[flight]
+listen = "127.0.0.1:$flight_port"
 [storage]
 backend = "fs"
 path = "$dir/tables"
