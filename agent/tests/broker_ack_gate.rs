@@ -76,6 +76,33 @@ async fn expect_none<F: FnMut(&Result<Packet, String>) -> bool>(
     }
 }
 
+/// The next packet a v5 client receives, failing after `T`.
+async fn next_v5(eventloop: &mut rumqttc::v5::EventLoop) -> P5 {
+    loop {
+        match tokio::time::timeout(T, eventloop.poll()).await {
+            Ok(Ok(rumqttc::v5::Event::Incoming(p))) => return p,
+            Ok(Ok(_)) => continue,
+            other => panic!("v5 client failed: {other:?}"),
+        }
+    }
+}
+
+/// The payloads of the next `n` PUBLISH packets a subscriber receives.
+async fn payloads(events: &mut Events, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        expect(events, "a delivery", |p| {
+            if let Ok(Packet::Publish(p)) = p {
+                got.push(String::from_utf8_lossy(&p.payload).into_owned());
+                return true;
+            }
+            false
+        })
+        .await;
+    }
+    got
+}
+
 fn is_connack(p: &Result<Packet, String>) -> bool {
     matches!(p, Ok(Packet::ConnAck(_)))
 }
@@ -193,20 +220,13 @@ async fn v5_rejection_becomes_reason_code() {
     let addr = broker.addr();
     let opts = rumqttc::v5::MqttOptions::new("v5-reject", addr.ip().to_string(), addr.port());
     let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(opts, 10);
-    let mut next = async || loop {
-        match tokio::time::timeout(T, eventloop.poll()).await {
-            Ok(Ok(rumqttc::v5::Event::Incoming(p))) => return p,
-            Ok(Ok(_)) => continue,
-            other => panic!("v5 client failed: {other:?}"),
-        }
-    };
-    assert!(matches!(next().await, P5::ConnAck(_)));
+    assert!(matches!(next_v5(&mut eventloop).await, P5::ConnAck(_)));
     use rumqttc::v5::mqttbytes::QoS as Q5;
     client
         .publish("gate/v5", Q5::AtLeastOnce, false, "1")
         .await
         .expect("publish");
-    match next().await {
+    match next_v5(&mut eventloop).await {
         P5::PubAck(ack) => assert_eq!(ack.reason, PubAckReason::QuotaExceeded),
         other => panic!("expected PUBACK, got {other:?}"),
     }
@@ -215,7 +235,7 @@ async fn v5_rejection_becomes_reason_code() {
         .publish("gate/v5", Q5::ExactlyOnce, false, "2")
         .await
         .expect("publish");
-    match next().await {
+    match next_v5(&mut eventloop).await {
         P5::PubRec(rec) => assert_eq!(rec.reason, PubRecReason::UnspecifiedError),
         other => panic!("expected PUBREC, got {other:?}"),
     }
@@ -224,10 +244,106 @@ async fn v5_rejection_becomes_reason_code() {
         .publish("gate/v5", Q5::AtLeastOnce, false, "3")
         .await
         .expect("publish");
-    match next().await {
+    match next_v5(&mut eventloop).await {
         P5::PubAck(ack) => assert_eq!(ack.reason, PubAckReason::Success),
         other => panic!("expected PUBACK, got {other:?}"),
     }
+    broker.stop().await;
+}
+
+/// A refused QoS 2 message never reaches a local subscriber, and those after
+/// it arrive in step. (rumqttd holds a QoS 2 message until a PUBREL and
+/// hands out the oldest it holds on the next one: a refused message it had
+/// been given reached subscribers on the next PUBREL, one message out of
+/// step from then on.) Mosquitto has no refusal to compare with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_qos2_refusal_keeps_local_subscribers_in_step() {
+    let sink = TestSink::new(Mode::Answer(Accepted::Stored));
+    let broker = start(test_config(), sink.clone()).await;
+    let addr = broker.addr();
+    let (sub, mut sub_events) = v4_client(addr, "step-sub", true);
+    expect(&mut sub_events, "connack", is_connack).await;
+    sub.subscribe("step/#", rumqttc::QoS::ExactlyOnce)
+        .await
+        .expect("subscribe");
+    expect(&mut sub_events, "suback", |p| {
+        matches!(p, Ok(Packet::SubAck(_)))
+    })
+    .await;
+
+    let opts = rumqttc::v5::MqttOptions::new("step-pub", addr.ip().to_string(), addr.port());
+    let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(opts, 100);
+    assert!(matches!(next_v5(&mut eventloop).await, P5::ConnAck(_)));
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    let full = Accepted::Rejected(RejectReason::Full);
+    let broken = Accepted::Rejected(RejectReason::StorageError);
+    let steps = [
+        ("1", Accepted::Stored, PubRecReason::Success),
+        ("2", full.clone(), PubRecReason::QuotaExceeded),
+        ("3", Accepted::Stored, PubRecReason::Success),
+        ("4", broken, PubRecReason::UnspecifiedError),
+        ("5", full, PubRecReason::QuotaExceeded),
+        ("6", Accepted::Stored, PubRecReason::Success),
+    ];
+    for (payload, answer, reason) in steps {
+        sink.set_mode(Mode::Answer(answer));
+        client
+            .publish("step/x", Q5::ExactlyOnce, false, payload)
+            .await
+            .expect("publish");
+        match next_v5(&mut eventloop).await {
+            P5::PubRec(rec) => assert_eq!(rec.reason, reason, "PUBREC of {payload}"),
+            other => panic!("expected PUBREC for {payload}, got {other:?}"),
+        }
+        if reason == PubRecReason::Success {
+            assert!(
+                matches!(next_v5(&mut eventloop).await, P5::PubComp(_)),
+                "PUBCOMP of {payload}"
+            );
+        }
+    }
+    let got = payloads(&mut sub_events, 3).await;
+    expect_none(
+        &mut sub_events,
+        Duration::from_millis(500),
+        "another delivery",
+        |p| matches!(p, Ok(Packet::Publish(_))),
+    )
+    .await;
+    assert_eq!(
+        got,
+        ["1", "3", "6"],
+        "exactly the stored messages, in order"
+    );
+
+    // Held commits: QoS 2 publishes still commit concurrently, and what the
+    // client sends after them waits in order.
+    sink.set_mode(Mode::Hold);
+    let poller = tokio::spawn(async move {
+        let mut comps = 0;
+        while comps < 20 {
+            match eventloop.poll().await {
+                Ok(rumqttc::v5::Event::Incoming(P5::PubComp(_))) => comps += 1,
+                Ok(_) => {}
+                Err(e) => panic!("v5 client failed: {e}"),
+            }
+        }
+    });
+    for i in 0..20 {
+        client
+            .publish("step/many", Q5::ExactlyOnce, false, format!("m{i}"))
+            .await
+            .expect("publish");
+    }
+    wait_for("20 commits in flight", T, || sink.held() == 20).await;
+    sink.release(Accepted::Stored);
+    let many = payloads(&mut sub_events, 20).await;
+    let want: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    assert_eq!(many, want, "delivered once each, in publish order");
+    tokio::time::timeout(T, poller)
+        .await
+        .expect("every PUBCOMP")
+        .expect("poller");
     broker.stop().await;
 }
 

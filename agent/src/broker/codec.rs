@@ -15,6 +15,7 @@ pub(crate) const PUBLISH: u8 = 3;
 pub(crate) const PUBACK: u8 = 4;
 pub(crate) const PUBREC: u8 = 5;
 pub(crate) const PUBREL: u8 = 6;
+pub(crate) const PUBCOMP: u8 = 7;
 pub(crate) const PINGREQ: u8 = 12;
 pub(crate) const PINGRESP: u8 = 13;
 pub(crate) const DISCONNECT: u8 = 14;
@@ -38,8 +39,12 @@ pub(crate) enum CodecError {
     BadQos,
     #[error("unknown property id {0:#x}")]
     Property(u8),
+    #[error("property {0:#x} is 0")]
+    ZeroProperty(u8),
     #[error("topic alias {0} used before it was set")]
     UnknownAlias(u16),
+    #[error("topic alias {0} is 0 or above the maximum of {max}", max = TopicAliases::MAX)]
+    InvalidAlias(u16),
 }
 
 /// One complete MQTT control packet, as it was on the wire.
@@ -196,20 +201,42 @@ fn read_varint(b: &mut Bytes) -> Result<usize, CodecError> {
 
 /// Skips one MQTT 5 property, returning its id and, for the topic alias, its
 /// value.
-fn skip_property(b: &mut Bytes) -> Result<(u8, Option<u16>), CodecError> {
+/// A property the gate acts on; the others are skipped.
+enum Prop {
+    TopicAlias(u16),
+    MaxPacket(u32),
+    ReceiveMax(u16),
+    Other,
+}
+
+/// The properties of a block the gate acts on.
+#[derive(Debug, Default)]
+struct Props {
+    topic_alias: Option<u16>,
+    max_packet: Option<u32>,
+    receive_max: Option<u16>,
+}
+
+fn skip_property(b: &mut Bytes) -> Result<Prop, CodecError> {
     let id = read_u8(b)?;
     match id {
         // byte
         0x01 | 0x17 | 0x19 | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => {
             read_u8(b)?;
         }
+        0x21 => return Ok(Prop::ReceiveMax(read_u16(b)?)),
         // two-byte integer
-        0x13 | 0x21 | 0x22 => {
+        0x13 | 0x22 => {
             read_u16(b)?;
         }
-        0x23 => return Ok((id, Some(read_u16(b)?))),
+        0x23 => return Ok(Prop::TopicAlias(read_u16(b)?)),
+        0x27 => {
+            let high = u32::from(read_u16(b)?);
+            let low = u32::from(read_u16(b)?);
+            return Ok(Prop::MaxPacket(high << 16 | low));
+        }
         // four-byte integer
-        0x02 | 0x11 | 0x18 | 0x27 => {
+        0x02 | 0x11 | 0x18 => {
             take(b, 4)?;
         }
         // variable byte integer
@@ -227,20 +254,25 @@ fn skip_property(b: &mut Bytes) -> Result<(u8, Option<u16>), CodecError> {
         }
         other => return Err(CodecError::Property(other)),
     }
-    Ok((id, None))
+    Ok(Prop::Other)
 }
 
-/// Reads a property block; returns the topic alias if one was present.
-fn read_properties(b: &mut Bytes) -> Result<Option<u16>, CodecError> {
+/// Reads a property block.
+fn read_properties(b: &mut Bytes) -> Result<Props, CodecError> {
     let len = read_varint(b)?;
-    let mut props = take(b, len)?;
-    let mut alias = None;
-    while props.has_remaining() {
-        if let (_, Some(a)) = skip_property(&mut props)? {
-            alias = Some(a);
+    let mut block = take(b, len)?;
+    let mut props = Props::default();
+    while block.has_remaining() {
+        match skip_property(&mut block)? {
+            Prop::TopicAlias(a) => props.topic_alias = Some(a),
+            Prop::MaxPacket(0) => return Err(CodecError::ZeroProperty(0x27)),
+            Prop::MaxPacket(m) => props.max_packet = Some(m),
+            Prop::ReceiveMax(0) => return Err(CodecError::ZeroProperty(0x21)),
+            Prop::ReceiveMax(r) => props.receive_max = Some(r),
+            Prop::Other => {}
         }
     }
-    Ok(alias)
+    Ok(props)
 }
 
 /// The MQTT protocol a client asked for.
@@ -270,6 +302,11 @@ pub(crate) struct ConnectInfo {
     /// Where the login (user name, then password) starts in the frame's
     /// bytes; the frame's end when there is none. Nothing follows it.
     pub(crate) login_at: usize,
+    /// MQTT 5: the largest packet the client takes (Maximum Packet Size).
+    pub(crate) max_packet: Option<u32>,
+    /// MQTT 5: how many QoS 1/2 deliveries the client takes unanswered
+    /// (Receive Maximum).
+    pub(crate) receive_max: Option<u16>,
 }
 
 /// Decodes a CONNECT far enough to learn the level, client id and login.
@@ -298,14 +335,18 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
             keep_alive: 0,
             keep_alive_at: 0,
             login_at: 0,
+            max_packet: None,
+            receive_max: None,
         });
     }
     let flags = read_u8(&mut b)?;
     let keep_alive_at = frame.bytes.len() - b.len();
     let keep_alive = read_u16(&mut b)?;
-    if level == ProtocolLevel::V5 {
-        read_properties(&mut b)?;
-    }
+    let props = if level == ProtocolLevel::V5 {
+        read_properties(&mut b)?
+    } else {
+        Props::default()
+    };
     let total = frame.bytes.len();
     let id_start = total - b.len();
     let client_id = read_string(&mut b, "client id")?;
@@ -337,6 +378,8 @@ pub(crate) fn parse_connect(frame: &Frame) -> Result<ConnectInfo, CodecError> {
         keep_alive,
         keep_alive_at,
         login_at,
+        max_packet: props.max_packet,
+        receive_max: props.receive_max,
     })
 }
 
@@ -499,9 +542,9 @@ pub(crate) struct TopicAliases {
 }
 
 impl TopicAliases {
-    /// Most aliases tracked per connection: rumqttd's Topic Alias Maximum
-    /// (4096); it disconnects clients that go beyond it.
-    const MAX: usize = 4096;
+    /// The Topic Alias Maximum clients are given (rumqttd's CONNACK says
+    /// 4096): aliases go from 1 to this.
+    const MAX: u16 = 4096;
 }
 
 /// Decodes a PUBLISH; for MQTT 5 resolves and records topic aliases.
@@ -518,14 +561,17 @@ pub(crate) fn parse_publish(
     let mut b = frame.body();
     let mut topic = read_string(&mut b, "topic")?;
     let pkid = if qos > 0 { read_u16(&mut b)? } else { 0 };
-    if v5 && let Some(alias) = read_properties(&mut b)? {
+    if v5 && let Some(alias) = read_properties(&mut b)?.topic_alias {
+        if alias == 0 || alias > TopicAliases::MAX {
+            return Err(CodecError::InvalidAlias(alias));
+        }
         if topic.is_empty() {
             topic = aliases
                 .map
                 .get(&alias)
                 .cloned()
                 .ok_or(CodecError::UnknownAlias(alias))?;
-        } else if aliases.map.len() < TopicAliases::MAX || aliases.map.contains_key(&alias) {
+        } else {
             aliases.map.insert(alias, topic.clone());
         }
     }
@@ -536,6 +582,26 @@ pub(crate) fn parse_publish(
         pkid,
         payload: b,
     })
+}
+
+/// The QoS and packet id of a PUBLISH (packet id 0 for QoS 0), without
+/// decoding the rest.
+pub(crate) fn publish_qos_pkid(frame: &Frame) -> Result<(u8, u16), CodecError> {
+    let qos = (frame.flags() >> 1) & 0b11;
+    if qos == 0 {
+        return Ok((0, 0));
+    }
+    let mut b = frame.body();
+    read_binary(&mut b)?;
+    Ok((qos, read_u16(&mut b)?))
+}
+
+/// A two-byte acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) of `pkid`,
+/// the same on the wire in MQTT 3.1.1 and 5 (success, no properties).
+pub(crate) fn ack(packet_type: u8, pkid: u16) -> Bytes {
+    let [hi, lo] = pkid.to_be_bytes();
+    let flags = if packet_type == PUBREL { 0x02 } else { 0 };
+    Bytes::from(vec![packet_type << 4 | flags, 0x02, hi, lo])
 }
 
 /// CONNACK refusing a connection. `code` is the v3.1.1 return code or the

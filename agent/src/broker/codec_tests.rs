@@ -40,6 +40,31 @@ fn connect_v4_with_login() {
 }
 
 #[test]
+fn connect_v5_maximum_packet_size() {
+    let connect = |props: &[u8]| {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60];
+        body.push(props.len() as u8);
+        body.extend_from_slice(props);
+        body.extend_from_slice(&[0, 1, b'c']);
+        parse_connect(&frame(&with_header(0x10, &body)))
+    };
+    assert_eq!(connect(&[]).expect("none").max_packet, None);
+    let info = connect(&[0x11, 0, 0, 0, 10, 0x27, 0, 1, 0, 64]).expect("connect");
+    assert_eq!(info.max_packet, Some(65_600));
+    assert_eq!(info.client_id, "c");
+    assert_eq!(
+        connect(&[0x27, 0, 0, 0, 0]),
+        Err(CodecError::ZeroProperty(0x27))
+    );
+    assert_eq!(
+        connect(&[0x21, 0, 5]).expect("receive max").receive_max,
+        Some(5)
+    );
+    assert_eq!(connect(&[0x21, 0, 0]), Err(CodecError::ZeroProperty(0x21)));
+    assert_eq!(connect(&[0x27, 0, 0]), Err(CodecError::Truncated));
+}
+
+#[test]
 fn connect_v5_with_will_and_properties() {
     let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x86, 0, 60];
     body.extend_from_slice(&[5, 0x11, 0, 0, 0, 10]); // session expiry
@@ -167,6 +192,17 @@ fn publish_v5_alias() {
         parse_publish(&frame(&with_header(0x32, &unknown)), true, &mut aliases),
         Err(CodecError::UnknownAlias(4))
     );
+    for bad in [0u16, 4097, u16::MAX] {
+        let [hi, lo] = bad.to_be_bytes();
+        let publish = [0, 3, b'a', b'/', b'b', 0, 8, 3, 0x23, hi, lo, b'y'];
+        assert_eq!(
+            parse_publish(&frame(&with_header(0x32, &publish)), true, &mut aliases),
+            Err(CodecError::InvalidAlias(bad))
+        );
+    }
+    let last = [0, 3, b'c', b'/', b'd', 0, 8, 3, 0x23, 0x10, 0x00, b'z'];
+    let p = parse_publish(&frame(&with_header(0x32, &last)), true, &mut aliases).expect("4096");
+    assert_eq!(p.topic, "c/d");
 }
 
 #[test]

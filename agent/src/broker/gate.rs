@@ -7,7 +7,10 @@
 //!
 //! The client→broker half registers a slot for every QoS 1/2 PUBLISH
 //! *before* forwarding it, so the acknowledgement rumqttd produces always
-//! finds its slot. The broker→client half is strictly sequential: while it
+//! finds its slot. A QoS 2 PUBLISH is not forwarded until its commit
+//! resolves (and everything the client sent after it waits behind it, in
+//! order): rumqttd would deliver a message it holds on the next PUBREL, so
+//! a refused one must never reach it. The refusal's PUBREC is the gate's own. The broker→client half is strictly sequential: while it
 //! waits for slot P, everything rumqttd sent after the ack for P waits too,
 //! which keeps the order of the stream. Commits themselves run concurrently,
 //! one task each, at most `max_inflight` per connection; when that many are
@@ -20,9 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,9 +33,13 @@ use super::auth::{AuthOutcome, Authenticator};
 use super::client_ids::UpstreamIds;
 use super::codec::{self, CodecError, Frame, FrameReader, ProtocolLevel, ReadError, TopicAliases};
 use super::embedded::{Embedded, GATE_USER};
+use super::flow::Flow;
+use super::gate_down::{DownEnd, broker_to_client};
+use super::gate_order::{Queued, Upstream, Withheld};
 use super::loopback::{self, OpenError};
+use super::max_packet::MaxPacket;
 use super::metrics as m;
-use crate::ingest::{Accepted, IngestSink, Message, QoS, RejectReason, Source};
+use crate::ingest::{Accepted, IngestSink, Message, QoS, Source};
 
 /// The keep alive the embedded rumqttd is given for a client that asked for
 /// none (0, "no keep alive" in MQTT 3.1.1 and 5, §3.1.2.10): rumqttd 0.20
@@ -124,7 +131,7 @@ impl<S> Shared<S> {
 
 /// Where a QoS 1/2 packet id is in its life.
 #[derive(Debug)]
-enum Slot {
+pub(super) enum Slot {
     /// The sink has it; its acknowledgement may not pass yet.
     Committing {
         rx: oneshot::Receiver<Accepted>,
@@ -132,15 +139,20 @@ enum Slot {
     },
     /// The broker→client half is waiting on it.
     Held,
+    /// QoS 2: the PUBLISH waits in the gate for its commit; rumqttd has
+    /// not seen it.
+    Withheld,
+    /// QoS 2: committed and handed to rumqttd; its PUBREC passes.
+    Passed,
     /// QoS 2: PUBREC forwarded, PUBREL not yet seen.
     AwaitingRel,
 }
 
 #[derive(Debug, Default)]
-struct Slots(HashMap<u16, Slot>);
+pub(super) struct Slots(pub(super) HashMap<u16, Slot>);
 
 impl Slots {
-    fn outstanding(&self) -> usize {
+    pub(super) fn outstanding(&self) -> usize {
         self.0
             .values()
             .filter(|s| !matches!(s, Slot::AwaitingRel))
@@ -150,16 +162,20 @@ impl Slots {
 
 /// Per-connection state shared by its two halves.
 #[derive(Debug)]
-struct Conn {
-    peer: SocketAddr,
-    client_id: String,
-    v5: bool,
+pub(super) struct Conn {
+    pub(super) peer: SocketAddr,
+    pub(super) client_id: String,
+    pub(super) v5: bool,
     /// The client asked for no keep alive: the gate pings rumqttd for it.
-    no_keep_alive: bool,
+    pub(super) no_keep_alive: bool,
     /// PINGREQs the gate sent for the client whose PINGRESP has not come.
-    stand_in: StandIn,
-    slots: Mutex<Slots>,
-    permits: Arc<Semaphore>,
+    pub(super) stand_in: StandIn,
+    pub(super) slots: Mutex<Slots>,
+    pub(super) permits: Arc<Semaphore>,
+    /// The client's Maximum Packet Size (MQTT 5) on the way out.
+    pub(super) max_packet: MaxPacket,
+    /// The client's Receive Maximum (MQTT 5) on the way out.
+    pub(super) flow: Flow,
 }
 
 /// The gate's own pings to rumqttd for a client without keep alive: a
@@ -167,7 +183,7 @@ struct Conn {
 /// on. (PINGRESPs carry nothing to tell them apart; when the client pings
 /// too, it still gets exactly one PINGRESP per PINGREQ of its own.)
 #[derive(Debug, Default)]
-struct StandIn(AtomicUsize);
+pub(super) struct StandIn(AtomicUsize);
 
 impl StandIn {
     /// A PINGREQ is about to go to rumqttd for the client.
@@ -178,7 +194,7 @@ impl StandIn {
 
     /// Whether a packet of type `ptype` from rumqttd answers one of the
     /// gate's pings (and is to be dropped).
-    fn answered(&self, ptype: u8) -> bool {
+    pub(super) fn answered(&self, ptype: u8) -> bool {
         ptype == codec::PINGRESP
             && self
                 .0
@@ -188,7 +204,7 @@ impl StandIn {
 }
 
 impl Conn {
-    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+    pub(super) fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -358,12 +374,34 @@ where
         stand_in: StandIn::default(),
         slots: Mutex::default(),
         permits: Arc::new(Semaphore::new(ctx.max_inflight)),
+        max_packet: MaxPacket::new(info.max_packet),
+        flow: Flow::new(info.receive_max),
     };
     tracing::debug!(%peer, client_id = %conn.client_id, v5, "client connected");
 
+    // The gate's own packets for the client (a refused QoS 2 PUBLISH's
+    // PUBREC), written by the broker→client half between rumqttd's.
+    let (to_client, mut from_up) = mpsc::channel(ctx.max_inflight.max(1));
+    // The gate's own packets for rumqttd in the client's place (acks of
+    // messages too large for the client), written by the client→broker half.
+    let (to_broker, mut from_down) = mpsc::channel(ctx.max_inflight.max(1));
     let farewell = {
-        let up = client_to_broker(&mut client_r, &mut broker_w, &conn, &ctx);
-        let down = broker_to_client(&mut broker_r, &mut client_w, &conn, &ctx);
+        let up = client_to_broker(
+            &mut client_r,
+            &mut broker_w,
+            &mut from_down,
+            &conn,
+            &ctx,
+            &to_client,
+        );
+        let down = broker_to_client(
+            &mut broker_r,
+            &mut from_up,
+            &to_broker,
+            &mut client_w,
+            &conn,
+            &ctx,
+        );
         tokio::pin!(up, down);
         tokio::select! {
             end = &mut up => match end {
@@ -374,6 +412,7 @@ where
                     _ => None,
                 },
                 UpEnd::TooLarge => Some(0x95),
+                UpEnd::Refused(code) => Some(code),
                 UpEnd::Closed => None,
                 // rumqttd closes the loopback connection once it has handled
                 // the DISCONNECT; closing it first would race that handling
@@ -404,13 +443,15 @@ where
     tracing::debug!(%peer, client_id = %conn.client_id, "client disconnected");
 }
 
-enum UpEnd {
+pub(super) enum UpEnd {
     /// Client closed, or a packet could not be decoded.
     Closed,
     /// The client sent DISCONNECT (forwarded to rumqttd).
     Disconnected,
     /// A packet exceeded `max_payload_size`.
     TooLarge,
+    /// A packet broke the protocol: DISCONNECT with this reason (MQTT 5).
+    Refused(u8),
     /// The gate is shutting down: stop reading, let `down` drain.
     Shutdown,
 }
@@ -418,8 +459,10 @@ enum UpEnd {
 async fn client_to_broker<R, W, S>(
     reader: &mut FrameReader<R>,
     broker: &mut W,
+    from_down: &mut mpsc::Receiver<Bytes>,
     conn: &Conn,
     ctx: &Shared<S>,
+    to_client: &mpsc::Sender<Bytes>,
 ) -> UpEnd
 where
     R: AsyncRead + Unpin,
@@ -427,15 +470,28 @@ where
     S: IngestSink,
 {
     let mut aliases = TopicAliases::default();
+    let mut up = Upstream::new(broker, conn, ctx, to_client);
     loop {
         let frame = tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return UpEnd::Shutdown,
-            r = reader.next() => r,
+            _ = ctx.shutdown.cancelled() => return up.drain(UpEnd::Shutdown).await,
+            r = up.head_resolved() => {
+                if let Err(end) = up.settle(r).await {
+                    return up.drain(end).await;
+                }
+                continue;
+            }
+            Some(own) = from_down.recv() => {
+                if up.broker.write_all(&own).await.is_err() {
+                    return UpEnd::Closed;
+                }
+                continue;
+            }
+            r = reader.next(), if up.has_room() => r,
             () = tokio::time::sleep(STAND_IN_PING), if conn.no_keep_alive => {
                 // Counted first: the PINGRESP may come before the write returns.
                 conn.stand_in.sent();
-                if broker.write_all(&codec::pingreq()).await.is_err() {
+                if up.broker.write_all(&codec::pingreq()).await.is_err() {
                     return UpEnd::Closed;
                 }
                 continue;
@@ -443,10 +499,10 @@ where
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
-            Ok(None) => return UpEnd::Closed,
+            Ok(None) => return up.drain(UpEnd::Closed).await,
             Err(ReadError::Io(e)) => {
                 tracing::debug!(peer = %conn.peer, error = %e, "client read failed");
-                return UpEnd::Closed;
+                return up.drain(UpEnd::Closed).await;
             }
             Err(e) => {
                 ctx.malformed(conn.peer, &e);
@@ -456,10 +512,17 @@ where
                 };
             }
         };
-        match frame.packet_type() {
+        let item = match frame.packet_type() {
             codec::PUBLISH => match on_publish(&frame, &mut aliases, conn, ctx).await {
-                Ok(true) => {}
-                Ok(false) => continue,
+                Ok(Publish::Forward) => Queued::Frame(frame),
+                Ok(Publish::Skip) => continue,
+                Ok(Publish::Withhold(pkid, commit)) => Queued::Qos2(Withheld {
+                    pkid,
+                    frame,
+                    commit,
+                    since: Instant::now(),
+                    held: false,
+                }),
                 Err(end) => return end,
             },
             codec::PUBREL => {
@@ -469,46 +532,68 @@ where
                         slots.0.remove(&pkid);
                     }
                 }
+                Queued::Frame(frame)
             }
-            _ => {}
-        }
-        if broker.write_all(&frame.bytes).await.is_err() {
-            return UpEnd::Closed;
-        }
-        if frame.packet_type() == codec::DISCONNECT {
-            return UpEnd::Disconnected;
+            codec::PUBACK | codec::PUBREC | codec::PUBCOMP => {
+                conn.flow.answered(&frame);
+                Queued::Frame(frame)
+            }
+            _ => Queued::Frame(frame),
+        };
+        if let Err(end) = up.push(item).await {
+            return match end {
+                UpEnd::Disconnected => end,
+                other => up.drain(other).await,
+            };
         }
     }
 }
 
-/// Hands a PUBLISH to the sink. `Ok(false)`: do not forward it (duplicate
-/// of a publish whose acknowledgement is still pending).
+/// What to do with a PUBLISH the sink has.
+enum Publish {
+    /// Hand it to rumqttd now.
+    Forward,
+    /// A duplicate of a publish still pending: drop it.
+    Skip,
+    /// QoS 2: hand it on once this commit resolves.
+    Withhold(u16, oneshot::Receiver<Accepted>),
+}
+
+/// Hands a PUBLISH to the sink.
 async fn on_publish<S: IngestSink>(
     frame: &Frame,
     aliases: &mut TopicAliases,
     conn: &Conn,
     ctx: &Shared<S>,
-) -> Result<bool, UpEnd> {
+) -> Result<Publish, UpEnd> {
     crate::supervise::fault::point("gate").await;
     let publish = match codec::parse_publish(frame, conn.v5, aliases) {
         Ok(p) => p,
         Err(e) => {
             ctx.malformed(conn.peer, &e);
-            return Err(UpEnd::Closed);
+            // An alias the client never set is a protocol error, one of 0
+            // or above the maximum "topic alias invalid" (MQTT 5
+            // §3.3.2.3.4): DISCONNECT 0x82 and 0x94, as Mosquitto answers.
+            // The message is not stored.
+            return Err(match e {
+                CodecError::UnknownAlias(_) => UpEnd::Refused(0x82),
+                CodecError::InvalidAlias(_) => UpEnd::Refused(0x94),
+                _ => UpEnd::Closed,
+            });
         }
     };
     let qos_label = ["0", "1", "2"][usize::from(publish.qos.min(2))];
     counter!(m::PUBLISHES_RECEIVED, "qos" => qos_label).increment(1);
     if publish.qos > 0 {
         match conn.slots().0.get(&publish.pkid) {
-            Some(Slot::Committing { .. } | Slot::Held) => {
+            Some(Slot::Committing { .. } | Slot::Held | Slot::Withheld | Slot::Passed) => {
                 tracing::debug!(peer = %conn.peer, pkid = publish.pkid, dup = publish.dup, "duplicate of a pending publish ignored");
                 counter!(m::DUPLICATES_IGNORED).increment(1);
-                return Ok(false);
+                return Ok(Publish::Skip);
             }
             Some(Slot::AwaitingRel) if publish.qos == 2 => {
                 counter!(m::DUPLICATES_IGNORED).increment(1);
-                return Ok(true);
+                return Ok(Publish::Forward);
             }
             _ => {}
         }
@@ -561,143 +646,18 @@ async fn on_publish<S: IngestSink>(
             gauge!(m::INFLIGHT_BYTES).decrement(f64::from(bytes));
             let _ = tx.send(accepted);
         }));
-    if publish.qos > 0 {
-        conn.slots().0.insert(
-            publish.pkid,
-            Slot::Committing {
-                rx,
-                qos: publish.qos,
-            },
-        );
-    }
-    Ok(true)
-}
-
-enum DownEnd {
-    /// Shutting down and every pending acknowledgement was forwarded.
-    Drained,
-    /// Broker or client closed, or the connection was closed on purpose.
-    Closed,
-}
-
-/// What to do with a held acknowledgement.
-enum Verdict {
-    Forward,
-    Rewrite(u8),
-    Close,
-}
-
-async fn broker_to_client<R, W, S>(
-    reader: &mut FrameReader<R>,
-    client: &mut W,
-    conn: &Conn,
-    ctx: &Shared<S>,
-) -> DownEnd
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut draining = false;
-    loop {
-        if draining && conn.slots().outstanding() == 0 {
-            return DownEnd::Drained;
+    match publish.qos {
+        0 => Ok(Publish::Forward),
+        2 => {
+            conn.slots().0.insert(publish.pkid, Slot::Withheld);
+            Ok(Publish::Withhold(publish.pkid, rx))
         }
-        let frame = tokio::select! {
-            biased;
-            _ = ctx.hard_stop.cancelled() => return DownEnd::Closed,
-            _ = ctx.shutdown.cancelled(), if !draining => {
-                draining = true;
-                continue;
-            }
-            r = reader.next() => r,
-        };
-        let frame = match frame {
-            Ok(Some(frame)) => frame,
-            Ok(None) | Err(_) => return DownEnd::Closed,
-        };
-        let ptype = frame.packet_type();
-        if conn.stand_in.answered(ptype) {
-            continue;
+        qos => {
+            conn.slots()
+                .0
+                .insert(publish.pkid, Slot::Committing { rx, qos });
+            Ok(Publish::Forward)
         }
-        let mut out: Bytes = frame.bytes.clone();
-        if ptype == codec::PUBACK || ptype == codec::PUBREC {
-            let Ok(pkid) = frame.ack_pkid() else {
-                return DownEnd::Closed;
-            };
-            match hold(pkid, conn, ctx).await {
-                Verdict::Forward => {}
-                Verdict::Rewrite(reason) => out = codec::ack_with_reason(ptype, pkid, reason),
-                Verdict::Close => return DownEnd::Closed,
-            }
-        }
-        if client.write_all(&out).await.is_err() || client.flush().await.is_err() {
-            return DownEnd::Closed;
-        }
-    }
-}
-
-/// Waits until the commit behind packet id `pkid` resolves.
-async fn hold<S>(pkid: u16, conn: &Conn, ctx: &Shared<S>) -> Verdict {
-    let (mut rx, qos) = {
-        let mut slots = conn.slots();
-        match slots.0.remove(&pkid) {
-            Some(Slot::Committing { rx, qos }) => {
-                slots.0.insert(pkid, Slot::Held);
-                (rx, qos)
-            }
-            Some(other) => {
-                slots.0.insert(pkid, other);
-                return Verdict::Forward;
-            }
-            None => return Verdict::Forward,
-        }
-    };
-    let started = Instant::now();
-    let result = match rx.try_recv() {
-        Ok(result) => Ok(result),
-        Err(oneshot::error::TryRecvError::Closed) => Err(()),
-        Err(oneshot::error::TryRecvError::Empty) => {
-            counter!(m::ACKS_HELD).increment(1);
-            tokio::select! {
-                r = rx => r.map_err(|_| ()),
-                _ = ctx.hard_stop.cancelled() => Err(()),
-            }
-        }
-    };
-    histogram!(m::ACK_HOLD_SECONDS).record(started.elapsed().as_secs_f64());
-    tracing::trace!(peer = %conn.peer, pkid, ?result, held = ?started.elapsed(), "commit resolved");
-    let mut slots = conn.slots();
-    match result {
-        Ok(Accepted::Stored | Accepted::Unrouted) => {
-            if qos == 2 {
-                slots.0.insert(pkid, Slot::AwaitingRel);
-            } else {
-                slots.0.remove(&pkid);
-            }
-            Verdict::Forward
-        }
-        Ok(Accepted::Rejected(reason)) => {
-            slots.0.remove(&pkid);
-            let code = match reason {
-                RejectReason::Full => 0x97,
-                RejectReason::StorageError => 0x80,
-                // The agent is going away: let the client retry against
-                // the next instance instead of giving up on the message.
-                RejectReason::ShuttingDown => {
-                    counter!(m::ACKS_REJECTED, "action" => "disconnect").increment(1);
-                    return Verdict::Close;
-                }
-            };
-            tracing::debug!(peer = %conn.peer, pkid, ?reason, v5 = conn.v5, "commit rejected");
-            if conn.v5 {
-                counter!(m::ACKS_REJECTED, "action" => "reason_code").increment(1);
-                Verdict::Rewrite(code)
-            } else {
-                counter!(m::ACKS_REJECTED, "action" => "disconnect").increment(1);
-                Verdict::Close
-            }
-        }
-        Err(()) => Verdict::Close,
     }
 }
 

@@ -37,3 +37,6 @@ pub const INFLIGHT_BYTES: &str = "ferry_broker_inflight_bytes";
 /// Counter: publishes that waited for room under `mqtt.max_inflight_bytes`
 /// (the gate stopped reading from their connection meanwhile).
 pub const INFLIGHT_BYTES_WAITS: &str = "ferry_broker_inflight_bytes_waits_total";
+/// Counter: packets from the broker dropped because they exceed the
+/// client's MQTT 5 Maximum Packet Size (QoS 1/2 completed in its place).
+pub const OVERSIZED_DROPPED: &str = "ferry_broker_oversized_dropped_total";

@@ -29,7 +29,10 @@
 //! * **client → broker:** each PUBLISH is decoded (topic, MQTT 5 topic
 //!   aliases, QoS, packet id, payload) and handed to the [`IngestSink`]
 //!   before it is forwarded; for QoS 1/2 its packet id is registered as
-//!   *pending commit*. A QoS 1/2 PUBLISH that repeats a packet id still
+//!   *pending commit*. A QoS 2 PUBLISH is forwarded only once its commit
+//!   has resolved `Stored`/`Unrouted`, with everything the client sent
+//!   after it waiting behind it in order ([`gate_order`]); a refused one
+//!   never reaches rumqttd. A QoS 1/2 PUBLISH that repeats a packet id still
 //!   pending (a DUP) is dropped, and a QoS 2 DUP whose PUBREC was already
 //!   sent is forwarded without being stored again.
 //! * **broker → client:** a PUBACK or PUBREC for a pending packet id is held
@@ -39,10 +42,11 @@
 //!   * `Rejected(Full)` / `Rejected(StorageError)`, MQTT 5: the ack is
 //!     rewritten with reason code 0x97 (quota exceeded) or 0x80
 //!     (unspecified error). For QoS 1 rumqttd has **already routed** the
-//!     message to local subscribers; for QoS 2 it routes only on PUBREL,
-//!     which a client does not send after a failed PUBREC, so the message
-//!     goes nowhere (rumqttd keeps the stale QoS 2 state until the client
-//!     disconnects);
+//!     message to local subscribers; a refused QoS 2 message was never
+//!     handed to rumqttd, and its PUBREC with the reason code is the
+//!     gate's own (rumqttd hands out the oldest QoS 2 message it holds on
+//!     the next PUBREL, so one it had been given would reach subscribers
+//!     in place of the next);
 //!   * `Rejected(..)`, MQTT 3.1.1 (which has no negative ack), and
 //!     `Rejected(ShuttingDown)` for both versions: the client connection is
 //!     closed without the ack ("block"): the client retransmits on its next
@@ -66,8 +70,14 @@
 //!
 //! # What is not guaranteed
 //!
+//! * rumqttd delivers every message at the subscription's QoS, not at the
+//!   lower of that and the QoS it was published with (MQTT 3.1.1 and 5
+//!   §3.8.4; Mosquitto does): a QoS 0 message reaches a QoS 2 subscriber at
+//!   QoS 2. The gate cannot tell a forwarded message's original QoS, so
+//!   this waits for the broker's replacement (docs/agent.md, "MQTT support").
 //! * Local subscribers see QoS 0/1 messages as soon as rumqttd routes them,
-//!   which may be before (or without) the commit.
+//!   which may be before (or without) the commit; QoS 2 messages only
+//!   after it.
 //! * Duplicate suppression for QoS 2 is per connection: a client that
 //!   reconnects and resends a QoS 2 PUBLISH (DUP) whose PUBREC it never
 //!   received is stored again (at-least-once).
@@ -103,9 +113,13 @@ mod client_ids;
 mod codec;
 pub mod config;
 mod embedded;
+mod flow;
 mod gate;
+mod gate_down;
+mod gate_order;
 mod listener;
 mod loopback;
+mod max_packet;
 pub mod metrics;
 pub mod probe;
 pub mod upstream;

@@ -74,9 +74,11 @@ struct Acks {
     latencies_ms: Vec<f64>,
 }
 
-/// Drives `conn` until `per_client` PUBACKs arrived, or with `fence` until
-/// the first one (the closing QoS 1 publish of a QoS 0 burst). With `timed`,
-/// records each publish→PUBACK latency.
+/// Drives `conn` until `per_client` PUBACKs (QoS 1) or PUBCOMPs (QoS 2)
+/// arrived, or with `fence` until the first PUBACK (the closing QoS 1
+/// publish of a QoS 0 burst). With `timed`, records each publish→PUBACK or
+/// publish→PUBREC latency (the acknowledgement that says the broker has
+/// the message).
 fn drive(conn: &mut Connection, what: &str, per_client: usize, timed: bool, fence: bool) -> Acks {
     let mut sent: HashMap<u16, Instant> = HashMap::new();
     let mut acks = Acks {
@@ -101,6 +103,12 @@ fn drive(conn: &mut Connection, what: &str, per_client: usize, timed: bool, fenc
                     break;
                 }
             }
+            Ok(Event::Incoming(Packet::PubRec(rec))) => {
+                if let Some(t) = sent.remove(&rec.pkid) {
+                    acks.latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            Ok(Event::Incoming(Packet::PubComp(_))) => acks.acked += 1,
             Ok(_) => {}
             Err(e) => panic!("{what}: {e}"),
         }

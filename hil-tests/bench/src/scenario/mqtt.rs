@@ -1,8 +1,9 @@
 //! MQTT ingest: the same publisher load (rumqttc, `clients` connections,
 //! 100 publishes in flight each) against `ferry-agent` (durable: every QoS 1
 //! PUBACK after the SQLite commit is fsynced), Mosquitto without persistence
-//! and Mosquitto with persistence on, at QoS 0 and 1, 100 B and 1 KB
-//! payloads. Messages/s and publish-to-ack latency p50/p99.
+//! and Mosquitto with persistence on, at QoS 0 and 1 with 100 B and 1 KB
+//! payloads, and QoS 2 with 100 B. Messages/s and publish-to-ack latency
+//! p50/p99 (PUBACK for QoS 1, PUBREC for QoS 2).
 
 use std::path::Path;
 
@@ -27,7 +28,8 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
          every QoS 1 PUBACK waits for the fsynced SQLite commit. Mosquitto {}: no persistence (baseline), and `persistence true` \
          with `autosave_interval 1` + `autosave_on_changes` (it snapshots; it never fsyncs before a PUBACK). \
          QoS 0 rates stop the clock when a closing QoS 1 publish on each connection is acknowledged (the broker has read \
-         everything). Latency is from the client writing the PUBLISH to reading its PUBACK.",
+         everything). QoS 2 rates count completed exchanges (PUBCOMP); the agent hands a QoS 2 message to its broker only \
+         after the commit. Latency is from the client writing the PUBLISH to reading its PUBACK (QoS 1) or PUBREC (QoS 2).",
         crate::load::INFLIGHT,
         scale.runs,
         crate::report::machine()["peers"].as_str().unwrap_or("?")
@@ -42,6 +44,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         (QoS::AtMostOnce, 1024),
         (QoS::AtLeastOnce, 100),
         (QoS::AtLeastOnce, 1024),
+        (QoS::ExactlyOnce, 100),
     ];
     // results[case][target] = outcomes of each run
     let mut results: Vec<Vec<Vec<Outcome>>> = vec![vec![Vec::new(); TARGETS.len()]; cases.len()];
@@ -68,7 +71,11 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
 
     let mut details = Vec::new();
     for (ci, (qos, size)) in cases.iter().enumerate() {
-        let q = if *qos == QoS::AtMostOnce { 0 } else { 1 };
+        let q = match qos {
+            QoS::AtMostOnce => 0,
+            QoS::AtLeastOnce => 1,
+            QoS::ExactlyOnce => 2,
+        };
         let rates: Vec<Vec<f64>> = results[ci]
             .iter()
             .map(|os| os.iter().map(Outcome::rate).collect())
@@ -94,7 +101,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
             "Mosquitto, persistence",
             &rates[2],
         ));
-        if q == 1 {
+        if q > 0 {
             s.compare(Comparison::new(
                 format!("{label}: p50 publish→ack"),
                 Unit::Ms,
