@@ -544,3 +544,58 @@ async fn inflight_bytes_are_bounded_across_connections() {
     }
     broker.stop().await;
 }
+
+/// The next 4 bytes from `s`.
+async fn read4(s: &mut TcpStream, what: &str) -> [u8; 4] {
+    let mut buf = [0u8; 4];
+    tokio::time::timeout(T, s.read_exact(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("{what} in time"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    buf
+}
+
+/// A QoS 2 PUBLISH waits in the gate for its commit, and the client's later
+/// publishes wait behind it; its other flows do not. The PUBREL of a message
+/// rumqttd already holds, and a PINGREQ, pass a PUBLISH whose commit is
+/// pending (held back, a PUBREL would keep the client's in-flight slot taken
+/// for the length of a later message's commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubrel_and_pingreq_pass_a_withheld_qos2_publish() {
+    let sink = TestSink::new(Mode::Hold);
+    let broker = start(test_config(), sink.clone()).await;
+    let mut s = TcpStream::connect(broker.addr()).await.expect("connect");
+    let connect = [0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'r', b'q'];
+    s.write_all(&packet(0x10, &connect)).await.expect("write");
+    assert_eq!(read4(&mut s, "CONNACK").await, [0x20, 2, 0, 0]);
+
+    let publish = |pkid: u8| packet(0x34, &[0, 3, b'a', b'/', b'b', 0, pkid, b'x']);
+    s.write_all(&publish(1)).await.expect("write");
+    wait_for("first commit pending", T, || sink.held() == 1).await;
+    sink.release(Accepted::Stored);
+    assert_eq!(read4(&mut s, "PUBREC 1").await, [0x50, 2, 0, 1]);
+
+    // The second message's commit stays pending.
+    s.write_all(&publish(2)).await.expect("write");
+    wait_for("second commit pending", T, || sink.held() == 1).await;
+    s.write_all(&packet(0x62, &[0, 1])).await.expect("write");
+    assert_eq!(
+        read4(&mut s, "PUBCOMP 1 while message 2 waits for its commit").await,
+        [0x70, 2, 0, 1]
+    );
+    s.write_all(&[0xC0, 0]).await.expect("write");
+    let mut pong = [0u8; 2];
+    tokio::time::timeout(T, s.read_exact(&mut pong))
+        .await
+        .expect("PINGRESP while message 2 waits for its commit")
+        .expect("PINGRESP");
+    assert_eq!(pong, [0xD0, 0]);
+    assert_eq!(sink.held(), 1, "message 2 still pending");
+
+    sink.release(Accepted::Stored);
+    assert_eq!(read4(&mut s, "PUBREC 2").await, [0x50, 2, 0, 2]);
+    s.write_all(&packet(0x62, &[0, 2])).await.expect("write");
+    assert_eq!(read4(&mut s, "PUBCOMP 2").await, [0x70, 2, 0, 2]);
+    assert_eq!(sink.count(), 2, "each message stored once");
+    broker.stop().await;
+}

@@ -526,18 +526,29 @@ where
                 Err(end) => return end,
             },
             codec::PUBREL => {
-                if let Ok(pkid) = frame.ack_pkid() {
+                let released = frame.ack_pkid().is_ok_and(|pkid| {
                     let mut slots = conn.slots();
-                    if matches!(slots.0.get(&pkid), Some(Slot::AwaitingRel)) {
+                    let awaiting = matches!(slots.0.get(&pkid), Some(Slot::AwaitingRel));
+                    if awaiting {
                         slots.0.remove(&pkid);
                     }
+                    awaiting
+                });
+                // rumqttd has this message (its PUBREC came from there): the
+                // PUBREL need not wait behind a later QoS 2 PUBLISH's commit.
+                // Held back, it would hold the client's window for as long.
+                if released {
+                    Queued::Now(frame)
+                } else {
+                    Queued::Frame(frame)
                 }
-                Queued::Frame(frame)
             }
             codec::PUBACK | codec::PUBREC | codec::PUBCOMP => {
                 conn.flow.answered(&frame);
-                Queued::Frame(frame)
+                // Acks of deliveries to the client: a flow of their own.
+                Queued::Now(frame)
             }
+            codec::PINGREQ => Queued::Now(frame),
             _ => Queued::Frame(frame),
         };
         if let Err(end) = up.push(item).await {

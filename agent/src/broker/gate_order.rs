@@ -2,7 +2,11 @@
 //!
 //! Each packet goes on at once, except a QoS 2 PUBLISH: it waits in the gate
 //! until its commit resolves, and whatever the client sent after it waits
-//! behind it, so rumqttd sees the client's packets in their order. rumqttd
+//! behind it, so rumqttd sees the client's packets in their order. Packets
+//! of other flows pass it ([`Queued::Now`]): the client's acks of
+//! deliveries, its PINGREQs, and the PUBREL of a message rumqttd already
+//! holds (held back, each would hold the client's in-flight window for
+//! the length of a later message's commit). rumqttd
 //! holds a QoS 2 message until a PUBREL and delivers the oldest it holds on
 //! the next one, so a message whose commit was refused must never reach it:
 //! its local subscribers would get the refused message and be one message
@@ -26,6 +30,10 @@ use crate::ingest::Accepted;
 /// What the client sent that rumqttd may not see yet.
 pub(super) enum Queued {
     Frame(Frame),
+    /// A packet outside the order of the client's publishes (an ack of a
+    /// delivery, a PUBREL of a message rumqttd holds, a PINGREQ): it passes
+    /// a withheld QoS 2 PUBLISH.
+    Now(Frame),
     /// A QoS 2 PUBLISH whose commit is pending.
     Qos2(Withheld),
 }
@@ -78,6 +86,9 @@ impl<'a, W: AsyncWrite + Unpin, S> Upstream<'a, W, S> {
     }
 
     pub(super) async fn push(&mut self, item: Queued) -> Result<(), UpEnd> {
+        if let Queued::Now(frame) = &item {
+            return self.forward(frame).await;
+        }
         if self.head.is_some() {
             self.queue.push_back(item);
             return Ok(());
@@ -87,7 +98,7 @@ impl<'a, W: AsyncWrite + Unpin, S> Upstream<'a, W, S> {
                 self.head = Some(w);
                 Ok(())
             }
-            Queued::Frame(frame) => self.forward(&frame).await,
+            Queued::Frame(frame) | Queued::Now(frame) => self.forward(&frame).await,
         }
     }
 
@@ -157,7 +168,7 @@ impl<'a, W: AsyncWrite + Unpin, S> Upstream<'a, W, S> {
             match self.queue.pop_front() {
                 None => break,
                 Some(Queued::Qos2(next)) => self.head = Some(next),
-                Some(Queued::Frame(frame)) => self.forward(&frame).await?,
+                Some(Queued::Frame(frame) | Queued::Now(frame)) => self.forward(&frame).await?,
             }
         }
         Ok(())
