@@ -135,6 +135,33 @@ impl Peer {
         let _ = self.child.wait();
     }
 
+    /// Polls until `addr` accepts TCP connections. Panics with the end of
+    /// `log` when the process exits first or `timeout` passes, so that a
+    /// start that failed says why.
+    pub fn wait_listening(&mut self, addr: SocketAddr, timeout: Duration, log: &Path) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            let exited = self.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                let what = match exited {
+                    Some(status) => format!("exited ({status}) before listening"),
+                    None => format!("not listening after {timeout:?}"),
+                };
+                panic!(
+                    "{} {what} on {addr}; the end of its log:\n{tail}",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -150,16 +177,17 @@ impl Drop for Peer {
 /// Starts `ferry-agent run --config <config>` (output in `log`) and waits
 /// until its broker accepts connections on `mqtt_port`.
 pub fn spawn_agent(config: &Path, mqtt_port: u16, log: &Path) -> Peer {
-    let peer = Peer::spawn(
+    let mut peer = Peer::spawn(
         "ferry-agent",
         Command::new(workspace_bin("ferry-agent"))
             .args(["run", "--config"])
             .arg(config),
         log,
     );
-    wait_for_port(
+    peer.wait_listening(
         SocketAddr::from(([127, 0, 0, 1], mqtt_port)),
         Duration::from_secs(30),
+        log,
     );
     peer
 }
@@ -238,14 +266,14 @@ pub fn spawn_hub(
     log: &Path,
     read_token: bool,
 ) -> (Peer, Option<String>) {
-    let peer = Peer::spawn(
+    let mut peer = Peer::spawn(
         "ferry-hub",
         Command::new(workspace_bin("ferry-hub"))
             .args(["serve", "--config"])
             .arg(config),
         log,
     );
-    wait_for_port(addr, Duration::from_secs(120));
+    peer.wait_listening(addr, Duration::from_secs(120), log);
     let mut token = None;
     if read_token {
         wait_until("the bootstrap admin token", Duration::from_secs(20), || {
