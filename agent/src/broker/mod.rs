@@ -30,8 +30,9 @@
 //!   aliases, QoS, packet id, payload) and handed to the [`IngestSink`]
 //!   before it is forwarded; for QoS 1/2 its packet id is registered as
 //!   *pending commit*. A QoS 2 PUBLISH is forwarded only once its commit
-//!   has resolved `Stored`/`Unrouted`, with everything the client sent
-//!   after it waiting behind it in order ([`gate_order`]); a refused one
+//!   has resolved `Stored`/`Unrouted`, with what the client sent after it
+//!   waiting behind it in order, but for packets of other flows (acks,
+//!   PINGREQ, the PUBREL of a message rumqttd holds: [`gate_order`]); a refused one
 //!   never reaches rumqttd. A QoS 1/2 PUBLISH that repeats a packet id still
 //!   pending (a DUP) is dropped, and a QoS 2 DUP whose PUBREC was already
 //!   sent is forwarded without being stored again.
