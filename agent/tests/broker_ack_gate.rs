@@ -599,3 +599,54 @@ async fn pubrel_and_pingreq_pass_a_withheld_qos2_publish() {
     assert_eq!(sink.count(), 2, "each message stored once");
     broker.stop().await;
 }
+
+/// The exception to the above: a client that sent a QoS 2 PUBLISH again
+/// (DUP) before it had the PUBREC has that copy wait behind a withheld
+/// PUBLISH; the PUBREL that follows waits behind the copy, so rumqttd never
+/// gets a message's PUBREL before a copy of it (it would hold the copy as a
+/// new message and hand it out on a later PUBREL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pubrel_stays_behind_its_own_resent_publish() {
+    let sink = TestSink::new(Mode::Hold);
+    let broker = start(test_config(), sink.clone()).await;
+    let mut s = TcpStream::connect(broker.addr()).await.expect("connect");
+    let connect = [0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'r', b'd'];
+    s.write_all(&packet(0x10, &connect)).await.expect("write");
+    assert_eq!(read4(&mut s, "CONNACK").await, [0x20, 2, 0, 0]);
+
+    let publish = |first: u8, pkid: u8| packet(first, &[0, 3, b'a', b'/', b'b', 0, pkid, b'x']);
+    s.write_all(&publish(0x34, 1)).await.expect("write");
+    wait_for("first commit pending", T, || sink.held() == 1).await;
+    sink.release(Accepted::Stored);
+    assert_eq!(read4(&mut s, "PUBREC 1").await, [0x50, 2, 0, 1]);
+    // Message 2 waits for its commit; the copy of 1 (sent before the
+    // client had its PUBREC) and then 1's PUBREL wait behind it.
+    s.write_all(&publish(0x34, 2)).await.expect("write");
+    wait_for("second commit pending", T, || sink.held() == 1).await;
+    s.write_all(&publish(0x3C, 1)).await.expect("write");
+    s.write_all(&packet(0x62, &[0, 1])).await.expect("write");
+    let mut early = [0u8; 4];
+    let got = tokio::time::timeout(Duration::from_millis(500), s.read(&mut early)).await;
+    assert!(
+        got.is_err(),
+        "nothing may pass message 2 while its commit is pending: {early:?}"
+    );
+
+    sink.release(Accepted::Stored);
+    // Now in order: PUBREC 2, then what rumqttd answers to the copy and the
+    // PUBREL; PUBCOMP 1 among them.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + T;
+    while !seen.windows(4).any(|w| w == [0x70, 2, 0, 1]) {
+        assert!(Instant::now() < deadline, "no PUBCOMP 1 in {seen:?}");
+        let mut buf = [0u8; 64];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await
+        {
+            assert!(n > 0, "connection closed after {seen:?}");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert_eq!(&seen[..4], [0x50, 2, 0, 2], "PUBREC 2 first: {seen:?}");
+    assert_eq!(sink.count(), 2, "the copy is not stored again");
+    broker.stop().await;
+}

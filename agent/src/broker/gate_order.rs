@@ -32,7 +32,8 @@ pub(super) enum Queued {
     Frame(Frame),
     /// A packet outside the order of the client's publishes (an ack of a
     /// delivery, a PUBREL of a message rumqttd holds, a PINGREQ): it passes
-    /// a withheld QoS 2 PUBLISH.
+    /// a withheld QoS 2 PUBLISH, unless it is a PUBREL whose PUBLISH (a
+    /// resent copy) waits here too.
     Now(Frame),
     /// A QoS 2 PUBLISH whose commit is pending.
     Qos2(Withheld),
@@ -86,7 +87,9 @@ impl<'a, W: AsyncWrite + Unpin, S> Upstream<'a, W, S> {
     }
 
     pub(super) async fn push(&mut self, item: Queued) -> Result<(), UpEnd> {
-        if let Queued::Now(frame) = &item {
+        if let Queued::Now(frame) = &item
+            && !self.holds_publish_of(frame)
+        {
             return self.forward(frame).await;
         }
         if self.head.is_some() {
@@ -100,6 +103,26 @@ impl<'a, W: AsyncWrite + Unpin, S> Upstream<'a, W, S> {
             }
             Queued::Frame(frame) | Queued::Now(frame) => self.forward(&frame).await,
         }
+    }
+
+    /// Whether a PUBREL's own PUBLISH still waits here: a QoS 2 DUP the
+    /// client sent again before it had the PUBREC. The PUBREL stays behind
+    /// it, so that rumqttd never gets a message's PUBREL before a copy of it.
+    fn holds_publish_of(&self, frame: &Frame) -> bool {
+        if frame.packet_type() != codec::PUBREL {
+            return false;
+        }
+        let Ok(pkid) = frame.ack_pkid() else {
+            return false;
+        };
+        self.head.as_ref().is_some_and(|w| w.pkid == pkid)
+            || self.queue.iter().any(|q| match q {
+                Queued::Qos2(w) => w.pkid == pkid,
+                Queued::Frame(f) | Queued::Now(f) => {
+                    f.packet_type() == codec::PUBLISH
+                        && codec::publish_qos_pkid(f).is_ok_and(|(qos, p)| qos > 0 && p == pkid)
+                }
+            })
     }
 
     async fn forward(&mut self, frame: &Frame) -> Result<(), UpEnd> {

@@ -30,6 +30,9 @@ pub struct Scale {
     pub ingest_lp_lines: usize,
     /// The large line-protocol bodies (4 writers, default `commit_interval`).
     pub ingest_lp_lines_large: usize,
+    /// Rows posted in the large bodies: enough for a few seconds at the
+    /// issue's 600 K rows/s, so the hub's first moments do not decide it.
+    pub ingest_rows_large: u64,
     pub ingest_segment_rows: usize,
     // ingest-long: the whole run and the window each rate is taken over
     pub long_seconds: u64,
@@ -70,6 +73,7 @@ impl Scale {
                 ingest_devices: 100,
                 ingest_lp_lines: 1_000,
                 ingest_lp_lines_large: 2_000,
+                ingest_rows_large: 10_000,
                 ingest_segment_rows: 1_000,
                 long_seconds: 20,
                 long_window_seconds: 5,
@@ -100,6 +104,7 @@ impl Scale {
                 ingest_devices: 1_000,
                 ingest_lp_lines: 2_000,
                 ingest_lp_lines_large: 10_000,
+                ingest_rows_large: 3_000_000,
                 ingest_segment_rows: 10_000,
                 long_seconds: 3_600,
                 long_window_seconds: 60,
@@ -131,6 +136,7 @@ impl Scale {
             "ingest_rows_default_commit": self.ingest_rows_default_commit,
             "ingest_rows_fast_commit": self.ingest_rows_fast_commit,
             "ingest_lp_lines": self.ingest_lp_lines, "ingest_lp_lines_large": self.ingest_lp_lines_large,
+            "ingest_rows_large": self.ingest_rows_large,
             "long_seconds": self.long_seconds, "long_window_seconds": self.long_window_seconds,
             "trucks": self.trucks, "hours": self.hours,
             "freshness_seconds": self.freshness_seconds,
