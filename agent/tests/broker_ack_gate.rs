@@ -555,6 +555,35 @@ async fn read4(s: &mut TcpStream, what: &str) -> [u8; 4] {
     buf
 }
 
+/// A QoS 2 PUBLISH of `x` to `a/b` with packet id `pkid`; `first` is the
+/// fixed header's first byte (0x34, or 0x3C for a DUP).
+fn qos2_publish(first: u8, pkid: u8) -> Vec<u8> {
+    packet(first, &[0, 3, b'a', b'/', b'b', 0, pkid, b'x'])
+}
+
+/// A raw MQTT 3.1.1 client `id` whose QoS 2 message 1 is committed and
+/// PUBREC'd (its PUBREL not sent), and whose message 2 waits in the gate for
+/// its commit (the sink holds it).
+async fn raw_client_with_message_2_withheld(
+    broker: &broker_support::Running,
+    sink: &TestSink,
+    id: &[u8; 2],
+) -> TcpStream {
+    let mut s = TcpStream::connect(broker.addr()).await.expect("connect");
+    let connect = [
+        0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, id[0], id[1],
+    ];
+    s.write_all(&packet(0x10, &connect)).await.expect("write");
+    assert_eq!(read4(&mut s, "CONNACK").await, [0x20, 2, 0, 0]);
+    s.write_all(&qos2_publish(0x34, 1)).await.expect("write");
+    wait_for("first commit pending", T, || sink.held() == 1).await;
+    sink.release(Accepted::Stored);
+    assert_eq!(read4(&mut s, "PUBREC 1").await, [0x50, 2, 0, 1]);
+    s.write_all(&qos2_publish(0x34, 2)).await.expect("write");
+    wait_for("second commit pending", T, || sink.held() == 1).await;
+    s
+}
+
 /// A QoS 2 PUBLISH waits in the gate for its commit, and the client's later
 /// publishes wait behind it; its other flows do not. The PUBREL of a message
 /// rumqttd already holds, and a PINGREQ, pass a PUBLISH whose commit is
@@ -564,20 +593,8 @@ async fn read4(s: &mut TcpStream, what: &str) -> [u8; 4] {
 async fn pubrel_and_pingreq_pass_a_withheld_qos2_publish() {
     let sink = TestSink::new(Mode::Hold);
     let broker = start(test_config(), sink.clone()).await;
-    let mut s = TcpStream::connect(broker.addr()).await.expect("connect");
-    let connect = [0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'r', b'q'];
-    s.write_all(&packet(0x10, &connect)).await.expect("write");
-    assert_eq!(read4(&mut s, "CONNACK").await, [0x20, 2, 0, 0]);
-
-    let publish = |pkid: u8| packet(0x34, &[0, 3, b'a', b'/', b'b', 0, pkid, b'x']);
-    s.write_all(&publish(1)).await.expect("write");
-    wait_for("first commit pending", T, || sink.held() == 1).await;
-    sink.release(Accepted::Stored);
-    assert_eq!(read4(&mut s, "PUBREC 1").await, [0x50, 2, 0, 1]);
-
     // The second message's commit stays pending.
-    s.write_all(&publish(2)).await.expect("write");
-    wait_for("second commit pending", T, || sink.held() == 1).await;
+    let mut s = raw_client_with_message_2_withheld(&broker, &sink, b"rq").await;
     s.write_all(&packet(0x62, &[0, 1])).await.expect("write");
     assert_eq!(
         read4(&mut s, "PUBCOMP 1 while message 2 waits for its commit").await,
@@ -609,21 +626,10 @@ async fn pubrel_and_pingreq_pass_a_withheld_qos2_publish() {
 async fn a_pubrel_stays_behind_its_own_resent_publish() {
     let sink = TestSink::new(Mode::Hold);
     let broker = start(test_config(), sink.clone()).await;
-    let mut s = TcpStream::connect(broker.addr()).await.expect("connect");
-    let connect = [0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'r', b'd'];
-    s.write_all(&packet(0x10, &connect)).await.expect("write");
-    assert_eq!(read4(&mut s, "CONNACK").await, [0x20, 2, 0, 0]);
-
-    let publish = |first: u8, pkid: u8| packet(first, &[0, 3, b'a', b'/', b'b', 0, pkid, b'x']);
-    s.write_all(&publish(0x34, 1)).await.expect("write");
-    wait_for("first commit pending", T, || sink.held() == 1).await;
-    sink.release(Accepted::Stored);
-    assert_eq!(read4(&mut s, "PUBREC 1").await, [0x50, 2, 0, 1]);
     // Message 2 waits for its commit; the copy of 1 (sent before the
     // client had its PUBREC) and then 1's PUBREL wait behind it.
-    s.write_all(&publish(0x34, 2)).await.expect("write");
-    wait_for("second commit pending", T, || sink.held() == 1).await;
-    s.write_all(&publish(0x3C, 1)).await.expect("write");
+    let mut s = raw_client_with_message_2_withheld(&broker, &sink, b"rd").await;
+    s.write_all(&qos2_publish(0x3C, 1)).await.expect("write");
     s.write_all(&packet(0x62, &[0, 1])).await.expect("write");
     let mut early = [0u8; 4];
     let got = tokio::time::timeout(Duration::from_millis(500), s.read(&mut early)).await;

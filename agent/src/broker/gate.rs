@@ -8,9 +8,10 @@
 //! The client→broker half registers a slot for every QoS 1/2 PUBLISH
 //! *before* forwarding it, so the acknowledgement rumqttd produces always
 //! finds its slot. A QoS 2 PUBLISH is not forwarded until its commit
-//! resolves (and everything the client sent after it waits behind it, in
-//! order): rumqttd would deliver a message it holds on the next PUBREL, so
-//! a refused one must never reach it. The refusal's PUBREC is the gate's own. The broker→client half is strictly sequential: while it
+//! resolves, and the client's later publishes wait behind it in order
+//! ([`super::gate_order`]): rumqttd would deliver a message it holds on the
+//! next PUBREL, so a refused one must never reach it. The refusal's PUBREC
+//! is the gate's own. The broker→client half is strictly sequential: while it
 //! waits for slot P, everything rumqttd sent after the ack for P waits too,
 //! which keeps the order of the stream. Commits themselves run concurrently,
 //! one task each, at most `max_inflight` per connection; when that many are
