@@ -114,6 +114,7 @@ mod client_ids;
 mod codec;
 pub mod config;
 mod embedded;
+pub mod engine;
 mod flow;
 mod gate;
 mod gate_down;
