@@ -25,15 +25,24 @@
 //!   delivery per session at the highest granted QoS, no-local,
 //!   subscription identifiers, one member per shared-subscription group;
 //! - [`retained::Retained`]: retained messages, bounded by count and bytes
-//!   (`mqtt.max_retained_messages`, `mqtt.max_retained_bytes` once wired).
+//!   (`mqtt.max_retained_messages`, `mqtt.max_retained_bytes` once wired);
+//! - [`session::Outbox`]: one session's outgoing side: delivered QoS the
+//!   lower of published and granted, packet ids, the client's Receive
+//!   Maximum window, a queue bounded by messages and bytes, message
+//!   expiry, and the resend of what was in flight when a kept session
+//!   reconnects.
 //!
-//! Sessions, delivery windows and the wiring into the gate follow
-//! (decision 0023, "Steps").
+//! The session table (clean start, expiry, takeover, wills) and the wiring
+//! into the gate follow (decision 0023, "Steps"); until then the agent's
+//! connections are still served by rumqttd.
 
 pub mod retained;
+pub mod session;
 pub mod subscriptions;
 pub mod topic;
 pub mod tree;
 
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,323 @@
+//! One session's outgoing messages: the queue, the packet ids and the
+//! in-flight window of QoS 1 and 2 deliveries (MQTT 5 §4.3, §4.4, §4.9;
+//! MQTT 3.1.1 §4.3, §4.4).
+//!
+//! - A delivery's QoS is the lower of the published QoS and the QoS the
+//!   subscription granted (MQTT 5 §3.8.4; rumqttd used the subscription's).
+//! - QoS 1 and 2 deliveries go out while fewer than the client's Receive
+//!   Maximum (65,535 for 3.1.1) are unacknowledged; the rest wait in the
+//!   queue in order. QoS 0 deliveries do not count against the window but
+//!   keep their place in the order.
+//! - The queue is bounded by messages and bytes (`max_queued`,
+//!   `max_queued_bytes`); a delivery past either bound is dropped and
+//!   counted, as Mosquitto drops past `max_queued_messages`. While the
+//!   client is offline, QoS 0 deliveries are not queued at all (Mosquitto's
+//!   `queue_qos0_messages false`).
+//! - A message with an MQTT 5 expiry that has passed is dropped instead of
+//!   sent; one still in time goes out with the interval that is left.
+//! - On reconnect with the session kept, unacknowledged PUBLISHes go out
+//!   again with DUP set, and PUBRELs for those whose PUBREC arrived, in
+//!   their first order (MQTT 5 §4.4).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+/// A published message as the engine keeps it, shared by every session it
+/// goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: Arc<str>,
+    pub payload: Bytes,
+    /// The QoS it was published with.
+    pub qos: u8,
+    pub retain: bool,
+    /// When its MQTT 5 Message Expiry Interval runs out.
+    pub expires: Option<Instant>,
+    /// The client that published it (`None` for the broker's own, such as
+    /// a will).
+    pub publisher: Option<Arc<str>>,
+}
+
+impl Message {
+    /// What the message counts against a queue's byte bound.
+    pub fn bytes(&self) -> usize {
+        self.topic.len() + self.payload.len()
+    }
+}
+
+/// The queue's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_queued: usize,
+    pub max_queued_bytes: usize,
+}
+
+/// One PUBLISH (or PUBREL) to write to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Send {
+    Publish(Outgoing),
+    /// A PUBREL for this packet id (after a reconnect).
+    Pubrel(u16),
+}
+
+/// A PUBLISH to write: the message, the QoS and flags of this delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub message: Arc<Message>,
+    pub qos: u8,
+    /// `None` for QoS 0.
+    pub packet_id: Option<u16>,
+    pub retain: bool,
+    pub dup: bool,
+    /// Subscription identifiers to carry.
+    pub ids: Vec<u32>,
+    /// Seconds of the expiry interval left, rounded up (MQTT 5 §3.3.2.3.3).
+    pub expiry_left: Option<u32>,
+}
+
+/// Where an in-flight delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// QoS 1 sent, PUBACK awaited.
+    Puback,
+    /// QoS 2 sent, PUBREC awaited.
+    Pubrec,
+    /// PUBREL sent, PUBCOMP awaited.
+    Pubcomp,
+}
+
+#[derive(Debug)]
+struct Queued {
+    message: Arc<Message>,
+    qos: u8,
+    retain: bool,
+    ids: Vec<u32>,
+}
+
+/// What became of a delivery handed to [`Outbox::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The queue was at a bound.
+    DroppedFull,
+    /// QoS 0 for an offline client.
+    DroppedOffline,
+}
+
+/// One session's outgoing side; see the module docs.
+#[derive(Debug)]
+pub struct Outbox {
+    limits: Limits,
+    receive_maximum: u16,
+    queue: VecDeque<Queued>,
+    queued_bytes: usize,
+    inflight: BTreeMap<u16, (Stage, Outgoing)>,
+    /// Packet ids in the order their PUBLISH first went out.
+    order: VecDeque<u16>,
+    next_id: u16,
+    online: bool,
+    /// Deliveries dropped at a bound, and expired before they went out.
+    pub dropped: u64,
+    pub expired: u64,
+}
+
+impl Outbox {
+    /// An empty outbox for a client online now with this Receive Maximum.
+    pub fn new(limits: Limits, receive_maximum: u16) -> Self {
+        Outbox {
+            limits,
+            receive_maximum: receive_maximum.max(1),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inflight: BTreeMap::new(),
+            order: VecDeque::new(),
+            next_id: 1,
+            online: true,
+            dropped: 0,
+            expired: 0,
+        }
+    }
+
+    /// Queues `message` for this session at `granted` QoS (the
+    /// subscription's); `retain` is the RETAIN flag to send.
+    pub fn push(
+        &mut self,
+        message: Arc<Message>,
+        granted: u8,
+        retain: bool,
+        ids: Vec<u32>,
+    ) -> Pushed {
+        let qos = message.qos.min(granted);
+        if qos == 0 && !self.online {
+            self.dropped += 1;
+            return Pushed::DroppedOffline;
+        }
+        let bytes = message.bytes();
+        if self.queue.len() >= self.limits.max_queued
+            || self.queued_bytes + bytes > self.limits.max_queued_bytes
+        {
+            self.dropped += 1;
+            return Pushed::DroppedFull;
+        }
+        self.queued_bytes += bytes;
+        self.queue.push_back(Queued {
+            message,
+            qos,
+            retain,
+            ids,
+        });
+        Pushed::Queued
+    }
+
+    /// What may be written now: queued deliveries in order while the
+    /// window has room (QoS 0 needs none), expired ones dropped.
+    pub fn ready(&mut self, now: Instant) -> Vec<Send> {
+        let mut out = Vec::new();
+        if !self.online {
+            return out;
+        }
+        while let Some(front) = self.queue.front() {
+            if front.qos > 0 && self.inflight.len() >= usize::from(self.receive_maximum) {
+                break;
+            }
+            let Some(q) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= q.message.bytes();
+            let expiry_left = match q.message.expires {
+                Some(at) if at <= now => {
+                    self.expired += 1;
+                    continue;
+                }
+                Some(at) => {
+                    Some(u32::try_from((at - now).as_millis().div_ceil(1000)).unwrap_or(u32::MAX))
+                }
+                None => None,
+            };
+            let packet_id = (q.qos > 0).then(|| self.allocate());
+            let outgoing = Outgoing {
+                message: q.message,
+                qos: q.qos,
+                packet_id,
+                retain: q.retain,
+                dup: false,
+                ids: q.ids,
+                expiry_left,
+            };
+            if let Some(id) = packet_id {
+                let stage = if q.qos == 1 {
+                    Stage::Puback
+                } else {
+                    Stage::Pubrec
+                };
+                self.inflight.insert(id, (stage, outgoing.clone()));
+                self.order.push_back(id);
+            }
+            out.push(Send::Publish(outgoing));
+        }
+        out
+    }
+
+    /// The client's PUBACK; whether it acknowledged a QoS 1 delivery.
+    pub fn puback(&mut self, id: u16) -> bool {
+        self.finish(id, Stage::Puback)
+    }
+
+    /// The client's PUBREC; whether a PUBREL is to be sent for it.
+    pub fn pubrec(&mut self, id: u16) -> bool {
+        match self.inflight.get_mut(&id) {
+            Some((stage @ Stage::Pubrec, _)) => {
+                *stage = Stage::Pubcomp;
+                true
+            }
+            // A repeated PUBREC for a PUBREL already sent: send it again.
+            Some((Stage::Pubcomp, _)) => true,
+            _ => false,
+        }
+    }
+
+    /// The client's PUBCOMP; whether it completed a QoS 2 delivery.
+    pub fn pubcomp(&mut self, id: u16) -> bool {
+        self.finish(id, Stage::Pubcomp)
+    }
+
+    /// A QoS 2 delivery whose PUBREC carried a failure reason (MQTT 5):
+    /// the exchange ends there (MQTT 5 §4.3.3).
+    pub fn pubrec_failed(&mut self, id: u16) -> bool {
+        self.finish(id, Stage::Pubrec)
+    }
+
+    fn finish(&mut self, id: u16, want: Stage) -> bool {
+        match self.inflight.get(&id) {
+            Some((stage, _)) if *stage == want => {
+                self.inflight.remove(&id);
+                self.order.retain(|&i| i != id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The connection ended; the session is kept (QoS 0 deliveries still
+    /// queued are dropped, as Mosquitto does).
+    pub fn offline(&mut self) {
+        self.online = false;
+        let before = self.queue.len();
+        self.queue.retain(|q| q.qos > 0);
+        let gone = before - self.queue.len();
+        self.dropped += gone as u64;
+        self.queued_bytes = self.queue.iter().map(|q| q.message.bytes()).sum();
+    }
+
+    /// The client reconnected to this session with `receive_maximum`:
+    /// what was in flight goes out again first, in its first order
+    /// (PUBLISH with DUP, or PUBREL), then what [`Outbox::ready`] gives.
+    pub fn resume(&mut self, receive_maximum: u16, now: Instant) -> Vec<Send> {
+        self.online = true;
+        self.receive_maximum = receive_maximum.max(1);
+        let mut out: Vec<Send> = self
+            .order
+            .iter()
+            .filter_map(|id| self.inflight.get(id).map(|e| (*id, e)))
+            .map(|(id, (stage, outgoing))| match stage {
+                Stage::Pubcomp => Send::Pubrel(id),
+                Stage::Puback | Stage::Pubrec => Send::Publish(Outgoing {
+                    dup: true,
+                    ..outgoing.clone()
+                }),
+            })
+            .collect();
+        out.extend(self.ready(now));
+        out
+    }
+
+    /// Deliveries queued (not yet written).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Bytes queued, as counted against `max_queued_bytes`.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// QoS 1 and 2 deliveries written and not yet completed.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// The next free packet id (1..=65,535, skipping those in flight; the
+    /// window is at most 65,535, so one is always free when called).
+    fn allocate(&mut self) -> u16 {
+        loop {
+            let id = self.next_id;
+            self.next_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.inflight.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+}

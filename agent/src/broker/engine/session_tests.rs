@@ -1,0 +1,207 @@
+//! [`Outbox`]: delivered QoS, the window, the bounds, expiry and resume.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::session::{Limits, Message, Outbox, Outgoing, Pushed, Send};
+
+const ROOMY: Limits = Limits {
+    max_queued: 1_000,
+    max_queued_bytes: 1 << 20,
+};
+
+fn message(topic: &str, qos: u8, payload: &str) -> Arc<Message> {
+    Arc::new(Message {
+        topic: topic.into(),
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+        qos,
+        retain: false,
+        expires: None,
+        publisher: None,
+    })
+}
+
+fn publishes(sends: &[Send]) -> Vec<&Outgoing> {
+    sends
+        .iter()
+        .filter_map(|s| match s {
+            Send::Publish(o) => Some(o),
+            Send::Pubrel(_) => None,
+        })
+        .collect()
+}
+
+fn payloads(sends: &[Send]) -> Vec<String> {
+    publishes(sends)
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.message.payload).into_owned())
+        .collect()
+}
+
+#[test]
+fn the_delivered_qos_is_the_lower_of_published_and_granted() {
+    let now = Instant::now();
+    let mut out = Outbox::new(ROOMY, 10);
+    for (published, granted) in [(0, 2), (1, 2), (2, 2), (2, 1), (2, 0), (1, 0)] {
+        out.push(message("t", published, "x"), granted, false, vec![]);
+    }
+    let got: Vec<(u8, bool)> = publishes(&out.ready(now))
+        .iter()
+        .map(|o| (o.qos, o.packet_id.is_some()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, false),
+            (1, true),
+            (2, true),
+            (1, true),
+            (0, false),
+            (0, false)
+        ]
+    );
+}
+
+#[test]
+fn the_receive_maximum_window_holds_later_deliveries_in_order() {
+    let now = Instant::now();
+    let mut out = Outbox::new(ROOMY, 2);
+    for (i, q) in [1, 1, 1, 0, 2].into_iter().enumerate() {
+        out.push(message("t", q, &i.to_string()), 2, false, vec![]);
+    }
+    let first = out.ready(now);
+    assert_eq!(payloads(&first), vec!["0", "1"]);
+    // "2" waits for the window, and the QoS 0 "3" behind it: order is kept.
+    assert!(out.ready(now).is_empty());
+    let ids: Vec<u16> = publishes(&first)
+        .iter()
+        .map(|o| o.packet_id.expect("QoS 1"))
+        .collect();
+    assert!(out.puback(ids[0]));
+    assert!(!out.puback(ids[0]), "a second PUBACK completes nothing");
+    // QoS 0 needs no room in the window: "3" goes with "2".
+    assert_eq!(payloads(&out.ready(now)), vec!["2", "3"]);
+    assert!(out.puback(ids[1]));
+    let last = out.ready(now);
+    assert_eq!(payloads(&last), vec!["4"]);
+    let id4 = publishes(&last)[0].packet_id.expect("QoS 2");
+    assert!(!out.puback(id4), "a PUBACK does not complete QoS 2");
+    assert!(out.pubrec(id4));
+    assert!(out.pubrec(id4), "a repeated PUBREC gets its PUBREL again");
+    assert!(out.pubcomp(id4));
+    assert!(!out.pubcomp(id4));
+    assert_eq!(out.in_flight(), 1, "\"2\" is still unacknowledged");
+}
+
+#[test]
+fn the_queue_is_bounded_by_messages_and_bytes() {
+    let mut out = Outbox::new(
+        Limits {
+            max_queued: 3,
+            max_queued_bytes: 20,
+        },
+        1,
+    );
+    assert_eq!(
+        out.push(message("t", 1, "12345"), 1, false, vec![]),
+        Pushed::Queued
+    );
+    assert_eq!(
+        out.push(message("t", 1, "12345"), 1, false, vec![]),
+        Pushed::Queued
+    );
+    // 2 × 6 bytes queued; 10 more would pass 20.
+    assert_eq!(
+        out.push(message("t", 1, "123456789"), 1, false, vec![]),
+        Pushed::DroppedFull
+    );
+    assert_eq!(
+        out.push(message("t", 1, "1"), 1, false, vec![]),
+        Pushed::Queued
+    );
+    assert_eq!(
+        out.push(message("t", 1, "1"), 1, false, vec![]),
+        Pushed::DroppedFull
+    );
+    assert_eq!((out.queued(), out.queued_bytes(), out.dropped), (3, 14, 2));
+    out.ready(Instant::now());
+    assert_eq!((out.queued(), out.queued_bytes()), (2, 8));
+}
+
+#[test]
+fn an_expired_message_is_dropped_and_a_live_one_carries_what_is_left() {
+    let now = Instant::now();
+    let mut out = Outbox::new(ROOMY, 10);
+    let with_expiry = |secs| {
+        Arc::new(Message {
+            expires: Some(now + Duration::from_secs(secs)),
+            ..(*message("t", 1, "x")).clone()
+        })
+    };
+    out.push(with_expiry(5), 1, false, vec![]);
+    out.push(with_expiry(60), 1, false, vec![]);
+    let later = now + Duration::from_millis(5_500);
+    let sent = out.ready(later);
+    assert_eq!(publishes(&sent).len(), 1);
+    assert_eq!(publishes(&sent)[0].expiry_left, Some(55));
+    assert_eq!(out.expired, 1);
+}
+
+#[test]
+fn a_kept_session_resends_what_was_in_flight_then_what_queued() {
+    let now = Instant::now();
+    let mut out = Outbox::new(ROOMY, 2);
+    out.push(message("t", 2, "a"), 2, false, vec![]);
+    out.push(message("t", 1, "b"), 1, false, vec![]);
+    out.push(message("t", 1, "c"), 1, false, vec![]);
+    out.push(message("t", 0, "d"), 0, false, vec![]);
+    let sent = out.ready(now);
+    let (a, b) = (
+        publishes(&sent)[0].packet_id.expect("QoS 2"),
+        publishes(&sent)[1].packet_id.expect("QoS 1"),
+    );
+    assert!(out.pubrec(a));
+    out.offline();
+    // QoS 0 is not queued for an offline client; QoS 1 is.
+    assert_eq!(
+        out.push(message("t", 0, "e"), 1, false, vec![]),
+        Pushed::DroppedOffline
+    );
+    assert_eq!(
+        out.push(message("t", 1, "f"), 1, false, vec![]),
+        Pushed::Queued
+    );
+    assert!(
+        out.ready(now).is_empty(),
+        "nothing goes to an offline client"
+    );
+    let again = out.resume(3, now);
+    assert_eq!(again[0], Send::Pubrel(a));
+    let Send::Publish(dup) = &again[1] else {
+        panic!("a PUBLISH: {again:?}")
+    };
+    assert_eq!((dup.packet_id, dup.dup), (Some(b), true));
+    assert_eq!(payloads(&again[2..]), vec!["c"]);
+    assert!(out.pubcomp(a));
+    assert!(out.puback(b));
+    assert_eq!(payloads(&out.ready(now)), vec!["f"]);
+}
+
+#[test]
+fn packet_ids_wrap_and_skip_those_still_in_flight() {
+    let now = Instant::now();
+    let mut out = Outbox::new(ROOMY, 2);
+    out.push(message("t", 1, "held"), 1, false, vec![]);
+    let held = publishes(&out.ready(now))[0].packet_id.expect("QoS 1");
+    assert_eq!(held, 1);
+    for _ in 0..70_000u32 {
+        out.push(message("t", 1, "x"), 1, false, vec![]);
+        let sent = out.ready(now);
+        let id = publishes(&sent)[0].packet_id.expect("QoS 1");
+        assert_ne!(id, held);
+        assert_ne!(id, 0);
+        assert!(out.puback(id));
+    }
+}
