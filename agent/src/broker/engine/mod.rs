@@ -32,16 +32,26 @@
 //!   expiry, and the resend of what was in flight when a kept session
 //!   reconnects.
 //!
-//! The session table (clean start, expiry, takeover, wills) and the wiring
-//! into the gate follow (decision 0023, "Steps"); until then the agent's
-//! connections are still served by rumqttd.
+//! - [`sessions::Sessions`]: the session table: clean start, session
+//!   expiry, takeover of a client id, wills and their delay, a bound on
+//!   sessions;
+//! - [`broker::Engine`]: all of it as one state, with the rules that span
+//!   them (retained messages at subscribe per Retain Handling, RETAIN per
+//!   Retain As Published, a refused retained message not delivered).
+//!
+//! The wiring into the gate follows (decision 0023, "Steps"); until then
+//! the agent's connections are still served by rumqttd.
 
+pub mod broker;
 pub mod retained;
 pub mod session;
+pub mod sessions;
 pub mod subscriptions;
 pub mod topic;
 pub mod tree;
 
+#[cfg(test)]
+mod broker_tests;
 #[cfg(test)]
 mod session_tests;
 #[cfg(test)]

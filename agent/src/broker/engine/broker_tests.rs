@@ -1,0 +1,351 @@
+//! The engine through whole exchanges, after the Paho interoperability
+//! suite's MQTT 5 cases that rumqttd fails (decision 0023): offline
+//! queueing, session expiry, wills and their delay, retained messages with
+//! Retain Handling and Retain As Published, takeover, and the bounds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::broker::{Engine, EngineLimits};
+use super::session::{Limits, Message, Send};
+use super::sessions::{Connect, ConnectError, ConnectionId, Ended, Expiry, Will};
+use super::subscriptions::SubOptions;
+use super::topic::Filter;
+
+fn engine() -> Engine {
+    Engine::new(EngineLimits {
+        queue: Limits {
+            max_queued: 100,
+            max_queued_bytes: 1 << 20,
+        },
+        max_sessions: 10,
+        max_subscriptions_per_client: 10,
+        max_retained_messages: 10,
+        max_retained_bytes: 1 << 20,
+    })
+}
+
+fn connect(e: &mut Engine, id: &str, clean: bool, expiry: Expiry, now: Instant) -> ConnectionId {
+    connect_with(e, id, clean, expiry, None, now)
+}
+
+fn connect_with(
+    e: &mut Engine,
+    id: &str,
+    clean: bool,
+    expiry: Expiry,
+    will: Option<Will>,
+    now: Instant,
+) -> ConnectionId {
+    e.connect(
+        Connect {
+            client: id.into(),
+            clean_start: clean,
+            expiry,
+            receive_maximum: 100,
+            will,
+        },
+        now,
+    )
+    .expect("connect")
+    .0
+    .connection
+}
+
+fn msg(from: &str, topic: &str, qos: u8, retain: bool, payload: &str) -> Arc<Message> {
+    Arc::new(Message {
+        topic: topic.into(),
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+        qos,
+        retain,
+        expires: None,
+        publisher: Some(from.into()),
+    })
+}
+
+fn sub(e: &mut Engine, id: &str, filter: &str, opts: SubOptions, now: Instant) {
+    e.subscribe(
+        &id.into(),
+        &Filter::parse(filter).expect("filter"),
+        opts,
+        now,
+    )
+    .expect("subscribe");
+}
+
+fn qos(q: u8) -> SubOptions {
+    SubOptions {
+        qos: q,
+        ..SubOptions::default()
+    }
+}
+
+/// (payload, qos, retain) of each PUBLISH in `sends`.
+fn got(sends: &[Send]) -> Vec<(String, u8, bool)> {
+    sends
+        .iter()
+        .filter_map(|s| match s {
+            Send::Publish(o) => Some((
+                String::from_utf8_lossy(&o.message.payload).into_owned(),
+                o.qos,
+                o.retain,
+            )),
+            Send::Pubrel(_) => None,
+        })
+        .collect()
+}
+
+const KEEP: Expiry = Expiry::After(Duration::from_secs(99_999));
+
+#[test]
+fn a_kept_session_gets_what_was_published_while_it_was_offline() {
+    let now = Instant::now();
+    let mut e = engine();
+    let a = connect(&mut e, "a", true, KEEP, now);
+    sub(&mut e, "a", "t/#", qos(2), now);
+    e.disconnect("a", a, Ended::Normal, None, now);
+    connect(&mut e, "b", true, Expiry::After(Duration::ZERO), now);
+    for q in 0..3 {
+        e.publish(msg("b", "t/x", q, false, &format!("q{q}")))
+            .expect("publish");
+    }
+    let (back, _) = e
+        .connect(
+            Connect {
+                client: "a".into(),
+                clean_start: false,
+                expiry: KEEP,
+                receive_maximum: 100,
+                will: None,
+            },
+            now,
+        )
+        .expect("connect");
+    assert!(back.session_present);
+    // QoS 0 is not queued for an offline client (as Mosquitto).
+    assert_eq!(
+        got(&back.resend),
+        vec![("q1".into(), 1, false), ("q2".into(), 2, false)]
+    );
+}
+
+#[test]
+fn a_session_ends_when_its_expiry_passes_and_takes_its_subscriptions() {
+    let now = Instant::now();
+    let mut e = engine();
+    let a = connect(
+        &mut e,
+        "a",
+        true,
+        Expiry::After(Duration::from_secs(5)),
+        now,
+    );
+    sub(&mut e, "a", "t", qos(1), now);
+    e.disconnect("a", a, Ended::Normal, None, now);
+    assert!(e.tick(now + Duration::from_secs(4)).is_empty());
+    assert_eq!(e.sessions.len(), 1);
+    e.tick(now + Duration::from_secs(5));
+    assert_eq!((e.sessions.len(), e.subscriptions.len()), (0, 0));
+    let (back, _) = e
+        .connect(
+            Connect {
+                client: "a".into(),
+                clean_start: false,
+                expiry: KEEP,
+                receive_maximum: 100,
+                will: None,
+            },
+            now + Duration::from_secs(6),
+        )
+        .expect("connect");
+    assert!(!back.session_present);
+    // A DISCONNECT may shorten the interval to 0: the session ends at once.
+    let b = connect(&mut e, "b", true, KEEP, now);
+    sub(&mut e, "b", "t", qos(1), now);
+    e.disconnect(
+        "b",
+        b,
+        Ended::Normal,
+        Some(Expiry::After(Duration::ZERO)),
+        now,
+    );
+    assert_eq!(e.subscriptions.of_client("b").count(), 0);
+}
+
+#[test]
+fn clean_start_discards_the_old_session() {
+    let now = Instant::now();
+    let mut e = engine();
+    let a = connect(&mut e, "a", true, KEEP, now);
+    sub(&mut e, "a", "t", qos(1), now);
+    e.disconnect("a", a, Ended::Normal, None, now);
+    e.publish(msg("x", "t", 1, false, "old")).expect("publish");
+    let (back, _) = e
+        .connect(
+            Connect {
+                client: "a".into(),
+                clean_start: true,
+                expiry: KEEP,
+                receive_maximum: 100,
+                will: None,
+            },
+            now,
+        )
+        .expect("connect");
+    assert!(!back.session_present);
+    assert!(back.resend.is_empty());
+    assert_eq!(e.subscriptions.len(), 0);
+}
+
+#[test]
+fn wills_go_out_on_an_abnormal_end_after_their_delay_and_not_after_a_reconnect() {
+    let now = Instant::now();
+    let mut e = engine();
+    connect(&mut e, "watch", true, KEEP, now);
+    sub(&mut e, "watch", "will/#", qos(1), now);
+    let will = |delay| {
+        Some(Will {
+            message: msg("dev", "will/dev", 1, false, "gone"),
+            delay: Duration::from_secs(delay),
+        })
+    };
+    // Normal DISCONNECT: no will.
+    let c = connect_with(&mut e, "dev", true, KEEP, will(0), now);
+    e.disconnect("dev", c, Ended::Normal, None, now);
+    assert!(e.ready("watch", now).is_empty());
+    // Lost connection: the will at once.
+    let c = connect_with(&mut e, "dev", false, KEEP, will(0), now);
+    let woken = e.disconnect("dev", c, Ended::WithWill, None, now);
+    assert!(woken.contains("watch"));
+    assert_eq!(got(&e.ready("watch", now)), vec![("gone".into(), 1, false)]);
+    // A delay of 3 s: not before it, then once.
+    let c = connect_with(&mut e, "dev", false, KEEP, will(3), now);
+    e.disconnect("dev", c, Ended::WithWill, None, now);
+    e.tick(now + Duration::from_secs(2));
+    assert!(e.ready("watch", now).is_empty());
+    e.tick(now + Duration::from_secs(3));
+    assert_eq!(got(&e.ready("watch", now)).len(), 1);
+    e.tick(now + Duration::from_secs(9));
+    assert!(e.ready("watch", now).is_empty());
+    // Reconnecting within the delay cancels it.
+    let c = connect_with(&mut e, "dev", false, KEEP, will(3), now);
+    e.disconnect("dev", c, Ended::WithWill, None, now);
+    connect(&mut e, "dev", false, KEEP, now + Duration::from_secs(1));
+    e.tick(now + Duration::from_secs(10));
+    assert!(e.ready("watch", now).is_empty());
+}
+
+#[test]
+fn a_second_connection_takes_the_session_over_and_the_first_ones_will_goes_out() {
+    let now = Instant::now();
+    let mut e = engine();
+    connect(&mut e, "watch", true, KEEP, now);
+    sub(&mut e, "watch", "will/#", qos(0), now);
+    let first = connect_with(
+        &mut e,
+        "dev",
+        true,
+        KEEP,
+        Some(Will {
+            message: msg("dev", "will/dev", 0, false, "taken"),
+            delay: Duration::ZERO,
+        }),
+        now,
+    );
+    sub(&mut e, "dev", "cmd", qos(1), now);
+    let (second, _) = e
+        .connect(
+            Connect {
+                client: "dev".into(),
+                clean_start: false,
+                expiry: KEEP,
+                receive_maximum: 100,
+                will: None,
+            },
+            now,
+        )
+        .expect("connect");
+    assert_eq!(second.taken_over, Some(first));
+    assert!(second.session_present);
+    assert_eq!(
+        got(&e.ready("watch", now)),
+        vec![("taken".into(), 0, false)]
+    );
+    // The first connection's late end changes nothing.
+    e.disconnect("dev", first, Ended::WithWill, None, now);
+    assert_eq!(e.sessions.connection("dev"), Some(second.connection));
+    assert_eq!(e.subscriptions.of_client("dev").count(), 1);
+}
+
+#[test]
+fn retained_messages_follow_retain_handling_and_live_ones_retain_as_published() {
+    let now = Instant::now();
+    let mut e = engine();
+    connect(&mut e, "p", true, KEEP, now);
+    connect(&mut e, "s", true, KEEP, now);
+    e.publish(msg("p", "r/1", 1, true, "kept"))
+        .expect("publish");
+    let rh = |h, rap| SubOptions {
+        qos: 2,
+        retain_handling: h,
+        retain_as_published: rap,
+        ..SubOptions::default()
+    };
+    // Retain Handling 0: sent, RETAIN set, at the lower QoS.
+    sub(&mut e, "s", "r/#", rh(0, false), now);
+    assert_eq!(got(&e.ready("s", now)), vec![("kept".into(), 1, true)]);
+    // 1: only for a new subscription; this one replaces.
+    sub(&mut e, "s", "r/#", rh(1, false), now);
+    assert!(e.ready("s", now).is_empty());
+    sub(&mut e, "s", "r/+", rh(1, false), now);
+    assert_eq!(got(&e.ready("s", now)).len(), 1);
+    // 2: never.
+    sub(&mut e, "s", "+/1", rh(2, false), now);
+    assert!(e.ready("s", now).is_empty());
+    // Live: RETAIN cleared unless Retain As Published.
+    e.publish(msg("p", "r/1", 2, true, "live"))
+        .expect("publish");
+    assert_eq!(got(&e.ready("s", now)), vec![("live".into(), 2, false)]);
+    sub(&mut e, "s", "r/1", rh(2, true), now);
+    e.publish(msg("p", "r/1", 2, true, "live2"))
+        .expect("publish");
+    assert_eq!(got(&e.ready("s", now)), vec![("live2".into(), 2, true)]);
+    // An empty retained payload deletes it.
+    e.publish(msg("p", "r/1", 0, true, "")).expect("publish");
+    assert_eq!(e.retained.len(), 0);
+}
+
+#[test]
+fn a_retained_message_past_the_bound_is_refused_and_not_delivered() {
+    let now = Instant::now();
+    let mut e = Engine::new(EngineLimits {
+        queue: Limits {
+            max_queued: 100,
+            max_queued_bytes: 1 << 20,
+        },
+        max_sessions: 2,
+        max_subscriptions_per_client: 10,
+        max_retained_messages: 1,
+        max_retained_bytes: 1 << 20,
+    });
+    connect(&mut e, "s", true, KEEP, now);
+    sub(&mut e, "s", "#", qos(1), now);
+    e.publish(msg("p", "a", 1, true, "1")).expect("room");
+    assert!(e.publish(msg("p", "b", 1, true, "2")).is_err());
+    assert_eq!(got(&e.ready("s", now)), vec![("1".into(), 1, false)]);
+    // Sessions are bounded too.
+    connect(&mut e, "t", true, KEEP, now);
+    let third = e.connect(
+        Connect {
+            client: "u".into(),
+            clean_start: true,
+            expiry: KEEP,
+            receive_maximum: 10,
+            will: None,
+        },
+        now,
+    );
+    assert_eq!(third.err(), Some(ConnectError::Quota(2)));
+}
