@@ -11,11 +11,16 @@
 //! - a SUBSCRIBE gets the matching retained messages, with RETAIN set,
 //!   unless its Retain Handling says not to (2), or says "only for a new
 //!   subscription" (1) and it replaced one;
-//! - sessions that end take their subscriptions with them, and wills are
-//!   published like any message.
+//! - sessions that end take their subscriptions with them;
+//! - wills are published like any message, a retained will kept as the
+//!   topic's retained message (MQTT 5 §3.1.2.15); one the retained bounds
+//!   refuse is still delivered (nobody waits for an ack to be told).
 //!
 //! Every call returns the client ids whose outbox got something to write:
-//! the connection tasks serving them call [`Engine::ready`].
+//! the connection tasks serving them call [`Engine::ready`]. A
+//! connection's own calls (subscribe, acks, ready) name its
+//! [`ConnectionId`]: after a takeover the older connection's calls find no
+//! session and change nothing.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,7 +28,9 @@ use std::time::Instant;
 
 use super::retained::{RetainError, Retained};
 use super::session::{Limits, Message, Send};
-use super::sessions::{Connect, ConnectError, Connected, ConnectionId, Ended, Expiry, Sessions};
+use super::sessions::{
+    Connect, ConnectError, Connected, ConnectionId, Disconnected, Ended, Expiry, Sessions,
+};
 use super::subscriptions::{SubOptions, SubscribeError, Subscriptions};
 use super::topic::Filter;
 
@@ -68,10 +75,7 @@ impl Engine {
         if connected.discarded {
             self.subscriptions.remove_client(&client);
         }
-        let mut woken = Woken::new();
-        for will in &connected.wills {
-            woken.extend(self.deliver(will));
-        }
+        let woken = self.publish_wills(&connected.wills);
         Ok((connected, woken))
     }
 
@@ -83,18 +87,15 @@ impl Engine {
         how: Ended,
         expiry: Option<Expiry>,
         now: Instant,
-    ) -> Woken {
-        let (wills, ended) = self
+    ) -> (Disconnected, Woken) {
+        let out = self
             .sessions
             .disconnect(client, connection, how, expiry, now);
-        if ended {
+        if out.ended {
             self.subscriptions.remove_client(client);
         }
-        let mut woken = Woken::new();
-        for will in &wills {
-            woken.extend(self.deliver(will));
-        }
-        woken
+        let woken = self.publish_wills(&out.wills);
+        (out, woken)
     }
 
     /// Expired sessions and delayed wills; call it every second or so.
@@ -104,21 +105,21 @@ impl Engine {
             self.subscriptions.remove_client(client);
         }
         self.retained.purge(now, |m| m.topic.to_string());
-        let mut woken = Woken::new();
-        for will in &due.wills {
-            woken.extend(self.deliver(will));
-        }
-        woken
+        self.publish_wills(&due.wills)
     }
 
     /// A SUBSCRIBE's filter; queues the retained messages it gets.
     pub fn subscribe(
         &mut self,
         client: &Arc<str>,
+        connection: ConnectionId,
         filter: &Filter,
         opts: SubOptions,
         now: Instant,
     ) -> Result<Woken, SubscribeError> {
+        if self.sessions.outbox_of(client, connection).is_none() {
+            return Err(SubscribeError::NoSession);
+        }
         let existed = self.subscriptions.subscribe(client, filter, opts)?;
         let mut woken = Woken::new();
         let send_retained = match opts.retain_handling {
@@ -145,8 +146,9 @@ impl Engine {
     }
 
     /// An UNSUBSCRIBE's filter; whether the client had it.
-    pub fn unsubscribe(&mut self, client: &str, filter: &Filter) -> bool {
-        self.subscriptions.unsubscribe(client, filter)
+    pub fn unsubscribe(&mut self, client: &str, connection: ConnectionId, filter: &Filter) -> bool {
+        self.sessions.outbox_of(client, connection).is_some()
+            && self.subscriptions.unsubscribe(client, filter)
     }
 
     /// A PUBLISH (after its commit, for the gate's ack-after-commit).
@@ -163,12 +165,47 @@ impl Engine {
         Ok(self.deliver(&message))
     }
 
-    /// What `client`'s connection may write now.
-    pub fn ready(&mut self, client: &str, now: Instant) -> Vec<Send> {
+    /// What `client`'s `connection` may write now.
+    pub fn ready(&mut self, client: &str, connection: ConnectionId, now: Instant) -> Vec<Send> {
         self.sessions
-            .outbox(client)
+            .outbox_of(client, connection)
             .map(|o| o.ready(now))
             .unwrap_or_default()
+    }
+
+    /// The client's PUBACK, PUBREC or PUBCOMP for a delivery (`ack` is the
+    /// packet type, 4, 5 or 7); whether it matched one (a PUBREC's answer
+    /// is then a PUBREL).
+    pub fn ack(&mut self, client: &str, connection: ConnectionId, ack: u8, id: u16) -> bool {
+        let Some(outbox) = self.sessions.outbox_of(client, connection) else {
+            return false;
+        };
+        match ack {
+            4 => outbox.puback(id),
+            5 => outbox.pubrec(id),
+            7 => outbox.pubcomp(id),
+            _ => false,
+        }
+    }
+
+    fn publish_wills(&mut self, wills: &[Arc<Message>]) -> Woken {
+        let mut woken = Woken::new();
+        for will in wills {
+            if will.retain {
+                let stored = if will.payload.is_empty() {
+                    self.retained.clear(&will.topic);
+                    Ok(())
+                } else {
+                    self.retained
+                        .set(&will.topic, will.clone(), will.bytes(), will.expires)
+                };
+                if let Err(e) = stored {
+                    tracing::warn!(topic = %will.topic, error = %e, "retained will not kept; delivered");
+                }
+            }
+            woken.extend(self.deliver(will));
+        }
+        woken
     }
 
     fn deliver(&mut self, message: &Arc<Message>) -> Woken {

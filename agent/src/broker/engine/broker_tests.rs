@@ -19,6 +19,7 @@ fn engine() -> Engine {
         queue: Limits {
             max_queued: 100,
             max_queued_bytes: 1 << 20,
+            max_inflight: 100,
         },
         max_sessions: 10,
         max_subscriptions_per_client: 10,
@@ -66,13 +67,23 @@ fn msg(from: &str, topic: &str, qos: u8, retain: bool, payload: &str) -> Arc<Mes
 }
 
 fn sub(e: &mut Engine, id: &str, filter: &str, opts: SubOptions, now: Instant) {
+    let conn = e.sessions.connection(id).expect("connected");
     e.subscribe(
         &id.into(),
+        conn,
         &Filter::parse(filter).expect("filter"),
         opts,
         now,
     )
     .expect("subscribe");
+}
+
+/// What the connection serving `id` may write now.
+fn ready(e: &mut Engine, id: &str, now: Instant) -> Vec<Send> {
+    match e.sessions.connection(id) {
+        Some(conn) => e.ready(id, conn, now),
+        None => Vec::new(),
+    }
 }
 
 fn qos(q: u8) -> SubOptions {
@@ -144,7 +155,7 @@ fn a_session_ends_when_its_expiry_passes_and_takes_its_subscriptions() {
     );
     sub(&mut e, "a", "t", qos(1), now);
     e.disconnect("a", a, Ended::Normal, None, now);
-    assert!(e.tick(now + Duration::from_secs(4)).is_empty());
+    e.tick(now + Duration::from_secs(4));
     assert_eq!(e.sessions.len(), 1);
     e.tick(now + Duration::from_secs(5));
     assert_eq!((e.sessions.len(), e.subscriptions.len()), (0, 0));
@@ -209,74 +220,211 @@ fn wills_go_out_on_an_abnormal_end_after_their_delay_and_not_after_a_reconnect()
         Some(Will {
             message: msg("dev", "will/dev", 1, false, "gone"),
             delay: Duration::from_secs(delay),
+            expiry: None,
         })
     };
     // Normal DISCONNECT: no will.
     let c = connect_with(&mut e, "dev", true, KEEP, will(0), now);
     e.disconnect("dev", c, Ended::Normal, None, now);
-    assert!(e.ready("watch", now).is_empty());
+    assert!(ready(&mut e, "watch", now).is_empty());
     // Lost connection: the will at once.
     let c = connect_with(&mut e, "dev", false, KEEP, will(0), now);
-    let woken = e.disconnect("dev", c, Ended::WithWill, None, now);
+    let (_, woken) = e.disconnect("dev", c, Ended::WithWill, None, now);
     assert!(woken.contains("watch"));
-    assert_eq!(got(&e.ready("watch", now)), vec![("gone".into(), 1, false)]);
+    assert_eq!(
+        got(&ready(&mut e, "watch", now)),
+        vec![("gone".into(), 1, false)]
+    );
     // A delay of 3 s: not before it, then once.
     let c = connect_with(&mut e, "dev", false, KEEP, will(3), now);
     e.disconnect("dev", c, Ended::WithWill, None, now);
     e.tick(now + Duration::from_secs(2));
-    assert!(e.ready("watch", now).is_empty());
+    assert!(ready(&mut e, "watch", now).is_empty());
     e.tick(now + Duration::from_secs(3));
-    assert_eq!(got(&e.ready("watch", now)).len(), 1);
+    assert_eq!(got(&ready(&mut e, "watch", now)).len(), 1);
     e.tick(now + Duration::from_secs(9));
-    assert!(e.ready("watch", now).is_empty());
+    assert!(ready(&mut e, "watch", now).is_empty());
     // Reconnecting within the delay cancels it.
     let c = connect_with(&mut e, "dev", false, KEEP, will(3), now);
     e.disconnect("dev", c, Ended::WithWill, None, now);
     connect(&mut e, "dev", false, KEEP, now + Duration::from_secs(1));
     e.tick(now + Duration::from_secs(10));
-    assert!(e.ready("watch", now).is_empty());
+    assert!(ready(&mut e, "watch", now).is_empty());
+}
+
+fn will(payload: &str, retain: bool, delay: u64) -> Option<Will> {
+    Some(Will {
+        message: msg("dev", "will/dev", 0, retain, payload),
+        delay: Duration::from_secs(delay),
+        expiry: None,
+    })
+}
+
+fn reconnect(
+    e: &mut Engine,
+    id: &str,
+    clean: bool,
+    expiry: Expiry,
+    now: Instant,
+) -> super::sessions::Connected {
+    e.connect(
+        Connect {
+            client: id.into(),
+            clean_start: clean,
+            expiry,
+            receive_maximum: 100,
+            will: None,
+        },
+        now,
+    )
+    .expect("connect")
+    .0
 }
 
 #[test]
-fn a_second_connection_takes_the_session_over_and_the_first_ones_will_goes_out() {
+fn a_takeover_keeps_the_session_and_drops_the_first_connections_will() {
     let now = Instant::now();
     let mut e = engine();
     connect(&mut e, "watch", true, KEEP, now);
     sub(&mut e, "watch", "will/#", qos(0), now);
-    let first = connect_with(
+    let first = connect_with(&mut e, "dev", true, KEEP, will("taken", false, 0), now);
+    sub(&mut e, "dev", "cmd", qos(1), now);
+    let second = reconnect(&mut e, "dev", false, KEEP, now);
+    assert_eq!(second.taken_over, Some(first));
+    assert!(second.session_present);
+    // The session carries on: a new connection came within the will delay.
+    assert!(ready(&mut e, "watch", now).is_empty());
+    // The first connection's late calls and end change nothing.
+    assert!(e.ready("dev", first, now).is_empty());
+    assert!(!e.unsubscribe("dev", first, &Filter::parse("cmd").expect("filter")));
+    e.disconnect("dev", first, Ended::WithWill, None, now);
+    assert_eq!(e.sessions.connection("dev"), Some(second.connection));
+    assert_eq!(e.subscriptions.of_client("dev").count(), 1);
+}
+
+#[test]
+fn a_takeover_that_ends_the_session_publishes_the_first_connections_will() {
+    let now = Instant::now();
+    let mut e = engine();
+    connect(&mut e, "watch", true, KEEP, now);
+    sub(&mut e, "watch", "will/#", qos(0), now);
+    // Clean start on the new connection ends the old session.
+    connect_with(&mut e, "dev", true, KEEP, will("clean", false, 0), now);
+    let second = reconnect(&mut e, "dev", true, KEEP, now);
+    assert!(!second.session_present && second.discarded);
+    assert_eq!(
+        got(&ready(&mut e, "watch", now)),
+        vec![("clean".into(), 0, false)]
+    );
+    // A session with expiry 0 ends with its connection: never resumed.
+    let zero = Expiry::After(Duration::ZERO);
+    connect_with(&mut e, "z", true, zero, will("zero", false, 0), now);
+    sub(&mut e, "z", "cmd", qos(1), now);
+    let again = reconnect(&mut e, "z", false, KEEP, now);
+    assert!(!again.session_present, "an expiry-0 session is not resumed");
+    assert_eq!(e.subscriptions.of_client("z").count(), 0);
+    assert_eq!(
+        got(&ready(&mut e, "watch", now)),
+        vec![("zero".into(), 0, false)]
+    );
+}
+
+#[test]
+fn a_will_goes_out_when_the_session_ends_before_its_delay() {
+    let now = Instant::now();
+    let mut e = engine();
+    connect(&mut e, "watch", true, KEEP, now);
+    sub(&mut e, "watch", "will/#", qos(0), now);
+    let c = connect_with(
+        &mut e,
+        "dev",
+        true,
+        Expiry::After(Duration::from_secs(10)),
+        will("early", false, 60),
+        now,
+    );
+    e.disconnect("dev", c, Ended::WithWill, None, now);
+    assert!(
+        ready(&mut e, "watch", now).is_empty(),
+        "not at the disconnect"
+    );
+    e.tick(now + Duration::from_secs(9));
+    assert!(ready(&mut e, "watch", now).is_empty());
+    e.tick(now + Duration::from_secs(10));
+    assert_eq!(
+        got(&ready(&mut e, "watch", now)),
+        vec![("early".into(), 0, false)]
+    );
+    assert_eq!(e.sessions.len(), 1, "only the watcher's session is left");
+}
+
+#[test]
+fn a_retained_will_is_kept_and_its_expiry_counts_from_publication() {
+    let now = Instant::now();
+    let mut e = engine();
+    let c = connect_with(
         &mut e,
         "dev",
         true,
         KEEP,
         Some(Will {
-            message: msg("dev", "will/dev", 0, false, "taken"),
-            delay: Duration::ZERO,
+            message: msg("dev", "will/dev", 1, true, "offline"),
+            delay: Duration::from_secs(30),
+            expiry: Some(Duration::from_secs(20)),
         }),
         now,
     );
-    sub(&mut e, "dev", "cmd", qos(1), now);
-    let (second, _) = e
-        .connect(
-            Connect {
-                client: "dev".into(),
-                clean_start: false,
-                expiry: KEEP,
-                receive_maximum: 100,
-                will: None,
-            },
-            now,
-        )
-        .expect("connect");
-    assert_eq!(second.taken_over, Some(first));
-    assert!(second.session_present);
-    assert_eq!(
-        got(&e.ready("watch", now)),
-        vec![("taken".into(), 0, false)]
+    e.disconnect("dev", c, Ended::WithWill, None, now);
+    let published = now + Duration::from_secs(30);
+    e.tick(published);
+    assert_eq!(e.retained.len(), 1, "a retained will is a retained message");
+    // Published at 30 s with 20 s to live: a subscriber at 40 s gets it
+    // with 10 s left, one at 51 s does not.
+    connect(&mut e, "late", true, KEEP, now);
+    sub(
+        &mut e,
+        "late",
+        "will/#",
+        qos(1),
+        published + Duration::from_secs(10),
     );
-    // The first connection's late end changes nothing.
-    e.disconnect("dev", first, Ended::WithWill, None, now);
-    assert_eq!(e.sessions.connection("dev"), Some(second.connection));
-    assert_eq!(e.subscriptions.of_client("dev").count(), 1);
+    let sent = ready(&mut e, "late", published + Duration::from_secs(10));
+    let Send::Publish(o) = &sent[0] else {
+        panic!("a PUBLISH: {sent:?}")
+    };
+    assert_eq!((o.retain, o.expiry_left), (true, Some(10)));
+    connect(&mut e, "later", true, KEEP, now);
+    sub(
+        &mut e,
+        "later",
+        "will/#",
+        qos(1),
+        published + Duration::from_secs(21),
+    );
+    assert!(ready(&mut e, "later", published + Duration::from_secs(21)).is_empty());
+}
+
+#[test]
+fn raising_a_zero_session_expiry_at_disconnect_is_a_protocol_error() {
+    let now = Instant::now();
+    let mut e = engine();
+    connect(&mut e, "watch", true, KEEP, now);
+    sub(&mut e, "watch", "will/#", qos(0), now);
+    let c = connect_with(
+        &mut e,
+        "dev",
+        true,
+        Expiry::After(Duration::ZERO),
+        will("bye", false, 0),
+        now,
+    );
+    let (out, _) = e.disconnect("dev", c, Ended::Normal, Some(KEEP), now);
+    assert!(out.protocol_error && out.ended);
+    // As Mosquitto: the will goes out and the session ends.
+    assert_eq!(
+        got(&ready(&mut e, "watch", now)),
+        vec![("bye".into(), 0, false)]
+    );
 }
 
 #[test]
@@ -295,23 +443,32 @@ fn retained_messages_follow_retain_handling_and_live_ones_retain_as_published() 
     };
     // Retain Handling 0: sent, RETAIN set, at the lower QoS.
     sub(&mut e, "s", "r/#", rh(0, false), now);
-    assert_eq!(got(&e.ready("s", now)), vec![("kept".into(), 1, true)]);
+    assert_eq!(
+        got(&ready(&mut e, "s", now)),
+        vec![("kept".into(), 1, true)]
+    );
     // 1: only for a new subscription; this one replaces.
     sub(&mut e, "s", "r/#", rh(1, false), now);
-    assert!(e.ready("s", now).is_empty());
+    assert!(ready(&mut e, "s", now).is_empty());
     sub(&mut e, "s", "r/+", rh(1, false), now);
-    assert_eq!(got(&e.ready("s", now)).len(), 1);
+    assert_eq!(got(&ready(&mut e, "s", now)).len(), 1);
     // 2: never.
     sub(&mut e, "s", "+/1", rh(2, false), now);
-    assert!(e.ready("s", now).is_empty());
+    assert!(ready(&mut e, "s", now).is_empty());
     // Live: RETAIN cleared unless Retain As Published.
     e.publish(msg("p", "r/1", 2, true, "live"))
         .expect("publish");
-    assert_eq!(got(&e.ready("s", now)), vec![("live".into(), 2, false)]);
+    assert_eq!(
+        got(&ready(&mut e, "s", now)),
+        vec![("live".into(), 2, false)]
+    );
     sub(&mut e, "s", "r/1", rh(2, true), now);
     e.publish(msg("p", "r/1", 2, true, "live2"))
         .expect("publish");
-    assert_eq!(got(&e.ready("s", now)), vec![("live2".into(), 2, true)]);
+    assert_eq!(
+        got(&ready(&mut e, "s", now)),
+        vec![("live2".into(), 2, true)]
+    );
     // An empty retained payload deletes it.
     e.publish(msg("p", "r/1", 0, true, "")).expect("publish");
     assert_eq!(e.retained.len(), 0);
@@ -324,6 +481,7 @@ fn a_retained_message_past_the_bound_is_refused_and_not_delivered() {
         queue: Limits {
             max_queued: 100,
             max_queued_bytes: 1 << 20,
+            max_inflight: 100,
         },
         max_sessions: 2,
         max_subscriptions_per_client: 10,
@@ -334,7 +492,7 @@ fn a_retained_message_past_the_bound_is_refused_and_not_delivered() {
     sub(&mut e, "s", "#", qos(1), now);
     e.publish(msg("p", "a", 1, true, "1")).expect("room");
     assert!(e.publish(msg("p", "b", 1, true, "2")).is_err());
-    assert_eq!(got(&e.ready("s", now)), vec![("1".into(), 1, false)]);
+    assert_eq!(got(&ready(&mut e, "s", now)), vec![("1".into(), 1, false)]);
     // Sessions are bounded too.
     connect(&mut e, "t", true, KEEP, now);
     let third = e.connect(

@@ -10,8 +10,10 @@
 //! and the gate's connection tasks do the reading and writing, so that each
 //! rule is tested without sockets and a message crosses no loopback hop.
 //!
-//! What is here so far, each with its memory bounded by what is configured
-//! or subscribed, never by what publishers send:
+//! What is here so far, each with its memory bounded by configuration
+//! (sessions, subscriptions per client, retained count and bytes, queued
+//! messages and bytes, the in-flight window) and by the 200 levels a topic
+//! may have, never by how many distinct topics publishers use:
 //!
 //! - [`topic`]: topic names and filters (shared subscriptions included)
 //!   checked as MQTT 3.1.1 and 5 require, with `mqtt5-protocol`'s

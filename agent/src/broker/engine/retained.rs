@@ -4,8 +4,11 @@
 //! Bounded by count and by bytes: a retained PUBLISH that would pass either
 //! bound for a topic that has none yet is refused (MQTT 5: 0x97 "quota
 //! exceeded"; MQTT 3.1.1 has no negative ack), so a fleet of short-lived
-//! device ids cannot grow the gateway; replacing or deleting (an empty
-//! payload) an existing one is always allowed. A message with an MQTT 5
+//! device ids cannot grow the gateway. Replacing an existing one with one
+//! no larger, and deleting one (an empty payload), are always allowed;
+//! growing one past the byte bound is refused. Topics have at most
+//! [`MAX_LEVELS`](super::topic::MAX_LEVELS) levels (checked before they
+//! get here), so a message's nodes are bounded too. A message with an MQTT 5
 //! expiry is not handed out once expired, and [`Retained::purge`] frees it.
 
 use std::time::Instant;
@@ -139,6 +142,11 @@ impl<M> Retained<M> {
     /// Whether none is held.
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty()
+    }
+
+    /// Nodes of the topic tree, the root included.
+    pub fn nodes(&self) -> usize {
+        self.tree.nodes()
     }
 
     /// Bytes held, as counted by [`Retained::set`].

@@ -4,17 +4,20 @@
 //!
 //! - A delivery's QoS is the lower of the published QoS and the QoS the
 //!   subscription granted (MQTT 5 §3.8.4; rumqttd used the subscription's).
-//! - QoS 1 and 2 deliveries go out while fewer than the client's Receive
-//!   Maximum (65,535 for 3.1.1) are unacknowledged; the rest wait in the
-//!   queue in order. QoS 0 deliveries do not count against the window but
-//!   keep their place in the order.
+//! - QoS 1 and 2 deliveries go out while fewer than the window are
+//!   unacknowledged: the client's Receive Maximum (65,535 for 3.1.1), at
+//!   most `max_inflight` (Mosquitto's `max_inflight_messages`); the rest
+//!   wait in the queue in order. QoS 0 deliveries need no room in the
+//!   window and go out at once, past QoS 1/2 ones that wait (as Mosquitto
+//!   sends them).
 //! - The queue is bounded by messages and bytes (`max_queued`,
 //!   `max_queued_bytes`); a delivery past either bound is dropped and
 //!   counted, as Mosquitto drops past `max_queued_messages`. While the
 //!   client is offline, QoS 0 deliveries are not queued at all (Mosquitto's
 //!   `queue_qos0_messages false`).
 //! - A message with an MQTT 5 expiry that has passed is dropped instead of
-//!   sent; one still in time goes out with the interval that is left.
+//!   sent, also when it would be sent again after a reconnect; one still in
+//!   time goes out with the interval that is left at that moment.
 //! - On reconnect with the session kept, unacknowledged PUBLISHes go out
 //!   again with DUP set, and PUBRELs for those whose PUBREC arrived, in
 //!   their first order (MQTT 5 §4.4).
@@ -48,11 +51,16 @@ impl Message {
     }
 }
 
-/// The queue's bounds.
+/// The outbox's bounds (each at least 1).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Deliveries queued, not yet written.
     pub max_queued: usize,
+    /// Bytes of those (topic and payload).
     pub max_queued_bytes: usize,
+    /// QoS 1/2 deliveries written and unacknowledged, whatever Receive
+    /// Maximum the client asks for.
+    pub max_inflight: u16,
 }
 
 /// One PUBLISH (or PUBREL) to write to the client.
@@ -107,6 +115,18 @@ pub enum Pushed {
     DroppedOffline,
 }
 
+/// Seconds of `message`'s expiry interval left at `now`, rounded up
+/// (`Some(None)`: it has none); `None` once it has expired.
+fn left(message: &Message, now: Instant) -> Option<Option<u32>> {
+    match message.expires {
+        None => Some(None),
+        Some(at) if at <= now => None,
+        Some(at) => Some(Some(
+            u32::try_from((at - now).as_millis().div_ceil(1000)).unwrap_or(u32::MAX),
+        )),
+    }
+}
+
 /// One session's outgoing side; see the module docs.
 #[derive(Debug)]
 pub struct Outbox {
@@ -114,9 +134,10 @@ pub struct Outbox {
     receive_maximum: u16,
     queue: VecDeque<Queued>,
     queued_bytes: usize,
-    inflight: BTreeMap<u16, (Stage, Outgoing)>,
-    /// Packet ids in the order their PUBLISH first went out.
-    order: VecDeque<u16>,
+    /// By packet id: the stage, the order the PUBLISH first went out in
+    /// (a sequence number), and what was written.
+    inflight: BTreeMap<u16, (Stage, u64, Outgoing)>,
+    next_seq: u64,
     next_id: u16,
     online: bool,
     /// Deliveries dropped at a bound, and expired before they went out.
@@ -129,11 +150,11 @@ impl Outbox {
     pub fn new(limits: Limits, receive_maximum: u16) -> Self {
         Outbox {
             limits,
-            receive_maximum: receive_maximum.max(1),
+            receive_maximum: receive_maximum.clamp(1, limits.max_inflight.max(1)),
             queue: VecDeque::new(),
             queued_bytes: 0,
             inflight: BTreeMap::new(),
-            order: VecDeque::new(),
+            next_seq: 0,
             next_id: 1,
             online: true,
             dropped: 0,
@@ -173,29 +194,24 @@ impl Outbox {
     }
 
     /// What may be written now: queued deliveries in order while the
-    /// window has room (QoS 0 needs none), expired ones dropped.
+    /// window has room, QoS 0 ones at once; expired ones dropped.
     pub fn ready(&mut self, now: Instant) -> Vec<Send> {
         let mut out = Vec::new();
         if !self.online {
             return out;
         }
-        while let Some(front) = self.queue.front() {
-            if front.qos > 0 && self.inflight.len() >= usize::from(self.receive_maximum) {
-                break;
+        let mut waiting = VecDeque::new();
+        while let Some(q) = self.queue.pop_front() {
+            let full = self.inflight.len() >= usize::from(self.receive_maximum);
+            if q.qos > 0 && (full || !waiting.is_empty()) {
+                // Keeps QoS 1/2 in order behind the first that waits.
+                waiting.push_back(q);
+                continue;
             }
-            let Some(q) = self.queue.pop_front() else {
-                break;
-            };
             self.queued_bytes -= q.message.bytes();
-            let expiry_left = match q.message.expires {
-                Some(at) if at <= now => {
-                    self.expired += 1;
-                    continue;
-                }
-                Some(at) => {
-                    Some(u32::try_from((at - now).as_millis().div_ceil(1000)).unwrap_or(u32::MAX))
-                }
-                None => None,
+            let Some(expiry_left) = left(&q.message, now) else {
+                self.expired += 1;
+                continue;
             };
             let packet_id = (q.qos > 0).then(|| self.allocate());
             let outgoing = Outgoing {
@@ -213,11 +229,13 @@ impl Outbox {
                 } else {
                     Stage::Pubrec
                 };
-                self.inflight.insert(id, (stage, outgoing.clone()));
-                self.order.push_back(id);
+                self.inflight
+                    .insert(id, (stage, self.next_seq, outgoing.clone()));
+                self.next_seq += 1;
             }
             out.push(Send::Publish(outgoing));
         }
+        self.queue = waiting;
         out
     }
 
@@ -229,12 +247,12 @@ impl Outbox {
     /// The client's PUBREC; whether a PUBREL is to be sent for it.
     pub fn pubrec(&mut self, id: u16) -> bool {
         match self.inflight.get_mut(&id) {
-            Some((stage @ Stage::Pubrec, _)) => {
+            Some((stage @ Stage::Pubrec, _, _)) => {
                 *stage = Stage::Pubcomp;
                 true
             }
             // A repeated PUBREC for a PUBREL already sent: send it again.
-            Some((Stage::Pubcomp, _)) => true,
+            Some((Stage::Pubcomp, _, _)) => true,
             _ => false,
         }
     }
@@ -252,9 +270,8 @@ impl Outbox {
 
     fn finish(&mut self, id: u16, want: Stage) -> bool {
         match self.inflight.get(&id) {
-            Some((stage, _)) if *stage == want => {
+            Some((stage, _, _)) if *stage == want => {
                 self.inflight.remove(&id);
-                self.order.retain(|&i| i != id);
                 true
             }
             _ => false,
@@ -274,22 +291,37 @@ impl Outbox {
 
     /// The client reconnected to this session with `receive_maximum`:
     /// what was in flight goes out again first, in its first order
-    /// (PUBLISH with DUP, or PUBREL), then what [`Outbox::ready`] gives.
+    /// (PUBLISH with DUP and the expiry left now, or PUBREL; an expired
+    /// PUBLISH is dropped), then what [`Outbox::ready`] gives.
     pub fn resume(&mut self, receive_maximum: u16, now: Instant) -> Vec<Send> {
         self.online = true;
-        self.receive_maximum = receive_maximum.max(1);
-        let mut out: Vec<Send> = self
-            .order
+        self.receive_maximum = receive_maximum.clamp(1, self.limits.max_inflight.max(1));
+        let mut order: Vec<(u64, u16)> = self
+            .inflight
             .iter()
-            .filter_map(|id| self.inflight.get(id).map(|e| (*id, e)))
-            .map(|(id, (stage, outgoing))| match stage {
-                Stage::Pubcomp => Send::Pubrel(id),
-                Stage::Puback | Stage::Pubrec => Send::Publish(Outgoing {
-                    dup: true,
-                    ..outgoing.clone()
-                }),
-            })
+            .map(|(id, (_, seq, _))| (*seq, *id))
             .collect();
+        order.sort_unstable();
+        let mut out = Vec::new();
+        for (_, id) in order {
+            let Some((stage, _, outgoing)) = self.inflight.get(&id) else {
+                continue;
+            };
+            match stage {
+                Stage::Pubcomp => out.push(Send::Pubrel(id)),
+                Stage::Puback | Stage::Pubrec => match left(&outgoing.message, now) {
+                    Some(expiry_left) => out.push(Send::Publish(Outgoing {
+                        dup: true,
+                        expiry_left,
+                        ..outgoing.clone()
+                    })),
+                    None => {
+                        self.inflight.remove(&id);
+                        self.expired += 1;
+                    }
+                },
+            }
+        }
         out.extend(self.ready(now));
         out
     }
@@ -307,6 +339,15 @@ impl Outbox {
     /// QoS 1 and 2 deliveries written and not yet completed.
     pub fn in_flight(&self) -> usize {
         self.inflight.len()
+    }
+
+    /// Bytes of the deliveries in flight (kept until acknowledged, also
+    /// while the client is offline; at most `max_inflight` of them).
+    pub fn in_flight_bytes(&self) -> usize {
+        self.inflight
+            .values()
+            .map(|(_, _, o)| o.message.bytes())
+            .sum()
     }
 
     /// The next free packet id (1..=65,535, skipping those in flight; the

@@ -1,24 +1,33 @@
 //! The session table: which client ids have a session, which connection
 //! serves each, when a session ends, and the wills (MQTT 5 §3.1.2.4,
-//! §3.1.2.5, §3.1.3.2, §3.1.4, §4.1; MQTT 3.1.1 §3.1.2.4).
+//! §3.1.2.5, §3.1.3.2, §3.1.4, §3.14.2.2.2, §4.1; MQTT 3.1.1 §3.1.2.4).
+//! Where the specification leaves room, Mosquitto 2's choice is taken.
 //!
 //! - **Clean start** discards the session the client id had; otherwise the
-//!   session is resumed and CONNACK says so (`session_present`).
-//! - **Session expiry**: MQTT 5's interval from CONNECT (or DISCONNECT); a
-//!   3.1.1 client with clean session 0 keeps its session until it connects
-//!   clean (Mosquitto's `persistent_client_expiration` unset). A session
-//!   with expiry 0 ends with its connection.
+//!   session is resumed and CONNACK says so (`session_present`). A session
+//!   whose expiry is 0 is never resumed, not even by a takeover: it ends
+//!   with its connection.
+//! - **Session expiry**: MQTT 5's interval from CONNECT, or from
+//!   DISCONNECT (raising it from 0 there is a protocol error: the new value
+//!   is ignored and the will goes out, as Mosquitto does); a 3.1.1 client
+//!   with clean session 0 keeps its session until it connects clean
+//!   (Mosquitto's `persistent_client_expiration` unset).
 //! - **Takeover**: a CONNECT for a client id that is connected closes the
-//!   older connection (MQTT 5: DISCONNECT 0x8E); the older connection's
-//!   will is published, as for any connection that ends without a normal
-//!   DISCONNECT.
+//!   older connection (MQTT 5: DISCONNECT 0x8E). Its will is published if
+//!   its session ends there (expiry 0, or the new CONNECT has clean start),
+//!   and dropped if the session carries on (a new connection came within
+//!   the will delay).
 //! - **Wills** go out when a connection ends without DISCONNECT 0x00, or
-//!   with 0x04 "disconnect with will message", after the will delay
-//!   (MQTT 5) or when the session ends, whichever is first; a client that
-//!   reconnects to its session within the delay cancels it.
+//!   with 0x04 "disconnect with will message", after the will delay or
+//!   when the session ends, whichever is first. A reconnect to the session
+//!   before then cancels it, also with clean start (Mosquitto's choice). A
+//!   will's own Message Expiry Interval counts from its publication.
 //! - At most `max_sessions` sessions, connected or not: a CONNECT that
 //!   would make one more is refused (MQTT 5 0x97 "quota exceeded", 3.1.1
 //!   0x03 "server unavailable").
+//!
+//! Calls a connection makes for its session name the [`ConnectionId`] it
+//! got: after a takeover, the older connection's calls find no session.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,17 +42,46 @@ pub struct ConnectionId(pub u64);
 /// How long a session outlives its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
-    /// MQTT 5 Session Expiry Interval, seconds (0: ends with the connection).
+    /// MQTT 5 Session Expiry Interval (0: ends with the connection).
     After(Duration),
     /// MQTT 3.1.1 clean session 0, or MQTT 5's 0xFFFFFFFF.
     Never,
 }
 
-/// A will: the message and its MQTT 5 delay.
+impl Expiry {
+    fn is_zero(self) -> bool {
+        self == Expiry::After(Duration::ZERO)
+    }
+
+    /// When a session disconnected at `now` ends (`None`: never).
+    fn end(self, now: Instant) -> Option<Instant> {
+        match self {
+            Expiry::Never => None,
+            Expiry::After(d) => now.checked_add(d),
+        }
+    }
+}
+
+/// A will: the message (without an expiry instant), its MQTT 5 delay, and
+/// its own Message Expiry Interval, counted from publication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Will {
     pub message: Arc<Message>,
     pub delay: Duration,
+    pub expiry: Option<Duration>,
+}
+
+impl Will {
+    /// The message as published at `now`.
+    fn published(&self, now: Instant) -> Arc<Message> {
+        match self.expiry {
+            None => self.message.clone(),
+            Some(d) => Arc::new(Message {
+                expires: now.checked_add(d),
+                ..(*self.message).clone()
+            }),
+        }
+    }
 }
 
 /// A CONNECT, as far as the session table cares.
@@ -63,12 +101,12 @@ pub struct Connected {
     pub session_present: bool,
     /// The older connection of the same client id, to close (0x8E).
     pub taken_over: Option<ConnectionId>,
-    /// Wills to publish now (the older connection's).
+    /// Wills to publish now.
     pub wills: Vec<Arc<Message>>,
     /// What to write first: the resumed session's in-flight and queue.
     pub resend: Vec<Send>,
-    /// Whether the client id's old session was discarded (clean start):
-    /// its subscriptions are to be removed.
+    /// Whether the client id's old session ended here: its subscriptions
+    /// are to be removed.
     pub discarded: bool,
 }
 
@@ -89,6 +127,18 @@ pub enum Ended {
     WithWill,
 }
 
+/// What a disconnect resulted in.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Disconnected {
+    /// Wills to publish now.
+    pub wills: Vec<Arc<Message>>,
+    /// The session ended: its subscriptions are to be removed.
+    pub ended: bool,
+    /// The DISCONNECT raised a session expiry of 0 (MQTT 5 §3.14.2.2.2): a
+    /// protocol error, answered with DISCONNECT 0x82.
+    pub protocol_error: bool,
+}
+
 #[derive(Debug)]
 struct Session {
     outbox: Outbox,
@@ -97,7 +147,7 @@ struct Session {
     will: Option<Will>,
     /// Set while disconnected: when the session ends.
     ends_at: Option<Instant>,
-    /// A will waiting for its delay.
+    /// A will waiting for its delay (or for the session's end).
     pending_will: Option<(Instant, Arc<Message>)>,
 }
 
@@ -131,28 +181,36 @@ impl Sessions {
 
     /// A CONNECT for `c.client`.
     pub fn connect(&mut self, c: Connect, now: Instant) -> Result<Connected, ConnectError> {
-        let existing = self.sessions.contains_key(&c.client);
-        if !existing && self.sessions.len() >= self.max_sessions {
+        let mut wills = Vec::new();
+        let mut taken_over = None;
+        // Whether the old session, if any, ends here.
+        let mut discarded = false;
+        if let Some(old) = self.sessions.get_mut(&c.client) {
+            taken_over = old.connection.take();
+            let expired = old.ends_at.is_some_and(|end| end <= now);
+            let ends = c.clean_start || old.expiry.is_zero() || expired;
+            if let Some((at, will)) = old.pending_will.take()
+                && at <= now
+            {
+                // Due already (the tick has not run yet): it went out.
+                wills.push(will);
+            }
+            if let Some(w) = old.will.take()
+                && taken_over.is_some()
+                && ends
+            {
+                wills.push(w.published(now));
+            }
+            discarded = ends;
+        }
+        if discarded {
+            self.sessions.remove(&c.client);
+        }
+        if !self.sessions.contains_key(&c.client) && self.sessions.len() >= self.max_sessions {
             return Err(ConnectError::Quota(self.sessions.len()));
         }
         let connection = ConnectionId(self.next_connection);
         self.next_connection += 1;
-        let mut wills = Vec::new();
-        let mut taken_over = None;
-        if let Some(old) = self.sessions.get_mut(&c.client) {
-            taken_over = old.connection.take();
-            if taken_over.is_some()
-                && let Some(w) = old.will.take()
-            {
-                wills.push(w.message);
-            }
-            // A reconnect within the will delay cancels the will (§3.1.3.2.2).
-            old.pending_will = None;
-        }
-        let discarded = existing && c.clean_start;
-        if discarded {
-            self.sessions.remove(&c.client);
-        }
         let mut resend = Vec::new();
         let session_present = match self.sessions.get_mut(&c.client) {
             Some(s) => {
@@ -189,9 +247,7 @@ impl Sessions {
     }
 
     /// `connection` of `client` ended. `expiry` is the MQTT 5 DISCONNECT's
-    /// new Session Expiry Interval, if it carried one. Returns wills to
-    /// publish now and whether the session ended (its subscriptions are to
-    /// be removed).
+    /// Session Expiry Interval, if it carried one.
     pub fn disconnect(
         &mut self,
         client: &str,
@@ -199,39 +255,50 @@ impl Sessions {
         how: Ended,
         expiry: Option<Expiry>,
         now: Instant,
-    ) -> (Vec<Arc<Message>>, bool) {
+    ) -> Disconnected {
+        let mut out = Disconnected::default();
         let Some(s) = self.sessions.get_mut(client) else {
-            return (Vec::new(), false);
+            return out;
         };
         if s.connection != Some(connection) {
             // Taken over already: the newer connection owns the session.
-            return (Vec::new(), false);
+            return out;
         }
         s.connection = None;
         s.outbox.offline();
-        if let Some(e) = expiry {
-            s.expiry = e;
+        let mut how = how;
+        match expiry {
+            Some(e) if s.expiry.is_zero() && !e.is_zero() => {
+                out.protocol_error = true;
+                how = Ended::WithWill;
+            }
+            Some(e) => s.expiry = e,
+            None => {}
         }
-        let will = s.will.take().filter(|_| how == Ended::WithWill);
-        let ends_at = match s.expiry {
-            Expiry::Never => None,
-            Expiry::After(d) => Some(now + d),
-        };
-        let mut wills = Vec::new();
-        if let Some(w) = will {
-            let at = now + w.delay;
-            if w.delay.is_zero() || ends_at.is_some_and(|end| end <= at) {
-                wills.push(w.message);
-            } else {
-                s.pending_will = Some((at, w.message));
+        let ends_at = s.expiry.end(now);
+        if let Some(w) = s.will.take().filter(|_| how == Ended::WithWill) {
+            let at = now.checked_add(w.delay);
+            let due = match (at, ends_at) {
+                (Some(a), Some(e)) => Some(a.min(e)),
+                (a, e) => a.or(e),
+            };
+            match due {
+                Some(t) if t > now => s.pending_will = Some((t, w.published(t))),
+                // No delay, the session ends now, or an instant past
+                // `Instant`'s range (never): published now.
+                _ => out.wills.push(w.published(now)),
             }
         }
         if ends_at.is_some_and(|end| end <= now) {
+            if let Some((_, w)) = s.pending_will.take() {
+                out.wills.push(w);
+            }
             self.sessions.remove(client);
-            return (wills, true);
+            out.ended = true;
+            return out;
         }
         s.ends_at = ends_at;
-        (wills, false)
+        out
     }
 
     /// Ends the sessions whose expiry passed and releases wills whose delay
@@ -254,9 +321,19 @@ impl Sessions {
         due
     }
 
-    /// The outbox of `client`'s session.
+    /// The outbox of `client`'s session, for deliveries to it, connected
+    /// or not.
     pub fn outbox(&mut self, client: &str) -> Option<&mut Outbox> {
         self.sessions.get_mut(client).map(|s| &mut s.outbox)
+    }
+
+    /// The outbox of `client`'s session if `connection` serves it (acks and
+    /// writes of that connection).
+    pub fn outbox_of(&mut self, client: &str, connection: ConnectionId) -> Option<&mut Outbox> {
+        self.sessions
+            .get_mut(client)
+            .filter(|s| s.connection == Some(connection))
+            .map(|s| &mut s.outbox)
     }
 
     /// The connection serving `client`, if it is connected.

@@ -52,6 +52,10 @@ pub enum SubscribeError {
     SharedNoLocal,
     #[error("QoS {0} is not 0, 1 or 2")]
     Qos(u8),
+    #[error("Retain Handling {0} is not 0, 1 or 2 (MQTT 5 §3.8.3.1)")]
+    RetainHandling(u8),
+    #[error("the connection has no session (taken over)")]
+    NoSession,
 }
 
 /// One session's copy of a published message.
@@ -97,7 +101,7 @@ pub struct Subscriptions {
 
 impl Subscriptions {
     /// An empty set; a client may hold at most `max_per_client`
-    /// subscriptions (0: no limit).
+    /// subscriptions.
     pub fn new(max_per_client: usize) -> Self {
         Subscriptions {
             tree: TopicTree::default(),
@@ -118,15 +122,15 @@ impl Subscriptions {
         if opts.qos > 2 {
             return Err(SubscribeError::Qos(opts.qos));
         }
+        if opts.retain_handling > 2 {
+            return Err(SubscribeError::RetainHandling(opts.retain_handling));
+        }
         if filter.group.is_some() && opts.no_local {
             return Err(SubscribeError::SharedNoLocal);
         }
         let held = self.by_client.get(client);
         let existed = held.is_some_and(|h| h.contains(filter));
-        if !existed
-            && self.max_per_client > 0
-            && held.map_or(0, HashSet::len) >= self.max_per_client
-        {
+        if !existed && held.map_or(0, HashSet::len) >= self.max_per_client {
             return Err(SubscribeError::Quota {
                 client: client.clone(),
                 max: self.max_per_client,

@@ -6,6 +6,16 @@ use std::sync::Arc;
 
 use mqtt5_protocol::validation::{is_valid_topic_filter, is_valid_topic_name};
 
+/// Most levels a topic name or filter may have. Each level is a node of
+/// the engine's topic trees, so without a bound one 64 KiB topic of `/`s
+/// would cost tens of megabytes and a recursion as deep; Mosquitto refuses
+/// more than 200 levels for the same reason (its CVE-2019-11779).
+pub const MAX_LEVELS: usize = 200;
+
+fn too_deep(s: &str) -> bool {
+    s.bytes().filter(|&b| b == b'/').count() >= MAX_LEVELS
+}
+
 /// Why a topic name or filter is refused (MQTT 5 reason code 0x90 "topic
 /// name invalid" for a PUBLISH, 0x8F "topic filter invalid" for a
 /// SUBSCRIBE; MQTT 3.1.1 closes the connection or answers 0x80 in the
@@ -14,6 +24,8 @@ use mqtt5_protocol::validation::{is_valid_topic_filter, is_valid_topic_name};
 pub enum TopicError {
     #[error("topic name {0:?} is empty, too long, has a NUL or a wildcard")]
     Name(String),
+    #[error("topic has more than {MAX_LEVELS} levels")]
+    TooDeep,
     #[error(
         "topic filter {0:?} is empty, too long, has a NUL, or a wildcard that is not a whole level (# only last)"
     )]
@@ -37,6 +49,9 @@ pub struct Filter {
 impl Filter {
     /// Parses what a SUBSCRIBE or UNSUBSCRIBE carries.
     pub fn parse(raw: &str) -> Result<Filter, TopicError> {
+        if too_deep(raw) {
+            return Err(TopicError::TooDeep);
+        }
         if let Some(rest) = raw.strip_prefix("$share/") {
             let (group, filter) = rest
                 .split_once('/')
@@ -73,7 +88,9 @@ impl Filter {
 /// Checks a PUBLISH's topic name (after any MQTT 5 topic alias is
 /// resolved).
 pub fn check_name(topic: &str) -> Result<(), TopicError> {
-    if is_valid_topic_name(topic) {
+    if too_deep(topic) {
+        Err(TopicError::TooDeep)
+    } else if is_valid_topic_name(topic) {
         Ok(())
     } else {
         Err(TopicError::Name(topic.to_owned()))
@@ -131,5 +148,21 @@ mod tests {
         for bad in ["", "a/+", "a/#", "a\0"] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn more_than_200_levels_are_refused() {
+        let deepest = vec!["a"; MAX_LEVELS].join("/");
+        assert_eq!(check_name(&deepest), Ok(()));
+        assert!(Filter::parse(&deepest).is_ok());
+        let deeper = format!("{deepest}/a");
+        assert_eq!(check_name(&deeper), Err(TopicError::TooDeep));
+        assert_eq!(Filter::parse(&deeper), Err(TopicError::TooDeep));
+        let slashes = "/".repeat(65_000);
+        assert_eq!(check_name(&slashes), Err(TopicError::TooDeep));
+        assert_eq!(
+            Filter::parse(&format!("$share/g/{slashes}")),
+            Err(TopicError::TooDeep)
+        );
     }
 }
