@@ -63,6 +63,7 @@ fn msg(from: &str, topic: &str, qos: u8, retain: bool, payload: &str) -> Arc<Mes
         retain,
         expires: None,
         publisher: Some(from.into()),
+        properties: Default::default(),
     })
 }
 

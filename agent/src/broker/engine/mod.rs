@@ -41,6 +41,9 @@
 //!   them (retained messages at subscribe per Retain Handling, RETAIN per
 //!   Retain As Published, a refused retained message not delivered).
 //!
+//! - [`wire`]: MQTT 3.1.1 and 5 packets (decoded and encoded by
+//!   `mqtt5-protocol`) to and from the engine's types.
+//!
 //! The wiring into the gate follows (decision 0023, "Steps"); until then
 //! the agent's connections are still served by rumqttd.
 
@@ -51,6 +54,7 @@ pub mod sessions;
 pub mod subscriptions;
 pub mod topic;
 pub mod tree;
+pub mod wire;
 
 #[cfg(test)]
 mod broker_tests;
@@ -58,3 +62,5 @@ mod broker_tests;
 mod session_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wire_tests;

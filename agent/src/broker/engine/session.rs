@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use mqtt5_protocol::Properties;
 
 /// A published message as the engine keeps it, shared by every session it
 /// goes to.
@@ -42,6 +43,11 @@ pub struct Message {
     /// The client that published it (`None` for the broker's own, such as
     /// a will).
     pub publisher: Option<Arc<str>>,
+    /// The MQTT 5 properties passed on to subscribers as published
+    /// (payload format, content type, response topic, correlation data,
+    /// user properties); never a topic alias, subscription identifier or
+    /// expiry interval, which each delivery sets for itself.
+    pub properties: Properties,
 }
 
 impl Message {

@@ -21,6 +21,7 @@ fn message(topic: &str, qos: u8, payload: &str) -> Arc<Message> {
         retain: false,
         expires: None,
         publisher: None,
+        properties: Default::default(),
     })
 }
 
