@@ -232,3 +232,85 @@ fn a_packet_whose_length_disagrees_is_refused() {
     assert!(wire::decode(&[], 5).is_err());
     assert!(wire::decode(&[0x30], 5).is_err());
 }
+
+/// Valid packets of each kind the engine reads, to mutate.
+fn seeds() -> Vec<Vec<u8>> {
+    let mut publish = PublishPacket::new("t/1", Bytes::from_static(b"22.5"), QoS::ExactlyOnce);
+    publish.packet_id = Some(7);
+    publish.properties = published_props();
+    publish.properties.set_message_expiry_interval(60);
+    let mut f = TopicFilter::new("s/#", QoS::AtLeastOnce);
+    f.options.no_local = true;
+    let subscribe = SubscribePacket {
+        packet_id: 3,
+        filters: vec![f],
+        properties: Properties::default(),
+        protocol_version: 5,
+    };
+    vec![
+        wire::encode(&publish).expect("encodes").to_vec(),
+        wire::encode(&subscribe).expect("encodes").to_vec(),
+        connect_v5(
+            &[0x11, 0, 0, 0, 30],
+            &[0x18, 0, 0, 0, 5, 0x26, 0, 1, b'k', 0, 1, b'v'],
+            0x04 | 0x08 | 0x02,
+        ),
+        vec![0x62, 2, 0, 7],
+        vec![0xC0, 0],
+        vec![0xE0, 0],
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+    /// Bytes from a client never panic the decoder or the conversions that
+    /// follow it, at either level: random bytes, and valid packets with
+    /// bytes changed, cut or added.
+    #[test]
+    fn hostile_bytes_never_panic(
+        random in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        seed in 0usize..6,
+        edits in proptest::collection::vec((proptest::prelude::any::<u16>(), proptest::prelude::any::<u8>()), 0..6),
+        cut in proptest::prelude::any::<u16>(),
+    ) {
+        let now = Instant::now();
+        let mut mutated = seeds()[seed].clone();
+        for (at, byte) in edits {
+            let i = usize::from(at) % mutated.len().max(1);
+            if let Some(b) = mutated.get_mut(i) {
+                *b = byte;
+            }
+        }
+        mutated.truncate(usize::from(cut) % (mutated.len() + 8));
+        for bytes in [random, mutated] {
+            for level in [4, 5] {
+                match wire::decode(&bytes, level) {
+                    Ok(Packet::Publish(p)) => {
+                        let m = wire::message(&p, p.topic_name.as_str().into(), &"x".into(), now);
+                        let mut out = Outbox::new(
+                            Limits { max_queued: 4, max_queued_bytes: 1 << 20, max_inflight: 4 },
+                            4,
+                        );
+                        out.push(Arc::new(m), 2, true, vec![1]);
+                        for s in out.ready(now) {
+                            if let Send::Publish(o) = s {
+                                let _ = wire::encode(&wire::publish(&o, level));
+                            }
+                        }
+                    }
+                    Ok(Packet::Connect(c)) => {
+                        let _ = wire::connect(&c, "x".into());
+                    }
+                    Ok(Packet::Subscribe(s)) => {
+                        for f in &s.filters {
+                            let _ = wire::sub_options(f, None);
+                            let _ = super::topic::Filter::parse(&f.filter);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
