@@ -261,3 +261,110 @@ fn packet_ids_wrap_and_skip_those_still_in_flight() {
         assert!(out.puback(id));
     }
 }
+
+/// One step a connection's life can take.
+#[derive(Debug, Clone)]
+enum Step {
+    Push {
+        qos: u8,
+        granted: u8,
+    },
+    Ready,
+    /// Acknowledge the n-th oldest delivery in flight, the way its QoS
+    /// asks (PUBACK; PUBREC then, on a later step, PUBCOMP).
+    Ack(usize),
+    Offline,
+    Resume(u16),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0u8..3, 0u8..3).prop_map(|(qos, granted)| Step::Push { qos, granted }),
+        3 => Just(Step::Ready),
+        3 => (0usize..8).prop_map(Step::Ack),
+        1 => Just(Step::Offline),
+        1 => (1u16..6).prop_map(Step::Resume),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+    /// Whatever a client does, QoS 1/2 messages reach it in the order they
+    /// were queued, each first sent once and resent only as DUP after a
+    /// resume; the window is never exceeded; no packet id is used twice
+    /// at once; the queued bytes add up.
+    #[test]
+    fn the_outbox_keeps_order_window_and_ids(steps in proptest::collection::vec(step(), 1..120)) {
+        let now = Instant::now();
+        let limits = Limits { max_queued: 16, max_queued_bytes: 1 << 20, max_inflight: 4 };
+        let mut out = Outbox::new(limits, 3);
+        let mut online = true;
+        let mut next = 0u32;
+        // Payload numbers of QoS 1/2 messages queued and not dropped, in order.
+        let mut expected: Vec<u32> = Vec::new();
+        let mut first_sent: Vec<u32> = Vec::new();
+        // In flight as the client sees it: (packet id, qos, payload, pubrec sent).
+        let mut flight: Vec<(u16, u8, u32, bool)> = Vec::new();
+        let record = |sends: Vec<Send>, flight: &mut Vec<(u16, u8, u32, bool)>, first: &mut Vec<u32>| -> Result<(), proptest::test_runner::TestCaseError> {
+            for s in sends {
+                if let Send::Publish(o) = s {
+                    let n: u32 = String::from_utf8_lossy(&o.message.payload).parse().expect("a number");
+                    if let Some(id) = o.packet_id {
+                        if o.dup {
+                            proptest::prop_assert!(flight.iter().any(|f| f.0 == id && f.2 == n), "a DUP resends what is in flight");
+                        } else {
+                            proptest::prop_assert!(!flight.iter().any(|f| f.0 == id), "packet id {} reused while in flight", id);
+                            flight.push((id, o.qos, n, false));
+                            first.push(n);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        };
+        for s in steps {
+            match s {
+                Step::Push { qos, granted } => {
+                    let pushed = out.push(message("t", qos, &next.to_string()), granted, false, vec![]);
+                    if pushed == Pushed::Queued && qos.min(granted) > 0 {
+                        expected.push(next);
+                    }
+                    next += 1;
+                }
+                Step::Ready => record(out.ready(now), &mut flight, &mut first_sent)?,
+                Step::Ack(i) if online && !flight.is_empty() => {
+                    let i = i % flight.len();
+                    let (id, qos, _, rec) = flight[i];
+                    if qos == 1 {
+                        proptest::prop_assert!(out.puback(id));
+                        flight.remove(i);
+                    } else if !rec {
+                        proptest::prop_assert!(out.pubrec(id));
+                        flight[i].3 = true;
+                    } else {
+                        proptest::prop_assert!(out.pubcomp(id));
+                        flight.remove(i);
+                    }
+                }
+                Step::Ack(_) => {}
+                Step::Offline => {
+                    out.offline();
+                    online = false;
+                }
+                Step::Resume(rm) => {
+                    online = true;
+                    record(out.resume(rm, now), &mut flight, &mut first_sent)?;
+                }
+            }
+            // The window may shrink on a resume below what is already in
+            // flight; it never grows past `max_inflight`.
+            proptest::prop_assert!(out.in_flight() <= usize::from(limits.max_inflight));
+            proptest::prop_assert_eq!(out.in_flight(), flight.len());
+            proptest::prop_assert!(out.queued() <= limits.max_queued);
+        }
+        // Everything first sent is a prefix of what was queued, in order.
+        proptest::prop_assert_eq!(&expected[..first_sent.len()], &first_sent[..]);
+    }
+}
