@@ -44,6 +44,14 @@ pub struct EngineLimits {
     pub max_retained_bytes: usize,
 }
 
+/// A client's acknowledgement of a delivery to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    Puback,
+    Pubrec,
+    Pubcomp,
+}
+
 /// Client ids with something new to write.
 pub type Woken = BTreeSet<Arc<str>>;
 
@@ -173,18 +181,16 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// The client's PUBACK, PUBREC or PUBCOMP for a delivery (`ack` is the
-    /// packet type, 4, 5 or 7); whether it matched one (a PUBREC's answer
-    /// is then a PUBREL).
-    pub fn ack(&mut self, client: &str, connection: ConnectionId, ack: u8, id: u16) -> bool {
+    /// The client's acknowledgement of a delivery; whether it matched one
+    /// (a PUBREC's answer is then a PUBREL).
+    pub fn ack(&mut self, client: &str, connection: ConnectionId, ack: Ack, id: u16) -> bool {
         let Some(outbox) = self.sessions.outbox_of(client, connection) else {
             return false;
         };
         match ack {
-            4 => outbox.puback(id),
-            5 => outbox.pubrec(id),
-            7 => outbox.pubcomp(id),
-            _ => false,
+            Ack::Puback => outbox.puback(id),
+            Ack::Pubrec => outbox.pubrec(id),
+            Ack::Pubcomp => outbox.pubcomp(id),
         }
     }
 

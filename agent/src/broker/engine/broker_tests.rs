@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::broker::{Engine, EngineLimits};
+use super::broker::{Ack, Engine, EngineLimits};
 use super::session::{Limits, Message, Send};
-use super::sessions::{Connect, ConnectError, ConnectionId, Ended, Expiry, Will};
+use super::sessions::{Connect, ConnectError, Connected, ConnectionId, Ended, Expiry, Will};
 use super::subscriptions::SubOptions;
 use super::topic::Filter;
 
@@ -40,6 +40,18 @@ fn connect_with(
     will: Option<Will>,
     now: Instant,
 ) -> ConnectionId {
+    connected(e, id, clean, expiry, will, now).connection
+}
+
+/// A CONNECT (Receive Maximum 100) and what it resulted in.
+fn connected(
+    e: &mut Engine,
+    id: &str,
+    clean: bool,
+    expiry: Expiry,
+    will: Option<Will>,
+    now: Instant,
+) -> Connected {
     e.connect(
         Connect {
             client: id.into(),
@@ -52,7 +64,11 @@ fn connect_with(
     )
     .expect("connect")
     .0
-    .connection
+}
+
+/// A CONNECT without will, and what it resulted in.
+fn reconnect(e: &mut Engine, id: &str, clean: bool, expiry: Expiry, now: Instant) -> Connected {
+    connected(e, id, clean, expiry, None, now)
 }
 
 fn msg(from: &str, topic: &str, qos: u8, retain: bool, payload: &str) -> Arc<Message> {
@@ -123,18 +139,7 @@ fn a_kept_session_gets_what_was_published_while_it_was_offline() {
         e.publish(msg("b", "t/x", q, false, &format!("q{q}")))
             .expect("publish");
     }
-    let (back, _) = e
-        .connect(
-            Connect {
-                client: "a".into(),
-                clean_start: false,
-                expiry: KEEP,
-                receive_maximum: 100,
-                will: None,
-            },
-            now,
-        )
-        .expect("connect");
+    let back = reconnect(&mut e, "a", false, KEEP, now);
     assert!(back.session_present);
     // QoS 0 is not queued for an offline client (as Mosquitto).
     assert_eq!(
@@ -160,18 +165,7 @@ fn a_session_ends_when_its_expiry_passes_and_takes_its_subscriptions() {
     assert_eq!(e.sessions.len(), 1);
     e.tick(now + Duration::from_secs(5));
     assert_eq!((e.sessions.len(), e.subscriptions.len()), (0, 0));
-    let (back, _) = e
-        .connect(
-            Connect {
-                client: "a".into(),
-                clean_start: false,
-                expiry: KEEP,
-                receive_maximum: 100,
-                will: None,
-            },
-            now + Duration::from_secs(6),
-        )
-        .expect("connect");
+    let back = reconnect(&mut e, "a", false, KEEP, now + Duration::from_secs(6));
     assert!(!back.session_present);
     // A DISCONNECT may shorten the interval to 0: the session ends at once.
     let b = connect(&mut e, "b", true, KEEP, now);
@@ -194,18 +188,7 @@ fn clean_start_discards_the_old_session() {
     sub(&mut e, "a", "t", qos(1), now);
     e.disconnect("a", a, Ended::Normal, None, now);
     e.publish(msg("x", "t", 1, false, "old")).expect("publish");
-    let (back, _) = e
-        .connect(
-            Connect {
-                client: "a".into(),
-                clean_start: true,
-                expiry: KEEP,
-                receive_maximum: 100,
-                will: None,
-            },
-            now,
-        )
-        .expect("connect");
+    let back = reconnect(&mut e, "a", true, KEEP, now);
     assert!(!back.session_present);
     assert!(back.resend.is_empty());
     assert_eq!(e.subscriptions.len(), 0);
@@ -261,27 +244,6 @@ fn will(payload: &str, retain: bool, delay: u64) -> Option<Will> {
     })
 }
 
-fn reconnect(
-    e: &mut Engine,
-    id: &str,
-    clean: bool,
-    expiry: Expiry,
-    now: Instant,
-) -> super::sessions::Connected {
-    e.connect(
-        Connect {
-            client: id.into(),
-            clean_start: clean,
-            expiry,
-            receive_maximum: 100,
-            will: None,
-        },
-        now,
-    )
-    .expect("connect")
-    .0
-}
-
 #[test]
 fn a_takeover_keeps_the_session_and_drops_the_first_connections_will() {
     let now = Instant::now();
@@ -296,7 +258,21 @@ fn a_takeover_keeps_the_session_and_drops_the_first_connections_will() {
     // The session carries on: a new connection came within the will delay.
     assert!(ready(&mut e, "watch", now).is_empty());
     // The first connection's late calls and end change nothing.
-    assert!(e.ready("dev", first, now).is_empty());
+    e.publish(msg("x", "cmd", 1, false, "go")).expect("publish");
+    let to_first = e.ready("dev", first, now);
+    assert!(to_first.is_empty());
+    let sent = e.ready("dev", second.connection, now);
+    let Some(Send::Publish(o)) = sent.first() else {
+        panic!("the command goes to the second connection: {sent:?}")
+    };
+    let id = o.packet_id.expect("QoS 1");
+    assert!(!e.ack("dev", first, Ack::Puback, id));
+    assert!(
+        !e.ack("dev", second.connection, Ack::Pubcomp, id),
+        "QoS 1 completes with PUBACK"
+    );
+    assert!(e.ack("dev", second.connection, Ack::Puback, id));
+    assert!(!e.ack("dev", second.connection, Ack::Puback, id), "once");
     assert!(!e.unsubscribe("dev", first, &Filter::parse("cmd").expect("filter")));
     e.disconnect("dev", first, Ended::WithWill, None, now);
     assert_eq!(e.sessions.connection("dev"), Some(second.connection));

@@ -15,6 +15,18 @@ use super::sessions::Expiry;
 use super::subscriptions::SubOptions;
 use super::wire;
 
+/// An outbox with room for ten, window ten.
+fn outbox() -> Outbox {
+    Outbox::new(
+        Limits {
+            max_queued: 10,
+            max_queued_bytes: 1 << 20,
+            max_inflight: 10,
+        },
+        10,
+    )
+}
+
 fn published_props() -> Properties {
     let mut p = Properties::default();
     p.add_user_property("a".into(), "2".into());
@@ -54,14 +66,7 @@ fn an_mqtt5_publish_keeps_its_properties_and_gets_its_delivery_ones() {
     assert_eq!(message.expires, Some(now + Duration::from_secs(60)));
     assert_eq!((message.qos, message.retain), (2, false));
 
-    let mut out = Outbox::new(
-        Limits {
-            max_queued: 10,
-            max_queued_bytes: 1 << 20,
-            max_inflight: 10,
-        },
-        10,
-    );
+    let mut out = outbox();
     out.push(Arc::new(message), 1, false, vec![2, 9]);
     let sends = out.ready(now + Duration::from_secs(15));
     let Some(Send::Publish(o)) = sends.first() else {
@@ -86,14 +91,7 @@ fn an_mqtt311_delivery_carries_no_properties() {
     sent.packet_id = Some(1);
     sent.properties = published_props();
     let got = decode_publish(&wire::encode(&sent).expect("encodes"), 5);
-    let mut out = Outbox::new(
-        Limits {
-            max_queued: 10,
-            max_queued_bytes: 1 << 20,
-            max_inflight: 10,
-        },
-        10,
-    );
+    let mut out = outbox();
     out.push(
         Arc::new(wire::message(&got, "t/1".into(), &"p".into(), now)),
         2,
