@@ -101,6 +101,14 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
+/// The last `lines` lines of the log at `path` (empty if unreadable), for
+/// a failure message that says what the process was doing.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// A child process killed (SIGKILL) and reaped when dropped.
 #[derive(Debug)]
 pub struct Peer {
@@ -146,9 +154,7 @@ impl Peer {
             }
             let exited = self.child.try_wait().ok().flatten();
             if exited.is_some() || Instant::now() >= deadline {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                let tail = log_tail(log, 40);
                 let what = match exited {
                     Some(status) => format!("exited ({status}) before listening"),
                     None => format!("not listening after {timeout:?}"),

@@ -24,7 +24,7 @@ use rumqttc::v5::{Client, Event, MqttOptions};
 use crate::faults::oracle::Verdict;
 use crate::faults::rig::buffer_empty;
 use crate::faults::{RssSampler, Scale, Summary};
-use crate::{agent_status, free_port, query, spawn_agent, start_hub_at, wait_until};
+use crate::{agent_status, free_port, log_tail, query, spawn_agent, start_hub_at};
 
 /// Readings published per run: about 3× the budget once encoded (the
 /// hex padding compresses to half in the buffer).
@@ -149,9 +149,17 @@ listen = "127.0.0.1:{http_port}"
 
     // The hub comes up; the backlog drains.
     let hub = start_hub_at(dir.path(), hub_addr);
-    wait_until("an empty agent buffer", Duration::from_secs(120), || {
-        buffer_empty(&agent_status(status_addr))
-    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !buffer_empty(&agent_status(status_addr)) {
+        assert!(
+            Instant::now() < deadline,
+            "the backlog did not drain in 180 s: {}\nthe agent's log:\n{}\nthe hub's log:\n{}",
+            agent_status(status_addr),
+            log_tail(&dir.path().join("agent.log"), 60),
+            log_tail(&dir.path().join("hub.log"), 30),
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let status = agent_status(status_addr);
     let sql = "SELECT CAST(value AS BIGINT) FROM plant.budget ORDER BY 1";
     let answer = query(hub.addr, None, sql).expect("query");
