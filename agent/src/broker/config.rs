@@ -51,6 +51,43 @@ pub struct MqttConfig {
     /// rumqttd: segments kept per topic log.
     #[serde(default = "default_max_segment_count")]
     pub max_segment_count: usize,
+    /// Which broker serves the connections behind the gate: `rumqttd` (the
+    /// embedded rumqttd, over loopback) or `ferry` (Ferry's own engine,
+    /// in-process; decision 0023). The keys below up to `connect_timeout`
+    /// bound the `ferry` engine; the `max_outgoing_*`/`max_segment_*` keys
+    /// bound rumqttd.
+    #[serde(default)]
+    pub engine: BrokerEngine,
+    /// Sessions held at once, connected or kept for a client that is away
+    /// (MQTT 5 session expiry, MQTT 3.1.1 clean session 0). A CONNECT past
+    /// it is refused (MQTT 5: 0x97 quota exceeded; 3.1.1: 0x03).
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Subscriptions one client may hold; more get SUBACK 0x97 (3.1.1: 0x80).
+    #[serde(default = "default_max_subscriptions_per_client")]
+    pub max_subscriptions_per_client: usize,
+    /// Retained messages held, all topics together; a retained PUBLISH past
+    /// it (or past `max_retained_bytes`) gets PUBACK 0x97 (MQTT 5) and is
+    /// neither kept nor delivered.
+    #[serde(default = "default_max_retained_messages")]
+    pub max_retained_messages: usize,
+    /// Bytes (topic and payload) of the retained messages held.
+    #[serde(default = "default_max_retained_bytes")]
+    pub max_retained_bytes: ByteSize,
+    /// Deliveries queued for one session (not yet written: the client is
+    /// away, slow, or its Receive Maximum is full). Past it, new ones for
+    /// that session are dropped and counted.
+    #[serde(default = "default_max_queued_messages")]
+    pub max_queued_messages: usize,
+    /// Bytes of the deliveries queued for one session.
+    #[serde(default = "default_max_queued_bytes")]
+    pub max_queued_bytes: ByteSize,
+    /// Bytes of the deliveries queued for all sessions together: past it,
+    /// new deliveries are dropped and counted, whichever session they are
+    /// for. This is the bound on the queues' memory, however many sessions
+    /// there are.
+    #[serde(default = "default_max_queued_total_bytes")]
+    pub max_queued_total_bytes: ByteSize,
     /// Time a new connection has to send CONNECT.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -67,6 +104,17 @@ pub struct MqttConfig {
     /// Subscriptions to other brokers.
     #[serde(default)]
     pub upstream: Vec<UpstreamConfig>,
+}
+
+/// `mqtt.engine`: which broker serves connections behind the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerEngine {
+    /// The embedded rumqttd behind a loopback hop (decision 0009).
+    #[default]
+    Rumqttd,
+    /// Ferry's own engine (decision 0023).
+    Ferry,
 }
 
 /// `[mqtt.tls]`: a TLS listener (rustls, ring provider).
@@ -195,6 +243,27 @@ fn default_max_segment_size() -> ByteSize {
 fn default_max_segment_count() -> usize {
     2
 }
+fn default_max_sessions() -> usize {
+    10_000
+}
+fn default_max_subscriptions_per_client() -> usize {
+    1_000
+}
+fn default_max_retained_messages() -> usize {
+    10_000
+}
+fn default_max_retained_bytes() -> ByteSize {
+    ByteSize::mib(16)
+}
+fn default_max_queued_messages() -> usize {
+    1_000
+}
+fn default_max_queued_bytes() -> ByteSize {
+    ByteSize::mib(4)
+}
+fn default_max_queued_total_bytes() -> ByteSize {
+    ByteSize::mib(64)
+}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -228,6 +297,14 @@ impl Default for MqttConfig {
             max_outgoing_packet_count: default_max_outgoing_packet_count(),
             max_segment_size: default_max_segment_size(),
             max_segment_count: default_max_segment_count(),
+            engine: BrokerEngine::default(),
+            max_sessions: default_max_sessions(),
+            max_subscriptions_per_client: default_max_subscriptions_per_client(),
+            max_retained_messages: default_max_retained_messages(),
+            max_retained_bytes: default_max_retained_bytes(),
+            max_queued_messages: default_max_queued_messages(),
+            max_queued_bytes: default_max_queued_bytes(),
+            max_queued_total_bytes: default_max_queued_total_bytes(),
             connect_timeout: default_connect_timeout(),
             shutdown_grace: default_shutdown_grace(),
             tls: None,
@@ -294,6 +371,31 @@ impl MqttConfig {
         }
         if self.max_segment_count == 0 {
             errors.push("mqtt.max_segment_count: must be at least 1".into());
+        }
+        for (key, value) in [
+            ("max_sessions", self.max_sessions),
+            (
+                "max_subscriptions_per_client",
+                self.max_subscriptions_per_client,
+            ),
+            ("max_retained_messages", self.max_retained_messages),
+            ("max_queued_messages", self.max_queued_messages),
+        ] {
+            if value == 0 {
+                errors.push(format!("mqtt.{key}: must be at least 1"));
+            }
+        }
+        for (key, value) in [
+            ("max_retained_bytes", self.max_retained_bytes),
+            ("max_queued_bytes", self.max_queued_bytes),
+            ("max_queued_total_bytes", self.max_queued_total_bytes),
+        ] {
+            if value < self.max_payload_size {
+                errors.push(format!(
+                    "mqtt.{key}: must be at least mqtt.max_payload_size ({}), got {value}",
+                    self.max_payload_size
+                ));
+            }
         }
         if self.connect_timeout.is_zero() || self.connect_timeout > Duration::from_secs(65) {
             errors.push("mqtt.connect_timeout: must be between 1ms and 65s".into());

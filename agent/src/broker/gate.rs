@@ -34,6 +34,7 @@ use super::auth::{AuthOutcome, Authenticator};
 use super::client_ids::UpstreamIds;
 use super::codec::{self, CodecError, Frame, FrameReader, ProtocolLevel, ReadError, TopicAliases};
 use super::embedded::{Embedded, GATE_USER};
+use super::engine_state::EngineState;
 use super::flow::Flow;
 use super::gate_down::{DownEnd, broker_to_client};
 use super::gate_order::{Queued, Upstream, Withheld};
@@ -57,7 +58,10 @@ const STAND_IN_PING: Duration = Duration::from_secs(UPSTREAM_KEEP_ALIVE as u64 /
 #[derive(Debug)]
 pub(crate) struct Shared<S> {
     pub(crate) sink: S,
-    pub(crate) embedded: Embedded,
+    /// The embedded rumqttd (`mqtt.engine = "rumqttd"`).
+    pub(crate) embedded: Option<Embedded>,
+    /// Ferry's own engine (`mqtt.engine = "ferry"`).
+    pub(crate) engine: Option<Arc<EngineState>>,
     pub(crate) auth: Authenticator,
     pub(crate) max_packet: usize,
     pub(crate) max_inflight: usize,
@@ -82,7 +86,8 @@ impl<S> Shared<S> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         sink: S,
-        embedded: Embedded,
+        embedded: Option<Embedded>,
+        engine: Option<Arc<EngineState>>,
         auth: Authenticator,
         max_packet: usize,
         max_inflight: usize,
@@ -95,6 +100,7 @@ impl<S> Shared<S> {
         Shared {
             sink,
             embedded,
+            engine,
             auth,
             max_packet,
             max_inflight,
@@ -113,8 +119,62 @@ impl<S> Shared<S> {
         }
     }
 
+    /// Hands `message` (a PUBLISH of `packet_len` bytes) to the sink on its
+    /// own task, once the connection has one of its `permits` (at most
+    /// `mqtt.max_inflight` commits per connection) and there is room under
+    /// `mqtt.max_inflight_bytes`; until then the caller, and so the reading
+    /// of its connection, waits (backpressure). The receiver resolves with
+    /// the commit's outcome.
+    pub(super) async fn commit(
+        &self,
+        permits: &Arc<Semaphore>,
+        packet_len: usize,
+        message: Message,
+    ) -> Result<oneshot::Receiver<Accepted>, UpEnd>
+    where
+        S: IngestSink,
+    {
+        let permit = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => return Err(UpEnd::Shutdown),
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return Err(UpEnd::Closed),
+            },
+        };
+        let bytes = u32::try_from(packet_len)
+            .unwrap_or(u32::MAX)
+            .min(self.inflight_bytes_max);
+        let budget = match self.inflight_bytes.clone().try_acquire_many_owned(bytes) {
+            Ok(p) => p,
+            Err(_) => {
+                counter!(m::INFLIGHT_BYTES_WAITS).increment(1);
+                tokio::select! {
+                    biased;
+                    _ = self.shutdown.cancelled() => return Err(UpEnd::Shutdown),
+                    p = self.inflight_bytes.clone().acquire_many_owned(bytes) => match p {
+                        Ok(p) => p,
+                        Err(_) => return Err(UpEnd::Closed),
+                    },
+                }
+            }
+        };
+        gauge!(m::INFLIGHT_BYTES).increment(f64::from(bytes));
+        let (tx, rx) = oneshot::channel();
+        let sink = self.sink.clone();
+        self.tracker
+            .spawn(crate::supervise::in_component("gate", async move {
+                let accepted = sink.ingest(message).await;
+                drop(permit);
+                drop(budget);
+                gauge!(m::INFLIGHT_BYTES).decrement(f64::from(bytes));
+                let _ = tx.send(accepted);
+            }));
+        Ok(rx)
+    }
+
     /// Logs a malformed packet at debug, and at warn at most every 10 s.
-    fn malformed(&self, peer: SocketAddr, error: &dyn std::fmt::Display) {
+    pub(super) fn malformed(&self, peer: SocketAddr, error: &dyn std::fmt::Display) {
         counter!(m::MALFORMED_PACKETS).increment(1);
         tracing::debug!(%peer, %error, "malformed packet, closing connection");
         let now = self.started.elapsed().as_secs() + 10;
@@ -228,13 +288,13 @@ impl Drop for ConnGuard {
     }
 }
 
-fn refuse(reason: &'static str) {
+pub(super) fn refuse(reason: &'static str) {
     counter!(m::CONNECTIONS_REFUSED, "reason" => reason).increment(1);
 }
 
 /// Refuses a connection under `reason` with a CONNACK carrying `code`, then
 /// closes it.
-async fn refuse_with<W: AsyncWrite + Unpin>(
+pub(super) async fn refuse_with<W: AsyncWrite + Unpin>(
     client: &mut W,
     reason: &'static str,
     v5: bool,
@@ -290,9 +350,9 @@ where
     } else {
         (connect, info)
     };
-    let (v5, upstream) = match info.level {
-        ProtocolLevel::V4 => (false, ctx.embedded.v4),
-        ProtocolLevel::V5 => (true, ctx.embedded.v5),
+    let v5 = match info.level {
+        ProtocolLevel::V4 => false,
+        ProtocolLevel::V5 => true,
         ProtocolLevel::V3 | ProtocolLevel::Other(_) => {
             tracing::debug!(%peer, level = ?info.level, "unsupported protocol level");
             // 0x01: unacceptable protocol version (3.1 and 3.1.1).
@@ -315,6 +375,23 @@ where
             return refuse_with(&mut client_w, "auth", v5, code).await;
         }
     }
+    let embedded = match (&ctx.engine, &ctx.embedded) {
+        (Some(_), _) => {
+            return super::direct::serve(client_r, &mut client_w, &connect, v5, v31, peer, &ctx)
+                .await;
+        }
+        (None, Some(embedded)) => embedded.clone(),
+        (None, None) => {
+            return refuse_with(
+                &mut client_w,
+                "unavailable",
+                v5,
+                if v5 { 0x88 } else { 0x03 },
+            )
+            .await;
+        }
+    };
+    let upstream = if v5 { embedded.v5 } else { embedded.v4 };
     // rumqttd refuses keep alive 0; it gets the longest instead, and the
     // gate pings it while the client is silent (`client_to_broker`).
     let connect = if info.keep_alive == 0 {
@@ -326,7 +403,7 @@ where
         connect
     };
     // rumqttd takes only the gate's login (see `embedded`).
-    let upstream_connect = codec::with_login(&connect, &info, GATE_USER, &ctx.embedded.password)
+    let upstream_connect = codec::with_login(&connect, &info, GATE_USER, &embedded.password)
         .and_then(|frame| codec::parse_connect(&frame).map(|info| (frame, info)));
     let (connect, upstream_info) = match upstream_connect {
         Ok(pair) => pair,
@@ -610,35 +687,6 @@ async fn on_publish<S: IngestSink>(
             _ => {}
         }
     }
-    let permit = tokio::select! {
-        biased;
-        _ = ctx.shutdown.cancelled() => return Err(UpEnd::Shutdown),
-        p = conn.permits.clone().acquire_owned() => match p {
-            Ok(p) => p,
-            Err(_) => return Err(UpEnd::Closed),
-        },
-    };
-    // Room under mqtt.max_inflight_bytes; while there is none, this
-    // connection is not read (backpressure), others whose commits finish
-    // make room.
-    let bytes = u32::try_from(frame.bytes.len())
-        .unwrap_or(u32::MAX)
-        .min(ctx.inflight_bytes_max);
-    let budget = match ctx.inflight_bytes.clone().try_acquire_many_owned(bytes) {
-        Ok(p) => p,
-        Err(_) => {
-            counter!(m::INFLIGHT_BYTES_WAITS).increment(1);
-            tokio::select! {
-                biased;
-                _ = ctx.shutdown.cancelled() => return Err(UpEnd::Shutdown),
-                p = ctx.inflight_bytes.clone().acquire_many_owned(bytes) => match p {
-                    Ok(p) => p,
-                    Err(_) => return Err(UpEnd::Closed),
-                },
-            }
-        }
-    };
-    gauge!(m::INFLIGHT_BYTES).increment(f64::from(bytes));
     let qos = QoS::from_u8(publish.qos).unwrap_or(QoS::AtMostOnce);
     let message = Message {
         topic: publish.topic,
@@ -648,16 +696,9 @@ async fn on_publish<S: IngestSink>(
             client_id: conn.client_id.clone(),
         },
     };
-    let (tx, rx) = oneshot::channel();
-    let sink = ctx.sink.clone();
-    ctx.tracker
-        .spawn(crate::supervise::in_component("gate", async move {
-            let accepted = sink.ingest(message).await;
-            drop(permit);
-            drop(budget);
-            gauge!(m::INFLIGHT_BYTES).decrement(f64::from(bytes));
-            let _ = tx.send(accepted);
-        }));
+    let rx = ctx
+        .commit(&conn.permits, frame.bytes.len(), message)
+        .await?;
     match publish.qos {
         0 => Ok(Publish::Forward),
         2 => {

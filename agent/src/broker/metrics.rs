@@ -40,3 +40,24 @@ pub const INFLIGHT_BYTES_WAITS: &str = "ferry_broker_inflight_bytes_waits_total"
 /// Counter: packets from the broker dropped because they exceed the
 /// client's MQTT 5 Maximum Packet Size (QoS 1/2 completed in its place).
 pub const OVERSIZED_DROPPED: &str = "ferry_broker_oversized_dropped_total";
+/// Gauge (`mqtt.engine = "ferry"`): sessions held, connected or kept for a
+/// client that is away (bounded by `mqtt.max_sessions`).
+pub const SESSIONS: &str = "ferry_broker_sessions";
+/// Gauge: subscriptions held, all sessions.
+pub const SUBSCRIPTIONS: &str = "ferry_broker_subscriptions";
+/// Gauge: retained messages held (`mqtt.max_retained_messages`).
+pub const RETAINED_MESSAGES: &str = "ferry_broker_retained_messages";
+/// Gauge: bytes of the retained messages held (`mqtt.max_retained_bytes`).
+pub const RETAINED_BYTES: &str = "ferry_broker_retained_bytes";
+/// Gauge: bytes of deliveries queued for subscribers, all sessions
+/// (`mqtt.max_queued_total_bytes`).
+pub const QUEUED_BYTES: &str = "ferry_broker_queued_bytes";
+/// Counter: deliveries to subscribers dropped at a queue bound
+/// (`mqtt.max_queued_messages`, `max_queued_bytes`, `max_queued_total_bytes`)
+/// or, QoS 0, for a client that is away.
+pub const DELIVERIES_DROPPED: &str = "ferry_broker_deliveries_dropped_total";
+/// Counter: deliveries whose MQTT 5 message expiry passed before they went out.
+pub const DELIVERIES_EXPIRED: &str = "ferry_broker_deliveries_expired_total";
+/// Counter: retained publishes refused by `mqtt.max_retained_messages` or
+/// `mqtt.max_retained_bytes` (MQTT 5: PUBACK/PUBREC 0x97).
+pub const RETAINED_REFUSED: &str = "ferry_broker_retained_refused_total";

@@ -113,8 +113,10 @@ mod auth;
 mod client_ids;
 mod codec;
 pub mod config;
+mod direct;
 mod embedded;
 pub mod engine;
+mod engine_state;
 mod flow;
 mod gate;
 mod gate_down;
@@ -137,7 +139,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::config::{
-    MqttAuthConfig, MqttConfig, MqttTlsConfig, UpstreamConfig, UpstreamTlsConfig,
+    BrokerEngine, MqttAuthConfig, MqttConfig, MqttTlsConfig, UpstreamConfig, UpstreamTlsConfig,
 };
 use crate::ingest::IngestSink;
 
@@ -165,7 +167,7 @@ pub struct BrokerHandle {
     connections: Arc<AtomicUsize>,
     max_connections: usize,
     probes: Vec<probe::ProbeTarget>,
-    embedded: [SocketAddr; 2],
+    embedded: Option<[SocketAddr; 2]>,
 }
 
 impl BrokerHandle {
@@ -179,10 +181,10 @@ impl BrokerHandle {
         self.tls_local_addr
     }
 
-    /// The embedded rumqttd's loopback listeners (MQTT 3.1.1, then 5).
-    /// They take only the gate's per-process login: a client connecting to
-    /// them directly is refused.
-    pub fn embedded_listeners(&self) -> [SocketAddr; 2] {
+    /// The embedded rumqttd's loopback listeners (MQTT 3.1.1, then 5), with
+    /// `mqtt.engine = "rumqttd"`. They take only the gate's per-process
+    /// login: a client connecting to them directly is refused.
+    pub fn embedded_listeners(&self) -> Option<[SocketAddr; 2]> {
         self.embedded
     }
 
@@ -244,13 +246,23 @@ pub async fn run<S: IngestSink>(
         .as_ref()
         .map(|_| Arc::new(rand::random::<[u8; 32]>()));
     let probe_password = probe_secret.as_ref().map(|s| probe::hex(s.as_ref()));
-    let embedded = embedded::start(&config).await?;
-    let embedded_listeners = [embedded.v4, embedded.v5];
+    let (embedded, engine) = match config.engine {
+        config::BrokerEngine::Rumqttd => (Some(embedded::start(&config).await?), None),
+        config::BrokerEngine::Ferry => {
+            let state = Arc::new(engine_state::EngineState::new(engine_state::limits(
+                &config,
+            )));
+            tracker.spawn(state.clone().run_ticks(shutdown.clone()));
+            (None, Some(state))
+        }
+    };
+    let embedded_listeners = embedded.as_ref().map(|e| [e.v4, e.v5]);
 
     let hard_stop = CancellationToken::new();
     let ctx = Arc::new(gate::Shared::new(
         sink.clone(),
         embedded,
+        engine,
         auth::Authenticator::new(config.auth.as_ref(), probe_password.as_deref()),
         usize::try_from(config.max_payload_size.as_u64()).unwrap_or(usize::MAX),
         config.max_inflight,

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_agent::broker::{self, BrokerHandle, MqttConfig};
+use ferry_agent::broker::{self, BrokerEngine, BrokerHandle, MqttConfig};
 use ferry_agent::ingest::{Accepted, IngestSink, Message};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -113,12 +113,24 @@ pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> b
     }
 }
 
-/// A config listening on 127.0.0.1 port 0.
+/// A config listening on 127.0.0.1 port 0, on the engine that
+/// `FERRY_TEST_MQTT_ENGINE` names (`rumqttd`, the default, or `ferry`):
+/// scripts/test.sh runs the broker tests once with each.
 pub fn test_config() -> MqttConfig {
     MqttConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         shutdown_grace: Duration::from_secs(2),
+        engine: test_engine(),
         ..MqttConfig::default()
+    }
+}
+
+/// The engine these tests run against; see [`test_config`].
+pub fn test_engine() -> BrokerEngine {
+    match std::env::var("FERRY_TEST_MQTT_ENGINE").as_deref() {
+        Ok("ferry") => BrokerEngine::Ferry,
+        Ok("rumqttd") | Err(_) => BrokerEngine::Rumqttd,
+        Ok(other) => panic!("FERRY_TEST_MQTT_ENGINE={other:?}: use rumqttd or ferry"),
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::retained::{RetainError, Retained};
-use super::session::{Limits, Message, Send};
+use super::session::{Limits, Message, QueueBudget, Send};
 use super::sessions::{
     Connect, ConnectError, Connected, ConnectionId, Disconnected, Ended, Expiry, Sessions,
 };
@@ -38,6 +38,8 @@ use super::topic::Filter;
 #[derive(Debug, Clone, Copy)]
 pub struct EngineLimits {
     pub queue: Limits,
+    /// Bytes queued across all sessions (`mqtt.max_queued_total_bytes`).
+    pub max_queued_total_bytes: usize,
     pub max_sessions: usize,
     pub max_subscriptions_per_client: usize,
     pub max_retained_messages: usize,
@@ -49,6 +51,9 @@ pub struct EngineLimits {
 pub enum Ack {
     Puback,
     Pubrec,
+    /// A PUBREC with a failure reason code (MQTT 5 §4.3.3): the QoS 2
+    /// exchange ends there, without PUBREL.
+    PubrecFailed,
     Pubcomp,
 }
 
@@ -66,7 +71,11 @@ pub struct Engine {
 impl Engine {
     pub fn new(limits: EngineLimits) -> Self {
         Engine {
-            sessions: Sessions::new(limits.queue, limits.max_sessions),
+            sessions: Sessions::with_budget(
+                limits.queue,
+                limits.max_sessions,
+                QueueBudget::new(limits.max_queued_total_bytes),
+            ),
             subscriptions: Subscriptions::new(limits.max_subscriptions_per_client),
             retained: Retained::new(limits.max_retained_messages, limits.max_retained_bytes),
         }
@@ -190,8 +199,14 @@ impl Engine {
         match ack {
             Ack::Puback => outbox.puback(id),
             Ack::Pubrec => outbox.pubrec(id),
+            Ack::PubrecFailed => outbox.pubrec_failed(id),
             Ack::Pubcomp => outbox.pubcomp(id),
         }
+    }
+
+    /// Bytes queued in all sessions' outboxes (`mqtt.max_queued_total_bytes`).
+    pub fn queued_bytes(&self) -> usize {
+        self.sessions.budget().used()
     }
 
     fn publish_wills(&mut self, wills: &[Arc<Message>]) -> Woken {

@@ -21,6 +21,7 @@ fn engine() -> Engine {
             max_queued_bytes: 1 << 20,
             max_inflight: 100,
         },
+        max_queued_total_bytes: 1 << 20,
         max_sessions: 10,
         max_subscriptions_per_client: 10,
         max_retained_messages: 10,
@@ -460,6 +461,7 @@ fn a_retained_message_past_the_bound_is_refused_and_not_delivered() {
             max_queued_bytes: 1 << 20,
             max_inflight: 100,
         },
+        max_queued_total_bytes: 1 << 20,
         max_sessions: 2,
         max_subscriptions_per_client: 10,
         max_retained_messages: 1,
@@ -483,4 +485,47 @@ fn a_retained_message_past_the_bound_is_refused_and_not_delivered() {
         now,
     );
     assert_eq!(third.err(), Some(ConnectError::Quota(2)));
+}
+
+#[test]
+fn the_queues_of_all_sessions_share_one_budget_given_back_as_they_drain_or_end() {
+    let now = Instant::now();
+    // Each session could queue 1 MiB; all together only 3 messages' worth.
+    let one = msg("p", "t", 1, false, "0123456789").bytes();
+    let mut e = Engine::new(EngineLimits {
+        queue: Limits {
+            max_queued: 100,
+            max_queued_bytes: 1 << 20,
+            max_inflight: 100,
+        },
+        max_queued_total_bytes: 3 * one,
+        max_sessions: 10,
+        max_subscriptions_per_client: 10,
+        max_retained_messages: 10,
+        max_retained_bytes: 1 << 20,
+    });
+    let a = connect(&mut e, "a", false, Expiry::Never, now);
+    let b = connect(&mut e, "b", false, Expiry::Never, now);
+    sub(&mut e, "a", "t", qos(1), now);
+    sub(&mut e, "b", "t", qos(1), now);
+    e.publish(msg("p", "t", 1, false, "0123456789"))
+        .expect("publish");
+    e.publish(msg("p", "t", 1, false, "0123456789"))
+        .expect("publish");
+    // Four deliveries asked for, three fit.
+    assert_eq!(e.sessions.budget().used(), 3 * one);
+    let queued = |e: &mut Engine, c| e.sessions.outbox(c).map_or(0, |o| o.queued());
+    assert_eq!(queued(&mut e, "a") + queued(&mut e, "b"), 3);
+    // Written out, the bytes come back.
+    assert_eq!(e.ready("a", a, now).len(), 2);
+    assert_eq!(e.sessions.budget().used(), one);
+    // A session that ends gives back what it still had queued.
+    e.disconnect(
+        "b",
+        b,
+        Ended::Normal,
+        Some(Expiry::After(Duration::ZERO)),
+        now,
+    );
+    assert_eq!(e.sessions.budget().used(), 0);
 }

@@ -24,6 +24,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -67,6 +68,64 @@ pub struct Limits {
     /// QoS 1/2 deliveries written and unacknowledged, whatever Receive
     /// Maximum the client asks for.
     pub max_inflight: u16,
+}
+
+/// The bytes queued in every session's outbox together, against one bound
+/// (`mqtt.max_queued_total_bytes`): per-session bounds times the number of
+/// sessions is no bound for a gateway. Shared by the outboxes of one
+/// engine; a delivery that would pass it is dropped like one past the
+/// session's own bound.
+#[derive(Debug, Clone)]
+pub struct QueueBudget {
+    used: Arc<AtomicUsize>,
+    max: usize,
+    /// Deliveries dropped at a bound and expired before they went out, in
+    /// every outbox ever (for the broker's counters).
+    dropped: Arc<AtomicU64>,
+    expired: Arc<AtomicU64>,
+}
+
+impl QueueBudget {
+    pub fn new(max: usize) -> Self {
+        QueueBudget {
+            used: Arc::new(AtomicUsize::new(0)),
+            max,
+            dropped: Arc::default(),
+            expired: Arc::default(),
+        }
+    }
+
+    /// Deliveries dropped at a bound (or QoS 0 for an offline client), all
+    /// outboxes, ever.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries that expired before they went out, all outboxes, ever.
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued now, all sessions together.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|n| *n <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, bytes: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(bytes))
+            });
+    }
 }
 
 /// One PUBLISH (or PUBREL) to write to the client.
@@ -140,6 +199,7 @@ pub struct Outbox {
     receive_maximum: u16,
     queue: VecDeque<Queued>,
     queued_bytes: usize,
+    budget: QueueBudget,
     /// By packet id: the stage, the order the PUBLISH first went out in
     /// (a sequence number), and what was written.
     inflight: BTreeMap<u16, (Stage, u64, Outgoing)>,
@@ -154,7 +214,13 @@ pub struct Outbox {
 impl Outbox {
     /// An empty outbox for a client online now with this Receive Maximum.
     pub fn new(limits: Limits, receive_maximum: u16) -> Self {
+        Self::with_budget(limits, receive_maximum, QueueBudget::new(usize::MAX))
+    }
+
+    /// An empty outbox whose queue also counts against `budget`.
+    pub fn with_budget(limits: Limits, receive_maximum: u16, budget: QueueBudget) -> Self {
         Outbox {
+            budget,
             limits,
             receive_maximum: receive_maximum.clamp(1, limits.max_inflight.max(1)),
             queue: VecDeque::new(),
@@ -179,14 +245,15 @@ impl Outbox {
     ) -> Pushed {
         let qos = message.qos.min(granted);
         if qos == 0 && !self.online {
-            self.dropped += 1;
+            self.note_dropped(1);
             return Pushed::DroppedOffline;
         }
         let bytes = message.bytes();
         if self.queue.len() >= self.limits.max_queued
             || self.queued_bytes + bytes > self.limits.max_queued_bytes
+            || !self.budget.take(bytes)
         {
-            self.dropped += 1;
+            self.note_dropped(1);
             return Pushed::DroppedFull;
         }
         self.queued_bytes += bytes;
@@ -215,8 +282,9 @@ impl Outbox {
                 continue;
             }
             self.queued_bytes -= q.message.bytes();
+            self.budget.give(q.message.bytes());
             let Some(expiry_left) = left(&q.message, now) else {
-                self.expired += 1;
+                self.note_expired();
                 continue;
             };
             let packet_id = (q.qos > 0).then(|| self.allocate());
@@ -291,8 +359,10 @@ impl Outbox {
         let before = self.queue.len();
         self.queue.retain(|q| q.qos > 0);
         let gone = before - self.queue.len();
-        self.dropped += gone as u64;
-        self.queued_bytes = self.queue.iter().map(|q| q.message.bytes()).sum();
+        self.note_dropped(gone as u64);
+        let kept: usize = self.queue.iter().map(|q| q.message.bytes()).sum();
+        self.budget.give(self.queued_bytes - kept);
+        self.queued_bytes = kept;
     }
 
     /// The client reconnected to this session with `receive_maximum`:
@@ -323,7 +393,7 @@ impl Outbox {
                     })),
                     None => {
                         self.inflight.remove(&id);
-                        self.expired += 1;
+                        self.note_expired();
                     }
                 },
             }
@@ -356,6 +426,21 @@ impl Outbox {
             .sum()
     }
 
+    fn note_dropped(&mut self, n: u64) {
+        self.dropped += n;
+        self.budget.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn note_expired(&mut self) {
+        self.expired += 1;
+        self.budget.expired.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The shared budget this outbox's queue counts against.
+    pub fn budget(&self) -> &QueueBudget {
+        &self.budget
+    }
+
     /// The next free packet id (1..=65,535, skipping those in flight; the
     /// window is at most 65,535, so one is always free when called).
     fn allocate(&mut self) -> u16 {
@@ -366,5 +451,12 @@ impl Outbox {
                 return id;
             }
         }
+    }
+}
+
+impl Drop for Outbox {
+    /// A session that ends gives its queue's bytes back to the budget.
+    fn drop(&mut self) {
+        self.budget.give(self.queued_bytes);
     }
 }

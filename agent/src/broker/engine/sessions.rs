@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::session::{Limits, Message, Outbox, Send};
+use super::session::{Limits, Message, Outbox, QueueBudget, Send};
 
 /// A connection's identity, given by [`Sessions::connect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,6 +156,7 @@ struct Session {
 pub struct Sessions {
     sessions: HashMap<Arc<str>, Session>,
     limits: Limits,
+    budget: QueueBudget,
     max_sessions: usize,
     next_connection: u64,
 }
@@ -171,9 +172,15 @@ pub struct Due {
 
 impl Sessions {
     pub fn new(limits: Limits, max_sessions: usize) -> Self {
+        Self::with_budget(limits, max_sessions, QueueBudget::new(usize::MAX))
+    }
+
+    /// A session table whose outboxes' queues share `budget`.
+    pub fn with_budget(limits: Limits, max_sessions: usize, budget: QueueBudget) -> Self {
         Sessions {
             sessions: HashMap::new(),
             limits,
+            budget,
             max_sessions,
             next_connection: 1,
         }
@@ -225,7 +232,11 @@ impl Sessions {
                 self.sessions.insert(
                     c.client.clone(),
                     Session {
-                        outbox: Outbox::new(self.limits, c.receive_maximum),
+                        outbox: Outbox::with_budget(
+                            self.limits,
+                            c.receive_maximum,
+                            self.budget.clone(),
+                        ),
                         expiry: c.expiry,
                         connection: Some(connection),
                         will: c.will,
@@ -342,6 +353,11 @@ impl Sessions {
     }
 
     /// Sessions held, connected or not.
+    /// The queues' shared budget.
+    pub fn budget(&self) -> &QueueBudget {
+        &self.budget
+    }
+
     pub fn len(&self) -> usize {
         self.sessions.len()
     }
