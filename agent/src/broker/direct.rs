@@ -458,6 +458,7 @@ impl<S: IngestSink> Conn<'_, S> {
                 return Err(End::Refused(0x81));
             }
         };
+        tracing::trace!(peer = %self.peer, client_id = %self.client, packet = packet.packet_type_name(), "received");
         match packet {
             Packet::Publish(p) => self.on_publish(p, frame.bytes.len(), out).await,
             Packet::PubAck(a) => self.on_ack(Ack::Puback, a.packet_id, out),
