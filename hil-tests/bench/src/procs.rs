@@ -251,6 +251,19 @@ pub fn start_agent(
     uplink_extra: &str,
     extra: &str,
 ) -> Agent {
+    start_agent_with(dir, hub_url, token, uplink_extra, extra, "")
+}
+
+/// [`start_agent`] with `mqtt_extra` added to its `[mqtt]` table (such as
+/// `engine = "ferry"`).
+pub fn start_agent_with(
+    dir: &Path,
+    hub_url: &str,
+    token: Option<&str>,
+    uplink_extra: &str,
+    extra: &str,
+    mqtt_extra: &str,
+) -> Agent {
     let mqtt = free_port();
     let http = free_port();
     let config = dir.join("agent.toml");
@@ -260,7 +273,7 @@ pub fn start_agent(
     std::fs::write(
         &config,
         format!(
-            "[agent]\nid = \"bench-gw\"\ndata_dir = \"{}\"\n[mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\nmax_payload_size = \"1 MiB\"\n\
+            "[agent]\nid = \"bench-gw\"\ndata_dir = \"{}\"\n[mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\nmax_payload_size = \"1 MiB\"\n{mqtt_extra}\n\
              [uplink]\nhub_url = \"{hub_url}\"\n{token}{uplink_extra}\n[http]\nlisten = \"127.0.0.1:{http}\"\n[log]\nlevel = \"warn,rumqttd=off\"\n{extra}",
             dir.join("agent").display()
         ),

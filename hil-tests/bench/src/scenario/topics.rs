@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::{BENCH_ROUTE, NO_HUB};
 use crate::load::topics;
-use crate::procs::{rss_kib, start_agent, start_mosquitto};
+use crate::procs::{rss_kib, start_agent_with, start_mosquitto};
 use crate::report::{Comparison, Section};
 use crate::scale::Scale;
 use crate::stats::Unit;
@@ -49,27 +49,35 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     );
     let (mut distinct, mut one, mut mosq) = (Vec::new(), Vec::new(), Vec::new());
     let (mut distinct_after, mut mosq_after) = (Vec::new(), Vec::new());
+    let (mut engine, mut engine_after) = (Vec::new(), Vec::new());
     let mut details = Vec::new();
     for run in 0..scale.runs {
         let rdir = dir.join(format!("run{run}"));
         std::fs::create_dir_all(&rdir).expect("run dir");
         let mut row = serde_json::Map::new();
-        for (label, spread) in [("distinct", true), ("one_topic", false)] {
+        for (label, spread, mqtt) in [
+            ("distinct", true, ""),
+            ("engine_distinct", true, "engine = \"ferry\""),
+            ("one_topic", false, ""),
+        ] {
             let sub = rdir.join(label);
             std::fs::create_dir_all(&sub).expect("dir");
-            let agent = start_agent(&sub, NO_HUB.0, None, NO_HUB.1, BENCH_ROUTE);
+            let agent = start_agent_with(&sub, NO_HUB.0, None, NO_HUB.1, BENCH_ROUTE, mqtt);
             let (before, grew, acked) = growth(agent.peer.id(), || {
                 topics(agent.mqtt, CLIENTS, n, PAYLOAD, spread, "temp").messages
             });
             assert_eq!(acked, n as u64, "the agent acknowledged every message");
             eprintln!(
-                "  run {}: agent, {n} messages to {} topic(s): RSS {:.1} → {:.1} MiB",
+                "  run {}: agent ({label}), {n} messages to {} topic(s): RSS {:.1} → {:.1} MiB",
                 run + 1,
                 if spread { n } else { 1 },
                 before / 1024.0,
                 (before + grew) / 1024.0
             );
-            if spread {
+            if !mqtt.is_empty() {
+                engine.push(grew);
+                engine_after.push(before + grew);
+            } else if spread {
                 distinct.push(grew);
                 distinct_after.push(before + grew);
             } else {
@@ -104,15 +112,30 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     // Mosquitto keeps nothing for a topic without subscribers or a retained
     // message, so its growth is about zero: compare the resident sizes.
     s.compare(Comparison::new(
-        format!("RSS after {n} distinct topics"),
+        format!("RSS after {n} distinct topics (rumqttd)"),
         Unit::KiB,
         &distinct_after,
         "Mosquitto",
         &mosq_after,
     ));
+    s.compare(Comparison::new(
+        format!("RSS after {n} distinct topics (engine)"),
+        Unit::KiB,
+        &engine_after,
+        "Mosquitto",
+        &mosq_after,
+    ));
+    s.compare(Comparison::new(
+        format!("RSS growth after {n} messages to {n} distinct topics (engine)"),
+        Unit::KiB,
+        &engine,
+        "the agent on rumqttd, the same load",
+        &distinct,
+    ));
     s.note(format!(
-        "Growth: the agent {:.1} MiB (median), Mosquitto {:.1} MiB.",
+        "Growth: the agent on rumqttd {:.1} MiB (median), on Ferry's engine {:.1} MiB, Mosquitto {:.1} MiB.",
         crate::stats::Stats::of(&distinct).median / 1024.0,
+        crate::stats::Stats::of(&engine).median / 1024.0,
         crate::stats::Stats::of(&mosq).median / 1024.0
     ));
     s.compare(Comparison::new(
