@@ -19,10 +19,10 @@ log "cargo test (workspace, doc tests)"
 cargo test --workspace --locked --doc 2>&1 | tee -a "$out"
 log "cargo test (workspace, all targets)"
 cargo test --workspace --locked --all-targets 2>&1 | tee -a "$out"
-# The broker's tests once more on Ferry's own engine (mqtt.engine = "ferry",
-# decision 0023); the run above used the default, rumqttd.
-log "cargo test (broker tests on mqtt.engine = \"ferry\")"
-FERRY_TEST_MQTT_ENGINE=ferry cargo test -p ferry-agent --locked \
+# The broker's tests once more on the fallback engine (mqtt.engine =
+# "rumqttd", decision 0023); the run above used the default, Ferry's own.
+log "cargo test (broker tests on mqtt.engine = \"rumqttd\")"
+FERRY_TEST_MQTT_ENGINE=rumqttd cargo test -p ferry-agent --locked \
   --test broker_ack_gate --test broker_mosquitto --test broker_memory 2>&1 | tee -a "$out"
 
 # The benchmark runner at --quick scale: every scenario end to end against

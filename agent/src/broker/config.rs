@@ -51,9 +51,10 @@ pub struct MqttConfig {
     /// rumqttd: segments kept per topic log.
     #[serde(default = "default_max_segment_count")]
     pub max_segment_count: usize,
-    /// Which broker serves the connections behind the gate: `rumqttd` (the
-    /// embedded rumqttd, over loopback) or `ferry` (Ferry's own engine,
-    /// in-process; decision 0023). The keys below up to `connect_timeout`
+    /// Which broker serves the connections behind the gate: `ferry`
+    /// (Ferry's own engine, in-process; decision 0023; the default) or
+    /// `rumqttd` (the embedded rumqttd over loopback, the fallback for one
+    /// release). The keys below up to `connect_timeout`
     /// bound the `ferry` engine; the `max_outgoing_*`/`max_segment_*` keys
     /// bound rumqttd.
     #[serde(default)]
@@ -110,10 +111,11 @@ pub struct MqttConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BrokerEngine {
-    /// The embedded rumqttd behind a loopback hop (decision 0009).
-    #[default]
+    /// The embedded rumqttd behind a loopback hop (decision 0009); kept
+    /// for one release as a fallback, then removed (decision 0023).
     Rumqttd,
-    /// Ferry's own engine (decision 0023).
+    /// Ferry's own engine (decision 0023), the default.
+    #[default]
     Ferry,
 }
 

@@ -26,7 +26,25 @@ max_inflight = 100
 # together (at least max_payload_size). At the bound the gate stops reading
 # from publishing clients until commits finish.
 max_inflight_bytes = "16.0 MiB"
-# Broker memory bounds (per distinct topic: segment size x segment count).
+# The broker: "ferry" (Ferry's own engine, in-process) or "rumqttd" (the
+# embedded rumqttd behind a loopback hop; a fallback for one release).
+engine = "ferry"
+# The engine's memory bounds. Sessions held, connected or kept for a client
+# that is away (MQTT 5 session expiry, 3.1.1 clean session 0):
+max_sessions = 10000
+max_subscriptions_per_client = 1000
+# Retained messages, all topics together; past either bound a retained
+# publish gets 0x97 (MQTT 5) and is neither kept nor delivered.
+max_retained_messages = 10000
+max_retained_bytes = "16.0 MiB"
+# Deliveries queued for one subscriber (away, slow, or its window full),
+# and for all of them together; past a bound new deliveries are dropped and
+# counted (ferry_broker_deliveries_dropped_total).
+max_queued_messages = 1000
+max_queued_bytes = "4.0 MiB"
+max_queued_total_bytes = "64.0 MiB"
+# rumqttd's bounds (engine = "rumqttd" only; per distinct topic: segment
+# size x segment count).
 max_outgoing_packet_count = 200
 max_segment_size = "64.0 KiB"
 max_segment_count = 2

@@ -114,7 +114,7 @@ pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> b
 }
 
 /// A config listening on 127.0.0.1 port 0, on the engine that
-/// `FERRY_TEST_MQTT_ENGINE` names (`rumqttd`, the default, or `ferry`):
+/// `FERRY_TEST_MQTT_ENGINE` names (`ferry`, the default, or `rumqttd`):
 /// scripts/test.sh runs the broker tests once with each.
 pub fn test_config() -> MqttConfig {
     MqttConfig {
@@ -128,8 +128,8 @@ pub fn test_config() -> MqttConfig {
 /// The engine these tests run against; see [`test_config`].
 pub fn test_engine() -> BrokerEngine {
     match std::env::var("FERRY_TEST_MQTT_ENGINE").as_deref() {
-        Ok("ferry") => BrokerEngine::Ferry,
-        Ok("rumqttd") | Err(_) => BrokerEngine::Rumqttd,
+        Ok("ferry") | Err(_) => BrokerEngine::Ferry,
+        Ok("rumqttd") => BrokerEngine::Rumqttd,
         Ok(other) => panic!("FERRY_TEST_MQTT_ENGINE={other:?}: use rumqttd or ferry"),
     }
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{BENCH_ROUTE, NO_HUB};
 use crate::load::{Outcome, burst};
-use crate::procs::{cpu_secs, rss_kib, start_agent, start_agent_with, start_mosquitto};
+use crate::procs::{cpu_secs, rss_kib, start_agent_with, start_mosquitto};
 use crate::report::{Comparison, Section};
 use crate::scale::Scale;
 use crate::stats::{Unit, percentile};
@@ -37,8 +37,8 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         "{clients} publisher connections (rumqttc, {} in flight each) × {per} messages per case, the same load against each broker, \
          the brokers interleaved case by case, {} run(s). `ferry-agent`: one JSON route, the hub unreachable (it only buffers); \
          every QoS 1 PUBACK waits for the fsynced SQLite commit; `ferry-agent` is the embedded rumqttd behind the gate \
-         (`mqtt.engine = \"rumqttd\"`, the default), `ferry-agent-engine` Ferry's own engine (`mqtt.engine = \"ferry\"`, \
-         decision 0023). CPU per message is the broker process's user + system time over the case, divided by the \
+         (`mqtt.engine = \"rumqttd\"`, the fallback), `ferry-agent-engine` Ferry's own engine (`mqtt.engine = \"ferry\"`, \
+         the default since decision 0023). CPU per message is the broker process's user + system time over the case, divided by the \
          messages. Mosquitto {}: no persistence (baseline), and `persistence true` \
          with `autosave_interval 1` + `autosave_on_changes` (it snapshots; it never fsyncs before a PUBACK). \
          QoS 0 rates stop the clock when a closing QoS 1 publish on each connection is acknowledged (the broker has read \
@@ -50,7 +50,14 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     );
     let (mut mosq, mosq_port) = start_mosquitto(dir, false);
     let (mut mosq_p, mosq_p_port) = start_mosquitto(dir, true);
-    let agent = start_agent(dir, NO_HUB.0, None, NO_HUB.1, BENCH_ROUTE);
+    let agent = start_agent_with(
+        dir,
+        NO_HUB.0,
+        None,
+        NO_HUB.1,
+        BENCH_ROUTE,
+        "engine = \"rumqttd\"",
+    );
     let engine_dir = dir.join("engine");
     std::fs::create_dir_all(&engine_dir).expect("engine dir");
     let engine = start_agent_with(

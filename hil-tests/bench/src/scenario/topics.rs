@@ -56,9 +56,9 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         std::fs::create_dir_all(&rdir).expect("run dir");
         let mut row = serde_json::Map::new();
         for (label, spread, mqtt) in [
-            ("distinct", true, ""),
+            ("distinct", true, "engine = \"rumqttd\""),
             ("engine_distinct", true, "engine = \"ferry\""),
-            ("one_topic", false, ""),
+            ("one_topic", false, "engine = \"rumqttd\""),
         ] {
             let sub = rdir.join(label);
             std::fs::create_dir_all(&sub).expect("dir");
@@ -74,7 +74,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
                 before / 1024.0,
                 (before + grew) / 1024.0
             );
-            if !mqtt.is_empty() {
+            if label == "engine_distinct" {
                 engine.push(grew);
                 engine_after.push(before + grew);
             } else if spread {
