@@ -7,7 +7,9 @@
 //! Maximum Packet Size, shared subscriptions) against Mosquitto and against
 //! ferry-agent on its own broker engine (`mqtt.engine = "ferry"`). Each
 //! feature's observation must equal Mosquitto's and what the MQTT
-//! specification requires.
+//! specification requires; where Mosquitto 2.0 departs from the
+//! specification (the DISCONNECT 0x8E of a takeover), the script records
+//! what it does, and the agent must follow the specification.
 
 use std::process::Command;
 
@@ -65,10 +67,13 @@ fn mqtt_features_like_mosquitto() {
     let mut differences = Vec::new();
     for (feature, result) in features {
         let (observed, expected) = (&result["observed"], &result["expected"]);
+        // Where Mosquitto departs from the specification the script says
+        // what it does instead; the agent follows the specification.
         let mosquitto = &peer[feature]["observed"];
-        if observed != expected || observed != mosquitto {
+        let mosquitto_expected = result.get("mosquitto").unwrap_or(expected);
+        if observed != expected || mosquitto != mosquitto_expected {
             differences.push(format!(
-                "{feature}: ferry-agent {observed}, Mosquitto {mosquitto}, the specification {expected}"
+                "{feature}: ferry-agent {observed}, Mosquitto {mosquitto}, the specification {expected}, Mosquitto expected {mosquitto_expected}"
             ));
         }
     }

@@ -1,6 +1,20 @@
 //! The embedded MQTT broker and its acknowledgement gate.
 //!
-//! # Why a gate
+//! # Two engines behind one gate
+//!
+//! The gate ([`listener`], [`gate`]) accepts every client connection: TLS,
+//! the CONNECT check, `[mqtt.auth]`, `max_connections`. What serves the
+//! connection after that is `mqtt.engine`:
+//!
+//! * `ferry` (the default, decision 0023): the connection task in
+//!   [`direct`] decodes packets with `mqtt5-protocol`, commits each PUBLISH
+//!   before it publishes it to Ferry's own [`engine`] and acknowledges it,
+//!   and writes what the engine releases for the client. No loopback hop;
+//!   memory bounded by the `[mqtt]` keys (see docs/agent.md).
+//! * `rumqttd` (the fallback for one release, decision 0009): everything
+//!   below, the embedded rumqttd behind a loopback hop.
+//!
+//! # Why a gate (the rumqttd fallback)
 //!
 //! Ferry promises that *accepted means durable*: a publisher must not see
 //! the PUBACK (QoS 1) or PUBREC (QoS 2) for a reading before the reading is

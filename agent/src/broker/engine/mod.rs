@@ -44,8 +44,9 @@
 //! - [`wire`]: MQTT 3.1.1 and 5 packets (decoded and encoded by
 //!   `mqtt5-protocol`) to and from the engine's types.
 //!
-//! The wiring into the gate follows (decision 0023, "Steps"); until then
-//! the agent's connections are still served by rumqttd.
+//! The gate's connection tasks drive it ([`super::direct`], around one
+//! shared [`super::engine_state::EngineState`]); it serves every connection
+//! unless `mqtt.engine = "rumqttd"` picks the fallback.
 
 pub mod broker;
 pub mod retained;
