@@ -292,3 +292,59 @@ async fn a_client_past_the_receive_maximum_it_was_given_is_disconnected() {
     assert_eq!(sink.count(), 2, "the third is not stored");
     broker.stop().await;
 }
+
+async fn read(s: &mut tokio::net::TcpStream, n: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(T, s.read_exact(&mut buf))
+        .await
+        .expect("in time")
+        .expect("read");
+    buf
+}
+
+/// QoS 2 is stored once across a reconnect: the packet ids whose PUBREC went
+/// out are session state, so a PUBLISH sent again on the next connection
+/// (its PUBREC was lost) is answered without a second commit, and its
+/// PUBREL completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos2_is_stored_once_across_a_reconnect() {
+    use tokio::io::AsyncWriteExt;
+    let sink = TestSink::new(Mode::Answer(Accepted::Stored));
+    let broker = start(engine_config(), sink.clone()).await;
+    // CONNECT v5, clean start 0, keep alive 60, session expiry 600, id "q2".
+    let connect = [
+        0x10, 20, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x00, 0, 60, 5, 0x11, 0, 0, 2, 0x58, 0, 2, b'q',
+        b'2',
+    ];
+    let mut s = tokio::net::TcpStream::connect(broker.addr())
+        .await
+        .expect("connect");
+    s.write_all(&connect).await.expect("write");
+    let head = read(&mut s, 2).await;
+    assert_eq!(head[0], 0x20);
+    read(&mut s, usize::from(head[1])).await;
+    // PUBLISH QoS 2, topic "t", id 1, no properties, payload "p".
+    s.write_all(&[0x34, 7, 0, 1, b't', 0, 1, 0, b'p'])
+        .await
+        .expect("write");
+    assert_eq!(read(&mut s, 4).await, [0x50, 2, 0, 1], "PUBREC 1");
+    drop(s); // the client never saw it
+
+    let mut s = tokio::net::TcpStream::connect(broker.addr())
+        .await
+        .expect("connect");
+    s.write_all(&connect).await.expect("write");
+    let head = read(&mut s, 2).await;
+    let connack = read(&mut s, usize::from(head[1])).await;
+    assert_eq!(connack[0], 1, "session present: {connack:?}");
+    // The same PUBLISH again, DUP set.
+    s.write_all(&[0x3C, 7, 0, 1, b't', 0, 1, 0, b'p'])
+        .await
+        .expect("write");
+    assert_eq!(read(&mut s, 4).await, [0x50, 2, 0, 1], "PUBREC 1 again");
+    s.write_all(&[0x62, 2, 0, 1]).await.expect("write");
+    assert_eq!(read(&mut s, 4).await, [0x70, 2, 0, 1], "PUBCOMP 1, found");
+    assert_eq!(sink.count(), 1, "stored once");
+    broker.stop().await;
+}

@@ -20,13 +20,17 @@
 //! - **Order.** Commits run concurrently (at most `mqtt.max_inflight` per
 //!   connection; then the client is not read), and settle in the order
 //!   the client sent them, so acks and local deliveries keep its order.
-//! - **QoS 2** is stored once: a DUP of a packet id whose PUBREC went out
-//!   is answered PUBREC again without a second commit.
+//! - **QoS 2** is stored once: the packet ids whose PUBREC went out are
+//!   session state, so a PUBLISH sent again, on this connection or on the
+//!   next one of a kept session, is answered PUBREC without a second
+//!   commit.
 //! - **Deliveries** are written as the engine releases them (the client's
 //!   Receive Maximum, the expiry left, subscription identifiers); one
 //!   larger than the client's Maximum Packet Size is dropped and completed.
 //! - **Keep alive**: a client silent for 1.5 × its keep alive is closed
-//!   (MQTT 5: 0x8D) and its will published; 0 means none.
+//!   (MQTT 5: 0x8D) and its will published; 0 means none. A client that
+//!   takes no bytes for as long (at least 30 s; 300 s without keep alive)
+//!   is closed too.
 //! - **Takeover**: a newer connection with the same client id closes this
 //!   one (MQTT 5: 0x8E).
 //! - **Shutdown**: stop reading, settle what is pending (acks go out), then
@@ -65,6 +69,13 @@ use crate::ingest::{self, Accepted, IngestSink, QoS, RejectReason, Source};
 /// The Topic Alias Maximum clients are given (Mosquitto's default): at
 /// most this many topics per connection are remembered.
 const TOPIC_ALIAS_MAX: u16 = 10;
+
+/// The shortest time a client may take no bytes before it is taken for gone
+/// (with keep alive, 1.5 x its keep alive when longer).
+const MIN_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The same for a client without keep alive.
+const WRITE_TIMEOUT_NO_KEEP_ALIVE: Duration = Duration::from_secs(300);
 
 /// How a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +127,6 @@ struct Conn<'a, S> {
     max_out: Option<usize>,
     aliases: HashMap<u16, Arc<str>>,
     pending: VecDeque<Pending>,
-    /// QoS 2 packet ids whose PUBREC went out, until their PUBREL.
-    awaiting_rel: HashSet<u16>,
     permits: Arc<Semaphore>,
     /// The engine knows the connection ended (a DISCONNECT it judged).
     told: bool,
@@ -153,6 +162,10 @@ pub(crate) async fn serve<S, R, W>(
         tracing::debug!(%peer, topic = %will.topic, "invalid will topic");
         // 0x90: topic name invalid; 3.1.1 has no code for it.
         return refuse_with(writer, "will", v5, if v5 { 0x90 } else { 0x02 }).await;
+    }
+    if v5 && packet.properties.get_authentication_method().is_some() {
+        // No enhanced authentication methods (MQTT 5 §4.12): 0x8C.
+        return refuse_with(writer, "auth", true, 0x8C).await;
     }
     let assigned = packet.client_id.is_empty();
     if assigned && !v5 && !packet.clean_start {
@@ -198,7 +211,6 @@ pub(crate) async fn serve<S, R, W>(
             .and_then(|n| usize::try_from(n).ok()),
         aliases: HashMap::new(),
         pending: VecDeque::new(),
-        awaiting_rel: HashSet::new(),
         permits: Arc::new(Semaphore::new(ctx.max_inflight)),
         told: false,
     };
@@ -214,18 +226,25 @@ pub(crate) async fn serve<S, R, W>(
     // What a resumed session had in flight goes out first, in order.
     conn.write_sends(&mut out, registration.connected.resend);
     conn.flush_ready(&mut out);
-    if write(writer, &mut out, ctx).await.is_err() {
+    let keep_alive =
+        (packet.keep_alive > 0).then(|| Duration::from_millis(u64::from(packet.keep_alive) * 1500));
+    // A client that takes no bytes for this long is gone, as one that
+    // sends none for 1.5 x its keep alive is.
+    let stuck = keep_alive.map_or(WRITE_TIMEOUT_NO_KEEP_ALIVE, |k| k.max(MIN_WRITE_TIMEOUT));
+    if write(writer, &mut out, ctx, stuck).await.is_err() {
         conn.end(End::Closed);
         return;
     }
     tracing::debug!(%peer, client_id = %conn.client, v5, "client connected (engine)");
 
-    let keep_alive =
-        (packet.keep_alive > 0).then(|| Duration::from_millis(u64::from(packet.keep_alive) * 1500));
     let mut last_read = tokio::time::Instant::now();
     let mut shutting_down = false;
     let end = loop {
         let reading = !shutting_down && conn.pending.len() < ctx.max_inflight;
+        if !reading {
+            // While the connection is not read, its silence is not its own.
+            last_read = tokio::time::Instant::now();
+        }
         let idle = keep_alive.map_or_else(tokio::time::Instant::now, |k| last_read + k);
         let step = tokio::select! {
             biased;
@@ -239,10 +258,6 @@ pub(crate) async fn serve<S, R, W>(
             _ = registration.notify.notified() => {
                 conn.flush_ready(&mut out);
                 Ok(())
-            }
-            _ = tokio::time::sleep_until(idle), if keep_alive.is_some() && !shutting_down => {
-                tracing::debug!(%peer, client_id = %conn.client, "keep alive expired");
-                Err(End::Refused(0x8D))
             }
             r = reader.next(), if reading => {
                 last_read = tokio::time::Instant::now();
@@ -262,13 +277,18 @@ pub(crate) async fn serve<S, R, W>(
                     }
                 }
             }
+            // After the reader: a packet already in the socket counts.
+            _ = tokio::time::sleep_until(idle), if keep_alive.is_some() && reading => {
+                tracing::debug!(%peer, client_id = %conn.client, "keep alive expired");
+                Err(End::Refused(0x8D))
+            }
         };
         let step = match step {
             Ok(()) if shutting_down && conn.pending.is_empty() => Err(End::Shutdown),
             other => other,
         };
         // What was answered goes out before the connection ends.
-        if !out.is_empty() && write(writer, &mut out, ctx).await.is_err() {
+        if !out.is_empty() && write(writer, &mut out, ctx, stuck).await.is_err() {
             break End::Closed;
         }
         if let Err(end) = step {
@@ -286,9 +306,12 @@ pub(crate) async fn serve<S, R, W>(
     if let (Some(code), true) = (reason, v5) {
         out.clear();
         out.extend_from_slice(&codec::disconnect_v5(code));
-        let _ = write(writer, &mut out, ctx).await;
+        let _ = write(writer, &mut out, ctx, stuck).await;
     }
     conn.end(end);
+    if ctx.hard_stop.is_cancelled() {
+        return;
+    }
     // Half-close, then let the client read what was sent and close its side
     // (a close with unread input would reset the connection).
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -298,11 +321,13 @@ pub(crate) async fn serve<S, R, W>(
     .await;
 }
 
-/// Writes and clears `out`; gives up when the grace period is over.
+/// Writes and clears `out`; gives up when the grace period is over, or
+/// when the client has taken nothing for `stuck`.
 async fn write<W: AsyncWrite + Unpin, S>(
     writer: &mut W,
     out: &mut BytesMut,
     ctx: &Shared<S>,
+    stuck: Duration,
 ) -> std::io::Result<()> {
     let r = tokio::select! {
         r = async {
@@ -310,19 +335,16 @@ async fn write<W: AsyncWrite + Unpin, S>(
             writer.flush().await
         } => r,
         _ = ctx.hard_stop.cancelled() => Err(std::io::ErrorKind::TimedOut.into()),
+        _ = tokio::time::sleep(stuck) => Err(std::io::ErrorKind::TimedOut.into()),
     };
     out.clear();
     r
 }
 
-impl<S: IngestSink> Conn<'_, S> {
-    fn v5(&self) -> bool {
-        self.level == 5
-    }
-
-    /// Tells the engine how the connection ended.
-    fn end(&self, end: End) {
-        if self.told {
+impl<S> Conn<'_, S> {
+    /// Tells the engine how the connection ended, once.
+    fn end(&mut self, end: End) {
+        if std::mem::replace(&mut self.told, true) {
             return;
         }
         let how = match end {
@@ -333,6 +355,25 @@ impl<S: IngestSink> Conn<'_, S> {
         };
         self.state
             .disconnect(&self.client, self.connection, how, None);
+    }
+
+    /// Runs `f` on the session's QoS 2 ids awaiting PUBREL.
+    fn qos2<T>(&self, f: impl FnOnce(&mut HashSet<u16>) -> T) -> Option<T> {
+        self.state.incoming_qos2(&self.client, self.connection, f)
+    }
+}
+
+impl<S> Drop for Conn<'_, S> {
+    /// However the task ends (a panic, or dropped at shutdown), the engine
+    /// hears of it: the session goes offline and the will goes out.
+    fn drop(&mut self) {
+        self.end(End::Closed);
+    }
+}
+
+impl<S: IngestSink> Conn<'_, S> {
+    fn v5(&self) -> bool {
+        self.level == 5
     }
 
     /// The oldest pending commit's outcome (never, with none pending).
@@ -360,18 +401,7 @@ impl<S: IngestSink> Conn<'_, S> {
             codec::PUBREC
         };
         let reason = match outcome {
-            Ok(Accepted::Stored | Accepted::Unrouted) => {
-                match self.state.publish(p.message) {
-                    Ok(()) => None,
-                    Err(e) => {
-                        counter!(m::RETAINED_REFUSED).increment(1);
-                        tracing::debug!(peer = %self.peer, error = %e, "retained message refused");
-                        // Stored in the buffer all the same; only MQTT 5
-                        // can say the retained part failed.
-                        self.v5().then_some(0x97)
-                    }
-                }
-            }
+            Ok(Accepted::Stored | Accepted::Unrouted) => self.publish(p.message),
             Ok(Accepted::Rejected(why)) => {
                 let code = match why {
                     RejectReason::Full => 0x97,
@@ -396,12 +426,36 @@ impl<S: IngestSink> Conn<'_, S> {
             None => {
                 out.extend_from_slice(&codec::ack(ack_type, p.id));
                 if p.qos == 2 {
-                    self.awaiting_rel.insert(p.id);
+                    self.qos2(|ids| ids.insert(p.id));
                 }
             }
             Some(code) => out.extend_from_slice(&codec::ack_with_reason(ack_type, p.id, code)),
         }
         Ok(())
+    }
+
+    /// Publishes a stored message to the engine; the reason code for its
+    /// acknowledgement when its retained part was refused (MQTT 5: 0x97,
+    /// and nobody gets it, so that 0x97 means nothing happened). MQTT 3.1.1
+    /// has no code for it: its subscribers get it, it is not retained.
+    fn publish(&self, message: Arc<Message>) -> Option<u8> {
+        let e = match self.state.publish(message.clone()) {
+            Ok(()) => return None,
+            Err(e) => e,
+        };
+        counter!(m::RETAINED_REFUSED).increment(1);
+        tracing::debug!(peer = %self.peer, error = %e, "retained message refused");
+        if self.v5() {
+            return Some(0x97);
+        }
+        let plain = Arc::new(Message {
+            retain: false,
+            ..(*message).clone()
+        });
+        if let Err(e) = self.state.publish(plain) {
+            tracing::debug!(peer = %self.peer, error = %e, "not delivered");
+        }
+        None
     }
 
     /// Writes what the engine has for this connection, completing the
@@ -481,7 +535,7 @@ impl<S: IngestSink> Conn<'_, S> {
             Packet::PubComp(a) => self.on_ack(Ack::Pubcomp, a.packet_id, out),
             Packet::PubRel(r) => {
                 let id = r.packet_id;
-                if self.awaiting_rel.remove(&id) || !self.v5() {
+                if self.qos2(|ids| ids.remove(&id)).unwrap_or(false) || !self.v5() {
                     out.extend_from_slice(&codec::ack(codec::PUBCOMP, id));
                 } else {
                     out.extend_from_slice(&codec::ack_with_reason(codec::PUBCOMP, id, 0x92));
@@ -547,7 +601,7 @@ impl<S: IngestSink> Conn<'_, S> {
         counter!(m::PUBLISHES_RECEIVED, "qos" => ["0", "1", "2"][usize::from(qos.min(2))])
             .increment(1);
         let id = p.packet_id.unwrap_or(0);
-        if qos == 2 && self.awaiting_rel.contains(&id) {
+        if qos == 2 && self.qos2(|ids| ids.contains(&id)).unwrap_or(false) {
             // Stored already; its PUBREC was lost.
             counter!(m::DUPLICATES_IGNORED).increment(1);
             out.extend_from_slice(&codec::ack(codec::PUBREC, id));
@@ -557,11 +611,10 @@ impl<S: IngestSink> Conn<'_, S> {
             counter!(m::DUPLICATES_IGNORED).increment(1);
             return Ok(());
         }
-        if qos > 0
-            && self.v5()
-            && self.pending.len() + self.awaiting_rel.len() >= self.ctx.max_inflight
-        {
-            // More unacknowledged QoS 1/2 than the Receive Maximum we gave.
+        let unreleased = self.qos2(|ids| ids.len()).unwrap_or(0);
+        if qos > 0 && self.pending.len() + unreleased >= self.ctx.max_inflight {
+            // More unacknowledged QoS 1/2 than the Receive Maximum we gave
+            // (MQTT 3.1.1 has no code for it: the connection just closes).
             return Err(End::Refused(0x93));
         }
         let message = Arc::new(wire::message(
@@ -578,12 +631,16 @@ impl<S: IngestSink> Conn<'_, S> {
                 client_id: self.client.to_string(),
             },
         };
-        let rx = self.ctx.commit(&self.permits, len, sink_message).await?;
+        let rx = match self.ctx.commit(&self.permits, len, sink_message).await {
+            Ok(rx) => rx,
+            // Shutting down while it waited for room: it is not taken (nor
+            // acknowledged, so the client sends it again); the loop settles
+            // what is pending.
+            Err(UpEnd::Shutdown) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         if qos == 0 {
-            if let Err(e) = self.state.publish(message) {
-                counter!(m::RETAINED_REFUSED).increment(1);
-                tracing::debug!(peer = %self.peer, error = %e, "retained message refused");
-            }
+            self.publish(message);
             return Ok(());
         }
         self.pending.push_back(Pending {
@@ -654,10 +711,12 @@ impl<S: IngestSink> Conn<'_, S> {
     }
 
     fn on_disconnect(&mut self, d: &DisconnectPacket) -> End {
-        let how = if d.reason_code == ReasonCode::DisconnectWithWillMessage {
-            Ended::WithWill
-        } else {
+        // Only a normal disconnection (0x00) drops the will (MQTT 5
+        // §3.1.2.5); 0x04 and every error code publish it.
+        let how = if d.reason_code == ReasonCode::Success {
             Ended::Normal
+        } else {
+            Ended::WithWill
         };
         let expiry = d.properties.get_session_expiry_interval().map(|s| match s {
             u32::MAX => Expiry::Never,

@@ -203,6 +203,21 @@ impl EngineState {
             .collect()
     }
 
+    /// Runs `f` on the session's QoS 2 packet ids awaiting PUBREL (`None`:
+    /// the connection no longer has the session).
+    pub(crate) fn incoming_qos2<T>(
+        &self,
+        client: &str,
+        connection: ConnectionId,
+        f: impl FnOnce(&mut std::collections::HashSet<u16>) -> T,
+    ) -> Option<T> {
+        self.lock()
+            .engine
+            .sessions
+            .incoming_qos2(client, connection)
+            .map(f)
+    }
+
     /// Expired sessions and wills; updates the gauges and counters.
     pub(crate) fn tick(&self, now: Instant) {
         let mut inner = self.lock();

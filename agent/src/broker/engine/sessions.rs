@@ -29,7 +29,7 @@
 //! Calls a connection makes for its session name the [`ConnectionId`] it
 //! got: after a takeover, the older connection's calls find no session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -149,6 +149,10 @@ struct Session {
     ends_at: Option<Instant>,
     /// A will waiting for its delay (or for the session's end).
     pending_will: Option<(Instant, Arc<Message>)>,
+    /// QoS 2 packet ids from the client whose PUBREC went out, until their
+    /// PUBREL: session state (MQTT 5 §4.3.3), so that a PUBLISH sent again
+    /// after a reconnect is not stored a second time.
+    incoming_qos2: HashSet<u16>,
 }
 
 /// The session table; see the module docs.
@@ -242,6 +246,7 @@ impl Sessions {
                         will: c.will,
                         ends_at: None,
                         pending_will: None,
+                        incoming_qos2: HashSet::new(),
                     },
                 );
                 false
@@ -345,6 +350,19 @@ impl Sessions {
             .get_mut(client)
             .filter(|s| s.connection == Some(connection))
             .map(|s| &mut s.outbox)
+    }
+
+    /// The QoS 2 packet ids `client` sent whose PUBREL is awaited, if
+    /// `connection` serves it.
+    pub fn incoming_qos2(
+        &mut self,
+        client: &str,
+        connection: ConnectionId,
+    ) -> Option<&mut HashSet<u16>> {
+        self.sessions
+            .get_mut(client)
+            .filter(|s| s.connection == Some(connection))
+            .map(|s| &mut s.incoming_qos2)
     }
 
     /// The connection serving `client`, if it is connected.
