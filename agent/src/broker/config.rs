@@ -60,8 +60,10 @@ pub struct MqttConfig {
     #[serde(default)]
     pub engine: BrokerEngine,
     /// Sessions held at once, connected or kept for a client that is away
-    /// (MQTT 5 session expiry, MQTT 3.1.1 clean session 0). A CONNECT past
-    /// it is refused (MQTT 5: 0x97 quota exceeded; 3.1.1: 0x03).
+    /// (MQTT 5 session expiry, MQTT 3.1.1 clean session 0). At the bound
+    /// the kept session of a client that is away and that would end first
+    /// makes room; a CONNECT is refused (MQTT 5: 0x97 quota exceeded; 3.1.1:
+    /// 0x03) only when every session is connected.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
     /// Subscriptions one client may hold; more get SUBACK 0x97 (3.1.1: 0x80).

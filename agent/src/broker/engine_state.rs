@@ -107,6 +107,10 @@ impl EngineState {
         let client = c.client.clone();
         let mut inner = self.lock();
         let (connected, woken) = inner.engine.connect(c, now)?;
+        if let Some(evicted) = &connected.evicted {
+            counter!(m::SESSIONS_EVICTED).increment(1);
+            tracing::info!(client_id = %evicted, "kept session ended to make room (mqtt.max_sessions)");
+        }
         let notify = Arc::new(Notify::new());
         let kick = CancellationToken::new();
         let old = inner.conns.insert(

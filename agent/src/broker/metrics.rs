@@ -61,3 +61,6 @@ pub const DELIVERIES_EXPIRED: &str = "ferry_broker_deliveries_expired_total";
 /// Counter: retained publishes refused by `mqtt.max_retained_messages` or
 /// `mqtt.max_retained_bytes` (MQTT 5: PUBACK/PUBREC 0x97).
 pub const RETAINED_REFUSED: &str = "ferry_broker_retained_refused_total";
+/// Counter: kept sessions of clients that were away, ended to make room for
+/// a new client at `mqtt.max_sessions`.
+pub const SESSIONS_EVICTED: &str = "ferry_broker_sessions_evicted_total";

@@ -30,7 +30,9 @@ max_inflight_bytes = "16.0 MiB"
 # embedded rumqttd behind a loopback hop; a fallback for one release).
 engine = "ferry"
 # The engine's memory bounds. Sessions held, connected or kept for a client
-# that is away (MQTT 5 session expiry, 3.1.1 clean session 0):
+# that is away (MQTT 5 session expiry, 3.1.1 clean session 0); at the bound
+# the kept session ending first makes room, and a CONNECT is refused (0x97)
+# only when all are connected:
 max_sessions = 10000
 max_subscriptions_per_client = 1000
 # Retained messages, all topics together; past either bound a retained

@@ -92,6 +92,9 @@ impl Engine {
         if connected.discarded {
             self.subscriptions.remove_client(&client);
         }
+        if let Some(evicted) = &connected.evicted {
+            self.subscriptions.remove_client(evicted);
+        }
         let woken = self.publish_wills(&connected.wills);
         Ok((connected, woken))
     }

@@ -488,6 +488,81 @@ fn a_retained_message_past_the_bound_is_refused_and_not_delivered() {
 }
 
 #[test]
+fn at_the_session_bound_the_kept_session_ending_first_makes_room() {
+    let now = Instant::now();
+    let mut e = Engine::new(EngineLimits {
+        queue: Limits {
+            max_queued: 100,
+            max_queued_bytes: 1 << 20,
+            max_inflight: 100,
+        },
+        max_queued_total_bytes: 1 << 20,
+        max_sessions: 3,
+        max_subscriptions_per_client: 10,
+        max_retained_messages: 10,
+        max_retained_bytes: 1 << 20,
+    });
+    // "never" is kept for good, "soon" for 10 s, "busy" is connected.
+    for (id, expiry) in [
+        ("never", Expiry::Never),
+        ("soon", Expiry::After(Duration::from_secs(10))),
+        ("busy", KEEP),
+    ] {
+        let c = connect(&mut e, id, false, expiry, now);
+        sub(&mut e, id, "t", qos(1), now);
+        if id != "busy" {
+            e.disconnect(id, c, Ended::Normal, None, now);
+        }
+    }
+    let (connected, _) = e
+        .connect(
+            Connect {
+                client: "new".into(),
+                clean_start: true,
+                expiry: KEEP,
+                receive_maximum: 10,
+                will: None,
+            },
+            now,
+        )
+        .expect("room is made");
+    assert_eq!(connected.evicted.as_deref(), Some("soon"));
+    assert!(e.sessions.outbox("soon").is_none());
+    let subscribed: Vec<_> = e
+        .subscriptions
+        .deliveries("t", None)
+        .into_iter()
+        .map(|d| d.client.to_string())
+        .collect();
+    assert!(!subscribed.contains(&"soon".to_owned()), "{subscribed:?}");
+    // Next the session that never ends; then, all connected, a refusal.
+    let (connected, _) = e
+        .connect(
+            Connect {
+                client: "newer".into(),
+                clean_start: true,
+                expiry: KEEP,
+                receive_maximum: 10,
+                will: None,
+            },
+            now,
+        )
+        .expect("room is made");
+    assert_eq!(connected.evicted.as_deref(), Some("never"));
+    let refused = e.connect(
+        Connect {
+            client: "last".into(),
+            clean_start: true,
+            expiry: KEEP,
+            receive_maximum: 10,
+            will: None,
+        },
+        now,
+    );
+    assert_eq!(refused.err(), Some(ConnectError::Quota(3)));
+}
+
+#[test]
 fn the_queues_of_all_sessions_share_one_budget_given_back_as_they_drain_or_end() {
     let now = Instant::now();
     // Each session could queue 1 MiB; all together only 3 messages' worth.

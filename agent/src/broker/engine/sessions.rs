@@ -108,6 +108,9 @@ pub struct Connected {
     /// Whether the client id's old session ended here: its subscriptions
     /// are to be removed.
     pub discarded: bool,
+    /// Another client's kept session, ended to make room under
+    /// `max_sessions`: its subscriptions are to be removed.
+    pub evicted: Option<Arc<str>>,
 }
 
 /// Why a CONNECT is refused.
@@ -217,8 +220,28 @@ impl Sessions {
         if discarded {
             self.sessions.remove(&c.client);
         }
+        let mut evicted = None;
         if !self.sessions.contains_key(&c.client) && self.sessions.len() >= self.max_sessions {
-            return Err(ConnectError::Quota(self.sessions.len()));
+            // A kept session of a client that is away makes room: the one
+            // that would end first (sessions that never end last). Only
+            // when every session is connected is the CONNECT refused, so
+            // clients cycling through ids cannot lock others out.
+            let victim = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.connection.is_none())
+                .min_by_key(|(_, s)| (s.ends_at.is_none(), s.ends_at))
+                .map(|(client, _)| client.clone());
+            let Some(victim) = victim else {
+                return Err(ConnectError::Quota(self.sessions.len()));
+            };
+            if let Some(old) = self.sessions.remove(&victim)
+                && let Some((_, will)) = old.pending_will
+            {
+                // Its session ends here: a will waiting for its delay goes.
+                wills.push(will);
+            }
+            evicted = Some(victim);
         }
         let connection = ConnectionId(self.next_connection);
         self.next_connection += 1;
@@ -259,6 +282,7 @@ impl Sessions {
             wills,
             resend,
             discarded,
+            evicted,
         })
     }
 
