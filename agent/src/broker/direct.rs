@@ -254,7 +254,7 @@ pub(crate) async fn serve<S, R, W>(
                 shutting_down = true;
                 Ok(())
             }
-            r = conn.head() => conn.settle(r, &mut out),
+            r = conn.head() => conn.settle_ready(r.ok(), &mut out),
             _ = registration.notify.notified() => {
                 conn.flush_ready(&mut out);
                 Ok(())
@@ -384,13 +384,24 @@ impl<S: IngestSink> Conn<'_, S> {
         }
     }
 
-    /// The oldest pending commit resolved: publish and acknowledge, or
-    /// refuse.
-    fn settle(
-        &mut self,
-        outcome: Result<Accepted, oneshot::error::RecvError>,
-        out: &mut BytesMut,
-    ) -> Result<(), End> {
+    /// The oldest pending commit resolved: settles it and every commit
+    /// behind it that has resolved too (a group commit resolves many at
+    /// once), so their acks leave in one write.
+    fn settle_ready(&mut self, outcome: Option<Accepted>, out: &mut BytesMut) -> Result<(), End> {
+        self.settle(outcome, out)?;
+        while let Some(p) = self.pending.front_mut() {
+            match p.rx.try_recv() {
+                Ok(accepted) => self.settle(Some(accepted), out)?,
+                Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
+                Err(oneshot::error::TryRecvError::Closed) => self.settle(None, out)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The oldest pending commit resolved (`None`: its commit task is
+    /// gone): publish and acknowledge, or refuse.
+    fn settle(&mut self, outcome: Option<Accepted>, out: &mut BytesMut) -> Result<(), End> {
         let Some(p) = self.pending.pop_front() else {
             return Ok(());
         };
@@ -401,8 +412,8 @@ impl<S: IngestSink> Conn<'_, S> {
             codec::PUBREC
         };
         let reason = match outcome {
-            Ok(Accepted::Stored | Accepted::Unrouted) => self.publish(p.message),
-            Ok(Accepted::Rejected(why)) => {
+            Some(Accepted::Stored | Accepted::Unrouted) => self.publish(p.message),
+            Some(Accepted::Rejected(why)) => {
                 let code = match why {
                     RejectReason::Full => 0x97,
                     RejectReason::StorageError => 0x80,
@@ -420,7 +431,7 @@ impl<S: IngestSink> Conn<'_, S> {
                 return Ok(());
             }
             // The commit task is gone (the agent is stopping).
-            Err(_) => return Err(End::Block),
+            None => return Err(End::Block),
         };
         match reason {
             None => {

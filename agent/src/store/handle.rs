@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ferry_protocols::AgentId;
 use ferry_protocols::segment::SegmentSeq;
@@ -150,6 +151,7 @@ impl StoreHandle {
                 rows,
                 durable,
                 reply: None,
+                queued_at: Instant::now(),
             })
             .await
             .map_err(|_| RejectReason::ShuttingDown)?;
@@ -163,6 +165,7 @@ impl StoreHandle {
             rows,
             durable,
             reply: Some(reply),
+            queued_at: Instant::now(),
         })
         .await
         .map_err(|_| RejectReason::ShuttingDown)?;

@@ -27,6 +27,11 @@ pub(crate) enum Command {
         rows: Vec<Row>,
         durable: bool,
         reply: Option<Reply<Result<Appended, RejectReason>>>,
+        /// When the append was handed over: `commit_interval` counts from
+        /// here, so appends that queued while a commit ran have waited
+        /// already (under load a commit cycle is the longer of the window
+        /// and the commit, not their sum).
+        queued_at: Instant,
     },
     DeadLetter {
         letter: DeadLetter,
@@ -210,9 +215,10 @@ impl Writer {
                 rows,
                 durable: true,
                 reply,
+                queued_at,
             } => {
                 self.pending_rows += rows.len();
-                self.first_pending.get_or_insert_with(Instant::now);
+                self.first_pending.get_or_insert(queued_at);
                 self.pending.push(PendingAppend { rows, reply });
                 if self.pending_rows >= self.config.max_batch {
                     self.commit();
@@ -223,6 +229,7 @@ impl Writer {
                 rows,
                 durable: false,
                 reply,
+                ..
             } => {
                 if let Some(first) = rows.first() {
                     self.qos0_first_ns.get_or_insert(first.received_ns);
