@@ -75,7 +75,9 @@
 //! channel (`queue_capacity`; a full queue makes `append` wait:
 //! backpressure, never a silent drop). Durable appends are batched: the
 //! writer commits when `commit_interval` has passed since the first pending
-//! append, when `max_batch` readings are pending, or before any other
+//! append was handed to it (so an append that queued while a commit ran
+//! has waited already: under load a cycle is the longer of the window and
+//! the commit, not their sum), when `max_batch` readings are pending, or before any other
 //! command (so every command sees all earlier appends). QoS 0 readings wait
 //! in memory (at most `max_batch` of them) until `qos0_max_delay` has
 //! passed on the injected [`Clock`], or ride along with a durable commit.
