@@ -43,13 +43,13 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         "{CLIENTS} rumqttc connections publish one QoS 1 message of {PAYLOAD} bytes to each of {n} distinct topics \
          (`bench/dev-<i>/temp`), every PUBACK awaited; RSS from `/proc/<pid>/status` 1 s before and 1 s after, \
          {} run(s), a fresh process each. Baselines: Mosquitto (no persistence) under the same load, and the agent \
-         given {n} messages to one topic (the readings it buffers cost memory too; the difference is what the topics \
+         (on each engine) given {n} messages to one topic (the readings it buffers cost memory too; the difference is what the topics \
          cost). Target (issue \"MQTT broker\"): growth within 5 MiB.",
         scale.runs
     );
     let (mut distinct, mut one, mut mosq) = (Vec::new(), Vec::new(), Vec::new());
     let (mut distinct_after, mut mosq_after) = (Vec::new(), Vec::new());
-    let (mut engine, mut engine_after) = (Vec::new(), Vec::new());
+    let (mut engine, mut engine_after, mut engine_one) = (Vec::new(), Vec::new(), Vec::new());
     let mut details = Vec::new();
     for run in 0..scale.runs {
         let rdir = dir.join(format!("run{run}"));
@@ -59,6 +59,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
             ("distinct", true, "engine = \"rumqttd\""),
             ("engine_distinct", true, "engine = \"ferry\""),
             ("one_topic", false, "engine = \"rumqttd\""),
+            ("engine_one_topic", false, "engine = \"ferry\""),
         ] {
             let sub = rdir.join(label);
             std::fs::create_dir_all(&sub).expect("dir");
@@ -77,6 +78,8 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
             if label == "engine_distinct" {
                 engine.push(grew);
                 engine_after.push(before + grew);
+            } else if label == "engine_one_topic" {
+                engine_one.push(grew);
             } else if spread {
                 distinct.push(grew);
                 distinct_after.push(before + grew);
@@ -132,6 +135,13 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         "the agent on rumqttd, the same load",
         &distinct,
     ));
+    s.compare(Comparison::new(
+        format!("RSS growth after {n} messages to {n} distinct topics (engine, against one topic)"),
+        Unit::KiB,
+        &engine,
+        "the engine, the same messages to one topic",
+        &engine_one,
+    ));
     s.note(format!(
         "Growth: the agent on rumqttd {:.1} MiB (median), on Ferry's engine {:.1} MiB, Mosquitto {:.1} MiB.",
         crate::stats::Stats::of(&distinct).median / 1024.0,
@@ -139,7 +149,9 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         crate::stats::Stats::of(&mosq).median / 1024.0
     ));
     s.compare(Comparison::new(
-        format!("RSS growth after {n} messages to {n} distinct topics"),
+        format!(
+            "RSS growth after {n} messages to {n} distinct topics (rumqttd, against one topic)"
+        ),
         Unit::KiB,
         &distinct,
         "the agent, the same messages to one topic",
