@@ -14,8 +14,9 @@ use super::sessions::{Connect, ConnectError, Connected, ConnectionId, Ended, Exp
 use super::subscriptions::SubOptions;
 use super::topic::Filter;
 
-fn engine() -> Engine {
-    Engine::new(EngineLimits {
+/// The limits most tests run under; a test about one bound changes it.
+fn limits() -> EngineLimits {
+    EngineLimits {
         queue: Limits {
             max_queued: 100,
             max_queued_bytes: 1 << 20,
@@ -26,7 +27,11 @@ fn engine() -> Engine {
         max_subscriptions_per_client: 10,
         max_retained_messages: 10,
         max_retained_bytes: 1 << 20,
-    })
+    }
+}
+
+fn engine() -> Engine {
+    Engine::new(limits())
 }
 
 fn connect(e: &mut Engine, id: &str, clean: bool, expiry: Expiry, now: Instant) -> ConnectionId {
@@ -456,16 +461,9 @@ fn retained_messages_follow_retain_handling_and_live_ones_retain_as_published() 
 fn a_retained_message_past_the_bound_is_refused_and_not_delivered() {
     let now = Instant::now();
     let mut e = Engine::new(EngineLimits {
-        queue: Limits {
-            max_queued: 100,
-            max_queued_bytes: 1 << 20,
-            max_inflight: 100,
-        },
-        max_queued_total_bytes: 1 << 20,
         max_sessions: 2,
-        max_subscriptions_per_client: 10,
         max_retained_messages: 1,
-        max_retained_bytes: 1 << 20,
+        ..limits()
     });
     connect(&mut e, "s", true, KEEP, now);
     sub(&mut e, "s", "#", qos(1), now);
@@ -491,16 +489,8 @@ fn a_retained_message_past_the_bound_is_refused_and_not_delivered() {
 fn at_the_session_bound_the_kept_session_ending_first_makes_room() {
     let now = Instant::now();
     let mut e = Engine::new(EngineLimits {
-        queue: Limits {
-            max_queued: 100,
-            max_queued_bytes: 1 << 20,
-            max_inflight: 100,
-        },
-        max_queued_total_bytes: 1 << 20,
         max_sessions: 3,
-        max_subscriptions_per_client: 10,
-        max_retained_messages: 10,
-        max_retained_bytes: 1 << 20,
+        ..limits()
     });
     // "never" is kept for good, "soon" for 10 s, "busy" is connected.
     for (id, expiry) in [
@@ -568,16 +558,8 @@ fn the_queues_of_all_sessions_share_one_budget_given_back_as_they_drain_or_end()
     // Each session could queue 1 MiB; all together only 3 messages' worth.
     let one = msg("p", "t", 1, false, "0123456789").bytes();
     let mut e = Engine::new(EngineLimits {
-        queue: Limits {
-            max_queued: 100,
-            max_queued_bytes: 1 << 20,
-            max_inflight: 100,
-        },
         max_queued_total_bytes: 3 * one,
-        max_sessions: 10,
-        max_subscriptions_per_client: 10,
-        max_retained_messages: 10,
-        max_retained_bytes: 1 << 20,
+        ..limits()
     });
     let a = connect(&mut e, "a", false, Expiry::Never, now);
     let b = connect(&mut e, "b", false, Expiry::Never, now);
