@@ -3,7 +3,7 @@
 //!
 //! Start: metrics → buffer (integrity check, migrations) → segmenter →
 //! uplink → router + broker + upstream subscriptions → serial and Modbus
-//! sources → local HTTP.
+//! sources → local HTTP and the metrics upkeep.
 //!
 //! Stop (SIGTERM/SIGINT, or the `shutdown` token): the broker stops accepting
 //! and lets open connections finish their pending commits and acknowledgements
@@ -236,6 +236,17 @@ pub async fn start(
             })
         })
     });
+    tracker.spawn(in_component(
+        "metrics",
+        crate::metrics::upkeep(
+            {
+                let metrics = metrics.clone();
+                move || metrics.run_upkeep()
+            },
+            crate::metrics::UPKEEP_INTERVAL,
+            http_stop.clone(),
+        ),
+    ));
     let (http_addr, server) =
         http::bind(&config.http, metrics, status, health, http_stop.clone()).await?;
     tracing::info!(http = %http_addr, "local http listening");

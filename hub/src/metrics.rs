@@ -115,6 +115,25 @@ pub fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// How often recorded histogram samples are folded into their buckets
+/// (the Prometheus exporter's own default).
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every
+/// [`UPKEEP_INTERVAL`] until `stop`. The recorder keeps every sample until
+/// then (a scrape of `/metrics` does it too), so a hub that nobody scrapes
+/// would otherwise grow with every request and commit it times.
+pub async fn upkeep(handle: PrometheusHandle, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => handle.run_upkeep(),
+        }
+    }
+}
+
 /// Rows of import jobs, by `outcome` (`imported`, `rejected`).
 pub const IMPORT_ROWS: &str = "ferry_hub_import_rows_total";
 /// Bytes of files received for imports.

@@ -230,6 +230,9 @@ impl Hub {
                 .maintenance
                 .spawn(&maintenance_tracker, maintenance_shutdown.clone());
         }
+        if let Some(handle) = state.metrics.clone() {
+            maintenance_tracker.spawn(crate::metrics::upkeep(handle, maintenance_shutdown.clone()));
+        }
         state
             .audit
             .spawn(&maintenance_tracker, maintenance_shutdown.clone());
