@@ -44,12 +44,15 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
          (`bench/dev-<i>/temp`), every PUBACK awaited; RSS from `/proc/<pid>/status` 1 s before and 1 s after, \
          {} run(s), a fresh process each. Baselines: Mosquitto (no persistence) under the same load, and the agent \
          (on each engine) given {n} messages to one topic (the readings it buffers cost memory too; the difference is what the topics \
-         cost). Target (issue \"MQTT broker\"): growth within 5 MiB.",
+         cost). On the engine, a second round of {n} more distinct topics (`bench/dev-<i>/hum`) follows in the same \
+         process: what it adds is what the topics and messages cost once the pipeline is warm (bounded memory: about \
+         zero). Target (issue \"MQTT broker\"): growth within 5 MiB.",
         scale.runs
     );
     let (mut distinct, mut one, mut mosq) = (Vec::new(), Vec::new(), Vec::new());
     let (mut distinct_after, mut mosq_after) = (Vec::new(), Vec::new());
     let (mut engine, mut engine_after, mut engine_one) = (Vec::new(), Vec::new(), Vec::new());
+    let mut engine_second = Vec::new();
     let mut details = Vec::new();
     for run in 0..scale.runs {
         let rdir = dir.join(format!("run{run}"));
@@ -78,6 +81,21 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
             if label == "engine_distinct" {
                 engine.push(grew);
                 engine_after.push(before + grew);
+                let (again, more, acked) = growth(agent.peer.id(), || {
+                    topics(agent.mqtt, CLIENTS, n, PAYLOAD, spread, "hum").messages
+                });
+                assert_eq!(acked, n as u64, "the agent acknowledged every message");
+                eprintln!(
+                    "  run {}: agent ({label}), {n} more distinct topics: RSS {:.1} → {:.1} MiB",
+                    run + 1,
+                    again / 1024.0,
+                    (again + more) / 1024.0
+                );
+                engine_second.push(more);
+                row.insert(
+                    "agent_engine_second_round".to_owned(),
+                    json!({"rss_before_kib": again, "growth_kib": more}),
+                );
             } else if label == "engine_one_topic" {
                 engine_one.push(grew);
             } else if spread {
@@ -141,6 +159,13 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         &engine,
         "the engine, the same messages to one topic",
         &engine_one,
+    ));
+    s.compare(Comparison::new(
+        format!("RSS growth from {n} more distinct topics, same process (engine)"),
+        Unit::KiB,
+        &engine_second,
+        "the first round (from idle)",
+        &engine,
     ));
     s.note(format!(
         "Growth: the agent on rumqttd {:.1} MiB (median), on Ferry's engine {:.1} MiB, Mosquitto {:.1} MiB.",
