@@ -117,7 +117,7 @@ fn run(config: config::AgentConfig, lifecycle: Arc<supervise::Lifecycle>) -> any
         .thread_name("ferry-agent")
         .build()?;
     runtime.block_on(async {
-        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+        let metrics = ferry_agent::metrics::recorder()?.install_recorder()?;
         supervise::publish_lifecycle(&lifecycle.record());
         let shutdown = CancellationToken::new();
         let stall_timeout = config.supervisor.stall_timeout;

@@ -12,11 +12,38 @@ pub const UPLINK_RETRIES_TOTAL: &str = "ferry_agent_uplink_retries_total";
 pub const UPLINK_SECONDS: &str = "ferry_agent_uplink_seconds";
 pub const UPLINK_FAILOVERS_TOTAL: &str = "ferry_agent_uplink_failovers_total";
 
-/// How often recorded histogram samples are folded into their summaries
+/// Bucket bounds (seconds) of the agent's latency histograms: ack hold,
+/// commit, segment cut, upload.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Bucket bounds of `ferry_agent_store_commit_rows` (rows per commit).
+const ROWS_BUCKETS: [f64; 13] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
+];
+
+/// The agent's Prometheus recorder. Its histograms have fixed buckets, so
+/// each costs the same few bytes however many samples and whatever their
+/// range (the exporter's default, a summary, keeps a sketch that grows with
+/// the range of the values: 2.5 MB for the agent's five after 400,000
+/// messages, heaptrack).
+pub fn recorder()
+-> Result<metrics_exporter_prometheus::PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                crate::store::metrics::COMMIT_ROWS.to_owned(),
+            ),
+            &ROWS_BUCKETS,
+        )
+}
+
+/// How often recorded histogram samples are folded into their buckets
 /// (the Prometheus exporter's own default).
 pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Folds recorded histogram samples into their summaries every `interval`
+/// Folds recorded histogram samples into their buckets every `interval`
 /// ([`UPKEEP_INTERVAL`]) until `stop` (`run`: the recorder's `run_upkeep`).
 /// The recorder keeps every sample until then (a scrape of `/metrics` does
 /// it too): without this, an agent that nobody scrapes grows by about
@@ -43,6 +70,27 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    #[test]
+    fn histograms_have_buckets() {
+        let recorder = recorder().expect("recorder").build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::histogram!(crate::broker::metrics::ACK_HOLD_SECONDS).record(0.004);
+            metrics::histogram!(crate::store::metrics::COMMIT_ROWS).record(150.0);
+        });
+        handle.run_upkeep();
+        let text = handle.render();
+        assert!(
+            text.contains("ferry_broker_ack_hold_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_agent_store_commit_rows_bucket{le=\"200\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("quantile"), "{text}");
+    }
 
     #[tokio::test]
     async fn upkeep_runs_every_interval_until_stopped() {
