@@ -7,6 +7,14 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use ferry_agent::{app, cli, config, supervise};
+
+/// musl's allocator leaves what the segment cuts free so fragmented that the
+/// agent's RSS climbs without end, so the static builds use mimalloc; glibc
+/// builds keep the system allocator, which holds less when idle
+/// (docs/decisions/0024-gateway-allocator.md).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
