@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use ferry_agent::{app, cli, config, supervise};
+use tokio_util::sync::CancellationToken;
 
 /// musl's allocator leaves what the segment cuts free so fragmented that the
 /// agent's RSS climbs without end, so the static builds use mimalloc; glibc
@@ -15,7 +16,6 @@ use ferry_agent::{app, cli, config, supervise};
 #[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -1,5 +1,7 @@
-//! Metric names of the agent's routing and uplink. (The broker and the store
-//! name theirs in `broker::metrics` and `store::metrics`.)
+//! Metric names of the agent's routing and uplink (the broker and the store
+//! name theirs in `broker::metrics` and `store::metrics`), the Prometheus
+//! recorder with its histogram buckets, and the upkeep that drains the
+//! recorded samples every 5 s.
 
 pub const ROUTE_READINGS_TOTAL: &str = "ferry_agent_route_readings_total";
 pub const ROUTE_DECODE_ERRORS_TOTAL: &str = "ferry_agent_route_decode_errors_total";
