@@ -67,30 +67,28 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
             let sub = rdir.join(label);
             std::fs::create_dir_all(&sub).expect("dir");
             let agent = start_agent_with(&sub, NO_HUB.0, None, NO_HUB.1, BENCH_ROUTE, mqtt);
-            let (before, grew, acked) = growth(agent.peer.id(), || {
-                topics(agent.mqtt, CLIENTS, n, PAYLOAD, spread, "temp").messages
-            });
-            assert_eq!(acked, n as u64, "the agent acknowledged every message");
-            eprintln!(
-                "  run {}: agent ({label}), {n} messages to {} topic(s): RSS {:.1} → {:.1} MiB",
-                run + 1,
-                if spread { n } else { 1 },
-                before / 1024.0,
-                (before + grew) / 1024.0
+            // One round: a QoS 1 message to each of n topics ending in `leaf`.
+            let round = |leaf: &str, what: &str| {
+                let (before, grew, acked) = growth(agent.peer.id(), || {
+                    topics(agent.mqtt, CLIENTS, n, PAYLOAD, spread, leaf).messages
+                });
+                assert_eq!(acked, n as u64, "the agent acknowledged every message");
+                eprintln!(
+                    "  run {}: agent ({label}), {what}: RSS {:.1} → {:.1} MiB",
+                    run + 1,
+                    before / 1024.0,
+                    (before + grew) / 1024.0
+                );
+                (before, grew)
+            };
+            let (before, grew) = round(
+                "temp",
+                &format!("{n} messages to {} topic(s)", if spread { n } else { 1 }),
             );
             if label == "engine_distinct" {
                 engine.push(grew);
                 engine_after.push(before + grew);
-                let (again, more, acked) = growth(agent.peer.id(), || {
-                    topics(agent.mqtt, CLIENTS, n, PAYLOAD, spread, "hum").messages
-                });
-                assert_eq!(acked, n as u64, "the agent acknowledged every message");
-                eprintln!(
-                    "  run {}: agent ({label}), {n} more distinct topics: RSS {:.1} → {:.1} MiB",
-                    run + 1,
-                    again / 1024.0,
-                    (again + more) / 1024.0
-                );
+                let (again, more) = round("hum", &format!("{n} more distinct topics"));
                 engine_second.push(more);
                 row.insert(
                     "agent_engine_second_round".to_owned(),
