@@ -22,7 +22,7 @@ use crate::config::AgentConfig;
 use crate::ingest::{Durability, Incoming, RejectReason};
 use crate::route::{Buffer, DeadLetter, Router};
 use crate::segmenter::Segmenter;
-use crate::store::{StoreHandle, SystemClock};
+use crate::store::{Committing, StoreHandle, SystemClock};
 use crate::supervise::{Lifecycle, Liveness, in_component, probes};
 use crate::uplink::{self, Backlog, HubClient, PendingSegment, SegmentQueue, UplinkStatus};
 use crate::{broker, http};
@@ -32,16 +32,18 @@ use crate::{broker, http};
 pub struct Buffered(pub StoreHandle);
 
 impl Buffer for Buffered {
+    type Committing = Committing;
+
     async fn append(
         &self,
         readings: Vec<Incoming>,
         durability: Durability,
-    ) -> Result<(), RejectReason> {
-        self.0.append(readings, durability).await.map(|_| ())
+    ) -> Result<Committing, RejectReason> {
+        self.0.queue_append(readings, durability).await
     }
 
-    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), RejectReason> {
-        self.0.append_dead_letter(letter).await
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<Committing, RejectReason> {
+        self.0.queue_dead_letter(letter).await
     }
 }
 

@@ -99,8 +99,23 @@ pub enum RejectReason {
 
 /// Where sources hand messages. Implemented by the router in front of the
 /// store; tests implement it with an in-memory recorder.
+///
+/// Taking a message has two steps, so that a connection can keep many in
+/// flight without a task for each: [`submit`](IngestSink::submit) routes,
+/// decodes and queues it (waiting while the buffer's queue is full), and
+/// the [`Outcome`](IngestSink::Outcome) it hands back settles once the
+/// message may be acknowledged (see the module docs). The write goes on
+/// whether or not the outcome is still held.
 pub trait IngestSink: Clone + Send + Sync + 'static {
-    /// Takes one message. The future resolves once the message may be
-    /// acknowledged to its sender (see the module docs).
-    fn ingest(&self, message: Message) -> impl Future<Output = Accepted> + Send;
+    /// A submitted message until its write settles. It does no work of its
+    /// own when polled, only waits.
+    type Outcome: Future<Output = Accepted> + Send + Unpin + 'static;
+
+    /// Takes one message; resolves once it is queued.
+    fn submit(&self, message: Message) -> impl Future<Output = Self::Outcome> + Send;
+
+    /// Takes one message; resolves once it may be acknowledged.
+    fn ingest(&self, message: Message) -> impl Future<Output = Accepted> + Send {
+        async move { self.submit(message).await.await }
+    }
 }

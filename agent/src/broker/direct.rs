@@ -38,10 +38,13 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use futures_util::FutureExt;
 use metrics::{counter, histogram};
 use mqtt5_protocol::packet::connack::ConnAckPacket;
 use mqtt5_protocol::packet::disconnect::DisconnectPacket;
@@ -52,7 +55,7 @@ use mqtt5_protocol::packet::unsuback::{UnsubAckPacket, UnsubAckReasonCode};
 use mqtt5_protocol::packet::unsubscribe::UnsubscribePacket;
 use mqtt5_protocol::{Packet, ReasonCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 
 use super::codec::{self, CodecError, Frame, FrameReader, ReadError};
 use super::engine::broker::Ack;
@@ -62,7 +65,7 @@ use super::engine::subscriptions::SubscribeError;
 use super::engine::topic::{Filter, check_name};
 use super::engine::wire;
 use super::engine_state::EngineState;
-use super::gate::{Shared, UpEnd, refuse_with};
+use super::gate::{Held, InFlight, Shared, UpEnd, refuse_with};
 use super::metrics as m;
 use crate::ingest::{self, Accepted, IngestSink, QoS, RejectReason, Source};
 
@@ -106,17 +109,16 @@ impl From<UpEnd> for End {
 }
 
 /// A PUBLISH whose commit is pending.
-#[derive(Debug)]
-struct Pending {
+struct Pending<O> {
     id: u16,
     qos: u8,
     message: Arc<Message>,
-    rx: oneshot::Receiver<Accepted>,
+    commit: InFlight<O>,
     since: Instant,
 }
 
 /// One connection's state; see the module docs.
-struct Conn<'a, S> {
+struct Conn<'a, S: IngestSink> {
     ctx: &'a Shared<S>,
     state: &'a EngineState,
     peer: SocketAddr,
@@ -126,7 +128,7 @@ struct Conn<'a, S> {
     /// The client's Maximum Packet Size (MQTT 5).
     max_out: Option<usize>,
     aliases: HashMap<u16, Arc<str>>,
-    pending: VecDeque<Pending>,
+    pending: VecDeque<Pending<S::Outcome>>,
     permits: Arc<Semaphore>,
     /// The engine knows the connection ended (a DISCONNECT it judged).
     told: bool,
@@ -254,7 +256,7 @@ pub(crate) async fn serve<S, R, W>(
                 shutting_down = true;
                 Ok(())
             }
-            r = conn.head() => conn.settle_ready(r.ok(), &mut out),
+            r = conn.head() => conn.settle_ready(r, &mut out),
             _ = registration.notify.notified() => {
                 conn.flush_ready(&mut out);
                 Ok(())
@@ -341,7 +343,7 @@ async fn write<W: AsyncWrite + Unpin, S>(
     r
 }
 
-impl<S> Conn<'_, S> {
+impl<S: IngestSink> Conn<'_, S> {
     /// Tells the engine how the connection ended, once.
     fn end(&mut self, end: End) {
         if std::mem::replace(&mut self.told, true) {
@@ -363,7 +365,7 @@ impl<S> Conn<'_, S> {
     }
 }
 
-impl<S> Drop for Conn<'_, S> {
+impl<S: IngestSink> Drop for Conn<'_, S> {
     /// However the task ends (a panic, or dropped at shutdown), the engine
     /// hears of it: the session goes offline and the will goes out.
     fn drop(&mut self) {
@@ -377,9 +379,9 @@ impl<S: IngestSink> Conn<'_, S> {
     }
 
     /// The oldest pending commit's outcome (never, with none pending).
-    async fn head(&mut self) -> Result<Accepted, oneshot::error::RecvError> {
+    async fn head(&mut self) -> Accepted {
         match self.pending.front_mut() {
-            Some(p) => (&mut p.rx).await,
+            Some(p) => (&mut p.commit).await,
             None => std::future::pending().await,
         }
     }
@@ -387,21 +389,20 @@ impl<S: IngestSink> Conn<'_, S> {
     /// The oldest pending commit resolved: settles it and every commit
     /// behind it that has resolved too (a group commit resolves many at
     /// once), so their acks leave in one write.
-    fn settle_ready(&mut self, outcome: Option<Accepted>, out: &mut BytesMut) -> Result<(), End> {
+    fn settle_ready(&mut self, outcome: Accepted, out: &mut BytesMut) -> Result<(), End> {
         self.settle(outcome, out)?;
         while let Some(p) = self.pending.front_mut() {
-            match p.rx.try_recv() {
-                Ok(accepted) => self.settle(Some(accepted), out)?,
-                Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
-                Err(oneshot::error::TryRecvError::Closed) => self.settle(None, out)?,
+            match (&mut p.commit).now_or_never() {
+                Some(accepted) => self.settle(accepted, out)?,
+                None => return Ok(()),
             }
         }
         Ok(())
     }
 
-    /// The oldest pending commit resolved (`None`: its commit task is
-    /// gone): publish and acknowledge, or refuse.
-    fn settle(&mut self, outcome: Option<Accepted>, out: &mut BytesMut) -> Result<(), End> {
+    /// The oldest pending commit resolved: publish and acknowledge, or
+    /// refuse.
+    fn settle(&mut self, outcome: Accepted, out: &mut BytesMut) -> Result<(), End> {
         let Some(p) = self.pending.pop_front() else {
             return Ok(());
         };
@@ -412,8 +413,8 @@ impl<S: IngestSink> Conn<'_, S> {
             codec::PUBREC
         };
         let reason = match outcome {
-            Some(Accepted::Stored | Accepted::Unrouted) => self.publish(p.message),
-            Some(Accepted::Rejected(why)) => {
+            Accepted::Stored | Accepted::Unrouted => self.publish(p.message),
+            Accepted::Rejected(why) => {
                 let code = match why {
                     RejectReason::Full => 0x97,
                     RejectReason::StorageError => 0x80,
@@ -430,8 +431,6 @@ impl<S: IngestSink> Conn<'_, S> {
                 out.extend_from_slice(&codec::ack_with_reason(ack_type, p.id, code));
                 return Ok(());
             }
-            // The commit task is gone (the agent is stopping).
-            None => return Err(End::Block),
         };
         match reason {
             None => {
@@ -642,14 +641,15 @@ impl<S: IngestSink> Conn<'_, S> {
                 client_id: self.client.to_string(),
             },
         };
-        let rx = match self.ctx.commit(&self.permits, len, sink_message).await {
-            Ok(rx) => rx,
+        let held = match self.reserve(len).await {
+            Ok(held) => held,
             // Shutting down while it waited for room: it is not taken (nor
             // acknowledged, so the client sends it again); the loop settles
             // what is pending.
             Err(UpEnd::Shutdown) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        let commit = self.ctx.submit(held, sink_message).await;
         if qos == 0 {
             self.publish(message);
             return Ok(());
@@ -658,10 +658,31 @@ impl<S: IngestSink> Conn<'_, S> {
             id,
             qos,
             message,
-            rx,
+            commit,
             since: Instant::now(),
         });
         Ok(())
+    }
+
+    /// Room for a PUBLISH of `len` bytes (see [`Shared::reserve`]). While
+    /// it waits, this connection's pending commits are polled: each gives
+    /// its room back as it settles, which nobody else would do while the
+    /// connection waits here.
+    async fn reserve(&mut self, len: usize) -> Result<Held, UpEnd> {
+        let ctx = self.ctx;
+        let permits = self.permits.clone();
+        let pending = &mut self.pending;
+        let settle = std::future::poll_fn(|cx| {
+            for p in pending.iter_mut() {
+                let _ = Pin::new(&mut p.commit).poll(cx);
+            }
+            Poll::<std::convert::Infallible>::Pending
+        });
+        tokio::select! {
+            biased;
+            held = ctx.reserve(&permits, len) => held,
+            never = settle => match never {},
+        }
     }
 
     fn on_subscribe(&mut self, s: &SubscribePacket, out: &mut BytesMut) -> Result<(), End> {

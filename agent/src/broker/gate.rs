@@ -18,15 +18,18 @@
 //! in flight the gate stops reading from the client (backpressure).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use metrics::{counter, gauge};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -119,21 +122,16 @@ impl<S> Shared<S> {
         }
     }
 
-    /// Hands `message` (a PUBLISH of `packet_len` bytes) to the sink on its
-    /// own task, once the connection has one of its `permits` (at most
-    /// `mqtt.max_inflight` commits per connection) and there is room under
-    /// `mqtt.max_inflight_bytes`; until then the caller, and so the reading
-    /// of its connection, waits (backpressure). The receiver resolves with
-    /// the commit's outcome.
-    pub(super) async fn commit(
+    /// Room for a PUBLISH of `packet_len` bytes: one of the connection's
+    /// `permits` (at most `mqtt.max_inflight` commits per connection) and
+    /// its bytes under `mqtt.max_inflight_bytes`, across connections. Until
+    /// there is room the caller, and so the reading of its connection,
+    /// waits (backpressure).
+    pub(super) async fn reserve(
         &self,
         permits: &Arc<Semaphore>,
         packet_len: usize,
-        message: Message,
-    ) -> Result<oneshot::Receiver<Accepted>, UpEnd>
-    where
-        S: IngestSink,
-    {
+    ) -> Result<Held, UpEnd> {
         let permit = tokio::select! {
             biased;
             _ = self.shutdown.cancelled() => return Err(UpEnd::Shutdown),
@@ -160,15 +158,47 @@ impl<S> Shared<S> {
             }
         };
         gauge!(m::INFLIGHT_BYTES).increment(f64::from(bytes));
+        Ok(Held {
+            _permit: permit,
+            _budget: budget,
+            bytes,
+        })
+    }
+
+    /// Hands `message` to the sink with the room [`reserve`](Self::reserve)
+    /// gave it; waits while the sink's queue is full. The [`InFlight`]
+    /// resolves with the commit's outcome and needs no task of its own,
+    /// but gives the room back only when polled to the end (or dropped).
+    pub(super) async fn submit(&self, held: Held, message: Message) -> InFlight<S::Outcome>
+    where
+        S: IngestSink,
+    {
+        InFlight {
+            outcome: self.sink.submit(message).await,
+            held: Some(held),
+            result: None,
+        }
+    }
+
+    /// [`reserve`](Self::reserve) and [`submit`](Self::submit), with the
+    /// outcome awaited on a task of its own, so that the room comes back as
+    /// soon as the commit settles, whoever waits for it (the rumqttd path,
+    /// where the two halves of a connection share its outcomes).
+    pub(super) async fn commit(
+        &self,
+        permits: &Arc<Semaphore>,
+        packet_len: usize,
+        message: Message,
+    ) -> Result<oneshot::Receiver<Accepted>, UpEnd>
+    where
+        S: IngestSink,
+    {
+        let held = self.reserve(permits, packet_len).await?;
+        let in_flight = self.submit(held, message).await;
         let (tx, rx) = oneshot::channel();
-        let sink = self.sink.clone();
         self.tracker
             .spawn(crate::supervise::in_component("gate", async move {
-                let accepted = sink.ingest(message).await;
-                drop(permit);
-                drop(budget);
-                gauge!(m::INFLIGHT_BYTES).decrement(f64::from(bytes));
-                let _ = tx.send(accepted);
+                let _ = tx.send(in_flight.await);
             }));
         Ok(rx)
     }
@@ -187,6 +217,44 @@ impl<S> Shared<S> {
         {
             tracing::warn!(%peer, %error, "malformed mqtt packet (further ones logged at debug for 10s)");
         }
+    }
+}
+
+/// A message the sink has taken, until its commit settles: it holds the
+/// connection's permit and the message's bytes under
+/// `mqtt.max_inflight_bytes`, and gives both back as soon as the outcome
+/// is known (or when dropped).
+pub(super) struct InFlight<O> {
+    outcome: O,
+    held: Option<Held>,
+    /// The outcome, once known (it may be polled again).
+    result: Option<Accepted>,
+}
+
+/// Room for one PUBLISH in flight; see [`Shared::reserve`].
+pub(super) struct Held {
+    _permit: OwnedSemaphorePermit,
+    _budget: OwnedSemaphorePermit,
+    bytes: u32,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        gauge!(m::INFLIGHT_BYTES).decrement(f64::from(self.bytes));
+    }
+}
+
+impl<O: Future<Output = Accepted> + Unpin> Future for InFlight<O> {
+    type Output = Accepted;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Accepted> {
+        if let Some(result) = &self.result {
+            return Poll::Ready(result.clone());
+        }
+        let accepted = std::task::ready!(Pin::new(&mut self.outcome).poll(cx));
+        self.held = None;
+        self.result = Some(accepted.clone());
+        Poll::Ready(accepted)
     }
 }
 

@@ -24,4 +24,4 @@ pub(crate) mod tests;
 pub use config::{PayloadFormat, RouteConfig};
 pub use decode::{DecodeFailure, Decoded};
 pub use ratelimit::RateLimitedLog;
-pub use router::{Buffer, DeadLetter, Router, system_now_ns};
+pub use router::{Buffer, DeadLetter, Routed, Router, system_now_ns};

@@ -1,7 +1,9 @@
 //! The router: the [`IngestSink`] that sources hand messages to.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::ingest::{Accepted, Durability, Incoming, IngestSink, Message, RejectReason, Source};
@@ -14,26 +16,75 @@ use super::ratelimit::RateLimitedLog;
 
 /// Where the router puts readings: the SQLite buffer in the agent, an
 /// in-memory recorder in tests.
+///
+/// Each write is queued first (the future waits while the buffer's queue
+/// is full) and resolves with a [`Buffer::Committing`] that settles once
+/// the write is stored as promised: for [`Durability::Durable`], committed.
 pub trait Buffer: Clone + Send + Sync + 'static {
-    /// Stores readings. For [`Durability::Durable`] the future resolves once
-    /// they are committed.
+    /// A queued write, until it is stored (`Ok`) or refused.
+    type Committing: Future<Output = Result<(), RejectReason>> + Send + Unpin + 'static;
+
+    /// Queues readings.
     fn append(
         &self,
         readings: Vec<Incoming>,
         durability: Durability,
-    ) -> impl Future<Output = Result<(), RejectReason>> + Send;
+    ) -> impl Future<Output = Result<Self::Committing, RejectReason>> + Send;
 
-    /// Keeps an undecodable message in the capped dead-letter table.
+    /// Queues an undecodable message for the capped dead-letter table.
     fn dead_letter(
         &self,
         letter: DeadLetter,
-    ) -> impl Future<Output = Result<(), RejectReason>> + Send;
+    ) -> impl Future<Output = Result<Self::Committing, RejectReason>> + Send;
 }
 
 struct RouteState {
     config: RouteConfig,
     label: String,
+    /// `ferry_agent_route_readings_total` for this route.
+    readings: metrics::Counter,
     log: RateLimitedLog,
+}
+
+/// A routed message until its write settles: what
+/// [`IngestSink::submit`] hands back for the [`Router`].
+#[derive(Debug)]
+pub enum Routed<C> {
+    /// Settled already (unrouted, refused, or nothing left to wait for).
+    Done(Option<Accepted>),
+    /// Waiting for the buffer; on success, `readings` is counted.
+    Committing {
+        commit: C,
+        readings: Option<(metrics::Counter, u64)>,
+    },
+}
+
+impl<C: Future<Output = Result<(), RejectReason>> + Unpin> Future for Routed<C> {
+    type Output = Accepted;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Accepted> {
+        match &mut *self {
+            // Polled again after it settled: nothing more is known.
+            Routed::Done(done) => Poll::Ready(
+                done.take()
+                    .unwrap_or(Accepted::Rejected(RejectReason::ShuttingDown)),
+            ),
+            Routed::Committing { commit, readings } => {
+                let result = std::task::ready!(Pin::new(commit).poll(cx));
+                let accepted = match result {
+                    Ok(()) => {
+                        if let Some((counter, n)) = readings.take() {
+                            counter.increment(n);
+                        }
+                        Accepted::Stored
+                    }
+                    Err(reason) => Accepted::Rejected(reason),
+                };
+                *self = Routed::Done(None);
+                Poll::Ready(accepted)
+            }
+        }
+    }
 }
 
 /// Matches topics to routes, decodes payloads and appends the readings.
@@ -78,10 +129,14 @@ impl<B: Buffer> Router<B> {
         let routes = routes
             .into_iter()
             .enumerate()
-            .map(|(i, config)| RouteState {
-                label: format!("{i}:{}", config.topic),
-                config,
-                log: RateLimitedLog::new(Duration::from_secs(60)),
+            .map(|(i, config)| {
+                let label = format!("{i}:{}", config.topic);
+                RouteState {
+                    readings: metrics::counter!(m::ROUTE_READINGS_TOTAL, "route" => label.clone()),
+                    label,
+                    config,
+                    log: RateLimitedLog::new(Duration::from_secs(60)),
+                }
             })
             .collect();
         Router {
@@ -99,7 +154,7 @@ impl<B: Buffer> Router<B> {
             .collect()
     }
 
-    async fn handle(&self, message: Message) -> Accepted {
+    async fn route(&self, message: Message) -> Routed<B::Committing> {
         let now = (self.clock)();
         let durability = message.qos.durability();
         for route in self.routes.iter() {
@@ -121,7 +176,7 @@ impl<B: Buffer> Router<B> {
             return self.store(route, &message, decoded, durability).await;
         }
         metrics::counter!(m::ROUTE_UNROUTED_TOTAL).increment(1);
-        Accepted::Unrouted
+        Routed::Done(Some(Accepted::Unrouted))
     }
 
     async fn store(
@@ -130,9 +185,10 @@ impl<B: Buffer> Router<B> {
         message: &Message,
         decoded: Decoded,
         durability: Durability,
-    ) -> Accepted {
+    ) -> Routed<B::Committing> {
         let database = &route.config.database;
         let count = decoded.readings.len() as u64;
+        let mut readings = None;
         if count > 0 {
             let incoming = decoded
                 .readings
@@ -142,15 +198,28 @@ impl<B: Buffer> Router<B> {
                     reading,
                 })
                 .collect();
-            if let Err(reason) = self.buffer.append(incoming, durability).await {
-                return Accepted::Rejected(reason);
+            match self.buffer.append(incoming, durability).await {
+                Ok(commit) => readings = Some(commit),
+                Err(reason) => return Routed::Done(Some(Accepted::Rejected(reason))),
             }
-            metrics::counter!(m::ROUTE_READINGS_TOTAL, "route" => route.label.clone())
-                .increment(count);
         }
         let Some(failure) = decoded.failure else {
-            return Accepted::Stored;
+            return match readings {
+                Some(commit) => Routed::Committing {
+                    commit,
+                    readings: Some((route.readings.clone(), count)),
+                },
+                None => Routed::Done(Some(Accepted::Stored)),
+            };
         };
+        // Some lines decoded, some did not (rare): the readings are stored
+        // before the dead letter is queued, as one outcome.
+        if let Some(commit) = readings {
+            if let Err(reason) = commit.await {
+                return Routed::Done(Some(Accepted::Rejected(reason)));
+            }
+            route.readings.increment(count);
+        }
         metrics::counter!(m::ROUTE_DECODE_ERRORS_TOTAL, "route" => route.label.clone())
             .increment(1);
         if let Some(suppressed) = route.log.check(Instant::now()) {
@@ -173,15 +242,19 @@ impl<B: Buffer> Router<B> {
             payload: message.payload.clone(),
         };
         match self.buffer.dead_letter(letter).await {
-            Ok(()) => Accepted::Stored,
-            Err(reason) => Accepted::Rejected(reason),
+            Ok(commit) => Routed::Committing {
+                commit,
+                readings: None,
+            },
+            Err(reason) => Routed::Done(Some(Accepted::Rejected(reason))),
         }
     }
 }
 
 impl<B: Buffer> IngestSink for Router<B> {
-    fn ingest(&self, message: Message) -> impl Future<Output = Accepted> + Send {
-        let this = self.clone();
-        async move { this.handle(message).await }
+    type Outcome = Routed<B::Committing>;
+
+    fn submit(&self, message: Message) -> impl Future<Output = Self::Outcome> + Send {
+        self.route(message)
     }
 }

@@ -18,22 +18,24 @@ pub(crate) struct Recorder {
 }
 
 impl Buffer for Recorder {
+    type Committing = std::future::Ready<Result<(), RejectReason>>;
+
     async fn append(
         &self,
         readings: Vec<Incoming>,
         durability: Durability,
-    ) -> Result<(), RejectReason> {
+    ) -> Result<Self::Committing, RejectReason> {
         if self.full {
             return Err(RejectReason::Full);
         }
         let mut all = self.readings.lock().unwrap();
         all.extend(readings.into_iter().map(|r| (r, durability)));
-        Ok(())
+        Ok(std::future::ready(Ok(())))
     }
 
-    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), RejectReason> {
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<Self::Committing, RejectReason> {
         self.letters.lock().unwrap().push(letter);
-        Ok(())
+        Ok(std::future::ready(Ok(())))
     }
 }
 

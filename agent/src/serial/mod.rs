@@ -104,7 +104,11 @@ pub(crate) async fn store<B: Buffer>(
         .map(|r| r.reading.time_ns)
         .max()
         .unwrap_or(0);
-    match buffer.append(readings, Durability::Durable).await {
+    let stored = match buffer.append(readings, Durability::Durable).await {
+        Ok(commit) => commit.await,
+        Err(reason) => Err(reason),
+    };
+    match stored {
         Ok(()) => {
             port.stored(n, last);
             Ok(())

@@ -1,7 +1,10 @@
 //! The async API: a cheap, cloneable handle to the writer thread.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use ferry_protocols::AgentId;
@@ -122,6 +125,32 @@ impl StoreHandle {
         readings: Vec<Incoming>,
         durability: Durability,
     ) -> Result<Appended, RejectReason> {
+        match self.enqueue(readings, durability).await? {
+            Queued::Done(appended) => Ok(appended),
+            Queued::Waiting(rx) => rx.await.map_err(|_| RejectReason::ShuttingDown)?,
+        }
+    }
+
+    /// [`append`](Self::append) in two steps: resolves once the readings
+    /// are queued for the writer (waiting while its queue is full), with a
+    /// [`Committing`] that resolves as `append` would. Holding it costs no
+    /// task, so a connection can keep one per message in flight.
+    pub async fn queue_append(
+        &self,
+        readings: Vec<Incoming>,
+        durability: Durability,
+    ) -> Result<Committing, RejectReason> {
+        Ok(match self.enqueue(readings, durability).await? {
+            Queued::Done(_) => Committing(Waiting::Done(Some(Ok(())))),
+            Queued::Waiting(rx) => Committing(Waiting::Append(rx)),
+        })
+    }
+
+    async fn enqueue(
+        &self,
+        readings: Vec<Incoming>,
+        durability: Durability,
+    ) -> Result<Queued, RejectReason> {
         let received_ns = self.shared.clock.now_ns();
         let durable = durability == Durability::Durable;
         let rows: Vec<Row> = readings
@@ -141,40 +170,43 @@ impl StoreHandle {
             .collect();
         let n = rows.len();
         if n == 0 {
-            return Ok(Appended {
+            return Ok(Queued::Done(Appended {
                 rows: 0,
                 first_id: None,
-            });
+            }));
         }
-        if !durable {
-            self.send(Command::Append {
-                rows,
-                durable,
-                reply: None,
-                queued_at: Instant::now(),
-            })
-            .await
-            .map_err(|_| RejectReason::ShuttingDown)?;
-            return Ok(Appended {
-                rows: n,
-                first_id: None,
-            });
-        }
-        let (reply, rx) = oneshot::channel();
+        let (reply, rx) = if durable {
+            let (reply, rx) = oneshot::channel();
+            (Some(reply), Some(rx))
+        } else {
+            (None, None)
+        };
         self.send(Command::Append {
             rows,
             durable,
-            reply: Some(reply),
+            reply,
             queued_at: Instant::now(),
         })
         .await
         .map_err(|_| RejectReason::ShuttingDown)?;
-        rx.await.map_err(|_| RejectReason::ShuttingDown)?
+        Ok(match rx {
+            Some(rx) => Queued::Waiting(rx),
+            None => Queued::Done(Appended {
+                rows: n,
+                first_id: None,
+            }),
+        })
     }
 
     /// Keeps a message that could not be stored as readings. Committed
     /// before it resolves.
     pub async fn append_dead_letter(&self, letter: DeadLetter) -> Result<(), RejectReason> {
+        self.queue_dead_letter(letter).await?.await
+    }
+
+    /// [`append_dead_letter`](Self::append_dead_letter) in two steps, as
+    /// [`queue_append`](Self::queue_append).
+    pub async fn queue_dead_letter(&self, letter: DeadLetter) -> Result<Committing, RejectReason> {
         let received_ns = self.shared.clock.now_ns();
         let (reply, rx) = oneshot::channel();
         self.send(Command::DeadLetter {
@@ -184,7 +216,7 @@ impl StoreHandle {
         })
         .await
         .map_err(|_| RejectReason::ShuttingDown)?;
-        rx.await.map_err(|_| RejectReason::ShuttingDown)?
+        Ok(Committing(Waiting::Letter(rx)))
     }
 
     /// The pending segment with the smallest sequence.
@@ -281,5 +313,42 @@ impl StoreHandle {
     pub(crate) async fn dead_letter_reading(&self, id: i64, letter: DeadLetter) -> Result<()> {
         self.ask(|reply| Command::DeadLetterReading { id, letter, reply })
             .await
+    }
+}
+
+/// What [`StoreHandle::enqueue`] left to wait for.
+enum Queued {
+    /// Nothing: no readings, or best effort.
+    Done(Appended),
+    /// The writer's reply once the transaction commits.
+    Waiting(oneshot::Receiver<Result<Appended, RejectReason>>),
+}
+
+/// A queued append or dead letter: resolves once it is stored as
+/// promised, or with the reason it was not. The writer commits it whether
+/// or not this is still held.
+#[derive(Debug)]
+pub struct Committing(Waiting);
+
+#[derive(Debug)]
+enum Waiting {
+    Done(Option<Result<(), RejectReason>>),
+    Append(oneshot::Receiver<Result<Appended, RejectReason>>),
+    Letter(oneshot::Receiver<Result<(), RejectReason>>),
+}
+
+impl Future for Committing {
+    type Output = Result<(), RejectReason>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // A writer gone without replying is shutting down.
+        let closed = |_| RejectReason::ShuttingDown;
+        match &mut self.0 {
+            Waiting::Done(r) => Poll::Ready(r.take().unwrap_or(Err(RejectReason::ShuttingDown))),
+            Waiting::Append(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.map_err(closed).and_then(|r| r.map(|_| ()))),
+            Waiting::Letter(rx) => Pin::new(rx).poll(cx).map(|r| r.map_err(closed)?),
+        }
     }
 }

@@ -139,7 +139,7 @@ pub(crate) mod tests;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{IntegrityCheck, SegmentConfig, StoreConfig, WhenFull};
 pub use error::StoreError;
-pub use handle::StoreHandle;
+pub use handle::{Committing, StoreHandle};
 pub use types::{Appended, DeadLetter, DropReason, PendingSegment, StoreStatus};
 
 #[cfg(test)]

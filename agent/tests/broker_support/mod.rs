@@ -74,7 +74,9 @@ impl TestSink {
 }
 
 impl IngestSink for TestSink {
-    fn ingest(&self, message: Message) -> impl Future<Output = Accepted> + Send {
+    type Outcome = std::pin::Pin<Box<dyn Future<Output = Accepted> + Send>>;
+
+    fn submit(&self, message: Message) -> impl Future<Output = Self::Outcome> + Send {
         let mode = self.mode.lock().expect("lock").clone();
         let rx = {
             let mut inner = self.inner.lock().expect("lock");
@@ -88,19 +90,22 @@ impl IngestSink for TestSink {
                 _ => None,
             }
         };
-        async move {
+        // A delay runs from now, however late the outcome is first polled.
+        let since = tokio::time::Instant::now();
+        let outcome: Self::Outcome = Box::pin(async move {
             match (mode, rx) {
                 (_, Some(rx)) => rx.await.unwrap_or(Accepted::Rejected(
                     ferry_agent::ingest::RejectReason::ShuttingDown,
                 )),
                 (Mode::Delay(d), None) => {
-                    tokio::time::sleep(d).await;
+                    tokio::time::sleep_until(since + d).await;
                     Accepted::Stored
                 }
                 (Mode::Answer(a), None) => a,
                 (Mode::Hold, None) => Accepted::Stored,
             }
-        }
+        });
+        std::future::ready(outcome)
     }
 }
 
