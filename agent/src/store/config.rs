@@ -49,7 +49,11 @@ pub struct StoreConfig {
     /// What happens when `max_bytes` is reached.
     #[serde(default)]
     pub when_full: WhenFull,
-    /// How long the writer waits for more appends before it commits.
+    /// The least time between two commits (group commit): a durable
+    /// append commits at once when the last commit started at least this
+    /// long ago, and otherwise with everything that queued meanwhile when
+    /// it has. So at most one fsync per `commit_interval`, and an append
+    /// waits at most this long (plus a commit running when it came).
     #[serde(default = "default_commit_interval", with = "humantime_serde")]
     pub commit_interval: Duration,
     /// Commit as soon as this many readings are pending.
@@ -98,7 +102,7 @@ fn default_max_bytes() -> ByteSize {
     ByteSize::gib(1)
 }
 fn default_commit_interval() -> Duration {
-    Duration::from_millis(5)
+    Duration::from_millis(2)
 }
 fn default_max_batch() -> usize {
     2000

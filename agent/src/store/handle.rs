@@ -5,7 +5,6 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use ferry_protocols::AgentId;
 use ferry_protocols::segment::SegmentSeq;
@@ -185,7 +184,6 @@ impl StoreHandle {
             rows,
             durable,
             reply,
-            queued_at: Instant::now(),
         })
         .await
         .map_err(|_| RejectReason::ShuttingDown)?;

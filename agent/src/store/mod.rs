@@ -74,10 +74,11 @@
 //! One writer thread owns the connection and reads commands from a bounded
 //! channel (`queue_capacity`; a full queue makes `append` wait:
 //! backpressure, never a silent drop). Durable appends are batched: the
-//! writer commits when `commit_interval` has passed since the first pending
-//! append was handed to it (so an append that queued while a commit ran
-//! has waited already: under load a cycle is the longer of the window and
-//! the commit, not their sum), when `max_batch` readings are pending, or before any other
+//! writer commits them once `commit_interval` has passed since the last
+//! commit started (at once after a quiet spell, so a lone reading waits
+//! only for its fsync; under load, every commit takes what queued while
+//! the previous one ran, and there is at most one commit per interval),
+//! when `max_batch` readings are pending, or before any other
 //! command (so every command sees all earlier appends). QoS 0 readings wait
 //! in memory (at most `max_batch` of them) until `qos0_max_delay` has
 //! passed on the injected [`Clock`], or ride along with a durable commit.

@@ -117,6 +117,46 @@ async fn durable_append_is_committed_when_it_resolves() {
     store.shutdown().await.expect("shuts down");
 }
 
+/// Group commit counts `commit_interval` from the last commit's start: a
+/// lone append after a quiet spell commits at once, and the next commit
+/// waits until the interval has passed.
+#[tokio::test]
+async fn commits_are_paced_from_the_last_commit_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let clock = ManualClock::new(T0);
+    let interval = Duration::from_millis(600);
+    let config = StoreConfig {
+        commit_interval: interval,
+        ..test_config()
+    };
+    let store = open(&path, &config, &clock).await;
+    let durable = |n| store.append(vec![reading("m", n)], Durability::Durable);
+
+    let started = std::time::Instant::now();
+    durable(1).await.expect("stored");
+    let first = started.elapsed();
+    assert!(
+        first < interval / 2,
+        "the first append after a quiet spell commits at once, took {first:?}"
+    );
+    durable(2).await.expect("stored");
+    assert!(
+        started.elapsed() >= interval,
+        "the second commit waits for the interval, came after {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(interval).await;
+    let quiet = std::time::Instant::now();
+    durable(3).await.expect("stored");
+    assert!(
+        quiet.elapsed() < interval / 2,
+        "after another quiet spell, at once again: {:?}",
+        quiet.elapsed()
+    );
+    assert_eq!(buffered_ns(&path), vec![1, 2, 3]);
+    store.shutdown().await.expect("shuts down");
+}
 #[tokio::test]
 async fn best_effort_waits_for_qos0_max_delay_on_the_clock() {
     let dir = tempfile::tempdir().expect("tempdir");

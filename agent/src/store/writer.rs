@@ -27,11 +27,6 @@ pub(crate) enum Command {
         rows: Vec<Row>,
         durable: bool,
         reply: Option<Reply<Result<Appended, RejectReason>>>,
-        /// When the append was handed over: `commit_interval` counts from
-        /// here, so appends that queued while a commit ran have waited
-        /// already (under load a commit cycle is the longer of the window
-        /// and the commit, not their sum).
-        queued_at: Instant,
     },
     DeadLetter {
         letter: DeadLetter,
@@ -100,7 +95,9 @@ pub(crate) struct Writer {
     config: StoreConfig,
     pending: Vec<PendingAppend>,
     pending_rows: usize,
-    first_pending: Option<Instant>,
+    /// When the last commit started: the next one (of durable rows) starts
+    /// `commit_interval` later at the earliest.
+    last_commit: Option<Instant>,
     qos0: Vec<Row>,
     qos0_first_ns: Option<i64>,
     qos0_first: Option<Instant>,
@@ -119,7 +116,7 @@ impl Writer {
             config,
             pending: Vec::new(),
             pending_rows: 0,
-            first_pending: None,
+            last_commit: None,
             qos0: Vec::new(),
             qos0_first_ns: None,
             qos0_first: None,
@@ -164,7 +161,7 @@ impl Writer {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        let durable = self.first_pending.map(|t| t + self.config.commit_interval);
+        let durable = (!self.pending.is_empty()).then(|| self.durable_due_at());
         let qos0 = self.qos0_first.map(|t| t + self.config.qos0_max_delay);
         match (durable, qos0) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -172,11 +169,16 @@ impl Writer {
         }
     }
 
+    /// When pending durable rows are due: `commit_interval` after the last
+    /// commit started (at once when that is past, or after none).
+    fn durable_due_at(&self) -> Instant {
+        self.last_commit
+            .map_or_else(Instant::now, |last| last + self.config.commit_interval)
+    }
+
     fn commit_if_due(&mut self) {
         let durable_due = self.pending_rows >= self.config.max_batch
-            || self
-                .first_pending
-                .is_some_and(|t| t.elapsed() >= self.config.commit_interval);
+            || (!self.pending.is_empty() && self.durable_due_at() <= Instant::now());
         let qos0_due = self.qos0.len() >= self.config.max_batch
             || self.qos0_first_ns.is_some_and(|t| {
                 super::clock::aged(
@@ -215,10 +217,8 @@ impl Writer {
                 rows,
                 durable: true,
                 reply,
-                queued_at,
             } => {
                 self.pending_rows += rows.len();
-                self.first_pending.get_or_insert(queued_at);
                 self.pending.push(PendingAppend { rows, reply });
                 if self.pending_rows >= self.config.max_batch {
                     self.commit();
@@ -372,7 +372,7 @@ impl Writer {
         let pending = std::mem::take(&mut self.pending);
         let qos0 = std::mem::take(&mut self.qos0);
         self.pending_rows = 0;
-        self.first_pending = None;
+        self.last_commit = Some(started);
         self.qos0_first = None;
         self.qos0_first_ns = None;
 

@@ -117,7 +117,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     s.intro = format!(
         "{rows} readings per case (2 tags, 2 fields, the agent's body encoding), {} run(s), in-process. \
          Ferry: `StoreHandle::append(…, Durable)` from concurrent tokio tasks, as the broker calls it, each append resolving \
-         after its group commit is fsynced (WAL, `synchronous = FULL`, `commit_interval` 5 ms, `max_batch` 2000). \
+         after its group commit is fsynced (WAL, `synchronous = FULL`, the default `commit_interval` and `max_batch` (2000)). \
          Baseline: raw rusqlite inserts of the same encoded rows into the same table and indexes with the same pragmas, \
          one committed transaction per 2,000 rows (the store's `max_batch`) or per 100 rows.",
         scale.runs
