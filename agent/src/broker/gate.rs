@@ -1,7 +1,7 @@
 //! One client connection through the acknowledgement gate.
 //!
 //! ```text
-//!  client ──▶ FrameReader ──▶ (PUBLISH: sink.ingest, slot = Committing) ──▶ rumqttd
+//!  client ──▶ FrameReader ──▶ (PUBLISH: sink.submit, slot = Committing) ──▶ rumqttd
 //!  client ◀── hold PUBACK/PUBREC P until slot P resolves ◀── FrameReader ◀── rumqttd
 //! ```
 //!
@@ -13,9 +13,11 @@
 //! next PUBREL, so a refused one must never reach it. The refusal's PUBREC
 //! is the gate's own. The broker→client half is strictly sequential: while it
 //! waits for slot P, everything rumqttd sent after the ack for P waits too,
-//! which keeps the order of the stream. Commits themselves run concurrently,
-//! one task each, at most `max_inflight` per connection; when that many are
-//! in flight the gate stops reading from the client (backpressure).
+//! which keeps the order of the stream. Commits themselves run concurrently:
+//! each PUBLISH is queued for the store in turn, and its outcome awaited on a
+//! task of its own, at most `max_inflight` per connection; when that many are
+//! in flight the gate stops reading from the client (backpressure). (The
+//! engine, `direct.rs`, keeps its outcomes in the connection's task.)
 
 use std::collections::HashMap;
 use std::future::Future;
