@@ -65,7 +65,8 @@ use super::engine::subscriptions::SubscribeError;
 use super::engine::topic::{Filter, check_name};
 use super::engine::wire;
 use super::engine_state::EngineState;
-use super::gate::{Held, InFlight, Shared, UpEnd, refuse_with};
+use super::gate::{Shared, UpEnd, refuse_with};
+use super::inflight::{Held, InFlight};
 use super::metrics as m;
 use crate::ingest::{self, Accepted, IngestSink, QoS, RejectReason, Source};
 

@@ -20,18 +20,15 @@
 //! engine, `direct.rs`, keeps its outcomes in the connection's task.)
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use metrics::{counter, gauge};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -43,6 +40,7 @@ use super::engine_state::EngineState;
 use super::flow::Flow;
 use super::gate_down::{DownEnd, broker_to_client};
 use super::gate_order::{Queued, Upstream, Withheld};
+use super::inflight::{Held, InFlight};
 use super::loopback::{self, OpenError};
 use super::max_packet::MaxPacket;
 use super::metrics as m;
@@ -219,44 +217,6 @@ impl<S> Shared<S> {
         {
             tracing::warn!(%peer, %error, "malformed mqtt packet (further ones logged at debug for 10s)");
         }
-    }
-}
-
-/// A message the sink has taken, until its commit settles: it holds the
-/// connection's permit and the message's bytes under
-/// `mqtt.max_inflight_bytes`, and gives both back as soon as the outcome
-/// is known (or when dropped).
-pub(super) struct InFlight<O> {
-    outcome: O,
-    held: Option<Held>,
-    /// The outcome, once known (it may be polled again).
-    result: Option<Accepted>,
-}
-
-/// Room for one PUBLISH in flight; see [`Shared::reserve`].
-pub(super) struct Held {
-    _permit: OwnedSemaphorePermit,
-    _budget: OwnedSemaphorePermit,
-    bytes: u32,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        gauge!(m::INFLIGHT_BYTES).decrement(f64::from(self.bytes));
-    }
-}
-
-impl<O: Future<Output = Accepted> + Unpin> Future for InFlight<O> {
-    type Output = Accepted;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Accepted> {
-        if let Some(result) = &self.result {
-            return Poll::Ready(result.clone());
-        }
-        let accepted = std::task::ready!(Pin::new(&mut self.outcome).poll(cx));
-        self.held = None;
-        self.result = Some(accepted.clone());
-        Poll::Ready(accepted)
     }
 }
 

@@ -135,6 +135,7 @@ mod flow;
 mod gate;
 mod gate_down;
 mod gate_order;
+mod inflight;
 mod listener;
 mod loopback;
 mod max_packet;
