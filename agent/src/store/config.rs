@@ -71,6 +71,15 @@ pub struct StoreConfig {
     /// Commands queued for the writer before `append` waits (backpressure).
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// WAL size from which a background thread checkpoints it into the
+    /// database file; the writer checkpoints it itself at four times this
+    /// (which bounds the WAL file). See decision 0026.
+    #[serde(default = "default_wal_checkpoint")]
+    pub wal_checkpoint: ByteSize,
+}
+
+fn default_wal_checkpoint() -> ByteSize {
+    ByteSize::mib(4)
 }
 
 /// `[segment]`: how buffered readings are cut into segment files.
@@ -138,6 +147,7 @@ impl Default for StoreConfig {
             dead_letter_max: default_dead_letter_max(),
             integrity_check: IntegrityCheck::default(),
             queue_capacity: default_queue_capacity(),
+            wal_checkpoint: default_wal_checkpoint(),
         }
     }
 }
@@ -189,6 +199,11 @@ impl StoreConfig {
         }
         if self.qos0_max_delay > Duration::from_secs(60) {
             errors.push(format!("{prefix}.qos0_max_delay: must be at most 60s"));
+        }
+        if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.wal_checkpoint.as_u64()) {
+            errors.push(format!(
+                "{prefix}.wal_checkpoint: must be between 64 KiB and 1 GiB"
+            ));
         }
         if !(1..=65_536).contains(&self.queue_capacity) {
             errors.push(format!(

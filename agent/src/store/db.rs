@@ -11,6 +11,7 @@ use ferry_protocols::{AgentId, DatabaseName, Measurement};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tracing::{info, warn};
 
+use super::checkpoint::Checkpointer;
 use super::config::{StoreConfig, WhenFull};
 use super::error::{Result, StoreError};
 use super::metrics as m;
@@ -144,6 +145,8 @@ pub(crate) struct Db {
     pub(crate) path: PathBuf,
     pub(crate) names: HashMap<i64, (DatabaseName, Measurement)>,
     ids: HashMap<DatabaseName, HashMap<Measurement, i64>>,
+    /// Checkpoints the WAL on a thread of its own (see [`super::checkpoint`]).
+    pub(crate) checkpointer: Option<Checkpointer>,
 }
 
 fn to_u64(v: i64) -> u64 {
@@ -158,7 +161,8 @@ impl Db {
         agent_id: Option<AgentId>,
         now_unix_s: i64,
     ) -> Result<Db> {
-        let conn = super::schema::open(path, config, now_unix_s)?;
+        let mut conn = super::schema::open(path, config, now_unix_s)?;
+        let checkpointer = Checkpointer::start(&mut conn, path, config.wal_checkpoint.as_u64())?;
         let limits = Limits {
             max_bytes: config.max_bytes.as_u64(),
             when_full: config.when_full,
@@ -172,6 +176,7 @@ impl Db {
             path: path.to_owned(),
             names: HashMap::new(),
             ids: HashMap::new(),
+            checkpointer: Some(checkpointer),
         };
         db.load(agent_id)?;
         Ok(db)
@@ -368,11 +373,27 @@ impl Db {
         self.mem.drop_rows(reason, n);
     }
 
-    /// Checkpoints the WAL into the database and truncates it.
-    pub(crate) fn checkpoint(&self) -> Result<()> {
+    /// Stops the checkpointer thread, checkpoints the WAL into the database
+    /// and truncates it.
+    pub(crate) fn checkpoint(&mut self) -> Result<()> {
+        if let Some(mut c) = self.checkpointer.take() {
+            c.stop(&mut self.conn);
+        }
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
+    }
+
+    /// WAL checkpoints since open: (by the background thread, by the writer).
+    pub(crate) fn checkpoints(&self) -> (u64, u64) {
+        self.checkpointer.as_ref().map_or((0, 0), |c| {
+            (
+                c.counts
+                    .background
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                c.counts.inline.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
     }
 
     /// Bytes on disk: the database file and its WAL.

@@ -22,6 +22,9 @@
 //! | [`SEGMENTS_ACKED`] | counter | |
 //! | [`SEGMENTS_QUARANTINED`] | counter | |
 //! | [`SEGMENT_CUT_SECONDS`] | histogram | encoding time of one segment |
+//! | [`CHECKPOINTS`] | counter | `by` (`background`, `writer`) |
+//! | [`CHECKPOINT_SECONDS`] | histogram | `by` (`background`, `writer`) |
+//! | [`CHECKPOINT_ERRORS`] | counter | background checkpoints that failed |
 
 pub const READINGS_COMMITTED: &str = "ferry_agent_store_readings_committed_total";
 pub const APPENDS_REJECTED: &str = "ferry_agent_store_appends_rejected_total";
@@ -44,3 +47,6 @@ pub const SEGMENT_ROWS: &str = "ferry_agent_segment_rows_total";
 pub const SEGMENTS_ACKED: &str = "ferry_agent_segments_acked_total";
 pub const SEGMENTS_QUARANTINED: &str = "ferry_agent_segments_quarantined_total";
 pub const SEGMENT_CUT_SECONDS: &str = "ferry_agent_segment_cut_seconds";
+pub const CHECKPOINTS: &str = "ferry_agent_store_checkpoints_total";
+pub const CHECKPOINT_SECONDS: &str = "ferry_agent_store_checkpoint_seconds";
+pub const CHECKPOINT_ERRORS: &str = "ferry_agent_store_checkpoint_errors_total";

@@ -119,6 +119,7 @@
 //! [`StoreHandle::shutdown`], or dropping every handle, commits everything
 //! queued (QoS 0 included), checkpoints the WAL (`TRUNCATE`) and closes.
 
+mod checkpoint;
 pub mod clock;
 pub mod codec;
 pub mod config;

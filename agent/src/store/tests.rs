@@ -642,3 +642,82 @@ async fn overhead_estimate_tracks_the_file_size() {
         status.used_bytes
     );
 }
+
+/// The WAL is checkpointed by the checkpointer thread, not the writer, and
+/// stays bounded: the writer checkpoints itself at 4 times
+/// `store.wal_checkpoint` (decision 0026).
+#[tokio::test]
+async fn wal_checkpoints_run_off_the_writer_and_the_wal_stays_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let clock = ManualClock::new(T0);
+    let config = StoreConfig {
+        wal_checkpoint: ByteSize::kib(64),
+        ..test_config()
+    };
+    let store = open(&path, &config, &clock).await;
+    let wal = dir.path().join("buffer.db-wal");
+    let pad = "x".repeat(1000);
+    let mut largest = 0;
+    for batch in 0..200u64 {
+        let rows = (0..10)
+            .map(|i| {
+                let mut r = reading("m", batch * 10 + i);
+                r.reading = r.reading.with_field(
+                    FieldKey::new("pad").expect("valid"),
+                    FieldValue::Str(pad.clone()),
+                );
+                r
+            })
+            .collect();
+        store
+            .append(rows, Durability::Durable)
+            .await
+            .expect("stored");
+        largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+    }
+    let status = store.status().await.expect("status");
+    assert!(
+        status.wal_checkpoints_background > 0,
+        "no background checkpoint in 200 commits of 10 KB: {status:?}"
+    );
+    // 4 x 64 KiB, one commit past it, and the WAL's frame headers: without
+    // any checkpoint the 2 MB appended would all be in the WAL.
+    assert!(
+        largest <= 512 * 1024,
+        "the WAL reached {largest} bytes; checkpoints by thread/writer: {}/{}",
+        status.wal_checkpoints_background,
+        status.wal_checkpoints_writer
+    );
+    // A commit that alone takes the WAL past 4 x 64 KiB is checkpointed by
+    // the writer itself, at once.
+    let before = status.wal_checkpoints_writer;
+    for batch in 0..3u64 {
+        let rows = (0..300)
+            .map(|i| {
+                let mut r = reading("m", 10_000 + batch * 300 + i);
+                r.reading = r.reading.with_field(
+                    FieldKey::new("pad").expect("valid"),
+                    FieldValue::Str(pad.clone()),
+                );
+                r
+            })
+            .collect();
+        store
+            .append(rows, Durability::Durable)
+            .await
+            .expect("stored");
+    }
+    let after = store.status().await.expect("status").wal_checkpoints_writer;
+    assert!(
+        after >= before + 3,
+        "commits of 300 KB were not checkpointed by the writer ({before} -> {after})"
+    );
+    assert_eq!(buffered_ns(&path).len(), 2900, "every reading is readable");
+    store.shutdown().await.expect("closes");
+    assert_eq!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        0,
+        "the final checkpoint truncates the WAL"
+    );
+}

@@ -122,6 +122,10 @@ pub struct StoreStatus {
     pub max_bytes: u64,
     /// The database file plus its WAL, on disk.
     pub db_file_bytes: u64,
+    /// WAL checkpoints since start by the background thread, and by the
+    /// writer itself (when the WAL grew past 4 times `store.wal_checkpoint`).
+    pub wal_checkpoints_background: u64,
+    pub wal_checkpoints_writer: u64,
     /// The sequence the next segment gets.
     pub next_sequence: u64,
     /// Drops since the buffer was created, by [`DropReason::as_str`].

@@ -460,6 +460,8 @@ impl Writer {
             used_bytes: mem.used(),
             max_bytes: self.db.limits.max_bytes,
             db_file_bytes: self.db.file_bytes(),
+            wal_checkpoints_background: self.db.checkpoints().0,
+            wal_checkpoints_writer: self.db.checkpoints().1,
             next_sequence: mem.next_seq,
             drops: mem
                 .drops

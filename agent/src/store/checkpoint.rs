@@ -1,0 +1,221 @@
+//! WAL checkpoints off the writer thread.
+//!
+//! SQLite's automatic checkpoint runs on the connection that commits, at the
+//! end of the commit that takes the WAL past 1,000 pages: it copies the
+//! WAL's pages into the database file and fsyncs it, while every append
+//! waiting for the next commit (and its acknowledgement) waits too. With
+//! 1 KB readings that was a stall of several milliseconds every few hundred
+//! milliseconds, and the largest part of the agent's p99 publish-to-ack.
+//!
+//! Here the writer's connection has no automatic checkpoint. Its WAL hook
+//! (run after each commit, with the WAL's size in pages) decides:
+//!
+//! - each time the WAL holds `store.wal_checkpoint` of pages not yet
+//!   copied, it wakes the checkpointer thread, which runs a `PASSIVE`
+//!   checkpoint on a connection of its own. A passive checkpoint never
+//!   waits for the writer and the writer never waits for it; WAL mode lets
+//!   them run side by side. (Counting only new pages keeps it at one
+//!   database fsync per `store.wal_checkpoint` written, as SQLite's own.)
+//! - at [`INLINE_FACTOR`] times that, it checkpoints itself, as SQLite
+//!   would have. That bounds the WAL file whatever happens to the
+//!   checkpointer (a slow disk, a reader holding an old snapshot), and it
+//!   lets the WAL restart from its beginning: SQLite only rewinds the WAL
+//!   when a write transaction starts on a fully checkpointed one.
+//!
+//! Both connections use `synchronous = FULL`, so a checkpoint fsyncs the
+//! database before the WAL may be reused: crash safety is SQLite's, from
+//! whichever connection checkpoints. [`Checkpointer::stop`] removes the hook
+//! and joins the thread, before the writer's final `TRUNCATE` checkpoint.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use rusqlite::wal::CheckpointMode;
+use rusqlite::{Connection, OpenFlags};
+use tracing::{debug, warn};
+
+use super::error::{Result, StoreError};
+use super::metrics as m;
+
+/// The writer checkpoints itself once the WAL holds this many times
+/// `store.wal_checkpoint`.
+pub(crate) const INLINE_FACTOR: u64 = 4;
+
+/// What the writer's WAL hook does after a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// The WAL is small: nothing.
+    Nothing,
+    /// Wake the checkpointer thread.
+    Wake,
+    /// Checkpoint on the writer's connection, now.
+    Inline,
+}
+
+/// The decision, from the WAL's size in pages, the pages already copied into
+/// the database, and the threshold in pages.
+pub(crate) fn action(wal_pages: u64, backfilled: u64, threshold_pages: u64) -> Action {
+    let threshold = threshold_pages.max(1);
+    // Fewer pages than were copied: the WAL restarted since.
+    let fresh = wal_pages.checked_sub(backfilled).unwrap_or(wal_pages);
+    if wal_pages >= threshold.saturating_mul(INLINE_FACTOR) {
+        Action::Inline
+    } else if fresh >= threshold {
+        Action::Wake
+    } else {
+        Action::Nothing
+    }
+}
+
+/// How many checkpoints ran, by whom (also exported as metrics).
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) background: AtomicU64,
+    pub(crate) inline: AtomicU64,
+    /// WAL pages copied into the database by the last checkpoint.
+    backfilled: AtomicU64,
+}
+
+/// The checkpointer thread and the hook that wakes it.
+#[derive(Debug)]
+pub(crate) struct Checkpointer {
+    thread: Option<JoinHandle<()>>,
+    pub(crate) counts: Arc<Counts>,
+}
+
+impl Checkpointer {
+    /// Opens a second connection to the database at `path` (already in WAL
+    /// mode), starts the thread, and installs the hook on `conn`.
+    pub(crate) fn start(conn: &mut Connection, path: &Path, threshold_bytes: u64) -> Result<Self> {
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let threshold =
+            (threshold_bytes / u64::try_from(page_size).unwrap_or(4096).max(512)).max(1);
+        let own = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        own.pragma_update(None, "synchronous", "FULL")?;
+        let counts = Arc::new(Counts::default());
+        let (wake, woken) = sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("ferry-ckpt".to_owned())
+            .spawn({
+                let counts = counts.clone();
+                move || run(&own, &woken, &counts)
+            })
+            .map_err(|source| StoreError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        let hook_counts = counts.clone();
+        let mut last_pages = 0u64;
+        conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
+            let pages = u64::try_from(pages).unwrap_or(0);
+            if pages < last_pages {
+                // The WAL restarted from its beginning.
+                hook_counts.backfilled.store(0, Ordering::Relaxed);
+            }
+            last_pages = pages;
+            let backfilled = hook_counts.backfilled.load(Ordering::Relaxed);
+            match action(pages, backfilled, threshold) {
+                Action::Nothing => {}
+                Action::Wake => match wake.try_send(()) {
+                    // Full: a wake-up is already waiting, which covers this one.
+                    Ok(()) | Err(TrySendError::Full(())) => {}
+                    Err(TrySendError::Disconnected(())) => inline(wal, &hook_counts),
+                },
+                Action::Inline => inline(wal, &hook_counts),
+            }
+            Ok(())
+        }))?;
+        Ok(Checkpointer {
+            thread: Some(thread),
+            counts,
+        })
+    }
+
+    /// Removes the hook (which drops the thread's wake-up channel) and
+    /// waits for the thread to finish the checkpoint it may be running.
+    pub(crate) fn stop(&mut self, conn: &mut Connection) {
+        type Hook = fn(&mut rusqlite::hooks::Wal, std::ffi::c_int) -> rusqlite::Result<()>;
+        if let Err(e) = conn.wal_hook(None::<Hook>) {
+            warn!(error = %e, "removing the WAL hook failed");
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            warn!("the checkpointer thread panicked");
+        }
+    }
+}
+
+fn inline(wal: &mut rusqlite::hooks::Wal, counts: &Counts) {
+    let started = Instant::now();
+    match wal.checkpoint_v2(CheckpointMode::PASSIVE) {
+        Ok((_, copied)) => {
+            counts
+                .backfilled
+                .store(u64::try_from(copied).unwrap_or(0), Ordering::Relaxed);
+            counts.inline.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::CHECKPOINTS, "by" => "writer").increment(1);
+            metrics::histogram!(m::CHECKPOINT_SECONDS, "by" => "writer")
+                .record(started.elapsed().as_secs_f64());
+        }
+        Err(e) => debug!(error = %e, "inline WAL checkpoint did not run"),
+    }
+}
+
+/// The thread: one passive checkpoint per wake-up, until the hook is gone.
+fn run(conn: &Connection, woken: &Receiver<()>, counts: &Counts) {
+    let mut failing = false;
+    while woken.recv().is_ok() {
+        let started = Instant::now();
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)) {
+            Ok(_) => {
+                if failing {
+                    debug!("background WAL checkpoints work again");
+                    failing = false;
+                }
+                counts.background.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(m::CHECKPOINTS, "by" => "background").increment(1);
+                metrics::histogram!(m::CHECKPOINT_SECONDS, "by" => "background")
+                    .record(started.elapsed().as_secs_f64());
+            }
+            Err(e) => {
+                if !failing {
+                    warn!(error = %e, factor = INLINE_FACTOR, "background WAL checkpoint failed; the writer checkpoints itself once the WAL is `factor` times store.wal_checkpoint");
+                    failing = true;
+                }
+                metrics::counter!(m::CHECKPOINT_ERRORS).increment(1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hook_wakes_the_thread_per_threshold_of_new_pages_and_checkpoints_itself_at_four_times() {
+        assert_eq!(action(0, 0, 1000), Action::Nothing);
+        assert_eq!(action(999, 0, 1000), Action::Nothing);
+        assert_eq!(action(1000, 0, 1000), Action::Wake);
+        // 1,000 pages were copied: wake again only at 1,000 new ones.
+        assert_eq!(action(1999, 1000, 1000), Action::Nothing);
+        assert_eq!(action(2000, 1000, 1000), Action::Wake);
+        // The WAL restarted: what it holds now is all new.
+        assert_eq!(action(1200, 3000, 1000), Action::Wake);
+        assert_eq!(action(800, 3000, 1000), Action::Nothing);
+        // Whatever was copied, the writer checkpoints at 4 times.
+        assert_eq!(action(3999, 3500, 1000), Action::Nothing);
+        assert_eq!(action(4000, 3999, 1000), Action::Inline);
+        assert_eq!(action(1, 0, 0), Action::Wake);
+    }
+}
