@@ -68,6 +68,10 @@
 //! transactions after they were acknowledged. `FULL` fsyncs at every
 //! commit; group commit amortises that fsync over many appends.
 //! `journal_size_limit = 64 MiB` truncates the WAL after checkpoints.
+//! Checkpoints run on a thread of their own, so commits (and the
+//! acknowledgements behind them) do not wait for the database file's
+//! fsync; the writer checkpoints itself only when the WAL reaches 4 times
+//! `store.wal_checkpoint` (`checkpoint.rs`, decision 0026).
 //!
 //! # Group commit
 //!
