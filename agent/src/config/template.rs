@@ -213,9 +213,11 @@ wal_checkpoint = "4.0 MiB"
 [segment]
 # A segment (one Parquet file per database.measurement) is cut when it
 # reaches max_rows or max_bytes, or its oldest reading is max_age old; while
-# 8 or more segments wait for the hub, only full segments are cut.
+# 8 or more segments wait for the hub, only full segments are cut. Storing
+# a segment deletes its readings while commits wait: a larger max_bytes
+# means fewer, larger files and a longer pause in the acknowledgements.
 max_rows = 10000
-max_bytes = "4.0 MiB"
+max_bytes = "2.0 MiB"
 max_age = "500ms"
 # Most columns (time, tags, fields) in a segment, as the hub's
 # tables.max_columns; a reading with more becomes a dead letter.

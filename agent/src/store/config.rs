@@ -129,7 +129,10 @@ fn default_segment_max_rows() -> usize {
     10_000
 }
 fn default_segment_max_bytes() -> ByteSize {
-    ByteSize::mib(4)
+    // A cut deletes its readings in one transaction on the writer thread,
+    // which every acknowledgement waits behind: 2 MiB bounds that pause
+    // (decision 0026).
+    ByteSize::mib(2)
 }
 fn default_segment_max_age() -> Duration {
     Duration::from_millis(500)
