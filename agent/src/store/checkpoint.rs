@@ -73,9 +73,9 @@ pub(crate) fn action(wal_pages: u64, backfilled: u64, threshold_pages: u64) -> A
 
 /// How many checkpoints ran, by whom (also exported as metrics).
 #[derive(Debug, Default)]
-pub(crate) struct Counts {
-    pub(crate) background: AtomicU64,
-    pub(crate) inline: AtomicU64,
+struct Counts {
+    background: AtomicU64,
+    inline: AtomicU64,
     /// WAL pages copied into the database by the last checkpoint.
     backfilled: AtomicU64,
 }
@@ -84,7 +84,7 @@ pub(crate) struct Counts {
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
     thread: Option<JoinHandle<()>>,
-    pub(crate) counts: Arc<Counts>,
+    counts: Arc<Counts>,
 }
 
 impl Checkpointer {
@@ -138,6 +138,14 @@ impl Checkpointer {
             thread: Some(thread),
             counts,
         })
+    }
+
+    /// Checkpoints so far: (by the thread, by the writer).
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.background.load(Ordering::Relaxed),
+            self.counts.inline.load(Ordering::Relaxed),
+        )
     }
 
     /// Removes the hook (which drops the thread's wake-up channel) and

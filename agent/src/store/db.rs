@@ -146,7 +146,7 @@ pub(crate) struct Db {
     pub(crate) names: HashMap<i64, (DatabaseName, Measurement)>,
     ids: HashMap<DatabaseName, HashMap<Measurement, i64>>,
     /// Checkpoints the WAL on a thread of its own (see [`super::checkpoint`]).
-    pub(crate) checkpointer: Option<Checkpointer>,
+    checkpointer: Option<Checkpointer>,
 }
 
 fn to_u64(v: i64) -> u64 {
@@ -386,14 +386,9 @@ impl Db {
 
     /// WAL checkpoints since open: (by the background thread, by the writer).
     pub(crate) fn checkpoints(&self) -> (u64, u64) {
-        self.checkpointer.as_ref().map_or((0, 0), |c| {
-            (
-                c.counts
-                    .background
-                    .load(std::sync::atomic::Ordering::Relaxed),
-                c.counts.inline.load(std::sync::atomic::Ordering::Relaxed),
-            )
-        })
+        self.checkpointer
+            .as_ref()
+            .map_or((0, 0), Checkpointer::counts)
     }
 
     /// Bytes on disk: the database file and its WAL.

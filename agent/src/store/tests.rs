@@ -658,11 +658,11 @@ async fn wal_checkpoints_run_off_the_writer_and_the_wal_stays_bounded() {
     let store = open(&path, &config, &clock).await;
     let wal = dir.path().join("buffer.db-wal");
     let pad = "x".repeat(1000);
-    let mut largest = 0;
-    for batch in 0..200u64 {
-        let rows = (0..10)
+    // One commit of readings `first..first + n`, each with a 1 KB string.
+    let append = |first: u64, n: u64| {
+        let rows = (first..first + n)
             .map(|i| {
-                let mut r = reading("m", batch * 10 + i);
+                let mut r = reading("m", i);
                 r.reading = r.reading.with_field(
                     FieldKey::new("pad").expect("valid"),
                     FieldValue::Str(pad.clone()),
@@ -670,10 +670,11 @@ async fn wal_checkpoints_run_off_the_writer_and_the_wal_stays_bounded() {
                 r
             })
             .collect();
-        store
-            .append(rows, Durability::Durable)
-            .await
-            .expect("stored");
+        store.append(rows, Durability::Durable)
+    };
+    let mut largest = 0;
+    for batch in 0..200u64 {
+        append(batch * 10, 10).await.expect("stored");
         largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
     }
     let status = store.status().await.expect("status");
@@ -693,20 +694,7 @@ async fn wal_checkpoints_run_off_the_writer_and_the_wal_stays_bounded() {
     // the writer itself, at once.
     let before = status.wal_checkpoints_writer;
     for batch in 0..3u64 {
-        let rows = (0..300)
-            .map(|i| {
-                let mut r = reading("m", 10_000 + batch * 300 + i);
-                r.reading = r.reading.with_field(
-                    FieldKey::new("pad").expect("valid"),
-                    FieldValue::Str(pad.clone()),
-                );
-                r
-            })
-            .collect();
-        store
-            .append(rows, Durability::Durable)
-            .await
-            .expect("stored");
+        append(10_000 + batch * 300, 300).await.expect("stored");
     }
     let after = store.status().await.expect("status").wal_checkpoints_writer;
     assert!(

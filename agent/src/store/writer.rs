@@ -443,6 +443,7 @@ impl Writer {
     fn status(&self, now: i64) -> Result<StoreStatus> {
         let mem = &self.db.mem;
         let oldest = self.db.oldest_unsent_ns()?;
+        let (wal_checkpoints_background, wal_checkpoints_writer) = self.db.checkpoints();
         Ok(StoreStatus {
             agent_id: self.db.agent_id.clone(),
             backlog_readings: mem.readings,
@@ -460,8 +461,8 @@ impl Writer {
             used_bytes: mem.used(),
             max_bytes: self.db.limits.max_bytes,
             db_file_bytes: self.db.file_bytes(),
-            wal_checkpoints_background: self.db.checkpoints().0,
-            wal_checkpoints_writer: self.db.checkpoints().1,
+            wal_checkpoints_background,
+            wal_checkpoints_writer,
             next_sequence: mem.next_seq,
             drops: mem
                 .drops
