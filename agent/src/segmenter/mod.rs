@@ -11,11 +11,13 @@
 //!
 //! # One cut
 //!
-//! 1. The writer loads the group's oldest readings, at most one segment's
-//!    worth (memory stays bounded whatever the backlog), and the sequence
+//! 1. The writer finds the due group, its oldest reading and the sequence
 //!    the segment will carry.
-//! 2. Off the writer thread (`spawn_blocking`), the rows are decoded and
-//!    pushed into a [`ReadingBatch`] in id order. The segment is the longest
+//! 2. Off the writer thread (`spawn_blocking`), on a connection of its own
+//!    ([`RowReader`]), the group's oldest readings are read, at most one
+//!    segment's worth (memory stays bounded whatever the backlog), and each
+//!    is decoded and pushed into a [`ReadingBatch`] in id order as it is
+//!    read: no copy of the bodies is kept. The segment is the longest
 //!    prefix the batch accepts: at the first reading it rejects (a field
 //!    whose type differs from an earlier row's, a tag/field name clash), the
 //!    segment ends, and that reading starts the next segment. A conflicting
@@ -49,7 +51,7 @@ use crate::store::clock::duration_ns;
 use crate::store::codec::decode_body;
 use crate::store::metrics as m;
 use crate::store::{
-    CutLimits, DeadLetter, LoadedGroup, SegmentConfig, SegmentCut, StoreError, StoreHandle,
+    CutLimits, DeadLetter, DueGroup, RowReader, SegmentConfig, SegmentCut, StoreError, StoreHandle,
 };
 use crate::supervise::{Beat, fault};
 
@@ -138,17 +140,40 @@ impl Segmenter {
         let mut report = CutReport::default();
         let mut stale = 0;
         let limits = self.limits();
-        while let Some(group) = self.store.load_due(limits, force).await? {
+        // Opened at the first due group of a pass, closed with the pass.
+        let mut reader: Option<RowReader> = None;
+        while let Some(due) = self.store.load_due(limits, force).await? {
             self.waiting(Duration::ZERO);
             let agent_id = self.store.agent_id().clone();
             let started = Instant::now();
             let max_columns = self.config.max_columns.max(2);
-            let plan = tokio::task::spawn_blocking(move || plan(group, &agent_id, max_columns))
-                .await
-                .map_err(|e| StoreError::Io {
-                    path: "segmenter".into(),
-                    source: std::io::Error::other(e.to_string()),
-                })??;
+            let store = self.store.clone();
+            let taken = reader.take();
+            let (back, planned) = tokio::task::spawn_blocking(move || {
+                let mut reader = match taken {
+                    Some(r) => r,
+                    None => match store.open_reader() {
+                        Ok(r) => r,
+                        Err(e) => return (None, Err(e)),
+                    },
+                };
+                let planned = plan(&due, &mut reader, limits, &agent_id, max_columns);
+                (Some(reader), planned)
+            })
+            .await
+            .map_err(|e| StoreError::Io {
+                path: "segmenter".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            reader = back;
+            let plan = match planned {
+                Err(StoreError::Stale) if stale < MAX_STALE => {
+                    stale += 1;
+                    debug!("the group's readings went during a cut; cutting again");
+                    continue;
+                }
+                other => other?,
+            };
             match plan {
                 Plan::Segment(cut) => {
                     let rows = cut.rows;
@@ -213,19 +238,21 @@ impl Segmenter {
     }
 }
 
-/// Builds the segment for the longest prefix of `group` that one batch accepts.
-fn plan(group: LoadedGroup, agent_id: &AgentId, max_columns: usize) -> Result<Plan, StoreError> {
-    let LoadedGroup {
-        seq,
-        grp,
-        database,
-        measurement,
-        rows,
-    } = group;
+/// Builds the segment for the longest prefix of the due group's readings
+/// that one batch accepts, reading them with `reader`.
+fn plan(
+    due: &DueGroup,
+    reader: &mut RowReader,
+    limits: CutLimits,
+    agent_id: &AgentId,
+    max_columns: usize,
+) -> Result<Plan, StoreError> {
+    let measurement = &due.measurement;
     let mut batch = ReadingBatch::with_max_columns(measurement.clone(), max_columns);
     let (mut first_id, mut last_id, mut oldest) = (None, 0, i64::MAX);
-    for row in &rows {
-        let pushed = decode_body(measurement.clone(), row.time_ns, &row.body)
+    let mut poison = None;
+    reader.scan(due, limits, |row| {
+        let pushed = decode_body(measurement.clone(), row.time_ns, row.body)
             .map_err(|e| (e.to_string(), None))
             .and_then(|reading| match batch.push(&reading) {
                 Ok(()) => Ok(()),
@@ -236,38 +263,50 @@ fn plan(group: LoadedGroup, agent_id: &AgentId, max_columns: usize) -> Result<Pl
                 first_id.get_or_insert(row.id);
                 last_id = row.id;
                 oldest = oldest.min(row.received_ns);
+                Ok(true)
             }
             Err((error, reading)) if batch.is_empty() => {
                 let payload = reading
                     .and_then(|r| ferry_protocols::lp::to_line(&r, Precision::Ns).ok())
-                    .map_or_else(|| bytes::Bytes::from(row.body.clone()), bytes::Bytes::from);
-                return Ok(Plan::Poison {
+                    .map_or_else(
+                        || bytes::Bytes::copy_from_slice(row.body),
+                        bytes::Bytes::from,
+                    );
+                poison = Some(Plan::Poison {
                     id: row.id,
                     letter: DeadLetter {
                         topic: String::new(),
                         source: "segmenter".to_owned(),
-                        error: format!("{database}.{measurement}: reading {}: {error}", row.id),
+                        error: format!(
+                            "{}.{measurement}: reading {}: {error}",
+                            due.database, row.id
+                        ),
                         payload,
                     },
                 });
+                Ok(false)
             }
-            Err(_) => break,
+            Err(_) => Ok(false),
         }
+    })?;
+    if let Some(poison) = poison {
+        return Ok(poison);
     }
+    // No reading at all: they were evicted since the group was found due.
     let first_id = first_id.ok_or(StoreError::Stale)?;
     let record_batch = batch.to_record_batch()?;
     let header = SegmentHeader {
         agent_id: agent_id.clone(),
-        sequence: seq,
+        sequence: due.seq,
         first_reading_id: u64::try_from(first_id).unwrap_or(0),
         last_reading_id: u64::try_from(last_id).unwrap_or(0),
-        database,
-        measurement,
+        database: due.database.clone(),
+        measurement: measurement.clone(),
     };
     let file = write_segment(&header, &record_batch)?;
     Ok(Plan::Segment(SegmentCut {
-        seq,
-        grp,
+        seq: due.seq,
+        grp: due.grp,
         first_id,
         last_id,
         rows: batch.len() as u64,

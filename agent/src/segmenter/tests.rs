@@ -325,3 +325,80 @@ async fn behind_the_uplink_readings_wait_for_a_full_segment() {
     assert_eq!(segmenter.cut_due().await.expect("cuts").rows, 1);
     store.shutdown().await.expect("shuts down");
 }
+
+#[tokio::test]
+async fn a_cut_holds_what_its_read_saw_and_fails_stale_when_those_readings_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("buffer.db");
+    let clock = ManualClock::new(T0);
+    let store = open(&path, &test_config(), &clock).await;
+    let segmenter = Segmenter::new(store.clone(), config(1000));
+    let limits = segmenter.limits();
+    let append = |from: u64, n: u64| {
+        let store = store.clone();
+        async move {
+            let rows: Vec<Incoming> = (from..from + n).map(|i| reading("m", i)).collect();
+            store
+                .append(rows, Durability::Durable)
+                .await
+                .expect("stored");
+        }
+    };
+    let planned = |due: DueGroup| {
+        let store = store.clone();
+        let agent_id = store.agent_id().clone();
+        tokio::task::spawn_blocking(move || {
+            let mut reader = store.open_reader().expect("reader");
+            plan(&due, &mut reader, limits, &agent_id, 64)
+        })
+    };
+    let cut_of = |plan: Result<Plan, StoreError>| match plan.expect("planned") {
+        Plan::Segment(cut) => cut,
+        Plan::Poison { .. } => panic!("no poison here"),
+    };
+
+    // Readings committed after the read stay buffered for the next cut.
+    append(0, 100).await;
+    let due = store
+        .load_due(limits, true)
+        .await
+        .expect("loads")
+        .expect("due");
+    let cut = cut_of(planned(due).await.expect("joins"));
+    append(100, 50).await;
+    assert_eq!(cut.rows, 100);
+    store.commit_segment(cut).await.expect("commits");
+    assert_eq!(buffered_ns(&path).len(), 50);
+
+    // A reading of the cut deleted between the read and the commit: the
+    // commit fails as stale and changes nothing.
+    let due = store
+        .load_due(limits, true)
+        .await
+        .expect("loads")
+        .expect("due");
+    assert_eq!(due.first_id, 101);
+    let cut = cut_of(planned(due.clone()).await.expect("joins"));
+    assert_eq!((cut.first_id, cut.last_id, cut.rows), (101, 150, 50));
+    store
+        .exec("DELETE FROM readings WHERE id = 120")
+        .await
+        .expect("deletes");
+    assert!(matches!(
+        store.commit_segment(cut).await,
+        Err(StoreError::Stale)
+    ));
+    assert_eq!(buffered_ns(&path).len(), 49);
+    assert_eq!(segment_ns(&path).len(), 1);
+
+    // Every reading gone before the read: the plan is stale, not empty.
+    store
+        .exec("DELETE FROM readings WHERE grp = 1")
+        .await
+        .expect("deletes");
+    assert!(matches!(
+        planned(due).await.expect("joins"),
+        Err(StoreError::Stale)
+    ));
+    store.shutdown().await.expect("shuts down");
+}

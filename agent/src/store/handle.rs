@@ -1,7 +1,7 @@
 //! The async API: a cheap, cloneable handle to the writer thread.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,7 +16,7 @@ use super::config::StoreConfig;
 use super::db::{Db, Row};
 use super::error::{Result, StoreError};
 use super::metrics as m;
-use super::segments::{CutLimits, LoadedGroup, SegmentCut};
+use super::segments::{CutLimits, DueGroup, RowReader, SegmentCut};
 use super::types::{Appended, DeadLetter, PendingSegment, StoreStatus};
 use super::writer::{Command, Writer};
 use crate::ingest::{Durability, Incoming, RejectReason};
@@ -33,6 +33,7 @@ pub struct StoreHandle {
 struct Shared {
     agent_id: AgentId,
     clock: Arc<dyn Clock>,
+    path: PathBuf,
 }
 
 impl StoreHandle {
@@ -50,6 +51,7 @@ impl StoreHandle {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
         let path = path.to_owned();
+        let db_path = path.clone();
         let thread_clock = clock.clone();
         std::thread::Builder::new()
             .name("ferry-store".to_owned())
@@ -85,7 +87,11 @@ impl StoreHandle {
         let agent_id = ready_rx.await.map_err(|_| StoreError::Closed)??;
         Ok(StoreHandle {
             tx,
-            shared: Arc::new(Shared { agent_id, clock }),
+            shared: Arc::new(Shared {
+                agent_id,
+                clock,
+                path: db_path,
+            }),
         })
     }
 
@@ -294,13 +300,19 @@ impl StoreHandle {
         &self,
         limits: CutLimits,
         force: bool,
-    ) -> Result<Option<LoadedGroup>> {
+    ) -> Result<Option<DueGroup>> {
         self.ask(|reply| Command::LoadDue {
             limits,
             force,
             reply,
         })
         .await
+    }
+
+    /// Opens a connection of its own on which to read due groups
+    /// ([`RowReader::scan`]). Blocking: call it off the runtime.
+    pub(crate) fn open_reader(&self) -> Result<RowReader> {
+        RowReader::open(&self.shared.path)
     }
 
     pub(crate) async fn commit_segment(&self, cut: SegmentCut) -> Result<()> {

@@ -150,4 +150,4 @@ pub use types::{Appended, DeadLetter, DropReason, PendingSegment, StoreStatus};
 
 #[cfg(test)]
 pub(crate) use segments::BACKLOG_SEGMENTS;
-pub(crate) use segments::{CutLimits, LoadedGroup, SegmentCut};
+pub(crate) use segments::{CutLimits, DueGroup, RowReader, SegmentCut};

@@ -1,33 +1,119 @@
-//! The segment side of the buffer: loading a group's oldest readings,
-//! committing a cut segment, and the uplink's pending / ack / quarantine.
+//! The segment side of the buffer: finding a due group, reading its oldest
+//! readings on a connection of their own, committing a cut segment, and
+//! the uplink's pending / ack / quarantine.
+
+use std::path::Path;
 
 use bytes::Bytes;
 use ferry_protocols::segment::SegmentSeq;
 use ferry_protocols::{DatabaseName, Measurement};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::db::{Db, SEGMENT_OVERHEAD, opt_i64};
 use super::error::{Result, StoreError};
 use super::room::{Claim, delete_pending_segment, insert_dead_letter, make_room};
 use super::types::{DeadLetter, DropReason, PendingSegment};
 
-/// A buffered reading as stored.
+/// A group due for a cut: where its oldest reading is, and the sequence
+/// the segment will carry. Its readings are read by a [`RowReader`], off
+/// the writer thread.
 #[derive(Debug, Clone)]
-pub(crate) struct RawRow {
-    pub(crate) id: i64,
-    pub(crate) received_ns: i64,
-    pub(crate) time_ns: i64,
-    pub(crate) body: Vec<u8>,
-}
-
-/// The oldest readings of one group, at most one segment's worth.
-#[derive(Debug, Clone)]
-pub(crate) struct LoadedGroup {
+pub(crate) struct DueGroup {
     pub(crate) seq: SegmentSeq,
     pub(crate) grp: i64,
     pub(crate) database: DatabaseName,
     pub(crate) measurement: Measurement,
-    pub(crate) rows: Vec<RawRow>,
+    /// The id of the group's oldest reading when it was found due.
+    pub(crate) first_id: i64,
+}
+
+/// A buffered reading as a [`RowReader`] hands it over: the body is
+/// borrowed from SQLite, not copied.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowRef<'a> {
+    pub(crate) id: i64,
+    pub(crate) received_ns: i64,
+    pub(crate) time_ns: i64,
+    pub(crate) body: &'a [u8],
+}
+
+/// A connection of its own on which the segmenter reads the readings of a
+/// due group. Reading them on the writer's connection held every commit
+/// (and every acknowledgement waiting for one) for as long as the read
+/// took, and kept a whole segment's bodies in memory twice. The read is
+/// one statement, so it sees one committed state; readings evicted after
+/// it make the cut's commit fail as [`StoreError::Stale`].
+#[derive(Debug)]
+pub(crate) struct RowReader {
+    conn: Connection,
+}
+
+/// The reader's page cache (KiB): it reads each page once, in order.
+const READER_CACHE_KIB: i64 = 256;
+
+impl RowReader {
+    /// Opens a read-only connection to the buffer at `path` (in WAL mode).
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+        Ok(RowReader { conn })
+    }
+
+    /// Hands `f` the oldest readings of `due`'s group in id order, from
+    /// `first_id` on: at most `max_rows`, and no more bodies than
+    /// `max_body_bytes` once one reading is in. Stops early when `f` says
+    /// so (`Ok(false)`). Returns how many readings `f` was given.
+    pub(crate) fn scan(
+        &mut self,
+        due: &DueGroup,
+        limits: CutLimits,
+        mut f: impl FnMut(RowRef<'_>) -> Result<bool>,
+    ) -> Result<u64> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, received_ns, time_ns, body FROM readings
+             WHERE grp = ?1 AND id >= ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let mut q = stmt.query(params![
+            due.grp,
+            due.first_id,
+            i64::try_from(limits.max_rows).unwrap_or(i64::MAX)
+        ])?;
+        let (mut given, mut bytes) = (0u64, 0u64);
+        while let Some(r) = q.next()? {
+            let body = match r.get_ref(3)? {
+                ValueRef::Blob(b) => b,
+                other => {
+                    return Err(StoreError::BadMeta {
+                        key: format!("readings.{}.body", r.get::<_, i64>(0)?),
+                        value: format!("{:?}", other.data_type()),
+                    });
+                }
+            };
+            if given > 0 && bytes + body.len() as u64 > limits.max_body_bytes {
+                break;
+            }
+            bytes += body.len() as u64;
+            given += 1;
+            let row = RowRef {
+                id: r.get(0)?,
+                received_ns: r.get(1)?,
+                time_ns: r.get(2)?,
+                body,
+            };
+            if !f(row)? {
+                break;
+            }
+        }
+        Ok(given)
+    }
 }
 
 /// A segment ready to replace the readings `first_id..=last_id` of `grp`.
@@ -57,7 +143,8 @@ pub(crate) struct CutLimits {
 impl Db {
     /// The first group (by id) that is due: at least a segment's worth of
     /// rows or bytes, its oldest reading received `max_age` ago, or any
-    /// non-empty group when `force`. Loads its oldest readings.
+    /// non-empty group when `force`. Its readings are read with a
+    /// [`RowReader`].
     ///
     /// While the uplink is behind ([`BACKLOG_SEGMENTS`] or more segments
     /// waiting), age no longer cuts: readings wait for a full segment.
@@ -70,7 +157,7 @@ impl Db {
         limits: CutLimits,
         now_ns: i64,
         force: bool,
-    ) -> Result<Option<LoadedGroup>> {
+    ) -> Result<Option<DueGroup>> {
         let mut due = None;
         for (&grp, stats) in &self.mem.groups {
             if stats.rows == 0 {
@@ -80,62 +167,44 @@ impl Db {
                 .size
                 .saturating_sub(stats.rows * super::db::ROW_OVERHEAD);
             let full = stats.rows >= limits.max_rows as u64 || body >= limits.max_body_bytes;
-            if force || full {
-                due = Some(grp);
+            let oldest = self
+                .conn
+                .prepare_cached(
+                    "SELECT id, received_ns FROM readings WHERE grp = ?1 ORDER BY id LIMIT 1",
+                )?
+                .query_row([grp], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .optional()?;
+            let Some((first_id, received_ns)) = oldest else {
+                // The accounting said non-empty: resynchronise and move on.
+                due = Some((grp, None));
                 break;
-            }
-            let oldest = opt_i64(
-                &self.conn,
-                "SELECT received_ns FROM readings WHERE grp = ?1 ORDER BY id LIMIT 1",
-                [grp],
-            )?;
-            if self.mem.pending_segments < BACKLOG_SEGMENTS
-                && oldest.is_some_and(|t| super::clock::aged(now_ns, t, limits.max_age_ns))
-            {
-                due = Some(grp);
+            };
+            let aged = self.mem.pending_segments < BACKLOG_SEGMENTS
+                && super::clock::aged(now_ns, received_ns, limits.max_age_ns);
+            if force || full || aged {
+                due = Some((grp, Some(first_id)));
                 break;
             }
         }
-        let Some(grp) = due else { return Ok(None) };
+        let Some((grp, first_id)) = due else {
+            return Ok(None);
+        };
+        let Some(first_id) = first_id else {
+            self.mem.groups.remove(&grp);
+            return Ok(None);
+        };
         let Some((database, measurement)) = self.names.get(&grp).cloned() else {
             return Err(StoreError::BadMeta {
                 key: format!("groups.{grp}"),
                 value: "missing".to_owned(),
             });
         };
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, received_ns, time_ns, body FROM readings WHERE grp = ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let mut q = stmt.query(params![
-            grp,
-            i64::try_from(limits.max_rows).unwrap_or(i64::MAX)
-        ])?;
-        let mut rows = Vec::new();
-        let mut bytes = 0u64;
-        while let Some(r) = q.next()? {
-            let body: Vec<u8> = r.get(3)?;
-            if !rows.is_empty() && bytes + body.len() as u64 > limits.max_body_bytes {
-                break;
-            }
-            bytes += body.len() as u64;
-            rows.push(RawRow {
-                id: r.get(0)?,
-                received_ns: r.get(1)?,
-                time_ns: r.get(2)?,
-                body,
-            });
-        }
-        if rows.is_empty() {
-            // The accounting said non-empty: resynchronise and move on.
-            self.mem.groups.remove(&grp);
-            return Ok(None);
-        }
-        Ok(Some(LoadedGroup {
+        Ok(Some(DueGroup {
             seq: SegmentSeq(self.mem.next_seq),
             grp,
             database,
             measurement,
-            rows,
+            first_id,
         }))
     }
 

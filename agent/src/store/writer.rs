@@ -14,7 +14,7 @@ use super::db::{Db, Row};
 use super::error::{Result, StoreError};
 use super::metrics as m;
 use super::room::{insert_batch, insert_dead_letter};
-use super::segments::{CutLimits, LoadedGroup, SegmentCut};
+use super::segments::{CutLimits, DueGroup, SegmentCut};
 use super::types::{Appended, DeadLetter, DropReason, PendingSegment, StoreStatus};
 use crate::ingest::RejectReason;
 
@@ -36,7 +36,7 @@ pub(crate) enum Command {
     LoadDue {
         limits: CutLimits,
         force: bool,
-        reply: Reply<Result<Option<LoadedGroup>>>,
+        reply: Reply<Result<Option<DueGroup>>>,
     },
     CommitSegment {
         cut: SegmentCut,
