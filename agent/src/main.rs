@@ -17,6 +17,52 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's options for a gateway, each unless already set: commit arena
+/// memory on use (idle RSS about 8 MiB instead of 17) and give freed pages
+/// back at once (about 20 MiB under load instead of 41 to 58).
+#[cfg(target_env = "musl")]
+const ALLOCATOR_OPTIONS: [(&str, &str); 2] = [
+    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+    ("MIMALLOC_PURGE_DELAY", "0"),
+];
+
+/// mimalloc reads its options from the environment once, before `main`, and
+/// setting them later takes `unsafe`, which the workspace forbids. So a
+/// static `run` started without them (by hand, in a container, from an
+/// init script) executes itself again with them added, as the packaged
+/// unit would have started it. Returns only if that is not needed or fails.
+#[cfg(target_env = "musl")]
+fn exec_with_allocator_options() {
+    use std::os::unix::process::CommandExt;
+    const DONE: &str = "FERRY_AGENT_ALLOCATOR_OPTIONS";
+    if std::env::var_os(DONE).is_some() {
+        return;
+    }
+    let missing: Vec<_> = ALLOCATOR_OPTIONS
+        .iter()
+        .filter(|(key, _)| std::env::var_os(key).is_none())
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let mut command = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        command.arg0(arg0);
+    }
+    command.args(args).env(DONE, "1");
+    for (key, value) in missing {
+        command.env(key, value);
+    }
+    let error = command.exec();
+    eprintln!(
+        "ferry-agent: could not restart with mimalloc's options ({error}); running with its defaults"
+    );
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ferry-agent",
@@ -56,6 +102,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(target_env = "musl")]
+    if matches!(cli.command, Command::Run { .. }) {
+        exec_with_allocator_options();
+    }
     match cli.command {
         Command::GenerateConfig => {
             print!("{}", config::TEMPLATE);
