@@ -50,6 +50,40 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros()).div_ceil(7) as usize
+}
+
+fn str_len(s: &str) -> usize {
+    varint_len(s.len() as u64) + s.len()
+}
+
+/// How many bytes [`encode_body`] writes for `reading`, so that the body is
+/// allocated once at its size.
+pub fn encoded_len(reading: &Reading) -> usize {
+    let tags: usize = reading
+        .tags
+        .iter()
+        .map(|(k, v)| str_len(k.as_str()) + str_len(v))
+        .sum();
+    let fields: usize = reading
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            str_len(k.as_str())
+                + 1
+                + match v {
+                    FieldValue::F64(_) => 8,
+                    FieldValue::I64(i) => varint_len(((i << 1) ^ (i >> 63)) as u64),
+                    FieldValue::U64(u) => varint_len(*u),
+                    FieldValue::Bool(_) => 0,
+                    FieldValue::Str(s) => str_len(s),
+                }
+        })
+        .sum();
+    varint_len(reading.tags.len() as u64) + tags + varint_len(reading.fields.len() as u64) + fields
+}
+
 /// Encodes `reading`'s tags and fields, appending to `out`.
 pub fn encode_body(reading: &Reading, out: &mut Vec<u8>) {
     put_varint(out, reading.tags.len() as u64);
@@ -221,6 +255,7 @@ mod tests {
             for (k, v) in fields { r = r.with_field(FieldKey::new(k).expect("valid"), v); }
             let mut body = Vec::new();
             encode_body(&r, &mut body);
+            prop_assert_eq!(body.len(), encoded_len(&r));
             let back = decode_body(m, time, &body).expect("decodes");
             prop_assert_eq!(&back.tags, &r.tags);
             prop_assert_eq!(bits(&back), bits(&r));
@@ -245,6 +280,7 @@ mod tests {
             );
         let mut body = Vec::new();
         encode_body(&r, &mut body);
+        assert_eq!(body.len(), encoded_len(&r));
         assert_eq!(decode_body(m, 1, &body).expect("decodes"), r);
     }
 }

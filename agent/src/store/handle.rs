@@ -11,7 +11,7 @@ use ferry_protocols::segment::SegmentSeq;
 use tokio::sync::{mpsc, oneshot};
 
 use super::clock::Clock;
-use super::codec::encode_body;
+use super::codec::{encode_body, encoded_len};
 use super::config::StoreConfig;
 use super::db::{Db, Row};
 use super::error::{Result, StoreError};
@@ -161,7 +161,7 @@ impl StoreHandle {
         let rows: Vec<Row> = readings
             .into_iter()
             .map(|inc| {
-                let mut body = Vec::with_capacity(64);
+                let mut body = Vec::with_capacity(encoded_len(&inc.reading));
                 encode_body(&inc.reading, &mut body);
                 Row {
                     database: inc.database,

@@ -277,11 +277,11 @@ pub(crate) fn insert_batch(
     tx: &Transaction<'_>,
     mem: &mut Mem,
     limits: &Limits,
-    appends: &[(Vec<Row>, Vec<i64>)],
-    best_effort: &[(Row, i64)],
+    appends: &[(&[Row], Vec<i64>)],
+    best_effort: &[(&Row, i64)],
 ) -> Result<(Vec<Result<Appended, RejectReason>>, u64)> {
     let mut results = Vec::with_capacity(appends.len());
-    for (rows, grps) in appends {
+    for &(rows, ref grps) in appends {
         let need: u64 = rows.iter().map(Row::size).sum();
         if !make_room(tx, mem, limits, need, Claim::Durable)? {
             mem.drop_rows(DropReason::RejectedFull, rows.len() as u64);
@@ -299,9 +299,9 @@ pub(crate) fn insert_batch(
         }));
     }
     let mut stored = 0;
-    for (row, grp) in best_effort {
+    for &(row, grp) in best_effort {
         if make_room(tx, mem, limits, row.size(), Claim::BestEffort)? {
-            insert_row(tx, mem, *grp, row)?;
+            insert_row(tx, mem, grp, row)?;
             stored += 1;
         } else {
             mem.drop_rows(DropReason::Qos0Full, 1);

@@ -393,12 +393,12 @@ impl Writer {
             Ok((appends, be))
         })();
         let outcome = resolved.and_then(|(grps, be_grps)| {
-            let appends: Vec<(Vec<Row>, Vec<i64>)> = pending
+            let appends: Vec<(&[Row], Vec<i64>)> = pending
                 .iter()
                 .zip(grps)
-                .map(|(p, g)| (p.rows.clone(), g))
+                .map(|(p, g)| (p.rows.as_slice(), g))
                 .collect();
-            let be: Vec<(Row, i64)> = qos0.iter().cloned().zip(be_grps).collect();
+            let be: Vec<(&Row, i64)> = qos0.iter().zip(be_grps).collect();
             self.db
                 .txn(|tx, mem, limits| insert_batch(tx, mem, limits, &appends, &be))
         });
