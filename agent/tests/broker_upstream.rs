@@ -2,7 +2,8 @@
 //! messages published while the subscription is stopped are queued in the
 //! persistent session and arrive after a restart with the same client id;
 //! a message whose commit never succeeded is not acknowledged upstream and
-//! is redelivered.
+//! is redelivered; acknowledgements go upstream in the order of the
+//! messages, whatever order their commits settle in.
 
 mod broker_support;
 
@@ -12,6 +13,8 @@ use broker_support::tools::{Mosquitto, publish_ok};
 use broker_support::{Mode, TestSink, wait_for};
 use ferry_agent::broker::{UpstreamConfig, upstream};
 use ferry_agent::ingest::{Accepted, QoS, RejectReason, Source};
+use rumqttc::QoS::AtLeastOnce as QoS1;
+use rumqttc::mqttbytes::v4;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -23,13 +26,17 @@ struct Consumer {
 }
 
 fn start(mosquitto: &Mosquitto, sink: &TestSink) -> Consumer {
+    start_on(mosquitto.addr.port(), sink)
+}
+
+fn start_on(port: u16, sink: &TestSink) -> Consumer {
     let mut config = UpstreamConfig::new(
         "lab",
         "127.0.0.1",
         "ferry-upstream-test",
         vec!["up/#".into()],
     );
-    config.port = mosquitto.addr.port();
+    config.port = port;
     config.qos = 1;
     config.clean_session = false;
     config.min_backoff = Duration::from_millis(100);
@@ -109,5 +116,97 @@ async fn persistent_session_redelivers_after_restart() {
     sink.set_mode(Mode::Answer(Accepted::Stored));
     let consumer = start(&mosquitto, &sink);
     wait_for("up/d redelivered", T, || count(&sink, "up/d") == 2).await;
+    consumer.stop().await;
+}
+
+/// Reads MQTT 3.1.1 packets from `stream` until `want` returns one.
+async fn next_packet<T>(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut bytes::BytesMut,
+    mut want: impl FnMut(v4::Packet) -> Option<T>,
+) -> T {
+    use tokio::io::AsyncReadExt;
+    loop {
+        match v4::Packet::read(buf, 1 << 20) {
+            Ok(packet) => {
+                if let Some(t) = want(packet) {
+                    return t;
+                }
+            }
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {
+                let n = tokio::time::timeout(T, stream.read_buf(buf))
+                    .await
+                    .expect("the subscriber answers")
+                    .expect("reads");
+                assert!(n > 0, "the subscriber closed the connection");
+            }
+            Err(e) => panic!("bad packet from the subscriber: {e}"),
+        }
+    }
+}
+
+/// MQTT 3.1.1 §4.6: a subscriber sends PUBACKs in the order of the PUBLISH
+/// packets. The sink settles later messages first (a commit that took
+/// longer for an earlier message); the broker here is a plain TCP peer that
+/// records the order of the acknowledgements, which Mosquitto does not show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_go_upstream_in_the_order_of_the_messages() {
+    use tokio::io::AsyncWriteExt;
+    const N: u16 = 100;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let port = listener.local_addr().expect("addr").port();
+    let sink = TestSink::new(Mode::Countdown {
+        from: Duration::from_millis(300),
+        step: Duration::from_millis(3),
+    });
+    let consumer = start_on(port, &sink);
+    let (mut stream, _) = tokio::time::timeout(T, listener.accept())
+        .await
+        .expect("the subscriber connects")
+        .expect("accepts");
+    let mut buf = bytes::BytesMut::new();
+    let mut out = bytes::BytesMut::new();
+    next_packet(&mut stream, &mut buf, |p| {
+        matches!(p, v4::Packet::Connect(_)).then_some(())
+    })
+    .await;
+    v4::ConnAck::new(v4::ConnectReturnCode::Success, false)
+        .write(&mut out)
+        .expect("encodes");
+    stream.write_all(&out.split()).await.expect("writes");
+    let pkid = next_packet(&mut stream, &mut buf, |p| match p {
+        v4::Packet::Subscribe(s) => Some(s.pkid),
+        _ => None,
+    })
+    .await;
+    v4::SubAck::new(pkid, vec![v4::SubscribeReasonCode::Success(QoS1)])
+        .write(&mut out)
+        .expect("encodes");
+    for i in 1..=N {
+        let mut publish = v4::Publish::new("up/order", QoS1, i.to_string());
+        publish.pkid = i;
+        publish.write(&mut out).expect("encodes");
+    }
+    stream.write_all(&out.split()).await.expect("writes");
+
+    let mut acked = Vec::new();
+    while acked.len() < usize::from(N) {
+        let id = next_packet(&mut stream, &mut buf, |p| match p {
+            v4::Packet::PubAck(a) => Some(a.pkid),
+            _ => None,
+        })
+        .await;
+        acked.push(id);
+    }
+    assert_eq!(acked, (1..=N).collect::<Vec<_>>(), "PUBACKs out of order");
+    let payloads: Vec<String> = sink
+        .messages()
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    let sent: Vec<String> = (1..=N).map(|i| i.to_string()).collect();
+    assert_eq!(payloads, sent, "the buffer got the messages out of order");
     consumer.stop().await;
 }

@@ -15,7 +15,9 @@
 //! subscription reconnects (after the backoff), so the upstream broker
 //! redelivers it later. QoS 0 messages carry no such promise.
 //!
-//! Each subscription runs one tracked task; it reconnects with exponential
+//! Each subscription runs one tracked task, and each of its sessions one
+//! more that acknowledges messages in the order they arrived (at most 256
+//! in flight). It reconnects with exponential
 //! backoff (`min_backoff` doubling to `max_backoff`) and logs each state
 //! change (connected / disconnected) once, repeated failures at debug.
 
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use metrics::{counter, gauge};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, TlsConfiguration, Transport};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, mpsc};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,6 +40,9 @@ use crate::ingest::{Accepted, IngestSink, Message, QoS, Source};
 
 /// Messages of one subscription whose commit may be in flight at once.
 const MAX_IN_FLIGHT: usize = 256;
+/// Requests (subscribe, disconnect) the client's queue holds on top of one
+/// acknowledgement per message in flight.
+const REQUEST_SLACK: usize = 64;
 
 fn rumqttc_qos(qos: u8) -> rumqttc::QoS {
     match qos {
@@ -129,14 +134,18 @@ async fn run<S: IngestSink>(
     tracker: TaskTracker,
 ) {
     let name = config.name.clone();
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut backoff = config.min_backoff;
     let mut failing = false;
     loop {
-        let (client, eventloop) = AsyncClient::new(options(&config, transport.as_ref()), 64);
+        // Room for an acknowledgement of every message in flight, so that
+        // the acknowledger never waits on a loop that waits on it.
+        let (client, eventloop) = AsyncClient::new(
+            options(&config, transport.as_ref()),
+            MAX_IN_FLIGHT + REQUEST_SLACK,
+        );
         let redeliver = Arc::new(Notify::new());
         let end = session(
-            &config, client, eventloop, &sink, &shutdown, &tracker, &permits, &redeliver,
+            &config, client, eventloop, &sink, &shutdown, &tracker, &redeliver,
         )
         .await;
         gauge!(m::UPSTREAM_CONNECTED, "upstream" => name.clone()).set(0.0);
@@ -161,7 +170,38 @@ async fn run<S: IngestSink>(
     tracing::debug!(upstream = %name, "upstream subscription stopped");
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A message handed to the buffer, waiting for its outcome and then its
+/// acknowledgement upstream.
+type InFlight<S> = (<S as IngestSink>::Outcome, rumqttc::Publish);
+
+/// Acknowledges a session's messages upstream in the order they arrived
+/// (MQTT 3.1.1 §4.6: PUBACKs in the order of the PUBLISH packets), each once
+/// the buffer resolved it. A rejected message is left unacknowledged and
+/// ends the session, so the broker redelivers it.
+async fn acknowledge<S: IngestSink>(
+    name: String,
+    client: AsyncClient,
+    mut queue: mpsc::Receiver<InFlight<S>>,
+    redeliver: Arc<Notify>,
+) {
+    while let Some((outcome, publish)) = queue.recv().await {
+        match outcome.await {
+            Accepted::Stored | Accepted::Unrouted => {
+                // Fails only if the session is gone; the broker then
+                // redelivers the message.
+                let _ = client.ack(&publish).await;
+            }
+            Accepted::Rejected(reason) => {
+                tracing::debug!(upstream = %name, ?reason, topic = %publish.topic, "upstream message rejected");
+                counter!(m::UPSTREAM_REJECTED, "upstream" => name.clone()).increment(1);
+                if publish.qos != rumqttc::QoS::AtMostOnce {
+                    redeliver.notify_one();
+                }
+            }
+        }
+    }
+}
+
 async fn session<S: IngestSink>(
     config: &UpstreamConfig,
     client: AsyncClient,
@@ -169,11 +209,17 @@ async fn session<S: IngestSink>(
     sink: &S,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
-    permits: &Arc<Semaphore>,
     redeliver: &Arc<Notify>,
 ) -> SessionEnd {
     let name = &config.name;
     let mut connected = false;
+    let (queue, pending) = mpsc::channel::<InFlight<S>>(MAX_IN_FLIGHT);
+    tracker.spawn(acknowledge::<S>(
+        name.clone(),
+        client.clone(),
+        pending,
+        redeliver.clone(),
+    ));
     loop {
         let event = tokio::select! {
             biased;
@@ -218,41 +264,26 @@ async fn session<S: IngestSink>(
             }
             Packet::Publish(publish) => {
                 counter!(m::UPSTREAM_MESSAGES, "upstream" => name.clone()).increment(1);
-                let permit = tokio::select! {
-                    _ = shutdown.cancelled() => return SessionEnd::Shutdown,
-                    p = permits.clone().acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => return SessionEnd::Shutdown,
-                    },
-                };
                 let message = Message {
                     topic: publish.topic.clone(),
                     payload: publish.payload.clone(),
                     qos: QoS::from_u8(publish.qos as u8).unwrap_or(QoS::AtMostOnce),
                     source: Source::Upstream { name: name.clone() },
                 };
-                let sink = sink.clone();
-                let client = client.clone();
-                let redeliver = redeliver.clone();
-                let name = name.clone();
-                tracker.spawn(async move {
-                    let accepted = sink.ingest(message).await;
-                    drop(permit);
-                    match accepted {
-                        Accepted::Stored | Accepted::Unrouted => {
-                            // Fails only if the session is gone; the broker
-                            // then redelivers the message.
-                            let _ = client.ack(&publish).await;
-                        }
-                        Accepted::Rejected(reason) => {
-                            tracing::debug!(upstream = %name, ?reason, topic = %publish.topic, "upstream message rejected");
-                            counter!(m::UPSTREAM_REJECTED, "upstream" => name).increment(1);
-                            if publish.qos != rumqttc::QoS::AtMostOnce {
-                                redeliver.notify_one();
-                            }
-                        }
-                    }
-                });
+                // Handed over one at a time, in order: the buffer keeps the
+                // broker's order, and a full buffer queue or a full
+                // acknowledger holds the next read (backpressure upstream).
+                let handed = async {
+                    let outcome = sink.submit(message).await;
+                    queue.send((outcome, publish)).await
+                };
+                let queued = tokio::select! {
+                    _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+                    queued = handed => queued,
+                };
+                if queued.is_err() {
+                    return SessionEnd::Shutdown;
+                }
             }
             _ => {}
         }

@@ -66,7 +66,8 @@ shutdown_grace = "5s"
 
 # Subscribe to an existing broker (e.g. a Mosquitto already on the gateway).
 # The session is persistent: messages queued while the agent was down arrive
-# after it restarts, and each is acknowledged upstream only once stored.
+# after it restarts, and each is acknowledged upstream only once stored, in
+# the order it arrived (at most 256 waiting for their commit).
 # [[mqtt.upstream]]
 # name = "plant-broker"
 # host = "127.0.0.1"

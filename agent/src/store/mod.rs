@@ -87,6 +87,12 @@
 //! in memory (at most `max_batch` of them) until `qos0_max_delay` has
 //! passed on the injected [`Clock`], or ride along with a durable commit.
 //!
+//! Two more connections keep work off the writer: the checkpointer's
+//! (`checkpoint.rs`, decision 0026) and the segmenter's [`RowReader`], on
+//! which a cut reads its group's readings (one `SELECT`, one committed
+//! state) while commits go on. The writer only finds the due group, and
+//! later deletes the readings in the cut's own transaction.
+//!
 //! # Accounting and `when_full`
 //!
 //! Accounted bytes = Σ readings (`body` + 48) + Σ segments (`file` + 160) +

@@ -25,6 +25,9 @@ pub enum Mode {
     Hold,
     /// Resolve `Stored` after a delay.
     Delay(Duration),
+    /// Resolve `Stored` after a delay that shrinks by `step` with every
+    /// message: later messages settle first.
+    Countdown { from: Duration, step: Duration },
 }
 
 #[derive(Default)]
@@ -78,17 +81,19 @@ impl IngestSink for TestSink {
 
     fn submit(&self, message: Message) -> impl Future<Output = Self::Outcome> + Send {
         let mode = self.mode.lock().expect("lock").clone();
-        let rx = {
+        let (rx, nth) = {
             let mut inner = self.inner.lock().expect("lock");
             inner.messages.push(message);
-            match mode {
+            let nth = u32::try_from(inner.messages.len()).unwrap_or(u32::MAX);
+            let rx = match mode {
                 Mode::Hold => {
                     let (tx, rx) = oneshot::channel();
                     inner.held.push(tx);
                     Some(rx)
                 }
                 _ => None,
-            }
+            };
+            (rx, nth)
         };
         // A delay runs from now, however late the outcome is first polled.
         let since = tokio::time::Instant::now();
@@ -99,6 +104,10 @@ impl IngestSink for TestSink {
                 )),
                 (Mode::Delay(d), None) => {
                     tokio::time::sleep_until(since + d).await;
+                    Accepted::Stored
+                }
+                (Mode::Countdown { from, step }, None) => {
+                    tokio::time::sleep_until(since + from.saturating_sub(step * nth)).await;
                     Accepted::Stored
                 }
                 (Mode::Answer(a), None) => a,
