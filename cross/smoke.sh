@@ -98,7 +98,9 @@ grep -q "127.0.0.1:$mqtt_port" "$dir/agent.toml" || fail "generate-config output
   fail "check-config rejected the generated config"
 
 started=$(date +%s.%N)
-"${runner[@]}" "$agent_bin" run --config "$dir/agent.toml" >"$dir/agent.log" 2>&1 &
+# Without mimalloc's options, as a user starting it by hand would.
+env -u MIMALLOC_ARENA_EAGER_COMMIT -u MIMALLOC_PURGE_DELAY -u FERRY_AGENT_ALLOCATOR_OPTIONS \
+  "${runner[@]}" "$agent_bin" run --config "$dir/agent.toml" >"$dir/agent.log" 2>&1 &
 agent_pid=$!
 pids+=("$agent_pid")
 wait_for "the hub on port $hub_port" 60 port_open "$hub_port"
@@ -123,8 +125,10 @@ rss_kib=$(awk '/^VmRSS/ { print $2 }' "/proc/$agent_pid/status")
 # them (agent/src/main.rs). Natively, check that it did: under qemu-user the
 # restart needs binfmt_misc, and the agent runs on with the defaults.
 if [[ "$target" == *musl* && ${#runner[@]} -eq 0 ]]; then
-  tr '\0' '\n' <"/proc/$agent_pid/environ" | grep -qx 'MIMALLOC_ARENA_EAGER_COMMIT=0' ||
-    fail "the static agent runs without MIMALLOC_ARENA_EAGER_COMMIT=0 (idle RSS $rss_kib KiB)"
+  for option in MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0; do
+    tr '\0' '\n' <"/proc/$agent_pid/environ" | grep -qx "$option" ||
+      fail "the static agent runs without $option (idle RSS $rss_kib KiB)"
+  done
 fi
 status=$(curl -sf "http://127.0.0.1:$http_port/api/v1/status" || true)
 

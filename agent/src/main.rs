@@ -45,8 +45,14 @@ fn exec_with_allocator_options() {
     if missing.is_empty() {
         return;
     }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => {
+            eprintln!(
+                "ferry-agent: could not find its own binary to restart with mimalloc's options ({error}); running with its defaults"
+            );
+            return;
+        }
     };
     let mut args = std::env::args_os();
     let mut command = std::process::Command::new(exe);

@@ -145,23 +145,17 @@ async fn next_packet<T>(
     }
 }
 
-/// MQTT 3.1.1 §4.6: a subscriber sends PUBACKs in the order of the PUBLISH
-/// packets. The sink settles later messages first (a commit that took
-/// longer for an earlier message); the broker here is a plain TCP peer that
-/// records the order of the acknowledgements, which Mosquitto does not show.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledgements_go_upstream_in_the_order_of_the_messages() {
+/// Plays the upstream broker on a plain TCP socket, which records the order
+/// of the acknowledgements (Mosquitto does not show it): accepts the
+/// subscription, sends `n` QoS 1 messages at once, and returns the packet
+/// ids of the PUBACKs in the order they came, and the payloads the sink got.
+async fn acks_from_a_burst(n: u16, sink: &TestSink) -> (Vec<u16>, Vec<String>) {
     use tokio::io::AsyncWriteExt;
-    const N: u16 = 100;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
     let port = listener.local_addr().expect("addr").port();
-    let sink = TestSink::new(Mode::Countdown {
-        from: Duration::from_millis(300),
-        step: Duration::from_millis(3),
-    });
-    let consumer = start_on(port, &sink);
+    let consumer = start_on(port, sink);
     let (mut stream, _) = tokio::time::timeout(T, listener.accept())
         .await
         .expect("the subscriber connects")
@@ -184,7 +178,7 @@ async fn acknowledgements_go_upstream_in_the_order_of_the_messages() {
     v4::SubAck::new(pkid, vec![v4::SubscribeReasonCode::Success(QoS1)])
         .write(&mut out)
         .expect("encodes");
-    for i in 1..=N {
+    for i in 1..=n {
         let mut publish = v4::Publish::new("up/order", QoS1, i.to_string());
         publish.pkid = i;
         publish.write(&mut out).expect("encodes");
@@ -192,7 +186,7 @@ async fn acknowledgements_go_upstream_in_the_order_of_the_messages() {
     stream.write_all(&out.split()).await.expect("writes");
 
     let mut acked = Vec::new();
-    while acked.len() < usize::from(N) {
+    while acked.len() < usize::from(n) {
         let id = next_packet(&mut stream, &mut buf, |p| match p {
             v4::Packet::PubAck(a) => Some(a.pkid),
             _ => None,
@@ -200,13 +194,37 @@ async fn acknowledgements_go_upstream_in_the_order_of_the_messages() {
         .await;
         acked.push(id);
     }
-    assert_eq!(acked, (1..=N).collect::<Vec<_>>(), "PUBACKs out of order");
-    let payloads: Vec<String> = sink
+    let payloads = sink
         .messages()
         .iter()
         .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
         .collect();
-    let sent: Vec<String> = (1..=N).map(|i| i.to_string()).collect();
-    assert_eq!(payloads, sent, "the buffer got the messages out of order");
     consumer.stop().await;
+    (acked, payloads)
+}
+
+fn in_order(n: u16) -> (Vec<u16>, Vec<String>) {
+    ((1..=n).collect(), (1..=n).map(|i| i.to_string()).collect())
+}
+
+/// MQTT 3.1.1 §4.6: a subscriber sends PUBACKs in the order of the PUBLISH
+/// packets. Here the sink settles later messages first, as when an earlier
+/// message's commit took longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_go_upstream_in_the_order_of_the_messages() {
+    let sink = TestSink::new(Mode::Countdown {
+        from: Duration::from_millis(300),
+        step: Duration::from_millis(3),
+    });
+    assert_eq!(acks_from_a_burst(100, &sink).await, in_order(100));
+}
+
+/// A broker without an in-flight limit sends more at once than the
+/// acknowledger holds (256) and than the client's request queue holds
+/// (320): the acknowledgements keep leaving while the session waits to
+/// hand over more, and every message is acknowledged, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_past_every_queue_is_acknowledged_in_full() {
+    let sink = TestSink::new(Mode::Delay(Duration::from_millis(5)));
+    assert_eq!(acks_from_a_burst(1000, &sink).await, in_order(1000));
 }

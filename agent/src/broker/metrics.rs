@@ -28,6 +28,10 @@ pub const UPSTREAM_MESSAGES: &str = "ferry_upstream_messages_total";
 /// Counter: upstream messages the sink rejected (left unacknowledged for
 /// redelivery); label `upstream`.
 pub const UPSTREAM_REJECTED: &str = "ferry_upstream_rejected_total";
+/// Counter: sessions an upstream broker ended by sending faster than the
+/// buffer took its messages (reconnected; the broker redelivers what was
+/// not acknowledged); label `upstream`.
+pub const UPSTREAM_OVERFLOWS: &str = "ferry_upstream_overflows_total";
 /// Counter: PINGREQs the gate sent to the embedded broker for a client
 /// connected without keep alive (0) and silent for 9 hours.
 pub const STAND_IN_PINGS: &str = "ferry_broker_stand_in_pings_total";

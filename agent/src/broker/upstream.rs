@@ -17,10 +17,12 @@
 //!
 //! Each subscription runs one tracked task, and each of its sessions one
 //! more that acknowledges messages in the order they arrived (at most 256
-//! in flight). It reconnects with exponential
+//! waiting for their commit; 1,024 more received meanwhile make the session
+//! reconnect, and the broker redelivers them). It reconnects with exponential
 //! backoff (`min_backoff` doubling to `max_backoff`) and logs each state
 //! change (connected / disconnected) once, repeated failures at debug.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::BufReader;
 use std::sync::Arc;
@@ -40,9 +42,14 @@ use crate::ingest::{Accepted, IngestSink, Message, QoS, Source};
 
 /// Messages of one subscription whose commit may be in flight at once.
 const MAX_IN_FLIGHT: usize = 256;
-/// Requests (subscribe, disconnect) the client's queue holds on top of one
-/// acknowledgement per message in flight.
+/// Requests the client's queue holds on top of [`MAX_IN_FLIGHT`]. It is
+/// emptied only while the session polls the event loop, which it always
+/// does; the size only saves the acknowledger from waiting.
 const REQUEST_SLACK: usize = 64;
+/// Messages received and not yet handed to the buffer while the
+/// acknowledger is full. Past it the session reconnects: a broker without
+/// an in-flight limit cannot grow the agent's memory without bound.
+const MAX_BACKLOG: usize = 1024;
 
 fn rumqttc_qos(qos: u8) -> rumqttc::QoS {
     match qos {
@@ -137,8 +144,6 @@ async fn run<S: IngestSink>(
     let mut backoff = config.min_backoff;
     let mut failing = false;
     loop {
-        // Room for an acknowledgement of every message in flight, so that
-        // the acknowledger never waits on a loop that waits on it.
         let (client, eventloop) = AsyncClient::new(
             options(&config, transport.as_ref()),
             MAX_IN_FLIGHT + REQUEST_SLACK,
@@ -220,6 +225,8 @@ async fn session<S: IngestSink>(
         pending,
         redeliver.clone(),
     ));
+    // Received, not yet handed to the buffer: the acknowledger is full.
+    let mut backlog: VecDeque<(Message, rumqttc::Publish)> = VecDeque::new();
     loop {
         let event = tokio::select! {
             biased;
@@ -231,6 +238,22 @@ async fn session<S: IngestSink>(
             _ = redeliver.notified() => {
                 tracing::info!(upstream = %name, "message rejected by the buffer, reconnecting for redelivery");
                 return SessionEnd::Redeliver;
+            }
+            // Handed over one at a time, in order, so the buffer keeps the
+            // broker's order. The wait for the buffer's queue depends on
+            // the writer only; the wait for room in the acknowledger is
+            // this branch, while the event loop below keeps running: it is
+            // what sends the acknowledgements that make that room.
+            room = queue.reserve(), if !backlog.is_empty() => {
+                let Ok(room) = room else { return SessionEnd::Shutdown };
+                if let Some((message, publish)) = backlog.pop_front() {
+                    let outcome = tokio::select! {
+                        _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+                        outcome = sink.submit(message) => outcome,
+                    };
+                    room.send((outcome, publish));
+                }
+                continue;
             }
             e = eventloop.poll() => e,
         };
@@ -270,20 +293,17 @@ async fn session<S: IngestSink>(
                     qos: QoS::from_u8(publish.qos as u8).unwrap_or(QoS::AtMostOnce),
                     source: Source::Upstream { name: name.clone() },
                 };
-                // Handed over one at a time, in order: the buffer keeps the
-                // broker's order, and a full buffer queue or a full
-                // acknowledger holds the next read (backpressure upstream).
-                let handed = async {
-                    let outcome = sink.submit(message).await;
-                    queue.send((outcome, publish)).await
-                };
-                let queued = tokio::select! {
-                    _ = shutdown.cancelled() => return SessionEnd::Shutdown,
-                    queued = handed => queued,
-                };
-                if queued.is_err() {
-                    return SessionEnd::Shutdown;
+                if backlog.len() >= MAX_BACKLOG {
+                    // The broker sends faster than the buffer settles and
+                    // its acknowledgements leave. Nothing received since
+                    // the last acknowledgement is lost: the broker
+                    // redelivers it on the next connection.
+                    tracing::warn!(upstream = %name, held = backlog.len(),
+                        "upstream sends faster than the buffer takes its messages; reconnecting");
+                    counter!(m::UPSTREAM_OVERFLOWS, "upstream" => name.clone()).increment(1);
+                    return SessionEnd::Redeliver;
                 }
+                backlog.push_back((message, publish));
             }
             _ => {}
         }

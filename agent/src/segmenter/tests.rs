@@ -344,11 +344,14 @@ async fn a_cut_holds_what_its_read_saw_and_fails_stale_when_those_readings_chang
                 .expect("stored");
         }
     };
+    // One reader for every plan, as a pass uses it: each read must see
+    // what was committed since the last.
+    let reader = std::sync::Arc::new(std::sync::Mutex::new(store.open_reader().expect("reader")));
     let planned = |due: DueGroup| {
-        let store = store.clone();
         let agent_id = store.agent_id().clone();
+        let reader = reader.clone();
         tokio::task::spawn_blocking(move || {
-            let mut reader = store.open_reader().expect("reader");
+            let mut reader = reader.lock().expect("lock");
             plan(&due, &mut reader, limits, &agent_id, 64)
         })
     };
@@ -400,5 +403,8 @@ async fn a_cut_holds_what_its_read_saw_and_fails_stale_when_those_readings_chang
         planned(due).await.expect("joins"),
         Err(StoreError::Stale)
     ));
+    // The writer's accounting still counts them: finding the group empty,
+    // it resynchronises instead of offering it again.
+    assert!(store.load_due(limits, true).await.expect("loads").is_none());
     store.shutdown().await.expect("shuts down");
 }

@@ -159,6 +159,7 @@ impl Db {
         force: bool,
     ) -> Result<Option<DueGroup>> {
         let mut due = None;
+        let mut drifted = Vec::new();
         for (&grp, stats) in &self.mem.groups {
             if stats.rows == 0 {
                 continue;
@@ -175,22 +176,22 @@ impl Db {
                 .query_row([grp], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
                 .optional()?;
             let Some((first_id, received_ns)) = oldest else {
-                // The accounting said non-empty: resynchronise and move on.
-                due = Some((grp, None));
-                break;
+                // The accounting said non-empty (it never should):
+                // resynchronise and look at the next group.
+                drifted.push(grp);
+                continue;
             };
             let aged = self.mem.pending_segments < BACKLOG_SEGMENTS
                 && super::clock::aged(now_ns, received_ns, limits.max_age_ns);
             if force || full || aged {
-                due = Some((grp, Some(first_id)));
+                due = Some((grp, first_id));
                 break;
             }
         }
-        let Some((grp, first_id)) = due else {
-            return Ok(None);
-        };
-        let Some(first_id) = first_id else {
+        for grp in drifted {
             self.mem.groups.remove(&grp);
+        }
+        let Some((grp, first_id)) = due else {
             return Ok(None);
         };
         let Some((database, measurement)) = self.names.get(&grp).cloned() else {
