@@ -12,7 +12,7 @@ use std::time::Duration;
 use broker_support::tools::{Mosquitto, publish_ok};
 use broker_support::{Mode, TestSink, wait_for};
 use ferry_agent::broker::{UpstreamConfig, upstream};
-use ferry_agent::ingest::{Accepted, QoS, RejectReason, Source};
+use ferry_agent::ingest::{Accepted, Message, QoS, RejectReason, Source};
 use rumqttc::QoS::AtLeastOnce as QoS1;
 use rumqttc::mqttbytes::v4;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,10 @@ fn start(mosquitto: &Mosquitto, sink: &TestSink) -> Consumer {
 }
 
 fn start_on(port: u16, sink: &TestSink) -> Consumer {
+    start_with(port, sink, 1)
+}
+
+fn start_with(port: u16, sink: &TestSink, qos: u8) -> Consumer {
     let mut config = UpstreamConfig::new(
         "lab",
         "127.0.0.1",
@@ -37,7 +41,7 @@ fn start_on(port: u16, sink: &TestSink) -> Consumer {
         vec!["up/#".into()],
     );
     config.port = port;
-    config.qos = 1;
+    config.qos = qos;
     config.clean_session = false;
     config.min_backoff = Duration::from_millis(100);
     let shutdown = CancellationToken::new();
@@ -73,6 +77,17 @@ async fn wait_connected(mosquitto: &Mosquitto, sink: &TestSink) {
     }
 }
 
+/// Publishes one message at `qos` to a new `topic` and returns it as the
+/// sink received it.
+async fn publish_one(mosquitto: &Mosquitto, sink: &TestSink, qos: &str, topic: &str) -> Message {
+    publish_ok(mosquitto.addr, &["-q", qos, "-t", topic, "-m", "1"]).await;
+    wait_for(topic, T, || count(sink, topic) == 1).await;
+    sink.messages()
+        .into_iter()
+        .find(|m| m.topic == topic)
+        .expect("received")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_session_redelivers_after_restart() {
     let mosquitto = Mosquitto::start().await;
@@ -80,13 +95,7 @@ async fn persistent_session_redelivers_after_restart() {
 
     let consumer = start(&mosquitto, &sink);
     wait_connected(&mosquitto, &sink).await;
-    publish_ok(mosquitto.addr, &["-q", "1", "-t", "up/a", "-m", "1"]).await;
-    wait_for("up/a", T, || count(&sink, "up/a") == 1).await;
-    let a = sink
-        .messages()
-        .into_iter()
-        .find(|m| m.topic == "up/a")
-        .expect("up/a");
+    let a = publish_one(&mosquitto, &sink, "1", "up/a").await;
     assert_eq!(a.qos, QoS::AtLeastOnce);
     assert_eq!(a.source, Source::Upstream { name: "lab".into() });
     consumer.stop().await;
@@ -227,4 +236,17 @@ async fn acknowledgements_go_upstream_in_the_order_of_the_messages() {
 async fn a_burst_past_every_queue_is_acknowledged_in_full() {
     let sink = TestSink::new(Mode::Delay(Duration::from_millis(5)));
     assert_eq!(acks_from_a_burst(1000, &sink).await, in_order(1000));
+}
+
+/// `qos = 2` subscribes at QoS 1 (upstream.rs, `subscribed_qos`): a QoS 2
+/// publish reaches the sink at QoS 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos_2_subscribes_at_qos_1() {
+    let mosquitto = Mosquitto::start().await;
+    let sink = TestSink::new(Mode::Answer(Accepted::Stored));
+    let consumer = start_with(mosquitto.addr.port(), &sink, 2);
+    wait_connected(&mosquitto, &sink).await;
+    let two = publish_one(&mosquitto, &sink, "2", "up/two").await;
+    assert_eq!(two.qos, QoS::AtLeastOnce);
+    consumer.stop().await;
 }

@@ -170,7 +170,8 @@ pub struct UpstreamConfig {
     pub client_id: String,
     /// Topic filters to subscribe to.
     pub topics: Vec<String>,
-    /// Subscription QoS (0, 1 or 2).
+    /// Subscription QoS (0, 1 or 2); 2 subscribes at QoS 1 (see
+    /// `upstream::subscribed_qos`).
     #[serde(default = "default_upstream_qos")]
     pub qos: u8,
     /// `false` keeps a persistent session: messages published while the

@@ -11,6 +11,8 @@
 //! at-least-once: a message stored but not yet acknowledged when the
 //! connection dropped arrives again.
 //!
+//! `qos = 2` subscribes at QoS 1 ([`subscribed_qos`] says why).
+//!
 //! When the sink rejects a message, it is left unacknowledged and the
 //! subscription reconnects (after the backoff), so the upstream broker
 //! redelivers it later. QoS 0 messages carry no such promise.
@@ -107,6 +109,17 @@ fn options(config: &UpstreamConfig, transport: Option<&Transport>) -> MqttOption
     opts
 }
 
+/// The QoS a subscription asks for: `qos = 2` is asked as 1. The buffer
+/// takes upstream messages at least once either way (a message stored but
+/// not yet acknowledged when the connection drops arrives again), and
+/// rumqttc cannot resume a QoS 2 exchange: it forgets the packet ids it
+/// answered with PUBREC when the connection drops, so the broker's resent
+/// PUBREL on the next connection is "unsolicited", the connection fails,
+/// and every later one fails the same way.
+fn subscribed_qos(configured: u8) -> u8 {
+    configured.min(1)
+}
+
 /// Starts one `[[mqtt.upstream]]` subscription in a tracked task. Returns
 /// once the TLS configuration is loaded; connecting happens in the task.
 pub fn spawn<S: IngestSink>(
@@ -116,6 +129,10 @@ pub fn spawn<S: IngestSink>(
     tracker: &TaskTracker,
 ) -> Result<(), BrokerError> {
     let transport = tls_transport(&config)?;
+    if config.qos > subscribed_qos(config.qos) {
+        tracing::warn!(upstream = %config.name,
+            "qos = 2 subscribes at QoS 1: upstream messages reach the buffer at least once either way, and a QoS 2 exchange cannot be resumed after a reconnect");
+    }
     let task_tracker = tracker.clone();
     tracker.spawn(crate::supervise::in_component(
         "upstream",
@@ -278,7 +295,7 @@ async fn session<S: IngestSink>(
                     session_present = ack.session_present, "upstream connected");
                 let filters = config.topics.iter().map(|t| rumqttc::SubscribeFilter {
                     path: t.clone(),
-                    qos: rumqttc_qos(config.qos),
+                    qos: rumqttc_qos(subscribed_qos(config.qos)),
                 });
                 if let Err(e) = client.subscribe_many(filters).await {
                     tracing::warn!(upstream = %name, error = %e, "subscribe failed");
