@@ -115,7 +115,8 @@ fn options(config: &UpstreamConfig, transport: Option<&Transport>) -> MqttOption
 /// rumqttc cannot resume a QoS 2 exchange: it forgets the packet ids it
 /// answered with PUBREC when the connection drops, so the broker's resent
 /// PUBREL on the next connection is "unsolicited", the connection fails,
-/// and every later one fails the same way.
+/// and every later one fails the same way (bytebeamio/rumqtt#664, open;
+/// the fix proposed in #1053 answers such a PUBREL with PUBCOMP).
 fn subscribed_qos(configured: u8) -> u8 {
     configured.min(1)
 }
