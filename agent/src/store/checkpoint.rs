@@ -34,8 +34,8 @@ use std::sync::mpsc::{Receiver, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use rusqlite::Connection;
 use rusqlite::wal::CheckpointMode;
-use rusqlite::{Connection, OpenFlags};
 use tracing::{debug, warn};
 
 use super::error::{Result, StoreError};
@@ -94,12 +94,7 @@ impl Checkpointer {
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         let threshold =
             (threshold_bytes / u64::try_from(page_size).unwrap_or(4096).max(512)).max(1);
-        let own = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI,
-        )?;
+        let own = super::schema::open_beside(path)?;
         own.pragma_update(None, "synchronous", "FULL")?;
         let counts = Arc::new(Counts::default());
         let (wake, woken) = sync_channel::<()>(1);

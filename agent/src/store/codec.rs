@@ -50,6 +50,10 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+fn zigzag(i: i64) -> u64 {
+    ((i << 1) ^ (i >> 63)) as u64
+}
+
 fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros()).div_ceil(7) as usize
 }
@@ -74,7 +78,7 @@ pub fn encoded_len(reading: &Reading) -> usize {
                 + 1
                 + match v {
                     FieldValue::F64(_) => 8,
-                    FieldValue::I64(i) => varint_len(((i << 1) ^ (i >> 63)) as u64),
+                    FieldValue::I64(i) => varint_len(zigzag(*i)),
                     FieldValue::U64(u) => varint_len(*u),
                     FieldValue::Bool(_) => 0,
                     FieldValue::Str(s) => str_len(s),
@@ -101,7 +105,7 @@ pub fn encode_body(reading: &Reading, out: &mut Vec<u8>) {
             }
             FieldValue::I64(i) => {
                 out.push(T_I64);
-                put_varint(out, ((i << 1) ^ (i >> 63)) as u64);
+                put_varint(out, zigzag(*i));
             }
             FieldValue::U64(u) => {
                 out.push(T_U64);

@@ -118,13 +118,24 @@ pub(crate) fn open(path: &Path, config: &StoreConfig, now_unix_s: i64) -> Result
     }
 }
 
+/// How long a connection waits for a lock another one holds.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Every connection: one thread each (no SQLite mutex), URI file names.
+const FLAGS: OpenFlags = OpenFlags::SQLITE_OPEN_READ_WRITE
+    .union(OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    .union(OpenFlags::SQLITE_OPEN_URI);
+
+/// Another connection to the buffer the writer opened (and put in WAL
+/// mode): the checkpointer's, the segmenter's reader. Never creates it.
+pub(crate) fn open_beside(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, FLAGS)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
 fn try_open(path: &Path, config: &StoreConfig) -> Result<Connection, OpenFailure> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let mut conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mut conn = Connection::open_with_flags(path, FLAGS | OpenFlags::SQLITE_OPEN_CREATE)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // The first read of the header: fails with NotADatabase on garbage.
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use ferry_protocols::segment::SegmentSeq;
 use ferry_protocols::{DatabaseName, Measurement};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::db::{Db, SEGMENT_OVERHEAD, opt_i64};
 use super::error::{Result, StoreError};
@@ -55,13 +55,7 @@ const READER_CACHE_KIB: i64 = 256;
 impl RowReader {
     /// Opens a read-only connection to the buffer at `path` (in WAL mode).
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let conn = super::schema::open_beside(path)?;
         conn.pragma_update(None, "query_only", true)?;
         conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
         Ok(RowReader { conn })
