@@ -10,9 +10,9 @@
 //! Here the writer's connection has no automatic checkpoint. Its WAL hook
 //! (run after each commit, with the WAL's size in pages) decides:
 //!
-//! - each time the WAL holds `store.wal_checkpoint` of pages not yet
-//!   copied, it wakes the checkpointer thread, which runs a `PASSIVE`
-//!   checkpoint on a connection of its own. A passive checkpoint never
+//! - each time `store.wal_checkpoint` of pages were written to the WAL
+//!   since the last checkpoint ran, it wakes the checkpointer thread, which
+//!   runs a `PASSIVE` checkpoint on a connection of its own. A passive checkpoint never
 //!   waits for the writer and the writer never waits for it; WAL mode lets
 //!   them run side by side. (Counting only new pages keeps it at one
 //!   database fsync per `store.wal_checkpoint` written, as SQLite's own.)
@@ -56,12 +56,13 @@ pub(crate) enum Action {
     Inline,
 }
 
-/// The decision, from the WAL's size in pages, the pages already copied into
+/// The decision, from the WAL's size in pages, its size when the last
+/// checkpoint ran (see [`Counts::checked`]),
 /// the database, and the threshold in pages.
-pub(crate) fn action(wal_pages: u64, backfilled: u64, threshold_pages: u64) -> Action {
+pub(crate) fn action(wal_pages: u64, checked: u64, threshold_pages: u64) -> Action {
     let threshold = threshold_pages.max(1);
-    // Fewer pages than were copied: the WAL restarted since.
-    let fresh = wal_pages.checked_sub(backfilled).unwrap_or(wal_pages);
+    // Fewer pages than then: the WAL restarted since.
+    let fresh = wal_pages.checked_sub(checked).unwrap_or(wal_pages);
     if wal_pages >= threshold.saturating_mul(INLINE_FACTOR) {
         Action::Inline
     } else if fresh >= threshold {
@@ -76,8 +77,13 @@ pub(crate) fn action(wal_pages: u64, backfilled: u64, threshold_pages: u64) -> A
 struct Counts {
     background: AtomicU64,
     inline: AtomicU64,
-    /// WAL pages copied into the database by the last checkpoint.
-    backfilled: AtomicU64,
+    /// The WAL's size in pages when the last checkpoint ran. Not the pages
+    /// it copied: a checkpoint copies only up to the oldest snapshot a
+    /// reader still uses (the segmenter reads while the writer commits), so
+    /// counting from what it copied would wake the thread after every
+    /// commit until that reader is done, each time for a few pages and a
+    /// database fsync.
+    checked: AtomicU64,
 }
 
 /// The checkpointer thread and the hook that wakes it.
@@ -114,11 +120,11 @@ impl Checkpointer {
             let pages = u64::try_from(pages).unwrap_or(0);
             if pages < last_pages {
                 // The WAL restarted from its beginning.
-                hook_counts.backfilled.store(0, Ordering::Relaxed);
+                hook_counts.checked.store(0, Ordering::Relaxed);
             }
             last_pages = pages;
-            let backfilled = hook_counts.backfilled.load(Ordering::Relaxed);
-            match action(pages, backfilled, threshold) {
+            let checked = hook_counts.checked.load(Ordering::Relaxed);
+            match action(pages, checked, threshold) {
                 Action::Nothing => {}
                 Action::Wake => match wake.try_send(()) {
                     // Full: a wake-up is already waiting, which covers this one.
@@ -161,10 +167,10 @@ impl Checkpointer {
 fn inline(wal: &mut rusqlite::hooks::Wal, counts: &Counts) {
     let started = Instant::now();
     match wal.checkpoint_v2(CheckpointMode::PASSIVE) {
-        Ok((_, copied)) => {
+        Ok((wal_pages, _)) => {
             counts
-                .backfilled
-                .store(u64::try_from(copied).unwrap_or(0), Ordering::Relaxed);
+                .checked
+                .store(u64::try_from(wal_pages).unwrap_or(0), Ordering::Relaxed);
             counts.inline.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(m::CHECKPOINTS, "by" => "writer").increment(1);
             metrics::histogram!(m::CHECKPOINT_SECONDS, "by" => "writer")
@@ -179,8 +185,17 @@ fn run(conn: &Connection, woken: &Receiver<()>, counts: &Counts) {
     let mut failing = false;
     while woken.recv().is_ok() {
         let started = Instant::now();
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)) {
-            Ok(_) => {
+        // Busy, pages in the WAL, pages copied into the database so far.
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(wal_pages) => {
+                // Without this the hook would count every page of the WAL as
+                // new and wake the thread after every commit once the WAL
+                // had `store.wal_checkpoint` of pages: under a steady load
+                // the WAL never restarts, so that was a checkpoint (and a
+                // database fsync) per commit or two.
+                counts
+                    .checked
+                    .store(u64::try_from(wal_pages).unwrap_or(0), Ordering::Relaxed);
                 if failing {
                     debug!("background WAL checkpoints work again");
                     failing = false;
@@ -210,15 +225,57 @@ mod tests {
         assert_eq!(action(0, 0, 1000), Action::Nothing);
         assert_eq!(action(999, 0, 1000), Action::Nothing);
         assert_eq!(action(1000, 0, 1000), Action::Wake);
-        // 1,000 pages were copied: wake again only at 1,000 new ones.
+        // A checkpoint ran at 1,000 pages: wake again only at 1,000 new ones.
         assert_eq!(action(1999, 1000, 1000), Action::Nothing);
         assert_eq!(action(2000, 1000, 1000), Action::Wake);
         // The WAL restarted: what it holds now is all new.
         assert_eq!(action(1200, 3000, 1000), Action::Wake);
         assert_eq!(action(800, 3000, 1000), Action::Nothing);
-        // Whatever was copied, the writer checkpoints at 4 times.
+        // Whatever the thread did, the writer checkpoints at 4 times.
         assert_eq!(action(3999, 3500, 1000), Action::Nothing);
         assert_eq!(action(4000, 3999, 1000), Action::Inline);
         assert_eq!(action(1, 0, 0), Action::Wake);
+    }
+
+    /// The thread records the WAL's size when it checkpointed, so that the
+    /// hook counts only the pages written since. (It did not: under a
+    /// steady load the WAL never restarted, and every commit woke it.)
+    #[test]
+    fn a_background_checkpoint_records_the_wal_size_it_saw() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wal.db");
+        let writer = Connection::open(&path).expect("opens");
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .expect("no auto checkpoint");
+        writer
+            .execute_batch(
+                "CREATE TABLE t (b BLOB);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+                 INSERT INTO t SELECT zeroblob(1000) FROM n;",
+            )
+            .expect("writes");
+        let frames = std::fs::metadata(dir.path().join("wal.db-wal"))
+            .expect("a WAL")
+            .len()
+            / 4096;
+        assert!(frames > 40, "the WAL holds {frames} frames");
+        let counts = Counts::default();
+        let (wake, woken) = sync_channel::<()>(1);
+        wake.send(()).expect("queued");
+        drop(wake);
+        let own = crate::store::schema::open_beside(&path).expect("opens");
+        run(&own, &woken, &counts);
+        assert_eq!(counts.background.load(Ordering::Relaxed), 1);
+        let checked = counts.checked.load(Ordering::Relaxed);
+        assert!(
+            checked + 2 >= frames && checked > 0,
+            "the checkpoint saw {checked} of {frames} frames"
+        );
+        // The hook now waits for a threshold of new pages.
+        assert_eq!(action(checked + 10, checked, 20), Action::Nothing);
     }
 }
