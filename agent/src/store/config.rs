@@ -79,7 +79,7 @@ pub struct StoreConfig {
 }
 
 fn default_wal_checkpoint() -> ByteSize {
-    ByteSize::mib(4)
+    ByteSize::mib(16)
 }
 
 /// `[segment]`: how buffered readings are cut into segment files.
