@@ -11,11 +11,13 @@
 //! (run after each commit, with the WAL's size in pages) decides:
 //!
 //! - each time `store.wal_checkpoint` of pages were written to the WAL
-//!   since the last checkpoint ran, it wakes the checkpointer thread, which
-//!   runs a `PASSIVE` checkpoint on a connection of its own. A passive checkpoint never
-//!   waits for the writer and the writer never waits for it; WAL mode lets
-//!   them run side by side. (Counting only new pages keeps it at one
-//!   database fsync per `store.wal_checkpoint` written, as SQLite's own.)
+//!   since the last checkpoint ran, it wakes the checkpointer thread,
+//!   which runs a `PASSIVE` checkpoint on a connection of its own. A
+//!   passive checkpoint never waits for the writer and the writer never
+//!   waits for it; WAL mode lets them run side by side. (Counting only new
+//!   pages keeps it at one database fsync per `store.wal_checkpoint`
+//!   written, as SQLite's own.) In the last `store.wal_checkpoint` before
+//!   the writer's own checkpoint, every commit wakes it, to catch up.
 //! - at [`INLINE_FACTOR`] times that, it checkpoints itself, as SQLite
 //!   would have. That bounds the WAL file whatever happens to the
 //!   checkpointer (a slow disk, a reader holding an old snapshot), and it
