@@ -208,8 +208,9 @@ integrity_check = "quick"
 queue_capacity = 1024
 # A background thread copies the write-ahead log into the database each time
 # this much is new, so commits never wait for it; the writer does it itself
-# once the WAL reaches 4 times this (the WAL file's bound, outside max_bytes).
-# Smaller means a smaller WAL file but more copying and fsyncs.
+# once the WAL reaches 4 times this (the WAL file's size under sustained
+# load, outside max_bytes). Smaller means a smaller WAL file but more copying
+# and fsyncs.
 wal_checkpoint = "16.0 MiB"
 
 [segment]
