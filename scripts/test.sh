@@ -21,18 +21,21 @@ log "cargo test (workspace, all targets)"
 cargo test --workspace --locked --all-targets 2>&1 | tee -a "$out"
 # The broker's tests once more on the fallback engine (mqtt.engine =
 # "rumqttd", decision 0023); the run above used the default, Ferry's own.
+# `--workspace` keeps the features of the build above: no recompilation.
 log "cargo test (broker tests on mqtt.engine = \"rumqttd\")"
-FERRY_TEST_MQTT_ENGINE=rumqttd cargo test -p ferry-agent --locked \
+FERRY_TEST_MQTT_ENGINE=rumqttd cargo test --workspace --locked \
   --test broker_ack_gate --test broker_mosquitto --test broker_memory 2>&1 | tee -a "$out"
 
 # The benchmark runner at --quick scale: every scenario end to end against
 # the real peers (Mosquitto, DuckDB), with the debug build the tests just
 # made, so the harness cannot rot. Figures from a debug build mean nothing;
 # the report is thrown away. A failed scenario (or DuckDB and the hub
-# disagreeing on a query's answer) fails the suite.
+# disagreeing on a query's answer) fails the suite. The binary is the one the
+# workspace build above made (hil-tests/bench/tests/cli.rs has it built);
+# `cargo run -p ferry-bench` would compile DataFusion and delta-rs again.
 log "ferry-bench all --quick (debug build)"
 bench_status=0
-cargo run -p ferry-bench --locked -- all --quick --out "$bench_out" 2>&1 | tee -a "$out" || bench_status=1
+"${CARGO_TARGET_DIR:-target}/debug/ferry-bench" all --quick --out "$bench_out" 2>&1 | tee -a "$out" || bench_status=1
 
 log "systemd units (verify, security exposure)"
 units_status=0
