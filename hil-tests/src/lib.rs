@@ -71,10 +71,21 @@ pub fn peers_required() -> bool {
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for a
-/// child that binds it right away).
+/// child that binds it right away). Never the same port twice in one test
+/// process: the kernel may hand a just-released port out again, and two
+/// listeners of one agent (or of two tests running in parallel) given the
+/// same port make one of them fail to start.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Polls until `addr` accepts TCP connections, or panics after `timeout`.

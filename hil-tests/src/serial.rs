@@ -638,9 +638,10 @@ listen = "127.0.0.1:{http_port}"
     )
     .expect("write agent.toml");
     let log = dir.join("agent.log");
-    let peer = crate::spawn_agent(&config, mqtt_port, &log);
+    let mut peer = crate::spawn_agent(&config, mqtt_port, &log);
     let http = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
-    crate::wait_for_port(http, Duration::from_secs(30));
+    // Says whether the agent exited, with the end of its log.
+    peer.wait_listening(http, Duration::from_secs(30), &log);
     SerialAgent { peer, http, log }
 }
 
