@@ -180,21 +180,12 @@ pub async fn start(config: MqttConfig, sink: TestSink) -> Running {
     }
 }
 
-/// A free loopback port (for external processes that need one up front),
-/// never the same one twice in a test process: the kernel may hand a
-/// just-released port out again, to a test running in parallel.
+/// A free loopback port (for external processes that need one up front).
 pub fn free_port() -> u16 {
-    static GIVEN: Mutex<std::collections::BTreeSet<u16>> =
-        Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
-            return port;
-        }
-    }
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 /// Fails the test (never skips) when an external tool is missing.
