@@ -121,13 +121,13 @@ wait_for "the 3 readings at the hub" 120 arrived
 # Idle footprint, once the upload is done.
 sleep 2
 rss_kib=$(awk '/^VmRSS/ { print $2 }' "/proc/$agent_pid/status")
-# A static build started without mimalloc's options restarts itself with
-# them (agent/src/main.rs). Natively, check that it did: under qemu-user the
+# An agent started without mimalloc's options restarts itself with them
+# (agent/src/main.rs). Natively, check that it did: under qemu-user the
 # restart needs binfmt_misc, and the agent runs on with the defaults.
-if [[ "$target" == *musl* && ${#runner[@]} -eq 0 ]]; then
+if [[ ${#runner[@]} -eq 0 ]]; then
   for option in MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0; do
     tr '\0' '\n' <"/proc/$agent_pid/environ" | grep -qx "$option" ||
-      fail "the static agent runs without $option (idle RSS $rss_kib KiB)"
+      fail "the agent runs without $option (idle RSS $rss_kib KiB)"
   done
 fi
 status=$(curl -sf "http://127.0.0.1:$http_port/api/v1/status" || true)

@@ -1,7 +1,7 @@
 //! Metric names of the agent's routing and uplink (the broker and the store
 //! name theirs in `broker::metrics` and `store::metrics`), the Prometheus
 //! recorder with its histogram buckets, and the upkeep that drains the
-//! recorded samples every 5 s.
+//! recorded samples every second.
 
 pub const ROUTE_READINGS_TOTAL: &str = "ferry_agent_route_readings_total";
 pub const ROUTE_DECODE_ERRORS_TOTAL: &str = "ferry_agent_route_decode_errors_total";
@@ -41,9 +41,10 @@ pub fn recorder()
         )
 }
 
-/// How often recorded histogram samples are folded into their buckets
-/// (the Prometheus exporter's own default).
-pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often recorded histogram samples are folded into their buckets.
+/// Until then each costs 16 bytes: at 30,000 messages a second, the
+/// exporter's own default (5 s) held 2.4 MB of samples at a time.
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Folds recorded histogram samples into their buckets every `interval`
 /// ([`UPKEEP_INTERVAL`]) until `stop` (`run`: the recorder's `run_upkeep`).

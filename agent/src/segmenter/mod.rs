@@ -295,6 +295,10 @@ fn plan(
     // No reading at all: they were evicted since the group was found due.
     let first_id = first_id.ok_or(StoreError::Stale)?;
     let record_batch = batch.to_record_batch()?;
+    let rows = batch.len() as u64;
+    // The builders are a second copy of the rows: free them before the
+    // Parquet encoder allocates, so a cut's peak holds one copy.
+    drop(batch);
     let header = SegmentHeader {
         agent_id: agent_id.clone(),
         sequence: due.seq,
@@ -309,7 +313,7 @@ fn plan(
         grp: due.grp,
         first_id,
         last_id,
-        rows: batch.len() as u64,
+        rows,
         oldest_received_ns: oldest,
         file,
     }))

@@ -125,6 +125,12 @@ const FLAGS: OpenFlags = OpenFlags::SQLITE_OPEN_READ_WRITE
     .union(OpenFlags::SQLITE_OPEN_NO_MUTEX)
     .union(OpenFlags::SQLITE_OPEN_URI);
 
+/// The writer's page cache (KiB). It appends at the right edge of the
+/// readings' B-trees and deletes at the left; SQLite's default (2,000 KiB)
+/// fills under any steady load and stays resident, most of what a running
+/// agent holds (docs/decisions/0024-gateway-allocator.md).
+const WRITER_CACHE_KIB: i64 = 512;
+
 /// Another connection to the buffer the writer opened (and put in WAL
 /// mode): the checkpointer's, the segmenter's reader. Never creates it.
 pub(crate) fn open_beside(path: &Path) -> rusqlite::Result<Connection> {
@@ -153,6 +159,7 @@ fn try_open(path: &Path, config: &StoreConfig) -> Result<Connection, OpenFailure
     // After a checkpoint, the WAL file is truncated to at most this size.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.pragma_update(None, "foreign_keys", false)?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     set_page_cap(&conn, config.max_bytes.as_u64())?;
 
     let check = match config.integrity_check {

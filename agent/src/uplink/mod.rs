@@ -39,6 +39,8 @@ mod batch;
 mod client;
 mod config;
 mod status;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -208,6 +210,11 @@ pub async fn run<Q: SegmentQueue>(
             }
         }
         metrics::histogram!(m::UPLINK_SECONDS).record(started.elapsed().as_secs_f64());
+        let first = segments.first().map_or(0, |s| s.seq);
+        // The files stay in the buffer: holding them through a backoff of up
+        // to `backoff_max` would keep a whole batch (up to
+        // `batch_max_bytes`) resident for as long as the hub is down.
+        drop(segments);
         match retry {
             // Part of a batch went through (the hub deferred the rest, or one
             // table failed): the hub is up, so the rest goes again at once.
@@ -227,7 +234,6 @@ pub async fn run<Q: SegmentQueue>(
             }
             Some(message) => {
                 metrics::counter!(m::UPLINK_RETRIES_TOTAL).increment(1);
-                let first = segments.first().map_or(0, |s| s.seq);
                 // Another hub, at once, until each has failed in turn.
                 if !throttled && client.hub_count() > 1 {
                     failed_hubs += 1;
