@@ -61,11 +61,14 @@ cross_install_zig() {
 }
 
 # cross_runner TRIPLE: the command that runs a binary of TRIPLE on this host
-# (qemu-user for ARM, with the target's glibc for gnu builds).
+# (qemu-user for ARM, with the target's glibc for gnu builds). The glibc
+# prefix goes in the environment, not `-L`: `ferry-agent run` executes
+# itself again (agent/src/main.rs), and with binfmt_misc registered the
+# kernel starts that second qemu, which sees only the environment.
 cross_runner() {
   case "$1" in
-    aarch64-unknown-linux-gnu) echo "qemu-aarch64 -L /usr/aarch64-linux-gnu" ;;
-    armv7-unknown-linux-gnueabihf) echo "qemu-arm -L /usr/arm-linux-gnueabihf" ;;
+    aarch64-unknown-linux-gnu) echo "env QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64" ;;
+    armv7-unknown-linux-gnueabihf) echo "env QEMU_LD_PREFIX=/usr/arm-linux-gnueabihf qemu-arm" ;;
     aarch64-unknown-linux-musl) echo "qemu-aarch64" ;;
     x86_64-unknown-linux-musl) echo "" ;;
   esac

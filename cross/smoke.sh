@@ -140,4 +140,4 @@ wait "$agent_pid" || agent_status=$?
 [ -z "$status" ] || echo "$status" | jq -c . >"$dir/status.json"
 
 printf 'cross smoke %s: ok: 3 readings published over MQTT, uploaded and queried back; broker up in %s s; idle RSS %d KiB%s\n' \
-  "$target" "$ready_s" "$rss_kib" "${runner[0]:+ (under ${runner[0]})}"
+  "$target" "$ready_s" "$rss_kib" "${runner[*]:+ (under ${runner[-1]})}"
