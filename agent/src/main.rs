@@ -30,7 +30,8 @@ const ALLOCATOR_OPTIONS: [(&str, &str); 2] = [
 /// init script, a test) executes itself again with them added, as the packaged
 /// unit would have started it. Returns only if that is not needed or fails.
 fn exec_with_allocator_options() {
-    use std::os::unix::process::CommandExt;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
     const DONE: &str = "FERRY_AGENT_ALLOCATOR_OPTIONS";
     if std::env::var_os(DONE).is_some() {
         return;
@@ -51,16 +52,27 @@ fn exec_with_allocator_options() {
             return;
         }
     };
-    let mut args = std::env::args_os();
-    let mut command = std::process::Command::new(exe);
-    if let Some(arg0) = args.next() {
-        command.arg0(arg0);
-    }
-    command.args(args).env(DONE, "1");
-    for (key, value) in missing {
-        command.env(key, value);
-    }
-    let error = command.exec();
+    let c = |bytes: &[u8]| CString::new(bytes).ok();
+    let args: Option<Vec<CString>> = std::env::args_os().map(|a| c(a.as_bytes())).collect();
+    let env: Option<Vec<CString>> = std::env::vars_os()
+        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+        .chain(std::iter::once(format!("{DONE}=1").into_bytes()))
+        .chain(missing.iter().map(|(k, v)| format!("{k}={v}").into_bytes()))
+        .map(|kv| c(&kv))
+        .collect();
+    let (Some(path), Some(args), Some(env)) = (c(exe.as_os_str().as_bytes()), args, env) else {
+        eprintln!(
+            "ferry-agent: could not restart with mimalloc's options (a NUL byte in its path, arguments or environment); running with its defaults"
+        );
+        return;
+    };
+    // execve itself, not `Command::exec`: that calls glibc's execvp, which
+    // hands a file the kernel cannot execute (ENOEXEC: an ARM binary under
+    // qemu-user without binfmt_misc) to /bin/sh as a script.
+    let error = match nix::unistd::execve(&path, &args, &env) {
+        Err(error) => error,
+        Ok(never) => match never {},
+    };
     eprintln!(
         "ferry-agent: could not restart with mimalloc's options ({error}); running with its defaults"
     );
