@@ -92,7 +92,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
     section.note(format!(
         "Hub memory: {:.0} MiB resident before the imports, {:.0} MiB at its peak over all of them, \
          for a {:.0} MiB file sent whole in one request. The file itself is spooled to disk (receiving \
-         it alone peaks near 60 MiB); the peak comes from the commits (see docs/benchmarks.md).",
+         it alone peaks near 60 MiB); the peak comes from the commits (see docs/benchmarks-hub.md).",
         rss_before as f64 / 1024.0,
         peak as f64 / 1024.0,
         bytes as f64 / 1048576.0
