@@ -305,6 +305,15 @@ pub fn rss_kib(pid: u32) -> u64 {
     proc_status(pid, "VmRSS:")
 }
 
+/// The anonymous part of a process's resident set, KiB: its heap, stacks
+/// and private mappings, the memory the kernel cannot take back without
+/// swap. The rest of RSS is file-backed (code and read-only data paged in
+/// from the binary and libraries: clean, shared with the page cache, and
+/// dropped under memory pressure).
+pub fn rss_anon_kib(pid: u32) -> u64 {
+    proc_status(pid, "RssAnon:")
+}
+
 /// Peak resident set size of a process so far, KiB.
 pub fn peak_rss_kib(pid: u32) -> u64 {
     proc_status(pid, "VmHWM:")
