@@ -273,7 +273,7 @@ async function dataPage(el) {
 
   const cq = await api('GET', '/api/v1/continuous_queries');
   el.append(h('h3', {}, 'Continuous queries'),
-    h('p', { class: 'muted' }, 'Created with POST /api/v1/continuous_queries (docs/hub-api.md).'),
+    h('p', { class: 'muted' }, 'Created with POST /api/v1/continuous_queries (docs/hub-api-data.md).'),
     listing('cq-list', cq.queries || [], ['name', 'database', 'source_measurement', 'destination_measurement', 'interval', 'is_active'], (r) => `/api/v1/continuous_queries/${r.id}`));
 
   const lvc = await api('GET', '/api/v1/last_cache');

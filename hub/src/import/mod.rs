@@ -16,8 +16,8 @@
 //!
 //! Jobs run `import.max_running_jobs` at a time in the background, beside
 //! ingest: a commit of an import chunk shares its table's commit like any
-//! write. See `docs/hub-api.md` for the routes and
-//! `docs/decisions/0012-bulk-import.md` for the choices.
+//! write. See `docs/hub-api-data.md` for the routes and
+//! `docs/decisions/0013-bulk-import.md` for the choices.
 
 pub mod cli;
 mod config;

@@ -21,7 +21,7 @@ pub(crate) struct WriteParams {
     /// InfluxDB 2.x: the bucket, `database` or `database/retention-policy`.
     pub bucket: Option<String>,
     pub precision: Option<String>,
-    /// InfluxDB 3 semantics; default true (see `docs/hub-api.md`).
+    /// InfluxDB 3 semantics; default true (see `docs/hub-api-data.md`).
     pub accept_partial: Option<bool>,
 }
 
