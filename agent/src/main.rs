@@ -13,9 +13,6 @@ use tokio_util::sync::CancellationToken;
 /// what the segment cuts free so fragmented that the agent's RSS climbs
 /// without end, and glibc's keeps a cut's peak resident; with the options
 /// below mimalloc gives freed pages back (docs/decisions/0024-gateway-allocator.md).
-/// The `override` feature makes it the C library's `malloc` too, so that
-/// SQLite's allocations follow the same options instead of sitting in
-/// glibc's per-thread arenas.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
