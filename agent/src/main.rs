@@ -69,10 +69,7 @@ fn exec_with_allocator_options() {
     // execve itself, not `Command::exec`: that calls glibc's execvp, which
     // hands a file the kernel cannot execute (ENOEXEC: an ARM binary under
     // qemu-user without binfmt_misc) to /bin/sh as a script.
-    let error = match nix::unistd::execve(&path, &args, &env) {
-        Err(error) => error,
-        Ok(never) => match never {},
-    };
+    let Err(error) = nix::unistd::execve(&path, &args, &env);
     eprintln!(
         "ferry-agent: could not restart with mimalloc's options ({error}); running with its defaults"
     );
