@@ -3,9 +3,13 @@
 //!
 //! `cargo bench -p ferry-protocols --bench segment -- --warm-up-time 1 --measurement-time 3`
 //!
-//! Input: 100k readings, 5 tags (cardinalities 3 / 12 / 5 / 4 / 200),
+//! `segment/*` input: 100k readings, 5 tags (cardinalities 3 / 12 / 5 / 4 / 200),
 //! 5 float fields and 1 int field, 10 s apart per device. "Raw size" is
 //! 8 bytes of time + the tag value bytes + 8 bytes per field, per row.
+//!
+//! `cut/*` input: what one segment cut holds in `ferry-bench topics`:
+//! 10,000 readings, each from a device of its own (`device` tag), with a
+//! float field and a 73-byte string field.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::hint::black_box;
@@ -22,6 +26,7 @@ use parquet::file::properties::WriterProperties;
 
 const ROWS: usize = 100_000;
 const DEVICES: usize = 200;
+const CUT_ROWS: usize = 10_000;
 
 fn readings() -> Vec<Reading> {
     let m = Measurement::new("environment").unwrap();
@@ -56,6 +61,25 @@ fn readings() -> Vec<Reading> {
                 r = r.with_field(f.clone(), FieldValue::F64(v.round() / 100.0));
             }
             r.with_field(counter.clone(), FieldValue::I64(step * 3 + d as i64))
+        })
+        .collect()
+}
+
+/// One cut of `ferry-bench topics`: a distinct device per reading.
+fn cut_readings() -> Vec<Reading> {
+    let m = Measurement::new("temp").unwrap();
+    let (device, celsius, pad) = (
+        TagKey::new("device").unwrap(),
+        FieldKey::new("celsius").unwrap(),
+        FieldKey::new("pad").unwrap(),
+    );
+    let t0: i64 = 1_767_225_600_000_000_000;
+    (0..CUT_ROWS)
+        .map(|i| {
+            Reading::new(m.clone(), t0 + i as i64 * 1_000_000)
+                .with_tag(device.clone(), format!("dev-{i}"))
+                .with_field(celsius.clone(), FieldValue::F64(21.5))
+                .with_field(pad.clone(), FieldValue::Str("x".repeat(73)))
         })
         .collect()
 }
@@ -139,6 +163,19 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
                 .collect::<Result<Vec<_>, _>>()
                 .unwrap()
+        })
+    });
+    g.finish();
+
+    let cut = cut_readings();
+    let m = Measurement::new("temp").unwrap();
+    let mut g = c.benchmark_group("cut");
+    g.throughput(Throughput::Elements(CUT_ROWS as u64));
+    g.sample_size(20);
+    g.bench_function("a_build_batch_distinct_devices", |b| {
+        b.iter(|| {
+            let batch = ReadingBatch::from_readings(m.clone(), black_box(&cut)).unwrap();
+            batch.to_record_batch().unwrap()
         })
     });
     g.finish();
