@@ -408,3 +408,29 @@ async fn a_cut_holds_what_its_read_saw_and_fails_stale_when_those_readings_chang
     assert!(store.load_due(limits, true).await.expect("loads").is_none());
     store.shutdown().await.expect("shuts down");
 }
+
+/// A cut runs on a thread of its own (named, so it shows in `top -H`), and
+/// a panic there is an error for the segmenter to log and retry, not a hang.
+#[tokio::test]
+async fn a_cut_runs_on_its_own_thread_and_a_panic_there_is_an_error() {
+    let name = on_own_thread(|| std::thread::current().name().map(str::to_owned))
+        .await
+        .expect("ran");
+    assert_eq!(name.as_deref(), Some("ferry-cut"));
+    let runtime = std::thread::current().id();
+    let ran_on = on_own_thread(|| std::thread::current().id())
+        .await
+        .expect("ran");
+    assert_ne!(ran_on, runtime);
+
+    let panicked = tokio::time::timeout(
+        Duration::from_secs(10),
+        on_own_thread(|| -> u32 { panic!("a cut that panics") }),
+    )
+    .await
+    .expect("answers, does not hang");
+    assert!(
+        matches!(panicked, Err(StoreError::Io { .. })),
+        "{panicked:?}"
+    );
+}
