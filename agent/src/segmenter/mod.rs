@@ -244,9 +244,9 @@ impl Segmenter {
 /// stays with its thread until that thread allocates again, and an idle
 /// pooled thread lives on for 10 s, or longer while other blocking work
 /// reuses it. A thread that ends hands its pages back at once. The price
-/// is a thread start and a fresh heap's page faults per cut: at most a
-/// few percent of the CPU per 1 KB message (benchmarks-agent.md, "Agent
-/// memory, third pass").
+/// is a thread start and a fresh heap's page faults per cut. Measured: 2–5 %
+/// of the CPU per 1 KB message, within the runs' spread
+/// (benchmarks-agent.md, "Agent memory, third pass").
 async fn on_own_thread<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, StoreError> {
