@@ -305,6 +305,11 @@ pub fn rss_kib(pid: u32) -> u64 {
     proc_status(pid, "VmRSS:")
 }
 
+/// A process's threads.
+pub fn threads(pid: u32) -> u64 {
+    proc_status(pid, "Threads:")
+}
+
 /// The anonymous part of a process's resident set, KiB: its heap, stacks
 /// and private mappings, the memory the kernel cannot take back without
 /// swap. The rest of RSS is file-backed (code and read-only data paged in

@@ -252,3 +252,80 @@ fn no_commit_after_looks_for_the_next_commit_only() {
         "no version after the last"
     );
 }
+
+/// Threads of this process whose name is `name`.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+#[test]
+fn many_reads_at_once_start_no_blocking_thread_of_the_caller() {
+    // What the kernel does at a checkpoint: read a hundred commits at once.
+    let fx = Fixture::new();
+    fx.commits(0..200);
+    let name = "ll-caller";
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .thread_keep_alive(Duration::from_secs(60))
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = LocalLog::new(LocalFileSystem::new_with_prefix(fx.dir.path()).unwrap());
+    let read = runtime.block_on(async {
+        let reads = (0..200).map(|v| {
+            let store = store.clone();
+            async move {
+                let path = log().join(version_name(v, "json"));
+                let got = store.get_opts(&path, GetOptions::default()).await.unwrap();
+                got.bytes().await.unwrap()
+            }
+        });
+        futures_util::future::join_all(reads).await
+    });
+    assert!(
+        read.iter().all(|b| &b[..] == b"{}"),
+        "every commit read whole"
+    );
+    // The caller's runtime has its worker and nothing else (it had 44
+    // threads before); the disk's threads stay within their cap.
+    assert_eq!(
+        threads_named(name),
+        1,
+        "blocking threads on the caller's runtime"
+    );
+    let cap = disk_threads().max(MIN_DISK_THREADS);
+    let disk = threads_named(DISK_THREAD_NAME);
+    assert!(
+        disk <= cap + 1,
+        "{disk} disk I/O threads, cap {cap} and a worker"
+    );
+}
+
+#[tokio::test]
+async fn a_read_on_the_disk_threads_is_the_same_read() {
+    let fx = Fixture::new();
+    let path = log().join("data.bin");
+    std::fs::write(fx.dir.path().join(LOG_DIR).join("data.bin"), b"0123456789").unwrap();
+    let store = LocalLog::new(LocalFileSystem::new_with_prefix(fx.dir.path()).unwrap());
+    let options = GetOptions {
+        range: Some((2..6).into()),
+        ..GetOptions::default()
+    };
+    let got = store.get_opts(&path, options).await.unwrap();
+    assert_eq!((got.range.clone(), got.meta.size), (2..6, 10));
+    assert_eq!(&got.bytes().await.unwrap()[..], b"2345");
+    let head = GetOptions {
+        head: true,
+        ..GetOptions::default()
+    };
+    assert_eq!(store.get_opts(&path, head).await.unwrap().meta.size, 10);
+    let missing = store
+        .get_opts(&log().join("nothing"), GetOptions::default())
+        .await;
+    assert!(matches!(missing, Err(object_store::Error::NotFound { .. })));
+}

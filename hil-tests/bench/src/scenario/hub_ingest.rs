@@ -21,7 +21,7 @@ use parquet::file::properties::WriterProperties;
 use serde_json::json;
 
 use crate::dataset::{Dataset, segment};
-use crate::procs::{HubOptions, du, fresh_addr, rss_kib, start_hub};
+use crate::procs::{HubOptions, du, fresh_addr, rss_kib, start_hub, threads};
 use crate::report::{Comparison, Section};
 use crate::scale::Scale;
 use crate::stats::{Unit, percentile};
@@ -203,7 +203,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); 4];
         let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); 4];
         let (mut base_lp, mut base_seg) = (Vec::new(), Vec::new());
-        let mut hub_rss = 0;
+        let (mut hub_rss, mut hub_threads) = (0, 0);
         let mut table_bytes = 0;
         for run in 0..scale.runs {
             let rdir = dir.join(format!("ingest-{interval}-{run}"));
@@ -287,6 +287,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
                 );
             }
             hub_rss = rss_kib(hub.peer.id());
+            hub_threads = threads(hub.peer.id());
             table_bytes = du(&rdir.join("tables"));
             drop(hub);
             let lp_base: Vec<Vec<u8>> = lp_bodies.iter().map(|b| rename(b, "baseline")).collect();
@@ -327,7 +328,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
         let p50 = |i: usize| crate::stats::Stats::of(&p50s[i]).median;
         s.note(format!(
             "`commit_interval = {interval}`, {rows} rows per case: request p50 LP {:.0} / {:.0} ms, segments {:.0} / {:.0} ms \
-             (1 / 4 writers); tables {:.1} MB; hub RSS after the run {:.0} MiB.",
+             (1 / 4 writers); tables {:.1} MB; hub RSS after the run {:.0} MiB, {hub_threads} threads.",
             p50(0),
             p50(1),
             p50(2),
@@ -341,7 +342,7 @@ pub fn run(scale: &Scale, dir: &Path) -> Section {
             "lp_large_w4": large_rates, "lp_large_p50_ms": large_p50s,
             "p50_ms": {"lp_w1": p50s[0], "lp_w4": p50s[1], "seg_w1": p50s[2], "seg_w4": p50s[3]},
             "baseline_lp": base_lp, "baseline_segments": base_seg,
-            "table_bytes": table_bytes, "hub_rss_kib": hub_rss,
+            "table_bytes": table_bytes, "hub_rss_kib": hub_rss, "hub_threads": hub_threads,
         }));
     }
     s.note(
