@@ -66,12 +66,45 @@ struct Cli {
     /// Where the scenarios keep their data (a temporary directory inside it; default: the system's).
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Keep the work directory (the truck lake's Delta tables, the logs) for inspection.
+    /// Keep the work directory (the truck lake's Delta tables, each scenario's directory and logs) for inspection.
     #[arg(long)]
     keep: bool,
     /// With `all`, also `ingest-long` (an hour at default scale).
     #[arg(long)]
     long: bool,
+}
+
+/// Lines of each log [`print_log_tails`] shows.
+const LOG_TAIL_LINES: usize = 40;
+
+/// The last lines of every `*.log` under a failed scenario's directory (the
+/// hubs' and agents' own logs), on stderr: the directory is removed next,
+/// and a failure in CI is otherwise seen only from the client's side.
+fn print_log_tails(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            print_log_tails(&path);
+        } else if path.extension().is_some_and(|x| x == "log") {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+            eprintln!(
+                "--- {} (last {} of {} lines)",
+                path.display(),
+                lines.len() - from,
+                lines.len()
+            );
+            for line in &lines[from..] {
+                eprintln!("{line}");
+            }
+        }
+    }
 }
 
 fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
@@ -195,9 +228,12 @@ fn main() -> anyhow::Result<()> {
         section.seconds = t.elapsed().as_secs_f64();
         if let Some(e) = &section.failed {
             eprintln!("== {name} FAILED: {e}");
+            print_log_tails(&dir);
         }
         report.sections.push(section);
-        let _ = std::fs::remove_dir_all(&dir);
+        if !cli.keep {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
     drop(the_lake);
     if cli.keep {
