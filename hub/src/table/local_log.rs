@@ -71,8 +71,8 @@ const LOG_DIR: &str = "_delta_log";
 pub(crate) const PROBE_LIMIT: u64 = 1_000;
 /// Full listings of the log tried before a gap is handed on as real.
 pub(crate) const LISTING_TRIES: u32 = 5;
-/// Threads that do the local disk's blocking I/O, across every table: two
-/// per core, and at least [`MIN_DISK_THREADS`].
+/// Two per core: the cap on the threads that do the local disk's blocking
+/// I/O across every table, raised to [`MIN_DISK_THREADS`] on small machines.
 pub(crate) fn disk_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from) * 2
 }
@@ -81,9 +81,10 @@ pub(crate) const MIN_DISK_THREADS: usize = 8;
 /// The name of those threads.
 pub(crate) const DISK_THREAD_NAME: &str = "ferry-disk-io";
 
-/// The runtime whose blocking pool, capped at [`disk_threads`], does the
-/// local disk's I/O; `None` if it could not be started (the I/O then runs
-/// on the caller's runtime, as `LocalFileSystem` alone would).
+/// The runtime whose blocking pool, capped at [`disk_threads`] (at least
+/// [`MIN_DISK_THREADS`]), does the local disk's I/O; `None` if it could
+/// not be started (the I/O then runs on the caller's runtime, as
+/// `LocalFileSystem` alone would).
 fn disk_runtime() -> Option<&'static tokio::runtime::Runtime> {
     static DISK: LazyLock<Option<tokio::runtime::Runtime>> = LazyLock::new(|| {
         tokio::runtime::Builder::new_multi_thread()
