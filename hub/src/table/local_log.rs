@@ -74,22 +74,22 @@ pub(crate) const LISTING_TRIES: u32 = 5;
 /// Two per core: the cap on the threads that do the local disk's blocking
 /// I/O across every table, raised to [`MIN_DISK_THREADS`] on small machines.
 pub(crate) fn disk_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from) * 2
+    (std::thread::available_parallelism().map_or(1, usize::from) * 2).max(MIN_DISK_THREADS)
 }
 /// The fewest [`disk_threads`], whatever the cores.
 pub(crate) const MIN_DISK_THREADS: usize = 8;
 /// The name of those threads.
 pub(crate) const DISK_THREAD_NAME: &str = "ferry-disk-io";
 
-/// The runtime whose blocking pool, capped at [`disk_threads`] (at least
-/// [`MIN_DISK_THREADS`]), does the local disk's I/O; `None` if it could
+/// The runtime whose blocking pool, capped at [`disk_threads`], does the
+/// local disk's I/O; `None` if it could
 /// not be started (the I/O then runs on the caller's runtime, as
 /// `LocalFileSystem` alone would).
 fn disk_runtime() -> Option<&'static tokio::runtime::Runtime> {
     static DISK: LazyLock<Option<tokio::runtime::Runtime>> = LazyLock::new(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .max_blocking_threads(disk_threads().max(MIN_DISK_THREADS))
+            .max_blocking_threads(disk_threads())
             .thread_name(DISK_THREAD_NAME)
             .build()
             .map_err(|error| {

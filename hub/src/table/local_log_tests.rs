@@ -298,7 +298,7 @@ fn many_reads_at_once_start_no_blocking_thread_of_the_caller() {
         1,
         "blocking threads on the caller's runtime"
     );
-    let cap = disk_threads().max(MIN_DISK_THREADS);
+    let cap = disk_threads();
     let disk = threads_named(DISK_THREAD_NAME);
     assert!(
         disk <= cap + 1,
