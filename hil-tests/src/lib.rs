@@ -335,26 +335,67 @@ pub fn agent_status(http_addr: SocketAddr) -> serde_json::Value {
     serde_json::from_str(&body).unwrap_or_default()
 }
 
+/// How long [`publish_lines`] waits for `mosquitto_pub` to finish.
+pub const PUBLISH_LIMIT: Duration = Duration::from_secs(120);
+
 /// Publishes each line of `lines` as one message with `mosquitto_pub -l`
 /// and waits until the client exits successfully.
+///
+/// Panics with the client's error output if it fails or is still running
+/// after [`PUBLISH_LIMIT`], and kills it first: at QoS 1 or 2 a
+/// `mosquitto_pub -l` whose broker died with messages unacknowledged
+/// reconnects forever. Its output is never the test's own, so a client
+/// left behind cannot hold the test run's output open.
 pub fn publish_lines(mosquitto_pub: &Path, port: u16, topic: &str, args: &[&str], lines: &str) {
-    use std::io::Write;
+    publish_lines_within(mosquitto_pub, port, topic, args, lines, PUBLISH_LIMIT);
+}
+
+/// [`publish_lines`], with `limit` instead of [`PUBLISH_LIMIT`].
+pub fn publish_lines_within(
+    mosquitto_pub: &Path,
+    port: u16,
+    topic: &str,
+    args: &[&str],
+    lines: &str,
+    limit: Duration,
+) {
+    use std::io::{Read, Seek, Write};
+    let mut errors = tempfile::tempfile().expect("a file for mosquitto_pub's errors");
     let mut child = Command::new(mosquitto_pub)
         .args(["-p", &port.to_string(), "-l", "-t", topic])
         .args(args)
         .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(errors.try_clone().expect("clone a file handle"))
         .spawn()
         .expect("start mosquitto_pub");
-    child
+    let written = child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(lines.as_bytes())
-        .expect("publish");
-    assert!(
-        child.wait().expect("wait").success(),
-        "mosquitto_pub failed"
-    );
+        .write_all(lines.as_bytes());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait().expect("wait for mosquitto_pub") {
+            Some(status) => break Some(status),
+            None if Instant::now() >= deadline => break None,
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut said = String::new();
+    let _ = errors.rewind();
+    let _ = errors.read_to_string(&mut said);
+    match status {
+        Some(status) if status.success() && written.is_ok() => {}
+        Some(status) => panic!("mosquitto_pub to port {port} failed ({status}): {said}"),
+        None => {
+            panic!("mosquitto_pub to port {port} still running after {limit:?}, killed: {said}")
+        }
+    }
 }
 
 /// Starts Mosquitto on a free loopback port, with persistence (snapshots to

@@ -24,7 +24,9 @@
 //!   the writers (`replica.fleet_interval = 500ms`).
 //! - Maintenance lease (`replica.lease_ttl = 1s`): one writer holds it;
 //!   when A, the holder, is killed with `kill -9`, B takes it over (the
-//!   time printed).
+//!   time printed). On a loaded machine A's renewals can be later than
+//!   the ttl and B takes it over from a live A; then B must still hold it
+//!   after the kill.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -305,17 +307,22 @@ fn two_writers_and_a_reader(lake: &Lake<'_>, store: &str, lag_writes: i64) {
             wait_for_port(status2, Duration::from_secs(30));
         }
         if i == BATCHES / 2 {
-            assert!(
-                holds_lease(a) && !holds_lease(b),
-                "A, first, holds the lease"
+            // A, started first, normally holds it. On a loaded machine a
+            // renewal can be late by more than the 1 s ttl, and B rightly
+            // takes over from a live A; the kill then finds B holding it.
+            wait_until(
+                "one writer holding the lease",
+                Duration::from_secs(5),
+                || holds_lease(a) != holds_lease(b),
             );
+            let a_held = holds_lease(a);
             hub_a.kill();
             let killed_at = Instant::now();
             takeover = Some(std::thread::spawn(move || {
                 while !holds_lease(b) && killed_at.elapsed() < Duration::from_secs(10) {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                killed_at.elapsed()
+                (a_held, killed_at.elapsed())
             }));
         }
         publish_lines(
@@ -330,11 +337,16 @@ fn two_writers_and_a_reader(lake: &Lake<'_>, store: &str, lag_writes: i64) {
     wait_until("agent 1 on writer B", Duration::from_secs(30), || on(b));
     // The lease: B takes it within lease_ttl (1 s) and a renewal period
     // or two after A went silent.
-    let takeover = takeover.expect("A was killed").join().expect("poller");
+    let (a_held, takeover) = takeover.expect("A was killed").join().expect("poller");
     assert!(
         holds_lease(b) && takeover < Duration::from_secs(3),
-        "B took the lease {takeover:?} after A's kill"
+        "B holds the lease {takeover:?} after A's kill (A held it until then: {a_held})"
     );
+    let takeover = if a_held {
+        format!("B held the maintenance lease {takeover:?} after A's kill -9")
+    } else {
+        "B had taken the maintenance lease before A's kill -9".to_owned()
+    };
     publisher.join().expect("publisher");
     for status in [status1, status2] {
         wait_until("the backlog to drain", Duration::from_secs(60), || {
@@ -369,7 +381,7 @@ fn two_writers_and_a_reader(lake: &Lake<'_>, store: &str, lag_writes: i64) {
     eprintln!(
         "replicas on {store}: reader lag after a writer's ack ({lag_writes} writes, polled every 10 ms, max_staleness {staleness:?}): \
          min {:?}, median {:?}, max {:?}; a token made on B worked on A after {write_on_a:?}, one made on A on the reader after {read_on_r:?}; \
-         B held the maintenance lease {takeover:?} after A's kill -9 (lease_ttl 1s, polled every 10 ms); \
+         {takeover} (lease_ttl 1s, polled every 10 ms); \
          {} readings from each of 2 agents once each via the reader; {:.1?} in all",
         lags[0],
         lags[lags.len() / 2],

@@ -23,3 +23,38 @@ apt_install() {
 ensure_rust() {
   command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup first" >&2; exit 1; }
 }
+
+# contained CMD...: runs CMD in a session of its own, stopped after
+# $FERRY_TEST_PHASE_LIMIT seconds (default 3000), and kills whatever it
+# leaves running, naming it. A process a test leaves behind (a client that
+# retries forever, say) would otherwise hold the output pipe open and the
+# run would never end; a test that hangs is stopped, with its output, well
+# before a CI limit hides both. Interrupting the script stops CMD too.
+contained() {
+  local pidfile status=0 limit="${FERRY_TEST_PHASE_LIMIT:-3000}"
+  pidfile=$(mktemp)
+  trap 'contained_kill "$pidfile"; exit 130' INT TERM HUP
+  # In the background, so that `wait` (unlike a foreground command) lets
+  # the trap run at once; with SIGINT and SIGQUIT back to their defaults,
+  # which a script's background commands would otherwise ignore.
+  setsid -w env --default-signal=INT,QUIT bash -c 'echo $$ > "$0"; exec timeout --kill-after=30 "$1" "${@:2}"' \
+    "$pidfile" "$limit" "$@" &
+  wait "$!" || status=$?
+  trap - INT TERM HUP
+  [ "$status" -eq 124 ] && log "${1##*/} ran past $limit s (FERRY_TEST_PHASE_LIMIT) and was stopped"
+  contained_kill "$pidfile"
+  return "$status"
+}
+
+# contained_kill PIDFILE: kills the session whose leader's pid is in PIDFILE.
+contained_kill() {
+  local pgid left
+  pgid=$(cat "$1" 2>/dev/null || true)
+  rm -f "$1"
+  [ -n "$pgid" ] || return 0
+  left=$(pgrep -a -g "$pgid" | grep -v '<defunct>' || true)
+  [ -n "$left" ] || return 0
+  log "left running, now killed:"
+  sed 's/^/  /' <<< "$left" >&2
+  pkill -KILL -g "$pgid" || true
+}

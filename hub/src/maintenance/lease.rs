@@ -18,7 +18,11 @@
 //! sees the same heartbeat for a whole `lease_ttl` on its own clock (so
 //! clocks need not agree), or `released`, creates the next epoch; the one
 //! whose create succeeds holds the lease. A holder that cannot renew for
-//! `2/3 lease_ttl` stops acting before anyone may take over.
+//! `2/3 lease_ttl` stops acting before anyone may take over. When it can
+//! reach the store again and its epoch is still the newest, nobody took
+//! over: it renews and acts again, rather than waiting out a whole
+//! `lease_ttl` and racing the others for the next epoch (a slow store
+//! would otherwise move the lease about).
 //!
 //! # Why this is enough
 //!
@@ -115,6 +119,8 @@ struct Contender {
     dir: Path,
     /// The epoch this hub holds.
     mine: Option<u64>,
+    /// The epoch this hub held until it could not renew in time.
+    lapsed: Option<u64>,
     beats: u64,
     renewed: Instant,
     /// The newest epoch of another hub, its heartbeat, and since when this
@@ -134,6 +140,7 @@ impl Contender {
                 .join("maintenance"),
             place,
             mine: None,
+            lapsed: None,
             beats: 0,
             renewed: Instant::now(),
             seen: None,
@@ -168,6 +175,23 @@ impl Contender {
             self.beats += 1;
             self.beat(mine, Bytes::from(self.beats.to_string())).await?;
             self.renewed = Instant::now();
+            return Ok(());
+        }
+        // Epochs only grow: a lapsed one that is still the newest is one
+        // nobody took over.
+        if let (None, Some(epoch)) = (self.mine, self.lapsed)
+            && newest == Some(epoch)
+        {
+            self.beats += 1;
+            let beat = Bytes::from(self.beats.to_string());
+            self.beat(epoch, beat).await?;
+            self.renewed = Instant::now();
+            (self.mine, self.lapsed, self.seen) = (Some(epoch), None, None);
+            self.set_held(true, epoch);
+            tracing::info!(
+                epoch,
+                "renewed the maintenance lease late; nobody had taken it over"
+            );
             return Ok(());
         }
         if self.mine.take().is_some() {
@@ -219,7 +243,7 @@ impl Contender {
             Err(object_store::Error::AlreadyExists { .. }) => return Ok(()),
             Err(e) => return Err(e),
         }
-        self.mine = Some(epoch);
+        (self.mine, self.lapsed) = (Some(epoch), None);
         self.beats = 0;
         self.beat(epoch, Bytes::from_static(b"0")).await?;
         self.renewed = Instant::now();
@@ -240,7 +264,7 @@ impl Contender {
     fn expire(&mut self) {
         if self.mine.is_some() && self.renewed.elapsed() >= self.place.ttl * 2 / 3 {
             tracing::warn!("cannot renew the maintenance lease; stopping scheduled maintenance");
-            self.mine = None;
+            self.lapsed = self.mine.take();
             self.set_held(false, 0);
         }
     }

@@ -73,6 +73,40 @@ async fn a_holder_that_cannot_renew_stops_before_anyone_may_take_over() {
 }
 
 #[tokio::test]
+async fn a_late_holder_renews_unless_another_took_over_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let (a, mut ca) = contender(&store, "a");
+    let (b, mut cb) = contender(&store, "b");
+    ca.round().await.unwrap();
+    cb.round().await.unwrap();
+    // A renews late, before a whole ttl without a heartbeat: it stopped
+    // acting, and it takes its own epoch up again; B keeps waiting.
+    ca.renewed = Instant::now() - TTL * 2 / 3;
+    ca.expire();
+    assert!(!a.held());
+    ca.round().await.unwrap();
+    assert!(a.held(), "A renews its epoch");
+    assert_eq!(a.epoch(), 1);
+    tokio::time::sleep(TTL).await;
+    cb.round().await.unwrap();
+    assert!(!b.held(), "B saw the heartbeat move");
+    // A lapses again, and this time B takes over first: A stays out.
+    ca.renewed = Instant::now() - TTL * 2 / 3;
+    ca.expire();
+    tokio::time::sleep(TTL).await;
+    cb.round().await.unwrap();
+    assert!(b.held());
+    assert_eq!(b.epoch(), 2);
+    ca.round().await.unwrap();
+    assert!(
+        !a.held(),
+        "A does not renew an epoch that is no longer the newest"
+    );
+}
+
+#[tokio::test]
 async fn two_hubs_contending_in_tasks_agree_on_one_holder() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> =
