@@ -71,20 +71,59 @@ pub fn peers_required() -> bool {
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for a
-/// child that binds it right away). Never the same port twice in one test
-/// process: the kernel may hand a just-released port out again, and two
-/// listeners of one agent (or of two tests running in parallel) given the
-/// same port make one of them fail to start.
+/// child that binds it right away), never the same twice in one test
+/// process, and outside the kernel's ephemeral range when there is room.
+///
+/// Inside that range the port is not safe until the child binds it: the
+/// kernel hands ports of the range to every `:0` bind (a hub's
+/// `flight.listen = "127.0.0.1:0"`) and to outgoing connections. A bench
+/// run once lost a hub that way: another hub's Flight listener got the
+/// port reserved for it, the hub could not bind, and a client's HTTP
+/// request reached the Flight server, which reset the connection.
 pub fn free_port() -> u16 {
+    use std::hash::BuildHasher;
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let (from, to) = unassigned_ports();
+    let random = std::collections::hash_map::RandomState::new();
+    for i in 0u32..10_000 {
+        let port = if from < to {
+            let span = u64::from(to - from) + 1;
+            from + u16::try_from(random.hash_one(i) % span).unwrap_or(0)
+        } else {
+            0
+        };
+        let Ok(l) = TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
         let port = l.local_addr().expect("local addr").port();
         let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
         if given.insert(port) {
             return port;
         }
+    }
+    panic!("no free port on 127.0.0.1 in {from}..={to}");
+}
+
+/// Ports the kernel never hands out by itself: below its ephemeral range
+/// (`net.ipv4.ip_local_port_range`) if there is room, else above it, else
+/// none (`(0, 0)`: any port the kernel gives).
+fn unassigned_ports() -> (u16, u16) {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let mut bounds = range
+        .iter()
+        .flat_map(|r| r.split_whitespace())
+        .filter_map(|v| v.parse::<u16>().ok());
+    let (low, high) = match (bounds.next(), bounds.next()) {
+        (Some(low), Some(high)) => (low, high),
+        _ => (32_768, 60_999),
+    };
+    if low > 11_000 {
+        (10_000, low - 1)
+    } else if high < 64_000 {
+        (high + 1, u16::MAX)
+    } else {
+        (0, 0)
     }
 }
 

@@ -62,3 +62,27 @@ fn a_publisher_whose_broker_went_away_is_killed_and_reported() {
         String::from_utf8_lossy(&left.stdout)
     );
 }
+
+/// `free_port` hands out distinct ports outside the kernel's ephemeral
+/// range, which `:0` binds and outgoing connections draw from.
+#[test]
+fn free_ports_are_distinct_and_outside_the_ephemeral_range() {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("ip_local_port_range");
+    let bounds: Vec<u16> = range
+        .split_whitespace()
+        .map(|v| v.parse().expect("a port"))
+        .collect();
+    let ports: Vec<u16> = (0..200).map(|_| ferry_hil_tests::free_port()).collect();
+    let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+    assert_eq!(distinct.len(), ports.len(), "no port twice");
+    // This machine's range leaves room below it (Linux's default does).
+    assert!(bounds[0] > 11_000, "ephemeral range {range}");
+    for port in ports {
+        assert!(
+            (10_000..bounds[0]).contains(&port),
+            "{port} is inside {range} or below 10000"
+        );
+        std::net::TcpListener::bind(("127.0.0.1", port)).expect("still free");
+    }
+}
