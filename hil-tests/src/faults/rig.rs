@@ -230,11 +230,12 @@ listen = "{http}"
             "the agent's MQTT and HTTP listeners",
             Duration::from_secs(60),
             || {
-                assert!(
-                    peer.is_running(),
-                    "ferry-agent exited at start: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
+                if let Some(status) = peer.exited() {
+                    panic!(
+                        "ferry-agent exited at start ({status}): {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
                 std::net::TcpStream::connect(mqtt).is_ok()
                     && std::net::TcpStream::connect(self.http).is_ok()
             },
