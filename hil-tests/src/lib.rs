@@ -202,7 +202,7 @@ impl Peer {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return;
             }
-            let exited = self.child.try_wait().ok().flatten();
+            let exited = self.exited();
             if exited.is_some() || Instant::now() >= deadline {
                 let tail = log_tail(log, 40);
                 let what = match exited {
@@ -379,6 +379,23 @@ pub fn agent_status(http_addr: SocketAddr) -> serde_json::Value {
     serde_json::from_str(&body).unwrap_or_default()
 }
 
+/// How `child` exited, polled every 10 ms; `None` if it was still running
+/// after `limit` (or could not be polled), and then it is killed and reaped.
+pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
 /// How long [`publish_lines`] waits for `mosquitto_pub` to finish.
 pub const PUBLISH_LIMIT: Duration = Duration::from_secs(120);
 
@@ -418,18 +435,7 @@ pub fn publish_lines_within(
         .take()
         .expect("stdin")
         .write_all(lines.as_bytes());
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        match child.try_wait().expect("wait for mosquitto_pub") {
-            Some(status) => break Some(status),
-            None if Instant::now() >= deadline => break None,
-            None => std::thread::sleep(Duration::from_millis(10)),
-        }
-    };
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    let status = wait_or_kill(&mut child, limit);
     let mut said = String::new();
     let _ = errors.rewind();
     let _ = errors.read_to_string(&mut said);

@@ -25,7 +25,7 @@ use ferry_hil_tests::serial::SocatPair;
 use ferry_hil_tests::supervised::Supervised;
 use ferry_hil_tests::{
     free_port, http, publish_lines, query, require_tool, start_hub, start_mosquitto, try_request,
-    wait_until, workspace_bin,
+    wait_or_kill, wait_until, workspace_bin,
 };
 
 fn python() -> Option<PathBuf> {
@@ -90,18 +90,7 @@ fn try_publish(pubber: &Path, port: u16, topic: &str, payload: &str) -> bool {
     else {
         return false;
     };
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-        }
-    }
+    wait_or_kill(&mut child, Duration::from_secs(3)).is_some_and(|status| status.success())
 }
 
 /// Waits until a QoS 1 publish is acknowledged; returns when.

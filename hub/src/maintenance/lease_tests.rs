@@ -18,6 +18,19 @@ fn place(store: &Arc<dyn ObjectStore>, hub: &str) -> LeasePlace {
     }
 }
 
+/// A store in a new temporary directory (kept while the guard lives).
+fn lake() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    (dir, store)
+}
+
+/// What [`Contender::expire`] sees after renewals late by 2/3 of the ttl.
+fn lapse(c: &mut Contender) {
+    c.renewed = Instant::now() - TTL * 2 / 3;
+    c.expire();
+}
+
 fn contender(store: &Arc<dyn ObjectStore>, hub: &str) -> (Lease, Contender) {
     let lease = Lease::default();
     lease.held.store(false, Ordering::SeqCst);
@@ -27,9 +40,7 @@ fn contender(store: &Arc<dyn ObjectStore>, hub: &str) -> (Lease, Contender) {
 
 #[tokio::test]
 async fn one_holder_a_dead_one_is_replaced_after_the_ttl_and_a_released_one_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let (_dir, store) = lake();
     let (a, mut ca) = contender(&store, "a");
     let (b, mut cb) = contender(&store, "b");
     ca.round().await.unwrap();
@@ -61,30 +72,24 @@ async fn one_holder_a_dead_one_is_replaced_after_the_ttl_and_a_released_one_at_o
 
 #[tokio::test]
 async fn a_holder_that_cannot_renew_stops_before_anyone_may_take_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let (_dir, store) = lake();
     let (a, mut ca) = contender(&store, "a");
     ca.round().await.unwrap();
     assert!(a.held());
-    ca.renewed = Instant::now() - TTL * 2 / 3;
-    ca.expire();
+    lapse(&mut ca);
     assert!(!a.held());
 }
 
 #[tokio::test]
 async fn a_late_holder_renews_unless_another_took_over_meanwhile() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let (_dir, store) = lake();
     let (a, mut ca) = contender(&store, "a");
     let (b, mut cb) = contender(&store, "b");
     ca.round().await.unwrap();
     cb.round().await.unwrap();
     // A renews late, before a whole ttl without a heartbeat: it stopped
     // acting, and it takes its own epoch up again; B keeps waiting.
-    ca.renewed = Instant::now() - TTL * 2 / 3;
-    ca.expire();
+    lapse(&mut ca);
     assert!(!a.held());
     ca.round().await.unwrap();
     assert!(a.held(), "A renews its epoch");
@@ -93,8 +98,7 @@ async fn a_late_holder_renews_unless_another_took_over_meanwhile() {
     cb.round().await.unwrap();
     assert!(!b.held(), "B saw the heartbeat move");
     // A lapses again, and this time B takes over first: A stays out.
-    ca.renewed = Instant::now() - TTL * 2 / 3;
-    ca.expire();
+    lapse(&mut ca);
     tokio::time::sleep(TTL).await;
     cb.round().await.unwrap();
     assert!(b.held());
@@ -108,9 +112,7 @@ async fn a_late_holder_renews_unless_another_took_over_meanwhile() {
 
 #[tokio::test]
 async fn two_hubs_contending_in_tasks_agree_on_one_holder() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let (_dir, store) = lake();
     let tracker = TaskTracker::new();
     let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
     let (a, b) = (Lease::default(), Lease::default());
