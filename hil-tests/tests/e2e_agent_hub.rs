@@ -123,4 +123,20 @@ listen = "127.0.0.1:{http_port}"
     );
     assert_eq!(status, 200, "{agents}");
     assert!(agents.contains("gw-e2e"), "{agents}");
+    // The agent counted every message on its way (handles registered once,
+    // at start: they must reach the exporter all the same).
+    let http_addr: std::net::SocketAddr = ([127, 0, 0, 1], http_port).into();
+    let (_, metrics) = http("GET", http_addr, "/metrics", &[], b"");
+    for (series, at_least) in [
+        ("ferry_broker_publishes_received_total{qos=\"1\"}", 200.0),
+        ("ferry_broker_ack_hold_seconds_count", 200.0),
+        ("ferry_agent_store_queue_pushed_total", 200.0),
+        ("ferry_agent_store_queue_popped_total", 200.0),
+    ] {
+        let value = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(value >= at_least, "{series} = {value}:\n{metrics}");
+    }
 }

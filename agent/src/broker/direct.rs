@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_util::FutureExt;
-use metrics::{counter, histogram};
+use metrics::counter;
 use mqtt5_protocol::packet::connack::ConnAckPacket;
 use mqtt5_protocol::packet::disconnect::DisconnectPacket;
 use mqtt5_protocol::packet::publish::PublishPacket;
@@ -407,7 +407,10 @@ impl<S: IngestSink> Conn<'_, S> {
         let Some(p) = self.pending.pop_front() else {
             return Ok(());
         };
-        histogram!(m::ACK_HOLD_SECONDS).record(p.since.elapsed().as_secs_f64());
+        self.ctx
+            .meters
+            .ack_hold
+            .record(p.since.elapsed().as_secs_f64());
         let ack_type = if p.qos == 1 {
             codec::PUBACK
         } else {
@@ -609,8 +612,7 @@ impl<S: IngestSink> Conn<'_, S> {
             End::Refused(code)
         })?;
         let qos = u8::from(p.qos);
-        counter!(m::PUBLISHES_RECEIVED, "qos" => ["0", "1", "2"][usize::from(qos.min(2))])
-            .increment(1);
+        self.ctx.meters.received(qos).increment(1);
         let id = p.packet_id.unwrap_or(0);
         if qos == 2 && self.qos2(|ids| ids.contains(&id)).unwrap_or(false) {
             // Stored already; its PUBREC was lost.

@@ -83,6 +83,8 @@ pub(crate) struct Shared<S> {
     pub(crate) ids: UpstreamIds,
     last_warn: AtomicU64,
     started: Instant,
+    /// The per-message metrics' handles.
+    pub(crate) meters: super::metrics::PublishMeters,
 }
 
 impl<S> Shared<S> {
@@ -119,6 +121,7 @@ impl<S> Shared<S> {
             ids: UpstreamIds::default(),
             last_warn: AtomicU64::new(0),
             started: Instant::now(),
+            meters: super::metrics::PublishMeters::new(),
         }
     }
 
@@ -701,8 +704,7 @@ async fn on_publish<S: IngestSink>(
             });
         }
     };
-    let qos_label = ["0", "1", "2"][usize::from(publish.qos.min(2))];
-    counter!(m::PUBLISHES_RECEIVED, "qos" => qos_label).increment(1);
+    ctx.meters.received(publish.qos).increment(1);
     if publish.qos > 0 {
         match conn.slots().0.get(&publish.pkid) {
             Some(Slot::Committing { .. } | Slot::Held | Slot::Withheld | Slot::Passed) => {

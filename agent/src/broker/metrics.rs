@@ -68,3 +68,29 @@ pub const RETAINED_REFUSED: &str = "ferry_broker_retained_refused_total";
 /// Counter: kept sessions of clients that were away, ended to make room for
 /// a new client at `mqtt.max_sessions`.
 pub const SESSIONS_EVICTED: &str = "ferry_broker_sessions_evicted_total";
+
+/// Handles of the metrics each PUBLISH updates, registered once. The
+/// `counter!` and `histogram!` macros look the name and labels up in the
+/// registry at every call (hashing them), once or twice per message.
+#[derive(Debug, Clone)]
+pub(crate) struct PublishMeters {
+    /// [`PUBLISHES_RECEIVED`] by QoS 0, 1 and 2.
+    pub(crate) received: [metrics::Counter; 3],
+    /// [`ACK_HOLD_SECONDS`].
+    pub(crate) ack_hold: metrics::Histogram,
+}
+
+impl PublishMeters {
+    /// Registers the handles with the recorder installed now.
+    pub(crate) fn new() -> Self {
+        PublishMeters {
+            received: ["0", "1", "2"].map(|q| metrics::counter!(PUBLISHES_RECEIVED, "qos" => q)),
+            ack_hold: metrics::histogram!(ACK_HOLD_SECONDS),
+        }
+    }
+
+    /// The received counter for a PUBLISH of `qos`.
+    pub(crate) fn received(&self, qos: u8) -> &metrics::Counter {
+        &self.received[usize::from(qos.min(2))]
+    }
+}

@@ -279,6 +279,10 @@ fn plan(
 ) -> Result<Plan, StoreError> {
     let measurement = &due.measurement;
     let mut batch = ReadingBatch::with_max_columns(measurement.clone(), max_columns);
+    batch.expect(
+        usize::try_from(due.expect_rows).unwrap_or(0),
+        usize::try_from(due.expect_body_bytes).unwrap_or(0),
+    );
     let (mut first_id, mut last_id, mut oldest) = (None, 0, i64::MAX);
     let mut poison = None;
     reader.scan(due, limits, |row| {

@@ -34,6 +34,8 @@ struct Shared {
     agent_id: AgentId,
     clock: Arc<dyn Clock>,
     path: PathBuf,
+    /// [`m::QUEUE_PUSHED`], registered once (one command per message).
+    pushed: metrics::Counter,
 }
 
 impl StoreHandle {
@@ -91,6 +93,7 @@ impl StoreHandle {
                 agent_id,
                 clock,
                 path: db_path,
+                pushed: metrics::counter!(m::QUEUE_PUSHED),
             }),
         })
     }
@@ -106,7 +109,7 @@ impl StoreHandle {
     }
 
     async fn send(&self, cmd: Command) -> Result<(), ()> {
-        metrics::counter!(m::QUEUE_PUSHED).increment(1);
+        self.shared.pushed.increment(1);
         self.tx.send(cmd).await.map_err(|_| ())
     }
 

@@ -26,6 +26,11 @@ pub(crate) struct DueGroup {
     pub(crate) measurement: Measurement,
     /// The id of the group's oldest reading when it was found due.
     pub(crate) first_id: i64,
+    /// About how many readings the cut will take, and their bodies' bytes
+    /// (the group's, up to the cut's limits): what the cut sizes its
+    /// buffers for.
+    pub(crate) expect_rows: u64,
+    pub(crate) expect_body_bytes: u64,
 }
 
 /// A buffered reading as a [`RowReader`] hands it over: the body is
@@ -178,14 +183,19 @@ impl Db {
             let aged = self.mem.pending_segments < BACKLOG_SEGMENTS
                 && super::clock::aged(now_ns, received_ns, limits.max_age_ns);
             if force || full || aged {
-                due = Some((grp, first_id));
+                due = Some((
+                    grp,
+                    first_id,
+                    stats.rows.min(limits.max_rows as u64),
+                    body.min(limits.max_body_bytes),
+                ));
                 break;
             }
         }
         for grp in drifted {
             self.mem.groups.remove(&grp);
         }
-        let Some((grp, first_id)) = due else {
+        let Some((grp, first_id, expect_rows, expect_body_bytes)) = due else {
             return Ok(None);
         };
         let Some((database, measurement)) = self.names.get(&grp).cloned() else {
@@ -200,6 +210,8 @@ impl Db {
             database,
             measurement,
             first_id,
+            expect_rows,
+            expect_body_bytes,
         }))
     }
 

@@ -103,6 +103,8 @@ pub(crate) struct Writer {
     qos0_first: Option<Instant>,
     failing: Option<String>,
     shutdown: Option<ShutdownReply>,
+    /// [`m::QUEUE_POPPED`], registered once (one command per message).
+    popped: metrics::Counter,
 }
 
 /// The shutdown reply, sent once the connection is closed.
@@ -122,6 +124,7 @@ impl Writer {
             qos0_first: None,
             failing: None,
             shutdown: None,
+            popped: metrics::counter!(m::QUEUE_POPPED),
         }
     }
 
@@ -208,7 +211,7 @@ impl Writer {
     /// Handles one command.
     fn handle(&mut self, cmd: Command) {
         crate::supervise::fault::point_blocking("store");
-        metrics::counter!(m::QUEUE_POPPED).increment(1);
+        self.popped.increment(1);
         if self.shutdown.is_some() {
             return;
         }

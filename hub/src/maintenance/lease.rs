@@ -275,13 +275,22 @@ impl Contender {
         metrics::gauge!(HELD).set(if held { 1.0 } else { 0.0 });
     }
 
+    /// On a clean stop: marks the epoch this hub holds `released`, so that
+    /// another hub takes over at its next round rather than after a ttl.
+    /// So too an epoch that lapsed and that nobody has taken over since
+    /// (still the newest): it is this hub's to hand on.
     async fn release(&mut self) {
-        if let Some(epoch) = self.mine.take() {
-            self.set_held(false, 0);
-            match self.beat(epoch, Bytes::from_static(b"released")).await {
-                Ok(()) => tracing::info!(epoch, "released the maintenance lease"),
-                Err(e) => tracing::warn!(error = %e, "cannot release the maintenance lease"),
+        let epoch = match (self.mine.take(), self.lapsed.take()) {
+            (Some(epoch), _) => epoch,
+            (None, Some(epoch)) if matches!(self.newest().await, Ok(Some(n)) if n == epoch) => {
+                epoch
             }
+            _ => return,
+        };
+        self.set_held(false, 0);
+        match self.beat(epoch, Bytes::from_static(b"released")).await {
+            Ok(()) => tracing::info!(epoch, "released the maintenance lease"),
+            Err(e) => tracing::warn!(error = %e, "cannot release the maintenance lease"),
         }
     }
 }

@@ -111,6 +111,40 @@ async fn a_late_holder_renews_unless_another_took_over_meanwhile() {
 }
 
 #[tokio::test]
+async fn a_lapsed_holder_that_stops_hands_its_epoch_on_unless_another_took_over() {
+    let (_dir, store) = lake();
+    let (a, mut ca) = contender(&store, "a");
+    let (b, mut cb) = contender(&store, "b");
+    ca.round().await.unwrap();
+    cb.round().await.unwrap();
+    // A lapses and stops cleanly before it could renew: B takes over at
+    // its next round, not a ttl later.
+    lapse(&mut ca);
+    ca.release().await;
+    cb.round().await.unwrap();
+    assert!(b.held(), "B takes the released epoch at once");
+    assert_eq!(b.epoch(), 2);
+    // B lapses in turn, and C takes epoch 3 after a ttl of B's silence.
+    // B then stops: its epoch 2 is history, which B leaves alone.
+    lapse(&mut cb);
+    let (c, mut cc) = contender(&store, "c");
+    cc.round().await.unwrap();
+    tokio::time::sleep(TTL).await;
+    cc.round().await.unwrap();
+    assert_eq!(c.epoch(), 3);
+    cb.release().await;
+    let beat = |epoch| {
+        let store = Arc::clone(&store);
+        let path = cc.path(epoch, "beat");
+        async move { store.get(&path).await.unwrap().bytes().await.unwrap() }
+    };
+    assert_ne!(&beat(2).await[..], b"released");
+    assert_ne!(&beat(3).await[..], b"released");
+    cc.round().await.unwrap();
+    assert!(c.held() && !b.held() && !a.held());
+}
+
+#[tokio::test]
 async fn two_hubs_contending_in_tasks_agree_on_one_holder() {
     let (_dir, store) = lake();
     let tracker = TaskTracker::new();

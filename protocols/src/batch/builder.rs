@@ -127,13 +127,21 @@ struct StrColumn {
 }
 
 impl StrColumn {
-    fn nulls(n: usize) -> Self {
+    fn nulls(n: usize, expect: &mut Expect) -> Self {
+        let rows = expect.rows.max(n);
+        let mut ends = Vec::with_capacity(rows);
+        ends.resize(n, 0);
+        let mut valid = Vec::with_capacity(rows);
+        valid.resize(n, false);
         StrColumn {
             values: Strings {
-                data: String::new(),
-                ends: vec![0; n],
+                // The first string column takes the whole estimate: it is
+                // all of the bodies' bytes, so it bounds every string
+                // column together.
+                data: String::with_capacity(std::mem::take(&mut expect.string_bytes)),
+                ends,
             },
-            valid: vec![false; n],
+            valid,
         }
     }
 
@@ -156,14 +164,21 @@ impl StrColumn {
     }
 }
 
+/// `n` nulls, with room for `rows` values in all.
+fn nulls<T: Clone>(n: usize, rows: usize) -> Vec<Option<T>> {
+    let mut v = Vec::with_capacity(rows.max(n));
+    v.resize(n, None);
+    v
+}
+
 impl FieldColumn {
-    fn new(t: FieldType, nulls: usize) -> Self {
+    fn new(t: FieldType, n: usize, expect: &mut Expect) -> Self {
         match t {
-            FieldType::F64 => FieldColumn::F64(vec![None; nulls]),
-            FieldType::I64 => FieldColumn::I64(vec![None; nulls]),
-            FieldType::U64 => FieldColumn::U64(vec![None; nulls]),
-            FieldType::Bool => FieldColumn::Bool(vec![None; nulls]),
-            FieldType::Str => FieldColumn::Str(StrColumn::nulls(nulls)),
+            FieldType::F64 => FieldColumn::F64(nulls(n, expect.rows)),
+            FieldType::I64 => FieldColumn::I64(nulls(n, expect.rows)),
+            FieldType::U64 => FieldColumn::U64(nulls(n, expect.rows)),
+            FieldType::Bool => FieldColumn::Bool(nulls(n, expect.rows)),
+            FieldType::Str => FieldColumn::Str(StrColumn::nulls(n, expect)),
         }
     }
 
@@ -223,6 +238,16 @@ pub struct ReadingBatch {
     byte_size: usize,
     /// Most columns (time, tags and fields) the batch may hold.
     max_columns: usize,
+    /// What the caller expects to push: new columns are sized for it.
+    expect: Expect,
+}
+
+/// How much a batch expects to hold ([`ReadingBatch::expect`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Expect {
+    rows: usize,
+    /// Taken whole by the first string field column.
+    string_bytes: usize,
 }
 
 impl ReadingBatch {
@@ -244,7 +269,19 @@ impl ReadingBatch {
             fields: BTreeMap::new(),
             byte_size: 0,
             max_columns,
+            expect: Expect::default(),
         }
+    }
+
+    /// Sizes the batch for about `rows` readings whose string field values
+    /// take at most about `string_bytes` together, so that its columns do
+    /// not grow (copying what they hold into new memory each time) as the
+    /// readings arrive. Columns created from now on get that room, the
+    /// first string field column all of `string_bytes`. Only an estimate:
+    /// a batch holds more or fewer all the same.
+    pub fn expect(&mut self, rows: usize, string_bytes: usize) {
+        self.time.reserve(rows.saturating_sub(self.time.len()));
+        self.expect = Expect { rows, string_bytes };
     }
 
     /// Columns (time, tags and fields) so far.
@@ -362,7 +399,7 @@ impl ReadingBatch {
         for key in reading.tags.keys() {
             if !self.tags.contains_key(key) {
                 let column = TagColumn {
-                    rows: vec![None; n],
+                    rows: nulls(n, self.expect.rows),
                     ..TagColumn::default()
                 };
                 self.tags.insert(key.clone(), column);
@@ -370,7 +407,7 @@ impl ReadingBatch {
         }
         for (key, value) in &reading.fields {
             if !self.fields.contains_key(key) {
-                let column = FieldColumn::new(value.field_type(), n);
+                let column = FieldColumn::new(value.field_type(), n, &mut self.expect);
                 self.byte_size += n * if value.field_type() == FieldType::Str {
                     4
                 } else {

@@ -498,3 +498,41 @@ fn rows_with_the_batch_columns_keep_every_rule() {
     assert!(err.is_err(), "{err:?}");
     assert_eq!(b.len(), 4);
 }
+
+#[test]
+fn an_expected_size_changes_nothing_but_the_room() {
+    // Readings whose columns appear late (back-filled with nulls), two
+    // string fields, out of tag order: the same batch whatever the batch
+    // was told to expect, including far too little and far too much.
+    let readings: Vec<Reading> = (0..50i64)
+        .map(|i| {
+            let mut r = reading(1_000 - i).with_tag(tk("dev"), format!("d{}", i % 3));
+            if i > 10 {
+                r = r.with_field(fk("s"), FieldValue::Str("x".repeat(i as usize)));
+            }
+            if i % 2 == 0 {
+                r = r.with_field(fk("t"), FieldValue::Str(format!("t{i}")));
+            }
+            if i > 20 {
+                r = r.with_tag(tk("late"), "y");
+            }
+            r.with_field(fk("v"), FieldValue::F64(i as f64))
+        })
+        .collect();
+    let plain = ReadingBatch::from_readings(m("cpu"), &readings)
+        .unwrap()
+        .to_record_batch()
+        .unwrap();
+    for (rows, bytes) in [(0, 0), (1, 3), (50, 2_000), (10_000, 4 << 20)] {
+        let mut b = ReadingBatch::new(m("cpu"));
+        b.expect(rows, bytes);
+        for r in &readings {
+            b.push(r).unwrap();
+        }
+        assert_eq!(
+            b.to_record_batch().unwrap(),
+            plain,
+            "expect({rows}, {bytes})"
+        );
+    }
+}
