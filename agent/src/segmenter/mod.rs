@@ -246,7 +246,7 @@ impl Segmenter {
 /// reuses it. A thread that ends hands its pages back at once. The price
 /// is a thread start and a fresh heap's page faults per cut. Measured: 2–5 %
 /// of the CPU per 1 KB message, within the runs' spread
-/// (benchmarks-agent.md, "Agent memory, third pass").
+/// (benchmarks-agent-memory.md, "Agent memory, third pass").
 async fn on_own_thread<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, StoreError> {
