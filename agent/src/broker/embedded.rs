@@ -3,8 +3,10 @@
 //!
 //! rumqttd binds its own listeners and does not report the bound address, so
 //! the gate picks two free loopback ports first (bind port 0, read the port,
-//! release it) and hands them over. A port stolen in between shows up as
-//! [`BrokerError::Embedded`] when the listener never answers.
+//! release it) and hands them over. A port another process took in between
+//! shows up as [`BrokerError::Embedded`]: the listener never answers, or
+//! the one that answers is not this process's (`own_port`), and the agent
+//! does not start rather than hand its password and messages to it.
 //!
 //! rumqttd's `start()` blocks forever and cannot be stopped: its thread lives
 //! until the process exits. Only the gate connects to it: the listeners are
@@ -122,6 +124,23 @@ pub(crate) async fn start(config: &MqttConfig) -> Result<Embedded, BrokerError> 
                 )));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // Something answers on both ports; it must be rumqttd, in this process.
+    for addr in [v4, v5] {
+        let SocketAddr::V4(v4addr) = addr else {
+            continue;
+        };
+        match super::own_port::listened_by_this_process(v4addr) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(BrokerError::Embedded(format!(
+                    "another process took {addr}, the port chosen for the embedded broker, before it could listen; not connecting to it (start again: new ports are chosen)"
+                )));
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot tell which process listens on the embedded broker's port");
+            }
         }
     }
     tracing::debug!(%v4, %v5, "embedded broker listening");

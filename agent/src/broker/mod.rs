@@ -140,6 +140,7 @@ mod listener;
 mod loopback;
 mod max_packet;
 pub mod metrics;
+mod own_port;
 pub mod probe;
 pub mod upstream;
 
