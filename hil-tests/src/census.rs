@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::{agent_status, http, query, wait_until};
+use crate::{agent_status, metric, query, wait_until};
 
 /// `{"n": i}` for each i in `range`, one per line.
 pub fn readings(range: std::ops::Range<u64>) -> String {
@@ -51,12 +51,10 @@ pub fn expect_census(hub: SocketAddr, token: Option<&str>, table: &str, total: u
 /// The hub's `ferry_hub_segments_total` for one status (`committed`,
 /// `duplicate`, ...).
 pub fn segments_metric(hub: SocketAddr, status: &str) -> u64 {
-    let (_, text) = http("GET", hub, "/metrics", &[], b"");
-    let key = format!("ferry_hub_segments_total{{status=\"{status}\"}}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    metric(
+        hub,
+        &format!("ferry_hub_segments_total{{status=\"{status}\"}}"),
+    )
 }
 
 /// Whether the agent whose status server is `status_addr` has nothing left

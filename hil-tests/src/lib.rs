@@ -253,6 +253,17 @@ pub fn spawn_agent(config: &Path, mqtt_port: u16, log: &Path) -> Peer {
     peer
 }
 
+/// One series of a process's Prometheus `/metrics` at `addr` (a metric
+/// name with its labels exactly as exported, such as
+/// `ferry_hub_segments_total{status="committed"}`), 0 when absent.
+pub fn metric(addr: SocketAddr, series: &str) -> u64 {
+    let (_, text) = http("GET", addr, "/metrics", &[], b"");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 /// A minimal blocking HTTP/1.1 client for tests (no TLS): returns the status
 /// code and the body as text.
 pub fn http(

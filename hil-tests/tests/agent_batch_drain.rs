@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ferry_hil_tests::{
-    Peer, agent_status, free_port, http, publish_lines, query, require_tool, spawn_agent,
+    Peer, agent_status, free_port, http, metric, publish_lines, query, require_tool, spawn_agent,
     spawn_hub, wait_until,
 };
 
@@ -36,15 +36,6 @@ fn launch_hub(dir: &Path, addr: SocketAddr, extra: &str) -> Peer {
     )
     .expect("write hub.toml");
     spawn_hub(&config, addr, &dir.join("hub.log"), false).0
-}
-
-/// A counter of the hub's `/metrics`, 0 when absent.
-fn metric(hub: SocketAddr, key: &str) -> u64 {
-    let (_, text) = http("GET", hub, "/metrics", &[], b"");
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 /// The highest version in a table's Delta log (its commits, from 0).

@@ -16,7 +16,7 @@
 //! and its acknowledgement after commit by connecting to them directly.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,15 +47,17 @@ impl std::fmt::Debug for Embedded {
     }
 }
 
-fn free_port() -> Result<SocketAddr, BrokerError> {
+fn free_port() -> Result<SocketAddrV4, BrokerError> {
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|source| BrokerError::Bind {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             source,
         })?;
-    listener
+    let port = listener
         .local_addr()
-        .map_err(|e| BrokerError::Embedded(format!("no local address: {e}")))
+        .map_err(|e| BrokerError::Embedded(format!("no local address: {e}")))?
+        .port();
+    Ok(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
 }
 
 fn rumqttd_config(config: &MqttConfig, v4: SocketAddr, v5: SocketAddr, password: &str) -> Config {
@@ -98,8 +100,8 @@ fn rumqttd_config(config: &MqttConfig, v4: SocketAddr, v5: SocketAddr, password:
 /// Starts rumqttd on its own thread and waits (up to 10 s) until both
 /// listeners accept connections.
 pub(crate) async fn start(config: &MqttConfig) -> Result<Embedded, BrokerError> {
-    let v4 = free_port()?;
-    let v5 = free_port()?;
+    let (v4_listen, v5_listen) = (free_port()?, free_port()?);
+    let (v4, v5) = (SocketAddr::V4(v4_listen), SocketAddr::V4(v5_listen));
     let password: Arc<str> = super::probe::hex(&rand::random::<[u8; 32]>()).into();
     let rconfig = rumqttd_config(config, v4, v5, &password);
     std::thread::Builder::new()
@@ -127,11 +129,8 @@ pub(crate) async fn start(config: &MqttConfig) -> Result<Embedded, BrokerError> 
         }
     }
     // Something answers on both ports; it must be rumqttd, in this process.
-    for addr in [v4, v5] {
-        let SocketAddr::V4(v4addr) = addr else {
-            continue;
-        };
-        match super::own_port::listened_by_this_process(v4addr) {
+    for addr in [v4_listen, v5_listen] {
+        match super::own_port::listened_by_this_process(addr) {
             Ok(true) => {}
             Ok(false) => {
                 return Err(BrokerError::Embedded(format!(

@@ -38,13 +38,19 @@ fn contender(store: &Arc<dyn ObjectStore>, hub: &str) -> (Lease, Contender) {
     (lease, c)
 }
 
+/// Hubs "a" and "b", each after one round: A took epoch 1, B saw it.
+async fn a_then_b(store: &Arc<dyn ObjectStore>) -> ((Lease, Contender), (Lease, Contender)) {
+    let (a, mut ca) = contender(store, "a");
+    let (b, mut cb) = contender(store, "b");
+    ca.round().await.unwrap();
+    cb.round().await.unwrap();
+    ((a, ca), (b, cb))
+}
+
 #[tokio::test]
 async fn one_holder_a_dead_one_is_replaced_after_the_ttl_and_a_released_one_at_once() {
     let (_dir, store) = lake();
-    let (a, mut ca) = contender(&store, "a");
-    let (b, mut cb) = contender(&store, "b");
-    ca.round().await.unwrap();
-    cb.round().await.unwrap();
+    let ((a, mut ca), (b, mut cb)) = a_then_b(&store).await;
     assert!(a.held() && !b.held());
     assert_eq!(a.epoch(), 1);
     // A renews: B sees the heartbeat move and waits.
@@ -83,10 +89,7 @@ async fn a_holder_that_cannot_renew_stops_before_anyone_may_take_over() {
 #[tokio::test]
 async fn a_late_holder_renews_unless_another_took_over_meanwhile() {
     let (_dir, store) = lake();
-    let (a, mut ca) = contender(&store, "a");
-    let (b, mut cb) = contender(&store, "b");
-    ca.round().await.unwrap();
-    cb.round().await.unwrap();
+    let ((a, mut ca), (b, mut cb)) = a_then_b(&store).await;
     // A renews late, before a whole ttl without a heartbeat: it stopped
     // acting, and it takes its own epoch up again; B keeps waiting.
     lapse(&mut ca);
@@ -113,10 +116,7 @@ async fn a_late_holder_renews_unless_another_took_over_meanwhile() {
 #[tokio::test]
 async fn a_lapsed_holder_that_stops_hands_its_epoch_on_unless_another_took_over() {
     let (_dir, store) = lake();
-    let (a, mut ca) = contender(&store, "a");
-    let (b, mut cb) = contender(&store, "b");
-    ca.round().await.unwrap();
-    cb.round().await.unwrap();
+    let ((a, mut ca), (b, mut cb)) = a_then_b(&store).await;
     // A lapses and stops cleanly before it could renew: B takes over at
     // its next round, not a ttl later.
     lapse(&mut ca);
