@@ -13,9 +13,9 @@
 //!
 //! 1. The writer finds the due group, its oldest reading and the sequence
 //!    the segment will carry.
-//! 2. Off the writer thread, on a thread of its own that ends with the cut
-//!    (`on_own_thread`: the allocator's pages go back with it), and on a
-//!    connection of its own
+//! 2. Off the writer thread, on a thread of its own that ends with the busy
+//!    spell (`cut_thread.rs`: the allocator's pages go back with it), and
+//!    on a connection of its own
 //!    ([`RowReader`]), the group's oldest readings are read, at most one
 //!    segment's worth (memory stays bounded whatever the backlog), and each
 //!    is decoded and pushed into a [`ReadingBatch`] in id order as it is
@@ -57,8 +57,11 @@ use crate::store::{
 };
 use crate::supervise::{Beat, fault};
 
+mod cut_thread;
 #[cfg(test)]
 mod tests;
+
+use cut_thread::CutThread;
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -130,40 +133,62 @@ impl Segmenter {
     /// Cuts every group that is due (full or old enough), as many segments
     /// as needed.
     pub async fn cut_due(&self) -> Result<CutReport, StoreError> {
-        self.cut(false).await
+        self.cut(false, &mut None).await
     }
 
     /// Cuts everything buffered, whatever its age (shutdown).
     pub async fn flush(&self) -> Result<CutReport, StoreError> {
-        self.cut(true).await
+        self.cut(true, &mut None).await
     }
 
-    async fn cut(&self, force: bool) -> Result<CutReport, StoreError> {
+    /// One pass. `spell` keeps the cut thread (and its reader) from one pass
+    /// to the next while passes find work: the pass's first due group starts
+    /// it, and a pass that cuts nothing, or fails, ends it.
+    async fn cut(
+        &self,
+        force: bool,
+        spell: &mut Option<CutThread>,
+    ) -> Result<CutReport, StoreError> {
+        let result = self.pass(force, spell).await;
+        if !matches!(&result, Ok(r) if r.segments + r.unsegmentable > 0) {
+            *spell = None;
+        }
+        result
+    }
+
+    async fn pass(
+        &self,
+        force: bool,
+        spell: &mut Option<CutThread>,
+    ) -> Result<CutReport, StoreError> {
         let mut report = CutReport::default();
         let mut stale = 0;
         let limits = self.limits();
-        // Opened at the first due group of a pass, closed with the pass.
-        let mut reader: Option<RowReader> = None;
         while let Some(due) = self.store.load_due(limits, force).await? {
             self.waiting(Duration::ZERO);
             let agent_id = self.store.agent_id().clone();
             let started = Instant::now();
             let max_columns = self.config.max_columns.max(2);
             let store = self.store.clone();
-            let taken = reader.take();
-            let (back, planned) = on_own_thread(move || {
-                let mut reader = match taken {
-                    Some(r) => r,
-                    None => match store.open_reader() {
-                        Ok(r) => r,
-                        Err(e) => return (None, Err(e)),
-                    },
-                };
-                let planned = plan(&due, &mut reader, limits, &agent_id, max_columns);
-                (Some(reader), planned)
-            })
-            .await?;
-            reader = back;
+            let thread = match spell {
+                Some(thread) => thread,
+                None => spell.insert(CutThread::start()?),
+            };
+            let taken = thread.reader.take();
+            let (back, planned) = thread
+                .run(move || {
+                    let mut reader = match taken {
+                        Some(r) => r,
+                        None => match store.open_reader() {
+                            Ok(r) => r,
+                            Err(e) => return (None, Err(e)),
+                        },
+                    };
+                    let planned = plan(&due, &mut reader, limits, &agent_id, max_columns);
+                    (Some(reader), planned)
+                })
+                .await?;
+            thread.reader = back;
             let plan = match planned {
                 Err(StoreError::Stale) if stale < MAX_STALE => {
                     stale += 1;
@@ -213,6 +238,8 @@ impl Segmenter {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        // The cut thread of the current busy spell (see `cut`).
+        let mut spell = None;
         loop {
             self.waiting(tick);
             tokio::select! {
@@ -221,7 +248,7 @@ impl Segmenter {
             }
             fault::point("segmenter").await;
             self.waiting(Duration::ZERO);
-            match self.cut_due().await {
+            match self.cut(false, &mut spell).await {
                 Ok(_) => failing = false,
                 Err(StoreError::Closed) => return Err(StoreError::Closed),
                 Err(e) => {
@@ -232,40 +259,9 @@ impl Segmenter {
                 }
             }
         }
+        drop(spell);
         self.flush().await
     }
-}
-
-/// Runs `f` off the runtime, on a thread of its own that ends with it.
-///
-/// A cut allocates a segment's worth of memory (about 6 MB at its peak for
-/// 10,000 small readings). On one of tokio's pooled blocking threads,
-/// mimalloc kept part of it after the cut: each size class's last page
-/// stays with its thread until that thread allocates again, and an idle
-/// pooled thread lives on for 10 s, or longer while other blocking work
-/// reuses it. A thread that ends hands its pages back at once. The price
-/// is a thread start and a fresh heap's page faults per cut. Measured: 2–5 %
-/// of the CPU per 1 KB message, within the runs' spread
-/// (benchmarks-agent-memory.md, "Agent memory, third pass").
-async fn on_own_thread<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, StoreError> {
-    let io = |source| StoreError::Io {
-        path: "segmenter".into(),
-        source,
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("ferry-cut".to_owned())
-        .spawn(move || {
-            let _ = tx.send(f());
-        })
-        .map_err(io)?;
-    rx.await.map_err(|_| {
-        io(std::io::Error::other(
-            "the cut's thread ended without an answer",
-        ))
-    })
 }
 
 /// Builds the segment for the longest prefix of the due group's readings

@@ -409,23 +409,33 @@ async fn a_cut_holds_what_its_read_saw_and_fails_stale_when_those_readings_chang
     store.shutdown().await.expect("shuts down");
 }
 
-/// A cut runs on a thread of its own (named, so it shows in `top -H`), and
-/// a panic there is an error for the segmenter to log and retry, not a hang.
+/// Cuts run on a thread of their own (named, so it shows in `top -H`),
+/// the same one for every job it is given; a panic there is an error for
+/// the segmenter to log and retry, not a hang, and that thread answers no
+/// more jobs.
 #[tokio::test]
-async fn a_cut_runs_on_its_own_thread_and_a_panic_there_is_an_error() {
-    let name = on_own_thread(|| std::thread::current().name().map(str::to_owned))
+async fn cuts_run_on_a_thread_of_their_own_and_a_panic_there_is_an_error() {
+    let mut thread = CutThread::start().expect("starts");
+    let name = thread
+        .run(|| std::thread::current().name().map(str::to_owned))
         .await
         .expect("ran");
     assert_eq!(name.as_deref(), Some("ferry-cut"));
     let runtime = std::thread::current().id();
-    let ran_on = on_own_thread(|| std::thread::current().id())
+    let first = thread
+        .run(|| std::thread::current().id())
         .await
         .expect("ran");
-    assert_ne!(ran_on, runtime);
+    let second = thread
+        .run(|| std::thread::current().id())
+        .await
+        .expect("ran");
+    assert_ne!(first, runtime);
+    assert_eq!(first, second, "one thread for the jobs of a spell");
 
     let panicked = tokio::time::timeout(
         Duration::from_secs(10),
-        on_own_thread(|| -> u32 { panic!("a cut that panics") }),
+        thread.run(|| -> u32 { panic!("a cut that panics") }),
     )
     .await
     .expect("answers, does not hang");
@@ -433,4 +443,76 @@ async fn a_cut_runs_on_its_own_thread_and_a_panic_there_is_an_error() {
         matches!(panicked, Err(StoreError::Io { .. })),
         "{panicked:?}"
     );
+    let after = tokio::time::timeout(Duration::from_secs(10), thread.run(|| 1))
+        .await
+        .expect("answers, does not hang");
+    assert!(matches!(after, Err(StoreError::Io { .. })), "{after:?}");
+    let mut fresh = CutThread::start().expect("starts");
+    assert_eq!(fresh.run(|| 2).await.expect("ran"), 2);
+}
+
+/// The segmenter's loop keeps its cut thread (and reader) while passes cut,
+/// and ends it with the first pass that finds nothing due, so an idle agent
+/// holds none of a cut's memory.
+#[tokio::test]
+async fn the_cut_thread_lives_while_passes_cut_and_ends_with_the_first_idle_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("buffer.db");
+    let clock = ManualClock::new(T0);
+    let store = open(&path, &test_config(), &clock).await;
+    let segmenter = Segmenter::new(store.clone(), config(100));
+    let mut spell = None;
+
+    let rows: Vec<Incoming> = (0..150).map(|n| reading("m", n)).collect();
+    store
+        .append(rows, Durability::Durable)
+        .await
+        .expect("stored");
+    let report = segmenter.cut(false, &mut spell).await.expect("cuts");
+    assert_eq!(report.segments, 1);
+    let thread = spell.as_mut().expect("kept after a pass that cut");
+    assert!(thread.reader.is_some(), "its reader is kept with it");
+    let kept = thread
+        .run(|| std::thread::current().id())
+        .await
+        .expect("ran");
+
+    let rows: Vec<Incoming> = (150..250).map(|n| reading("m", n)).collect();
+    store
+        .append(rows, Durability::Durable)
+        .await
+        .expect("stored");
+    assert_eq!(
+        segmenter
+            .cut(false, &mut spell)
+            .await
+            .expect("cuts")
+            .segments,
+        1
+    );
+    let again = spell
+        .as_mut()
+        .expect("still kept")
+        .run(|| std::thread::current().id())
+        .await
+        .expect("ran");
+    assert_eq!(kept, again, "the second pass cut on the same thread");
+
+    // 50 young readings left: nothing due, and the thread goes.
+    assert_eq!(
+        segmenter
+            .cut(false, &mut spell)
+            .await
+            .expect("cuts")
+            .segments,
+        0
+    );
+    assert!(spell.is_none(), "ended by a pass that cut nothing");
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(
+        segmenter.cut(false, &mut spell).await.expect("cuts").rows,
+        50
+    );
+    assert!(spell.is_some(), "a new spell starts with the next cut");
+    store.shutdown().await.expect("shuts down");
 }
