@@ -160,11 +160,13 @@ impl<S> Shared<S> {
                 }
             }
         };
-        gauge!(m::INFLIGHT_BYTES).increment(f64::from(bytes));
+        let gauge = self.meters.inflight_bytes.clone();
+        gauge.increment(f64::from(bytes));
         Ok(Held {
             _permit: permit,
             _budget: budget,
             bytes,
+            gauge,
         })
     }
 

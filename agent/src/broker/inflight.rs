@@ -7,10 +7,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use metrics::gauge;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::metrics as m;
 use crate::ingest::Accepted;
 
 /// A message the sink has taken, until its commit settles: it holds the
@@ -29,11 +27,13 @@ pub(super) struct Held {
     pub(super) _permit: OwnedSemaphorePermit,
     pub(super) _budget: OwnedSemaphorePermit,
     pub(super) bytes: u32,
+    /// `ferry_broker_inflight_bytes`, given `bytes` back on drop.
+    pub(super) gauge: metrics::Gauge,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        gauge!(m::INFLIGHT_BYTES).decrement(f64::from(self.bytes));
+        self.gauge.decrement(f64::from(self.bytes));
     }
 }
 

@@ -78,6 +78,9 @@ pub(crate) struct PublishMeters {
     pub(crate) received: [metrics::Counter; 3],
     /// [`ACK_HOLD_SECONDS`].
     pub(crate) ack_hold: metrics::Histogram,
+    /// [`INFLIGHT_BYTES`]: up when a PUBLISH takes its room, down when it
+    /// gives it back.
+    pub(crate) inflight_bytes: metrics::Gauge,
 }
 
 impl PublishMeters {
@@ -86,6 +89,7 @@ impl PublishMeters {
         PublishMeters {
             received: ["0", "1", "2"].map(|q| metrics::counter!(PUBLISHES_RECEIVED, "qos" => q)),
             ack_hold: metrics::histogram!(ACK_HOLD_SECONDS),
+            inflight_bytes: metrics::gauge!(INFLIGHT_BYTES),
         }
     }
 

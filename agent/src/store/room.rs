@@ -3,7 +3,7 @@
 //! [`make_room`] applies the `when_full` policy inside the caller's
 //! transaction; see the module docs for the eviction order.
 
-use rusqlite::{Transaction, params};
+use rusqlite::{Statement, Transaction, params};
 
 use super::config::WhenFull;
 use super::db::{DEAD_LETTER_OVERHEAD, Limits, Mem, Row, SEGMENT_OVERHEAD, opt_i64};
@@ -253,13 +253,14 @@ pub(crate) fn make_room(
     }
 }
 
-fn insert_row(tx: &Transaction<'_>, mem: &mut Mem, grp: i64, row: &Row) -> Result<i64> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO readings (grp, durable, received_ns, time_ns, size, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+/// The statement [`insert_row`] runs, prepared once per batch: looking it
+/// up in the connection's cache hashes its text, once per reading.
+const INSERT_READING: &str = "INSERT INTO readings (grp, durable, received_ns, time_ns, size, body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+fn insert_row(insert: &mut Statement<'_>, mem: &mut Mem, grp: i64, row: &Row) -> Result<i64> {
     let size = row.size();
-    stmt.execute(params![
+    let id = insert.insert(params![
         grp,
         row.durable,
         row.received_ns,
@@ -268,7 +269,7 @@ fn insert_row(tx: &Transaction<'_>, mem: &mut Mem, grp: i64, row: &Row) -> Resul
         row.body
     ])?;
     mem.add_reading(grp, size, row.durable);
-    Ok(tx.last_insert_rowid())
+    Ok(id)
 }
 
 /// Inserts the durable appends (each whole or not at all) and then the
@@ -281,6 +282,7 @@ pub(crate) fn insert_batch(
     best_effort: &[(&Row, i64)],
 ) -> Result<(Vec<Result<Appended, RejectReason>>, u64)> {
     let mut results = Vec::with_capacity(appends.len());
+    let mut insert = tx.prepare_cached(INSERT_READING)?;
     for &(rows, ref grps) in appends {
         let need: u64 = rows.iter().map(Row::size).sum();
         if !make_room(tx, mem, limits, need, Claim::Durable)? {
@@ -290,7 +292,7 @@ pub(crate) fn insert_batch(
         }
         let mut first = None;
         for (row, grp) in rows.iter().zip(grps) {
-            let id = insert_row(tx, mem, *grp, row)?;
+            let id = insert_row(&mut insert, mem, *grp, row)?;
             first.get_or_insert(id);
         }
         results.push(Ok(Appended {
@@ -301,7 +303,7 @@ pub(crate) fn insert_batch(
     let mut stored = 0;
     for &(row, grp) in best_effort {
         if make_room(tx, mem, limits, row.size(), Claim::BestEffort)? {
-            insert_row(tx, mem, grp, row)?;
+            insert_row(&mut insert, mem, grp, row)?;
             stored += 1;
         } else {
             mem.drop_rows(DropReason::Qos0Full, 1);
